@@ -1,0 +1,22 @@
+"""BaseDataLoader: builds the cached dataset a model family trains on, and serves its batches."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+from modules.base.model import BaseModel
+
+
+class BaseDataLoader(ABC):
+    @abstractmethod
+    def prepare(self, model: BaseModel, config) -> None:
+        """Probe, plan and cache everything training will read (the only step that decodes media)."""
+
+    @abstractmethod
+    def batches(self, epoch: int, skip: int = 0) -> Iterator[dict]:
+        """Batches of cached tensors for one epoch, in a seeded order; `skip` resumes mid-epoch."""
+
+    @abstractmethod
+    def batches_per_epoch(self) -> int:
+        """How many batches `batches` yields for one epoch."""

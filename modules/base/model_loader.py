@@ -1,0 +1,17 @@
+"""BaseModelLoader: turns the config's model section into a loaded BaseModel."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from modules.base.model import BaseModel
+
+
+class ModelLoadError(Exception):
+    """A model folder or file that cannot be used; the message names the path, what was found and the fix."""
+
+
+class BaseModelLoader(ABC):
+    @abstractmethod
+    def load(self, config) -> BaseModel:
+        """Load every part from local files (no network unless the config allows a hub download)."""

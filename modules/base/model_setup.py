@@ -1,0 +1,57 @@
+"""BaseModelSetup: what one training method (LoRA, full, embedding) does to a model on each step."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from modules.base.model import BaseModel
+
+
+@dataclass
+class TrainProgress:
+    """Where training stands; saved in backups so a resumed run continues at the same place."""
+
+    global_step: int = 0
+    epoch: int = 0
+    epoch_step: int = 0
+
+
+class BaseModelSetup(ABC):
+    @abstractmethod
+    def setup_model(self, model: BaseModel, config) -> None:
+        """Freeze what is not trained, attach adapters, set dtypes and gradient checkpointing."""
+
+    @abstractmethod
+    def parameter_groups(self, model: BaseModel, config) -> list[dict]:
+        """Trainable parameters as optimizer parameter groups (each with its learning rate)."""
+
+    @abstractmethod
+    def setup_train_device(self, model: BaseModel, config, device: torch.device) -> None:
+        """Place the parts for training: denoisers on the accelerator, encoders where caching left them."""
+
+    @abstractmethod
+    def predict(
+        self,
+        model: BaseModel,
+        batch: dict,
+        config,
+        progress: TrainProgress,
+        generator: torch.Generator,
+        deterministic_timesteps: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """One forward pass on a batch; returns at least `predicted`, `target` and `loss_weight`.
+
+        `deterministic_timesteps` (sigmas in [0, 1], one per sample) replaces the random draw, so that
+        loss can be measured at fixed noise levels (overfit checks, validation).
+        """
+
+    @abstractmethod
+    def calculate_loss(self, model: BaseModel, batch: dict, prediction: dict, config) -> torch.Tensor:
+        """Scalar loss from `predict`'s output."""
+
+    def trainable_state_dict(self, model: BaseModel) -> dict[str, torch.Tensor]:
+        """The trained weights only, under stable names (for backups, EMA and equality checks)."""
+        raise NotImplementedError
