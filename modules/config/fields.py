@@ -1,0 +1,48 @@
+"""Self-describing config fields: each carries its type, default, help, and allowed values or range.
+
+The GUI and the docs can be generated from this metadata, and validation reads it, so the rules for a
+setting live in exactly one place: its declaration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    choices: tuple | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """Declare a config field; `help` is shown in the GUI and in validation errors."""
+    metadata = {"help": help, "choices": choices, "min": min, "max": max}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def describe(config_class: type) -> list[dict]:
+    """A flat description of every field (dotted name, type, default, help, choices, range)."""
+    rows = []
+    hints = _type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            for row in describe(kind):
+                rows.append({**row, "name": f"{f.name}.{row['name']}"})
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        rows.append({"name": f.name, "type": getattr(kind, "__name__", str(kind)), "default": default, **f.metadata})
+    return rows
+
+
+def _type_hints(config_class: type) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(config_class)

@@ -1,0 +1,121 @@
+"""TrainConfig: every setting of a training run, declared once with its type, default, help and limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modules.config.fields import setting
+
+DTYPES = ("float32", "bfloat16", "float16")
+VARIANT_CHOICES = ("auto", "TI2V-5B", "T2V-A14B", "I2V-A14B")
+
+
+@dataclass
+class ModelConfig:
+    base_path: str = setting(help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers")
+    variant: str = setting("auto", help="Which WAN 2.2 model; 'auto' detects it from the folder", choices=VARIANT_CHOICES)
+    allow_download: bool = setting(False, help="Allow downloading a hub id that is not in the local Hugging Face cache")
+    transformer_dtype: str = setting("bfloat16", help="Storage dtype of the frozen transformer weights", choices=DTYPES)
+    text_encoder_dtype: str = setting("bfloat16", help="Dtype of the UMT5 text encoder (used only while caching)", choices=DTYPES)
+    vae_dtype: str = setting("float32", help="Dtype of the VAE (used only while caching and sampling)", choices=DTYPES)
+    text_max_length: int = setting(512, help="Text tokens per caption; the WAN pipelines use 512", min=1, max=512)
+
+
+@dataclass
+class LoraConfig:
+    rank: int = setting(32, help="LoRA rank", min=1, max=1024)
+    alpha: float = setting(32.0, help="LoRA alpha; the update is scaled by alpha / rank", min=0.0)
+    dropout: float = setting(0.0, help="Dropout on the LoRA input", min=0.0, max=1.0)
+    layer_filter: str = setting("", help="Comma-separated substrings or a regex of module names to train (empty: all attention and feed-forward linears)")
+
+
+@dataclass
+class ConceptConfig:
+    path: str = setting(help="Folder of videos and images")
+    repeats: int = setting(1, help="How many times each item is seen per epoch", min=1)
+    caption_source: str = setting("txt", help="Caption from a .txt file beside the media, the file name, or caption_text", choices=("txt", "filename", "text"))
+    caption_text: str = setting("", help="The caption when caption_source is 'text', and the fallback for missing captions when on_missing_caption is 'use_text'")
+    on_missing_caption: str = setting("skip", help="What to do with media that has no caption file", choices=("skip", "use_text", "error"))
+    include_subdirectories: bool = setting(False, help="Also collect media from subfolders")
+
+
+@dataclass
+class DataConfig:
+    concepts: list[ConceptConfig] = setting(default_factory=list, help="The training data (or use concepts_file)")
+    concepts_file: str = setting("", help="A JSON file holding a list of concepts (relative paths are relative to the config file)")
+    resolution: int = setting(480, help="Training area as the side of a square (480 -> about 480x480 pixels, aspect kept)", min=16, max=4096)
+    frames: int = setting(81, help="Frames per training window; must be 4n+1 (1, 5, ..., 81, ..., 121)", min=1, max=1025)
+    min_frames: int = setting(1, help="Clips shorter than this (after fps resampling) are skipped; shorter clips above it go to a smaller 4n+1 bucket", min=1)
+    fps: float = setting(0.0, help="Target frame rate; 0 uses the model's native rate (24 for TI2V-5B, 16 for A14B)", min=0.0)
+    extraction_mode: str = setting("head", help="How windows are cut from a clip", choices=("head", "chunk", "slide", "uniform", "full"))
+    max_windows_per_video: int = setting(1, help="Upper bound of windows per clip (chunk, slide, uniform)", min=1)
+    slide_stride: int = setting(8, help="Frames between window starts in 'slide' mode (at the target fps)", min=1)
+    cache_dir: str = setting("", help="Where cached latents and text embeddings live (default: <workspace>/cache)")
+
+
+@dataclass
+class TrainingConfig:
+    max_steps: int = setting(1000, help="Optimizer steps to train", min=1)
+    batch_size: int = setting(1, help="Clips per batch (a batch holds one resolution/frame bucket)", min=1)
+    gradient_accumulation_steps: int = setting(1, help="Batches per optimizer step", min=1)
+    learning_rate: float = setting(1e-4, help="Peak learning rate", min=0.0)
+    optimizer: str = setting("adamw", help="Optimizer; adamw_8bit needs bitsandbytes and a GPU", choices=("adamw", "adamw_8bit"))
+    weight_decay: float = setting(0.01, help="AdamW weight decay", min=0.0)
+    adam_beta1: float = setting(0.9, help="AdamW beta1", min=0.0, max=1.0)
+    adam_beta2: float = setting(0.999, help="AdamW beta2", min=0.0, max=1.0)
+    adam_epsilon: float = setting(1e-8, help="AdamW epsilon", min=0.0)
+    lr_scheduler: str = setting("constant", help="Learning-rate schedule after warmup", choices=("constant", "linear", "cosine"))
+    warmup_steps: int = setting(0, help="Linear warmup steps from 0 to the peak learning rate", min=0)
+    max_grad_norm: float = setting(1.0, help="Gradient clipping norm; 0 disables clipping", min=0.0)
+    train_dtype: str = setting("bfloat16", help="Compute dtype of the forward pass (autocast); adapters stay float32", choices=DTYPES)
+    gradient_checkpointing: bool = setting(True, help="Recompute activations in the backward pass to save memory")
+    seed: int = setting(42, help="Seed of noise, timesteps and data order", min=0)
+    timestep_distribution: str = setting("logit_normal", help="How training noise levels are drawn", choices=("uniform", "logit_normal", "sigmoid"))
+    logit_mean: float = setting(0.0, help="Mean of the logit-normal distribution")
+    logit_std: float = setting(1.0, help="Standard deviation of the logit-normal distribution", min=1e-3)
+    sigmoid_scale: float = setting(1.0, help="Scale of the sigmoid distribution (sigmoid(scale * N(0,1)))", min=1e-3)
+    flow_shift: float = setting(5.0, help="Discrete flow shift applied to drawn noise levels (1 = none)", min=0.01)
+    device: str = setting("auto", help="'auto' (CUDA/ROCm if present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
+
+
+@dataclass
+class SampleConfig:
+    prompt: str = setting(help="What the sample shows")
+    negative_prompt: str = setting("", help="What to steer away from (classifier-free guidance)")
+    width: int = setting(256, help="Width in pixels (rounded down to the model's multiple)", min=16)
+    height: int = setting(256, help="Height in pixels (rounded down to the model's multiple)", min=16)
+    frames: int = setting(17, help="Frames; rounded up to the next 4n+1", min=1)
+    seed: int = setting(0, help="Noise seed", min=0)
+    steps: int = setting(30, help="Denoising steps", min=1)
+    guidance_scale: float = setting(5.0, help="CFG scale (of the high-noise expert for A14B)", min=0.0)
+    guidance_scale_2: float | None = setting(None, help="CFG scale of the low-noise expert (A14B); empty: same as guidance_scale")
+    flow_shift: float | None = setting(None, help="Sampling flow shift; empty: the model's scheduler default")
+    fps: int | None = setting(None, help="Frame rate of the written video; empty: the model's native rate")
+
+
+@dataclass
+class OutputConfig:
+    workspace_dir: str = setting("workspace/run", help="Folder for the cache, TensorBoard logs, samples and saves")
+    output_path: str = setting("", help="Final LoRA file (default: <workspace>/output/lora.safetensors)")
+    lora_format: str = setting("comfyui", help="Key layout of saved LoRAs", choices=("comfyui", "diffusers"))
+    save_dtype: str = setting("bfloat16", help="Dtype of saved weights", choices=DTYPES)
+    save_every_steps: int = setting(0, help="Also save every N steps into <workspace>/save (0: only at the end)", min=0)
+    tensorboard: bool = setting(True, help="Log loss and learning rate to <workspace>/tensorboard")
+
+
+@dataclass
+class SamplingConfig:
+    samples: list[SampleConfig] = setting(default_factory=list, help="Samples written at the end of training")
+    sample_at_end: bool = setting(True, help="Write the samples after the last step")
+
+
+@dataclass
+class TrainConfig:
+    version: int = setting(1, help="Config format version (older files are migrated on load)", min=0)
+    training_method: str = setting("lora", help="What is trained", choices=("lora",))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(base_path=""), metadata={"help": "The base model"})
+    lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Training data and caching"})
+    training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimisation"})
+    output: OutputConfig = field(default_factory=OutputConfig, metadata={"help": "Where results go"})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "Samples"})
