@@ -5,13 +5,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
+import torch
+
 from modules.base.model import BaseModel
 
 
 class BaseDataLoader(ABC):
     @abstractmethod
-    def prepare(self, model: BaseModel, config) -> None:
-        """Probe, plan and cache everything training will read (the only step that decodes media)."""
+    def prepare(self, model: BaseModel, config, device: torch.device) -> None:
+        """Probe, plan and cache everything training will read (the only step that decodes media).
+
+        Encoders run on `device` while caching and are moved back to the CPU afterwards.
+        """
 
     @abstractmethod
     def batches(self, epoch: int, skip: int = 0) -> Iterator[dict]:

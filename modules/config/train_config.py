@@ -112,6 +112,7 @@ class SamplingConfig:
 @dataclass
 class TrainConfig:
     version: int = setting(1, help="Config format version (older files are migrated on load)", min=0)
+    model_type: str = setting("wan_2_2", help="Model family", choices=("wan_2_2",))
     training_method: str = setting("lora", help="What is trained", choices=("lora",))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(base_path=""), metadata={"help": "The base model"})
     lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings"})

@@ -1,0 +1,43 @@
+"""The one place that maps (model type, training method) to the plugin classes that implement it.
+
+Adding a model family or method means adding a line here; nothing scans folders or registers on import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modules.config.validation import ConfigError
+
+
+@dataclass(frozen=True)
+class Plugin:
+    loader: type
+    setup: type
+    saver: type
+    sampler: type
+    data_loader: type
+
+
+def _wan_lora() -> Plugin:
+    from modules.wan.data_loader import WanBaseDataLoader
+    from modules.wan.lora_saver import WanLoRASaver
+    from modules.wan.lora_setup import WanLoRASetup
+    from modules.wan.model_loader import WanModelLoader
+    from modules.wan.sampler import WanModelSampler
+
+    return Plugin(WanModelLoader, WanLoRASetup, WanLoRASaver, WanModelSampler, WanBaseDataLoader)
+
+
+# Values are factories so that importing the registry does not import every plugin's dependencies.
+PLUGINS = {
+    ("wan_2_2", "lora"): _wan_lora,
+}
+
+
+def plugin_for(model_type: str, training_method: str) -> Plugin:
+    try:
+        return PLUGINS[(model_type, training_method)]()
+    except KeyError:
+        known = ", ".join(f"{m}/{t}" for m, t in PLUGINS)
+        raise ConfigError(f"model_type/training_method: {model_type}/{training_method} is not supported (supported: {known})") from None

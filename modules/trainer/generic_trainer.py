@@ -1,0 +1,167 @@
+"""GenericTrainer: the training loop, written once for every model family and training method.
+
+It knows a model only through the plugin contract (modules/base). Read `train` top to bottom:
+load -> cache -> set up -> loop (predict, loss, backward, step, log, save) -> save -> sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from modules.base.model_setup import TrainProgress
+from modules.config.train_config import TrainConfig
+from modules.registry import Plugin, plugin_for
+from modules.trainer.device import resolve_device
+from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
+from modules.trainer.run_log import RunLog
+
+log = logging.getLogger("wan_trainer")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for example a non-finite loss); the message says what to change."""
+
+
+@dataclass
+class TrainResult:
+    workspace: Path
+    output_files: list[Path] = field(default_factory=list)
+    sample_files: list[Path] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+
+
+class GenericTrainer:
+    def __init__(self, config: TrainConfig, plugin: Plugin | None = None):
+        self.config = config
+        self.plugin = plugin or plugin_for(config.model_type, config.training_method)
+        self.workspace = Path(config.output.workspace_dir)
+        requested = resolve_device(config.training.device)
+        # Accelerate owns process placement so that multi-GPU later needs no change to this loop.
+        self.accelerator = Accelerator(cpu=requested.type == "cpu")
+        self.device = requested if requested.index is not None else self.accelerator.device
+        self.model = None
+        self.data = None
+        self.setup = None
+
+    # ---- phases --------------------------------------------------------------------------------
+    def load_and_cache(self) -> None:
+        """Load the model and build (or reuse) the cache; after this, no step decodes media."""
+        self.model = self.plugin.loader().load(self.config)
+        self.data = self.plugin.data_loader()
+        self.data.prepare(self.model, self.config, self.device)
+
+    def set_up_training(self) -> None:
+        self.setup = self.plugin.setup()
+        self.setup.setup_model(self.model, self.config)
+        self.setup.setup_train_device(self.model, self.config, self.device)
+        groups = self.setup.parameter_groups(self.model, self.config)
+        self.parameters = [p for group in groups for p in group["params"]]
+        self.optimizer = create_optimizer(groups, self.config.training)
+        self.lr_scheduler = create_lr_scheduler(self.optimizer, self.config.training)
+        self.optimizer, self.lr_scheduler = self.accelerator.prepare(self.optimizer, self.lr_scheduler)
+        self.generator = torch.Generator().manual_seed(self.config.training.seed)
+        self.progress = TrainProgress()
+
+    def train(self) -> TrainResult:
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        if self.model is None:
+            self.load_and_cache()
+        self.set_up_training()
+        result = TrainResult(workspace=self.workspace)
+        config = self.config
+        tensorboard_dir = self.workspace / "tensorboard" if config.output.tensorboard else None
+        run_log = RunLog(config.training.max_steps, self.progress.global_step, tensorboard_dir)
+        try:
+            self._loop(run_log, result)
+            result.output_files = self.save(self.output_path())
+            run_log.message(f"saved: {', '.join(map(str, result.output_files))}")
+            if config.sampling.sample_at_end:
+                result.sample_files = self.sample_all(f"end-step{self.progress.global_step:06d}", run_log)
+        finally:
+            run_log.close()
+        result.steps = self.progress.global_step
+        return result
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def _loop(self, run_log: RunLog, result: TrainResult) -> None:
+        config, progress = self.config, self.progress
+        accumulation = config.training.gradient_accumulation_steps
+        micro_step, accumulated_loss = 0, 0.0
+        while progress.global_step < config.training.max_steps:
+            for batch in self.data.batches(progress.epoch, skip=progress.epoch_step):
+                loss = self._forward_backward(batch, accumulation)
+                accumulated_loss += loss
+                micro_step += 1
+                progress.epoch_step += 1
+                if micro_step % accumulation:
+                    continue
+                self._optimizer_step()
+                progress.global_step += 1
+                step_loss, accumulated_loss = accumulated_loss, 0.0
+                result.losses.append(step_loss)
+                run_log.step(progress.global_step, step_loss, self.lr_scheduler.get_last_lr()[0])
+                self._save_on_schedule(run_log)
+                if progress.global_step >= config.training.max_steps:
+                    return
+            progress.epoch += 1
+            progress.epoch_step = 0
+
+    def _forward_backward(self, batch: dict, accumulation: int) -> float:
+        prediction = self.setup.predict(self.model, batch, self.config, self.progress, self.generator)
+        loss = self.setup.calculate_loss(self.model, batch, prediction, self.config)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"the loss became {value} at step {self.progress.global_step}; lower training.learning_rate, "
+                "or use training.train_dtype bfloat16 instead of float16"
+            )
+        self.accelerator.backward(loss / accumulation)
+        return value / accumulation
+
+    def _optimizer_step(self) -> None:
+        if self.config.training.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.parameters, self.config.training.max_grad_norm)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # ---- outputs -------------------------------------------------------------------------------
+    def output_path(self) -> Path:
+        if self.config.output.output_path:
+            return Path(self.config.output.output_path)
+        return self.workspace / "output" / "lora.safetensors"
+
+    def save(self, destination: Path) -> list[Path]:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        return self.plugin.saver().save(self.model, self.config, destination)
+
+    def _save_on_schedule(self, run_log: RunLog) -> None:
+        every = self.config.output.save_every_steps
+        step = self.progress.global_step
+        if every and step % every == 0 and step < self.config.training.max_steps:
+            stem = self.output_path().stem
+            files = self.save(self.workspace / "save" / f"{stem}-step{step:06d}.safetensors")
+            run_log.message(f"step {step}: saved {', '.join(map(str, files))}")
+
+    def sample_all(self, tag: str, run_log: RunLog) -> list[Path]:
+        samples = self.config.sampling.samples
+        if not samples:
+            return []
+        sampler = self.plugin.sampler()
+        self.model.encoders_to(self.device)
+        written = []
+        try:
+            for index, sample_config in enumerate(samples):
+                destination = self.workspace / "samples" / f"{tag}-{index}.mp4"
+                written.append(sampler.sample(self.model, sample_config, destination))
+                run_log.message(f"sample written: {written[-1]}")
+        finally:
+            self.model.encoders_to(torch.device("cpu"))
+        return written
