@@ -99,3 +99,12 @@ def test_fields_describe_themselves_for_a_gui():
     assert rows["training.optimizer"]["choices"] == ("adamw", "adamw_8bit")
     assert rows["lora.rank"]["min"] == 1 and rows["lora.rank"]["default"] == 32
     assert all(row["help"] for row in rows.values())
+
+
+def test_configuration_doc_is_current():
+    from pathlib import Path
+
+    from modules.config.docs import render_configuration_doc
+
+    doc = Path(__file__).parent.parent / "docs" / "configuration.md"
+    assert doc.read_text(encoding="utf-8") == render_configuration_doc(), "run: python scripts/make_config_docs.py"

@@ -1,0 +1,101 @@
+"""WanBaseDataLoader: the video pipeline wired to WAN's VAE and UMT5, and batches of cached tensors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from modules.base.data_loader import BaseDataLoader
+from modules.data.batching import BucketBatchSampler
+from modules.data.cache import DiskCache
+from modules.data.concepts import Concept
+from modules.data.report import DataReport
+from modules.data.video_dataset import build_cached_dataset, load_sample
+from modules.wan.model import WanModel
+
+log = logging.getLogger("wan_trainer.data")
+
+
+class CachingStats:
+    """Counts real encoder calls, so a run can report (and tests can check) that the cache was reused."""
+
+    def __init__(self):
+        self.videos_encoded = 0
+        self.texts_encoded = 0
+
+
+class WanBaseDataLoader(BaseDataLoader):
+    def prepare(self, model: WanModel, config, device: torch.device) -> None:
+        data = config.data
+        self.model = model
+        self.stats = CachingStats()
+        self.report = DataReport()
+        cache_dir = Path(data.cache_dir) if data.cache_dir else Path(config.output.workspace_dir) / "cache"
+        self.cache = DiskCache(cache_dir)
+
+        def encode_video(pixels: torch.Tensor) -> torch.Tensor:
+            self.stats.videos_encoded += 1
+            return model.encode_video(pixels)
+
+        def encode_text(captions: list[str]) -> list[torch.Tensor]:
+            self.stats.texts_encoded += len(captions)
+            return model.encode_text(captions)
+
+        model.encoders_to(device)
+        try:
+            self.samples = build_cached_dataset(
+                [_concept(c) for c in data.concepts],
+                target_fps=data.fps or model.variant.fps,
+                window_frames=data.frames,
+                min_frames=data.min_frames,
+                extraction_mode=data.extraction_mode,
+                max_windows=data.max_windows_per_video,
+                stride=data.slide_stride,
+                target_area=data.resolution * data.resolution,
+                pixel_multiple=model.variant.pixel_multiple,
+                cache_dir=cache_dir,
+                encode_video=encode_video,
+                encode_text=encode_text,
+                model_identity=model.source_identity,
+                report=self.report,
+            )
+        finally:
+            model.encoders_to(torch.device("cpu"))
+        if self.report.skipped_count():
+            log.warning(self.report.summary())
+        log.info(
+            "cache: %d training windows; %d latents and %d captions encoded now, the rest reused from %s",
+            len(self.samples), self.stats.videos_encoded, self.stats.texts_encoded, cache_dir,
+        )
+        if not self.samples:
+            from modules.config.validation import ConfigError
+
+            raise ConfigError(f"data.concepts: no usable training items were found. {self.report.summary()}")
+        self.sampler = BucketBatchSampler(
+            [s.bucket for s in self.samples], batch_size=config.training.batch_size, seed=config.training.seed
+        )
+
+    def batches_per_epoch(self) -> int:
+        return self.sampler.num_batches()
+
+    def batches(self, epoch: int, skip: int = 0) -> Iterator[dict]:
+        for indices in self.sampler.batches(epoch)[skip:]:
+            items = [load_sample(self.samples[i], self.cache) for i in indices]
+            yield {
+                "latents": torch.stack([item["latents"] for item in items]),
+                "text_embeds": self.model.pad_text_embeds([item["text_embeds"] for item in items]),
+            }
+
+
+def _concept(concept_config) -> Concept:
+    return Concept(
+        path=Path(concept_config.path),
+        repeats=concept_config.repeats,
+        caption_source=concept_config.caption_source,
+        caption_text=concept_config.caption_text,
+        on_missing_caption=concept_config.on_missing_caption,
+        include_subdirectories=concept_config.include_subdirectories,
+    )
