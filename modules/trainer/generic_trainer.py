@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class GenericTrainer:
         self.model = None
         self.data = None
         self.setup = None
+        # Called after every optimizer step with (progress, loss): for UIs and benchmarks.
+        self.step_callbacks: list[Callable[[TrainProgress, float], None]] = []
 
     # ---- phases --------------------------------------------------------------------------------
     def load_and_cache(self) -> None:
@@ -107,6 +110,8 @@ class GenericTrainer:
                 step_loss, accumulated_loss = accumulated_loss, 0.0
                 result.losses.append(step_loss)
                 run_log.step(progress.global_step, step_loss, self.lr_scheduler.get_last_lr()[0])
+                for callback in self.step_callbacks:
+                    callback(progress, step_loss)
                 self._save_on_schedule(run_log)
                 if progress.global_step >= config.training.max_steps:
                     return
