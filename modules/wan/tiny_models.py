@@ -66,19 +66,23 @@ def build_text_encoder() -> UMT5EncoderModel:
     return UMT5EncoderModel(config)
 
 
-def build_vae(variant: WanVariant, generator: torch.Generator) -> AutoencoderKLWan:
+def build_vae(
+    variant: WanVariant, generator: torch.Generator, base_dim: int = 16, decoder_base_dim: int | None = None,
+    num_res_blocks: int = 1, dim_mult: tuple[int, ...] = (1, 1, 1, 1),
+) -> AutoencoderKLWan:
+    sizes = dict(base_dim=base_dim, num_res_blocks=num_res_blocks, dim_mult=list(dim_mult))
     if variant.latent_channels == 48:
         # The Wan2.2 VAE: residual, pixel patches of 2, 12 channels in and out, 16x spatial stride.
         # Its per-channel statistics are random but fixed, so normalisation is really exercised.
         mean = (torch.randn(48, generator=generator) * 0.5).tolist()
         std = (torch.rand(48, generator=generator) * 1.5 + 0.5).tolist()
         return AutoencoderKLWan(
-            base_dim=16, decoder_base_dim=16, z_dim=48, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+            **sizes, decoder_base_dim=decoder_base_dim or base_dim, z_dim=48,
             is_residual=True, patch_size=2, in_channels=12, out_channels=12,
             scale_factor_spatial=16, latents_mean=mean, latents_std=std,
         )
     # The Wan2.1 VAE used by both A14B models (its default statistics are the real ones).
-    return AutoencoderKLWan(base_dim=16, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
+    return AutoencoderKLWan(**sizes, decoder_base_dim=decoder_base_dim, z_dim=16)
 
 
 def build_transformer(variant: WanVariant, num_layers: int = 2, heads: int = 2, head_dim: int = 16) -> WanTransformer3DModel:
@@ -106,18 +110,23 @@ def build_scheduler(variant: WanVariant) -> UniPCMultistepScheduler:
     )
 
 
-def build_tiny_pipeline(variant_name: str, seed: int = 0):
-    """The tiny model as an in-memory diffusers pipeline (WanPipeline or WanImageToVideoPipeline)."""
+def build_tiny_pipeline(variant_name: str, seed: int = 0, transformer_size: dict | None = None, vae_size: dict | None = None):
+    """The tiny model as an in-memory diffusers pipeline (WanPipeline or WanImageToVideoPipeline).
+
+    `transformer_size` (num_layers, heads, head_dim) and `vae_size` (base_dim, decoder_base_dim,
+    num_res_blocks, dim_mult) make larger models for benchmarks.
+    """
     variant = VARIANTS[variant_name]
+    transformer_size = transformer_size or {}
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     parts = dict(
         tokenizer=build_tokenizer(),
         text_encoder=build_text_encoder(),
-        vae=build_vae(variant, generator),
+        vae=build_vae(variant, generator, **(vae_size or {})),
         scheduler=build_scheduler(variant),
-        transformer=build_transformer(variant),
-        transformer_2=build_transformer(variant) if variant.has_transformer_2 else None,
+        transformer=build_transformer(variant, **transformer_size),
+        transformer_2=build_transformer(variant, **transformer_size) if variant.has_transformer_2 else None,
         boundary_ratio=variant.boundary_ratio,
         expand_timesteps=variant.expand_timesteps,
     )
@@ -126,8 +135,8 @@ def build_tiny_pipeline(variant_name: str, seed: int = 0):
     return WanPipeline(**parts)
 
 
-def write_tiny_model(variant_name: str, out_dir: Path, seed: int = 0) -> Path:
+def write_tiny_model(variant_name: str, out_dir: Path, seed: int = 0, **sizes) -> Path:
     """Write the tiny model as a diffusers folder (model_index.json + one subfolder per part)."""
     out_dir = Path(out_dir)
-    build_tiny_pipeline(variant_name, seed).save_pretrained(out_dir, safe_serialization=True)
+    build_tiny_pipeline(variant_name, seed, **sizes).save_pretrained(out_dir, safe_serialization=True)
     return out_dir
