@@ -90,3 +90,18 @@ def noisy_input(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> t
 def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """What the WAN transformer predicts: the flow velocity noise - x0."""
     return noise - x0
+
+
+def sigma_cdf(
+    sigma: float,
+    *,
+    distribution: str = "logit_normal",
+    shift: float = 1.0,
+    logit_mean: float = 0.0,
+    logit_std: float = 1.0,
+    sigmoid_scale: float = 1.0,
+) -> float:
+    """P(drawn sigma < `sigma`) under the shifted distribution (e.g. the share of draws below an expert boundary)."""
+    value = torch.tensor(float(sigma), dtype=torch.float64)
+    params = dict(distribution=distribution, logit_mean=logit_mean, logit_std=logit_std, sigmoid_scale=sigmoid_scale)
+    return float(_sigma_to_u(unshift_sigma(value, shift), **params))

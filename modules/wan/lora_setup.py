@@ -1,4 +1,4 @@
-"""WanLoRASetup: LoRA training of the WAN 2.2 transformer with the flow-matching objective."""
+"""WanLoRASetup: LoRA training of the WAN 2.2 transformer(s) with the flow-matching objective."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import torch
 
 from modules.base.model_setup import BaseModelSetup, TrainProgress
 from modules.module.flow_matching import noisy_input, sample_sigmas, velocity_target
-from modules.module.lora import attach_lora, lora_state_dict
+from modules.module.lora import attach_lora, lora_layers, lora_state_dict
 from modules.trainer.device import autocast
+from modules.wan import conditioning, experts
 from modules.wan.model import WanModel
 
 
@@ -16,7 +17,11 @@ class WanLoRASetup(BaseModelSetup):
         model.eval()
         for part in (model.vae, model.text_encoder, *model.experts()):
             part.requires_grad_(False)
-        model.trained_experts = ["transformer"]
+        model.trained_experts = experts.trained_experts(model.variant, config.experts.train)
+        self.boundary = experts.boundary_ratio(model.variant, config.experts)
+        self.high_share = (
+            experts.high_noise_share(config.training, config.experts, self.boundary) if self.boundary is not None else 1.0
+        )
         for name in model.trained_experts:
             expert = getattr(model, name)
             attach_lora(
@@ -29,17 +34,49 @@ class WanLoRASetup(BaseModelSetup):
             if config.training.gradient_checkpointing:
                 expert.enable_gradient_checkpointing()
             expert.train()
+        if config.experts.shared_lora and len(model.trained_experts) == 2:
+            _share_lora_weights(model.transformer, model.transformer_2)
 
     def parameter_groups(self, model: WanModel, config) -> list[dict]:
-        params = [p for name in model.trained_experts for p in getattr(model, name).parameters() if p.requires_grad]
-        return [{"params": params, "lr": config.training.learning_rate}]
+        groups, seen = [], set()
+        rates = {
+            experts.HIGH: config.experts.high_noise_learning_rate,
+            experts.LOW: config.experts.low_noise_learning_rate,
+        }
+        for name in model.trained_experts:
+            # A shared LoRA's tensors belong to both experts; the optimizer must see each once.
+            params = [p for p in getattr(model, name).parameters() if p.requires_grad and id(p) not in seen]
+            seen.update(id(p) for p in params)
+            if params:
+                lr = rates[name] if rates[name] is not None and model.variant.has_transformer_2 else config.training.learning_rate
+                groups.append({"params": params, "lr": lr, "name": name})
+        return groups
 
     def setup_train_device(self, model: WanModel, config, device: torch.device) -> None:
         # Encoders are needed only while caching; training steps never touch them.
         model.encoders_to(torch.device("cpu"))
-        for name in model.trained_experts:
-            getattr(model, name).to(device)
         self.device = device
+        self.offload = config.experts.offload_inactive_expert and len(model.trained_experts) > 1
+        if not self.offload:
+            for name in model.trained_experts:
+                getattr(model, name).to(device)
+        self.active = None
+
+    def _activate(self, model: WanModel, name: str) -> torch.nn.Module:
+        """Put the expert of this step on the device; with offloading, the other one leaves first."""
+        if self.offload and self.active != name:
+            for other in model.trained_experts:
+                if other != name:
+                    getattr(model, other).to("cpu")
+            getattr(model, name).to(self.device)
+        self.active = name
+        return getattr(model, name)
+
+    def expert_for(self, model: WanModel, config, progress: TrainProgress) -> str:
+        return experts.expert_for_step(
+            progress.global_step, model.trained_experts, self.high_share,
+            config.experts.switch_every_steps, config.training.seed,
+        )
 
     def predict(
         self,
@@ -49,12 +86,14 @@ class WanLoRASetup(BaseModelSetup):
         progress: TrainProgress,
         generator: torch.Generator,
         deterministic_timesteps: torch.Tensor | None = None,
+        expert: str | None = None,
     ) -> dict[str, torch.Tensor]:
         training = config.training
-        transformer = model.transformer
-        device = next(transformer.parameters()).device
+        expert = expert or self.expert_for(model, config, progress)
+        transformer = self._activate(model, expert)
+        device = self.device
         latents = batch["latents"].to(device, torch.float32)
-        batch_size = latents.shape[0]
+        batch_size, _, latent_frames, latent_height, latent_width = latents.shape
         if deterministic_timesteps is None:
             sigma = sample_sigmas(
                 batch_size,
@@ -64,14 +103,32 @@ class WanLoRASetup(BaseModelSetup):
                 logit_mean=training.logit_mean,
                 logit_std=training.logit_std,
                 sigmoid_scale=training.sigmoid_scale,
+                sigma_range=experts.sigma_range(expert, self.boundary),
             )
         else:
             sigma = deterministic_timesteps.float()
-        # Noise comes from the CPU generator so a run is reproducible whatever the device.
+        # Noise and the image-to-video draw come from the CPU generator: reproducible on any device.
         noise = torch.randn(latents.shape, generator=generator).to(device)
+        image_to_video = training.image_to_video_ratio > 0 and float(torch.rand(1, generator=generator)) < training.image_to_video_ratio
         sigma = sigma.to(device)
+        t = sigma * 1000.0
         x_t = noisy_input(latents, noise, sigma)
-        timestep = self._timesteps(model, sigma * 1000.0, latents)
+        loss_mask = torch.ones_like(latents)
+        timestep = t
+        variant = model.variant
+        if variant.image_conditioning == "channel_concat":
+            frames = (latent_frames - 1) * variant.vae_stride_temporal + 1
+            x_t = conditioning.i2v_transformer_input(
+                x_t, batch["image_condition"].to(device), frames, variant.vae_stride_temporal
+            )
+        elif variant.expand_timesteps:
+            mask = torch.ones(1, 1, latent_frames, latent_height, latent_width, device=device)
+            if image_to_video and latent_frames > 1:
+                # The clean first latent frame equals the VAE encoding of the first frame alone (the VAE is causal).
+                mask = conditioning.first_frame_mask(latent_frames, latent_height, latent_width).to(device)
+                x_t = conditioning.with_clean_first_frame(x_t, latents[:, :, :1], mask)
+                loss_mask = mask.expand_as(latents)
+            timestep = conditioning.per_token_timesteps(t, mask, transformer.config.patch_size)
         text = batch["text_embeds"].to(device)
         weight_dtype = transformer.dtype
         with autocast(device, training.train_dtype):
@@ -81,20 +138,27 @@ class WanLoRASetup(BaseModelSetup):
                 encoder_hidden_states=text.to(weight_dtype),
                 return_dict=False,
             )[0]
-        return {"predicted": predicted.float(), "target": velocity_target(latents, noise), "sigma": sigma}
-
-    @staticmethod
-    def _timesteps(model: WanModel, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        if not model.variant.expand_timesteps:
-            return t
-        # TI2V-5B: one timestep per latent token, as WanPipeline builds with expand_timesteps=True.
-        _, _, frames, height, width = latents.shape
-        p_t, p_h, p_w = model.transformer.config.patch_size
-        tokens = (frames // p_t) * (height // p_h) * (width // p_w)
-        return t[:, None].expand(-1, tokens)
+        return {
+            "predicted": predicted.float(),
+            "target": velocity_target(latents, noise),
+            "loss_mask": loss_mask,
+            "sigma": sigma,
+            "expert": expert,
+        }
 
     def calculate_loss(self, model: WanModel, batch: dict, prediction: dict, config) -> torch.Tensor:
-        return torch.nn.functional.mse_loss(prediction["predicted"], prediction["target"])
+        squared = (prediction["predicted"] - prediction["target"]) ** 2
+        mask = prediction["loss_mask"]
+        return (squared * mask).sum() / mask.sum().clamp(min=1)
 
     def trainable_state_dict(self, model: WanModel) -> dict[str, torch.Tensor]:
         return {f"{name}.{k}": v for name in model.trained_experts for k, v in lora_state_dict(getattr(model, name)).items()}
+
+
+def _share_lora_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Make `target`'s LoRA layers use `source`'s parameters, so both experts train one LoRA."""
+    source_layers, target_layers = lora_layers(source), lora_layers(target)
+    for name, layer in target_layers.items():
+        for part in ("lora_A", "lora_B"):
+            for adapter, module in getattr(layer, part).items():
+                module.weight = getattr(source_layers[name], part)[adapter].weight

@@ -93,7 +93,8 @@ class WanModel(BaseModel):
         posterior = self.vae.encode(video.to(vae_param.device, vae_param.dtype)).latent_dist
         latents = posterior.mode().float()
         mean, std = self._latent_stats(latents)
-        return (latents - mean) / std
+        # Multiplying by 1/std (not dividing) is the pipelines' arithmetic: the results match bit for bit.
+        return (latents - mean) * (1.0 / std)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
