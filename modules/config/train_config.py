@@ -30,6 +30,20 @@ class LoraConfig:
 
 
 @dataclass
+class ExpertsConfig:
+    """WAN 2.2 A14B has two experts: high-noise (t >= boundary) and low-noise (t < boundary)."""
+
+    train: str = setting("both", help="Which expert(s) of an A14B model to train (ignored for TI2V-5B)", choices=("both", "high_noise", "low_noise"))
+    boundary_ratio: float | None = setting(None, help="Expert boundary as a fraction of 1000 timesteps; empty: the model's (0.875 T2V, 0.9 I2V)", min=0.0, max=1.0)
+    shared_lora: bool = setting(False, help="Train one LoRA shared by both experts instead of one per expert")
+    high_noise_learning_rate: float | None = setting(None, help="Learning rate of the high-noise expert; empty: training.learning_rate", min=0.0)
+    low_noise_learning_rate: float | None = setting(None, help="Learning rate of the low-noise expert; empty: training.learning_rate", min=0.0)
+    high_noise_step_ratio: float | None = setting(None, help="Share of steps given to the high-noise expert; empty: the share of the timestep distribution above the boundary", min=0.0, max=1.0)
+    switch_every_steps: int = setting(1, help="Optimizer steps in a row on one expert before the next draw (larger means fewer expert swaps)", min=1)
+    offload_inactive_expert: bool = setting(True, help="Keep the expert that is not training in CPU memory, so only one 14B expert is on the GPU")
+
+
+@dataclass
 class ConceptConfig:
     path: str = setting(help="Folder of videos and images")
     repeats: int = setting(1, help="How many times each item is seen per epoch", min=1)
@@ -75,6 +89,7 @@ class TrainingConfig:
     logit_std: float = setting(1.0, help="Standard deviation of the logit-normal distribution", min=1e-3)
     sigmoid_scale: float = setting(1.0, help="Scale of the sigmoid distribution (sigmoid(scale * N(0,1)))", min=1e-3)
     flow_shift: float = setting(5.0, help="Discrete flow shift applied to drawn noise levels (1 = none)", min=0.01)
+    image_to_video_ratio: float = setting(0.0, help="TI2V-5B: share of batches trained as image-to-video (first latent frame clean, left out of the loss)", min=0.0, max=1.0)
     device: str = setting("auto", help="'auto' (CUDA/ROCm if present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
 
 
@@ -116,6 +131,7 @@ class TrainConfig:
     training_method: str = setting("lora", help="What is trained", choices=("lora",))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(base_path=""), metadata={"help": "The base model"})
     lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings"})
+    experts: ExpertsConfig = field(default_factory=ExpertsConfig, metadata={"help": "Expert choice of A14B models"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Training data and caching"})
     training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimisation"})
     output: OutputConfig = field(default_factory=OutputConfig, metadata={"help": "Where results go"})
