@@ -201,9 +201,10 @@ def _read_diffusers(
 EXPERT_FILE_SUFFIX = {"transformer": "high_noise", "transformer_2": "low_noise"}
 
 
-def expert_paths(destination: Path, experts: list[str]) -> dict[str, Path]:
-    """One trained expert: `destination` itself; two: `<stem>_high_noise` / `<stem>_low_noise` beside it."""
-    if len(experts) == 1:
+def expert_paths(destination: Path, experts: list[str], two_expert_model: bool = True) -> dict[str, Path]:
+    """A one-expert model (TI2V-5B): `destination` itself. A14B: `<stem>_high_noise` / `<stem>_low_noise`
+    beside it, even when only one expert trained, so a file never leaves its expert in doubt."""
+    if not two_expert_model:
         return {experts[0]: destination}
     return {e: destination.with_name(f"{destination.stem}_{EXPERT_FILE_SUFFIX[e]}{destination.suffix}") for e in experts}
 
@@ -224,6 +225,10 @@ def training_metadata(config) -> dict[str, str]:
         "wan.flow_shift": training.flow_shift,
         "wan.resolution": data.resolution,
         "wan.frames": data.frames,
+        "wan.experts_train": config.experts.train,
+        "wan.experts_boundary_ratio": config.experts.boundary_ratio,
+        "wan.experts_shared_lora": config.experts.shared_lora,
+        "wan.image_to_video_ratio": training.image_to_video_ratio,
     }
     return {k: _as_metadata_value(v) for k, v in values.items()}
 
@@ -234,7 +239,7 @@ class WanLoRASaver(BaseModelSaver):
 
         experts = model.trained_experts or ["transformer"]
         written = []
-        for expert, path in expert_paths(Path(destination), experts).items():
+        for expert, path in expert_paths(Path(destination), experts, model.variant.has_transformer_2).items():
             metadata = training_metadata(config)
             metadata["wan.expert"] = EXPERT_FILE_SUFFIX[expert] if model.variant.has_transformer_2 else "single"
             written.append(save_lora_file(
