@@ -223,6 +223,7 @@ def test_saver_writes_one_file_per_expert(tiny_model_dir, tmp_path):
 
     model.trained_experts = ["transformer_2"]
     config.output.lora_format = "diffusers"
+    # An A14B file names its expert even when only one trained.
     (single,) = WanLoRASaver().save(model, config, tmp_path / "one.safetensors")
-    assert single == tmp_path / "one.safetensors"
+    assert single == tmp_path / "one_low_noise.safetensors"
     assert load_lora_file(single)[1]["wan.lora_format"] == "diffusers"
