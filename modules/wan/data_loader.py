@@ -13,7 +13,8 @@ from modules.data.batching import BucketBatchSampler
 from modules.data.cache import DiskCache
 from modules.data.concepts import Concept
 from modules.data.report import DataReport
-from modules.data.video_dataset import build_cached_dataset, load_sample
+from modules.data.video_dataset import DatasetSettings, build_cached_dataset, load_sample
+from modules.wan import conditioning
 from modules.wan.model import WanModel
 
 log = logging.getLogger("wan_trainer.data")
@@ -36,30 +37,30 @@ class WanBaseDataLoader(BaseDataLoader):
         cache_dir = Path(data.cache_dir) if data.cache_dir else Path(config.output.workspace_dir) / "cache"
         self.cache = DiskCache(cache_dir)
 
-        def encode_video(pixels: torch.Tensor) -> torch.Tensor:
+        def encode_video(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
             self.stats.videos_encoded += 1
-            return model.encode_video(pixels)
+            return wan_video_latents(model, pixels)
 
         def encode_text(captions: list[str]) -> list[torch.Tensor]:
             self.stats.texts_encoded += len(captions)
             return model.encode_text(captions)
 
+        settings = DatasetSettings(
+            target_fps=data.fps or model.variant.fps,
+            window_frames=data.frames,
+            min_frames=data.min_frames,
+            extraction_mode=data.extraction_mode,
+            max_windows=data.max_windows_per_video,
+            stride=data.slide_stride,
+            target_area=data.resolution * data.resolution,
+            pixel_multiple=model.variant.pixel_multiple,
+        )
         model.encoders_to(device)
         try:
             self.samples = build_cached_dataset(
-                [_concept(c) for c in data.concepts],
-                target_fps=data.fps or model.variant.fps,
-                window_frames=data.frames,
-                min_frames=data.min_frames,
-                extraction_mode=data.extraction_mode,
-                max_windows=data.max_windows_per_video,
-                stride=data.slide_stride,
-                target_area=data.resolution * data.resolution,
-                pixel_multiple=model.variant.pixel_multiple,
-                cache_dir=cache_dir,
-                encode_video=encode_video,
-                encode_text=encode_text,
-                model_identity=model.source_identity,
+                [_concept(c) for c in data.concepts], settings, self.cache, encode_video, encode_text,
+                video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}",
+                text_identity=f"{model.text_encoder_identity}:{model.text_encoder.dtype}:max_length={model.text_max_length}",
                 report=self.report,
             )
         finally:
@@ -84,10 +85,22 @@ class WanBaseDataLoader(BaseDataLoader):
     def batches(self, epoch: int, skip: int = 0) -> Iterator[dict]:
         for indices in self.sampler.batches(epoch)[skip:]:
             items = [load_sample(self.samples[i], self.cache) for i in indices]
-            yield {
-                "latents": torch.stack([item["latents"] for item in items]),
-                "text_embeds": self.model.pad_text_embeds([item["text_embeds"] for item in items]),
-            }
+            batch = {key: torch.stack([item[key] for item in items]) for key in items[0] if key != "text_embeds"}
+            batch["text_embeds"] = self.model.pad_text_embeds([item["text_embeds"] for item in items])
+            yield batch
+
+
+def wan_video_latents(model: WanModel, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What one training window caches: its latents and, for I2V-A14B, the pipeline's image condition.
+
+    The condition (the first frame followed by black frames, VAE-encoded) is computed here once, so training
+    steps never touch the VAE.
+    """
+    tensors = {"latents": model.encode_video(pixels)}
+    if model.variant.image_conditioning == "channel_concat":
+        condition = conditioning.i2v_condition_pixels(pixels[:, :, 0], pixels.shape[2])
+        tensors["image_condition"] = model.encode_video(condition)
+    return tensors
 
 
 def _concept(concept_config) -> Concept:

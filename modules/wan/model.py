@@ -25,6 +25,8 @@ class WanModel(BaseModel):
     scheduler: object  # the inference scheduler from the model folder
     model_path: Path
     source_identity: str = ""
+    vae_identity: str = ""  # what VAE-encoded caches depend on
+    text_encoder_identity: str = ""  # what caption caches depend on (encoder and tokenizer)
     text_max_length: int = 512
     train_dtype: torch.dtype = torch.float32
     # Set by the setup: which experts are trained in this run ("transformer", "transformer_2").

@@ -254,6 +254,9 @@ def load_wan_model(
         model_path=path,
         # Every part of the folder, loaded or not, so switching experts does not invalidate caches.
         source_identity=source_identity(path, variant, ["text_encoder", "tokenizer", "vae", "scheduler", *experts]),
+        # Caches depend only on their encoder: a fine-tuned transformer reuses cached latents and captions.
+        vae_identity=source_identity(path, variant, ["vae"]),
+        text_encoder_identity=source_identity(path, variant, ["text_encoder", "tokenizer"]),
         text_max_length=text_max_length,
     )
     model.eval()

@@ -1,0 +1,87 @@
+"""The cached dataset: run the pipeline once (the only place media is decoded), then serve cached tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from modules.data.buckets import Bucket
+from modules.data.cache import DiskCache
+from modules.data.concepts import Concept, DataError
+from modules.data.pipeline import Pipeline
+from modules.data.report import DataReport
+from modules.data.stages import (
+    AssignBuckets,
+    CacheCaptions,
+    CacheLatents,
+    CollectMedia,
+    PlanWindows,
+    ProbeMedia,
+    TextEncoder,
+    VideoEncoder,
+)
+
+
+@dataclass(frozen=True)
+class CachedSample:
+    source: Path
+    caption: str
+    bucket: Bucket
+    latent_key: str
+    text_key: str
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    target_fps: float
+    window_frames: int
+    min_frames: int = 1
+    extraction_mode: str = "head"
+    max_windows: int = 1
+    stride: int = 8
+    target_area: int = 480 * 480
+    pixel_multiple: int = 32
+    backend: str = "auto"
+
+
+def build_pipeline(settings: DatasetSettings, cache: DiskCache, encode_video: VideoEncoder, encode_text: TextEncoder,
+                   video_identity: str, text_identity: str, report: DataReport) -> Pipeline:
+    return Pipeline(
+        [
+            CollectMedia(report),
+            ProbeMedia(report, settings.backend),
+            PlanWindows(report, settings.target_fps, settings.window_frames, settings.extraction_mode,
+                        settings.max_windows, settings.stride, settings.min_frames),
+            AssignBuckets(settings.target_area, settings.pixel_multiple),
+            CacheLatents(cache, encode_video, video_identity, report, settings.backend),
+            CacheCaptions(cache, encode_text, text_identity),
+        ],
+        inputs=("concept",),
+    )
+
+
+def build_cached_dataset(concepts: list[Concept], settings: DatasetSettings, cache: DiskCache,
+                         encode_video: VideoEncoder, encode_text: TextEncoder, video_identity: str,
+                         text_identity: str, report: DataReport) -> list[CachedSample]:
+    """Probe, plan, bucket and cache every concept; one CachedSample per window and repeat."""
+    pipeline = build_pipeline(settings, cache, encode_video, encode_text, video_identity, text_identity, report)
+    items = pipeline.run([{"concept": concept} for concept in concepts])
+    samples = []
+    for item in items:
+        sample = CachedSample(item["path"], item["caption"], item["bucket"], item["latent_key"], item["text_key"])
+        samples.extend([sample] * item["repeats"])
+    return samples
+
+
+def load_sample(sample: CachedSample, cache: DiskCache) -> dict[str, torch.Tensor]:
+    """The cached tensors of one sample: the latent entry's tensors plus "text_embeds"."""
+    latents = cache.get("latents", sample.latent_key)
+    text = cache.get("text", sample.text_key)
+    if latents is None or text is None:
+        raise DataError(
+            f"{cache.root}: the cache entry of {sample.source} ({sample.bucket}) disappeared or broke during training. "
+            "Fix: start the run again; missing entries are rebuilt before the first step."
+        )
+    return {**latents, "text_embeds": text["text_embeds"]}
