@@ -93,7 +93,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_tiny_model("TI2V-5B", root / "model", transformer_size=TRANSFORMER)
-        make_demo_data(root / "data", seed=0)
+        make_demo_data(root / "data")
         trainer = GenericTrainer(config_from_dict(make_config(root, args.steps, args.device)))
         warmup = 5
         # Step i's interval covers batch i + 1; compare the same batches after the warm-up.
