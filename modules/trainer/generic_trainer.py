@@ -76,7 +76,8 @@ class GenericTrainer:
         self.workspace.mkdir(parents=True, exist_ok=True)
         if self.model is None:
             self.load_and_cache()
-        self.set_up_training()
+        if self.setup is None:  # callers (tests, benchmarks, the UI) may set up first to inspect the model
+            self.set_up_training()
         result = TrainResult(workspace=self.workspace)
         config = self.config
         tensorboard_dir = self.workspace / "tensorboard" if config.output.tensorboard else None
