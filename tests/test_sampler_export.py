@@ -113,7 +113,8 @@ def test_sample_writes_mp4_with_rounded_frames(tiny_model_dir, tmp_path):
         assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
         assert stream.average_rate == 12
     assert len(frames) == 9 and frames[0].shape == (64, 64, 3)
-    assert sorted(os.listdir(path.parent)) == ["s.mp4"]
+    # The video and its JSON sidecar, nothing else (no temporary files left behind).
+    assert sorted(os.listdir(path.parent)) == ["s.json", "s.mp4"]
 
 
 def moving_square(frames: int = 9, height: int = 48, width: int = 64) -> np.ndarray:

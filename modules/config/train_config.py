@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modules.config.fields import setting
+# Re-exported: sampling settings live in their own file (scripts/sample.py uses them without a TrainConfig).
+from modules.config.sampling_config import SampleConfig, SamplingConfig  # noqa: F401
 
 DTYPES = ("float32", "bfloat16", "float16")
 VARIANT_CHOICES = ("auto", "TI2V-5B", "T2V-A14B", "I2V-A14B")
@@ -94,21 +96,6 @@ class TrainingConfig:
 
 
 @dataclass
-class SampleConfig:
-    prompt: str = setting(help="What the sample shows")
-    negative_prompt: str = setting("", help="What to steer away from (classifier-free guidance)")
-    width: int = setting(256, help="Width in pixels (rounded down to the model's multiple)", min=16)
-    height: int = setting(256, help="Height in pixels (rounded down to the model's multiple)", min=16)
-    frames: int = setting(17, help="Frames; rounded up to the next 4n+1", min=1)
-    seed: int = setting(0, help="Noise seed", min=0)
-    steps: int = setting(30, help="Denoising steps", min=1)
-    guidance_scale: float = setting(5.0, help="CFG scale (of the high-noise expert for A14B)", min=0.0)
-    guidance_scale_2: float | None = setting(None, help="CFG scale of the low-noise expert (A14B); empty: same as guidance_scale")
-    flow_shift: float | None = setting(None, help="Sampling flow shift; empty: the model's scheduler default")
-    fps: int | None = setting(None, help="Frame rate of the written video; empty: the model's native rate")
-
-
-@dataclass
 class OutputConfig:
     workspace_dir: str = setting("workspace/run", help="Folder for the cache, TensorBoard logs, samples and saves")
     output_path: str = setting("", help="Final LoRA file (default: <workspace>/output/lora.safetensors)")
@@ -119,9 +106,24 @@ class OutputConfig:
 
 
 @dataclass
-class SamplingConfig:
-    samples: list[SampleConfig] = setting(default_factory=list, help="Samples written at the end of training")
-    sample_at_end: bool = setting(True, help="Write the samples after the last step")
+class BackupConfig:
+    """Backups hold everything needed to continue a run exactly; see docs/backups_and_resume.md."""
+
+    every_steps: int = setting(0, help="Write a backup to <workspace>/backups every N optimizer steps (0: off)", min=0)
+    every_minutes: float = setting(0.0, help="Write a backup when this many minutes have passed since the last one (0: off)", min=0.0)
+    rolling_count: int = setting(3, help="Keep only the newest N complete backups", min=1)
+    before_save: bool = setting(False, help="Also write a backup before each save of the model")
+    continue_last_backup: bool = setting(False, help="Resume from the newest complete backup in <workspace>/backups (start fresh when there is none)")
+
+
+@dataclass
+class EmaConfig:
+    """An exponential moving average of the trained weights; see docs/ema.md."""
+
+    enabled: bool = setting(False, help="Keep an EMA of the trained weights and use it for samples and saves")
+    decay: float = setting(0.999, help="EMA decay: ema = decay * ema + (1 - decay) * weights at each update", min=0.0, max=1.0)
+    update_interval: int = setting(1, help="Update the EMA every N optimizer steps", min=1)
+    device: str = setting("cpu", help="Where the EMA copy lives: CPU memory, or the training device (faster, uses accelerator memory)", choices=("cpu", "train_device"))
 
 
 @dataclass
@@ -136,3 +138,5 @@ class TrainConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimisation"})
     output: OutputConfig = field(default_factory=OutputConfig, metadata={"help": "Where results go"})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "Samples"})
+    backup: BackupConfig = field(default_factory=BackupConfig, metadata={"help": "Backups and resuming"})
+    ema: EmaConfig = field(default_factory=EmaConfig, metadata={"help": "Exponential moving average of the trained weights"})

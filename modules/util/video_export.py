@@ -6,6 +6,7 @@ pip install is enough), else an ffmpeg on PATH.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -20,6 +21,9 @@ from modules.util.atomic import atomic_path
 VIDEO_FORMATS = ("mp4", "webm", "png")
 # Constant-rate-factor defaults (lower = better): visually near-lossless for H.264, good for VP9.
 DEFAULT_QUALITY = {"mp4": 18, "webm": 30}
+# The encoders' CRF ranges: libx264 takes 0..51, libvpx-vp9 0..63.
+QUALITY_RANGE = {"mp4": (0, 51), "webm": (0, 63)}
+ENCODERS = {"mp4": "libx264", "webm": "libvpx-vp9"}
 
 
 class VideoExportError(RuntimeError):
@@ -52,6 +56,48 @@ def find_ffmpeg() -> str:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _ffmpeg_report(ffmpeg: str) -> tuple[str, str]:
+    """(first line of `ffmpeg -version`, the `-encoders` listing); cached, both are fixed per binary."""
+    try:
+        version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, timeout=30)
+        encoders = subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise VideoExportError(f"Cannot run {ffmpeg} ({error}). Fix: `pip install imageio-ffmpeg`, or point "
+                               "IMAGEIO_FFMPEG_EXE / PATH at a working ffmpeg.") from None
+    lines = version.stdout.strip().splitlines()
+    return (lines[0] if lines else "ffmpeg (unknown version)"), encoders.stdout
+
+
+def check_encoder(format: str = "mp4") -> str:
+    """Preflight before expensive sampling: the encoder for `format` exists and works. Returns its version.
+
+    Raises VideoExportError that says what is missing and how to fix it. PNG needs only Pillow.
+    """
+    if format not in VIDEO_FORMATS:
+        raise ValueError(f"video format {format!r} is unknown; choose one of {', '.join(VIDEO_FORMATS)}")
+    if format == "png":
+        import PIL
+
+        return f"Pillow {PIL.__version__}"
+    ffmpeg = find_ffmpeg()
+    version, encoders = _ffmpeg_report(ffmpeg)
+    encoder = ENCODERS[format]
+    if encoder not in encoders.split():
+        raise VideoExportError(
+            f"Cannot write {format}: {ffmpeg} ({version}) has no {encoder} encoder. Fix: `pip install imageio-ffmpeg` "
+            f"(its ffmpeg has libx264 and libvpx-vp9) and unset IMAGEIO_FFMPEG_EXE, install an ffmpeg built with "
+            f"{encoder}, or choose another format (png needs no encoder)."
+        )
+    return version
+
+
+def encoder_version(format: str) -> str:
+    """What wrote a file of `format`, for the sidecar (e.g. "ffmpeg version 7.0 ... (libx264)")."""
+    version = check_encoder(format)
+    return version if format == "png" else f"{version} ({ENCODERS[format]})"
+
+
 def as_uint8_frames(frames: np.ndarray | torch.Tensor) -> np.ndarray:
     """Validate (F, H, W, 3) uint8 and return it as a C-contiguous numpy array."""
     if isinstance(frames, torch.Tensor):
@@ -82,7 +128,10 @@ def write_video(
     if format == "png":
         return _write_png_folder(frames, path)
     _, height, width, _ = frames.shape
-    crf = DEFAULT_QUALITY[format] if quality is None else quality
+    crf = DEFAULT_QUALITY[format] if quality is None else int(quality)
+    low, high = QUALITY_RANGE[format]
+    if not low <= crf <= high:
+        raise ValueError(f"quality (CRF) {crf} is out of range for {format}: use {low}..{high} (lower is better)")
     if format == "mp4":
         # yuv420p (what every player decodes) needs even sizes; faststart puts the index first for streaming.
         codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-movflags", "+faststart", "-f", "mp4"]

@@ -1,0 +1,174 @@
+"""LoRAs (a weight per LoRA and per expert) and embeddings for sampling a base model.
+
+LoRA files are read with lora_saver.load_lora_file (ComfyUI or diffusers layout, alpha kept) and attached
+as named peft adapters, the same layers diffusers' loader would create; each expert gets its own weight
+through diffusers' `set_adapters`. An A14B LoRA saved by this trainer is a pair of files
+`<stem>_high_noise.safetensors` / `<stem>_low_noise.safetensors`; giving `<stem>.safetensors` finds both.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import safe_open
+
+from modules.module.lora import attach_lora, set_lora_state_dict
+from modules.wan.experts import HIGH, LOW
+from modules.wan.lora_saver import ALPHA_KEY, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
+from modules.wan.model import WanModel
+from modules.wan.sample_settings import SampleError
+
+log = logging.getLogger("wan_trainer.samples")
+LORA_EXPERT_CHOICES = ("auto", "high_noise", "low_noise", "both")
+_EXPERTS_OF_CHOICE = {"high_noise": [HIGH], "low_noise": [LOW], "both": [HIGH, LOW]}
+_SUFFIX_EXPERT = {suffix: expert for expert, suffix in EXPERT_FILE_SUFFIX.items()}  # "high_noise" -> "transformer"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoRA to sample with. `weight` scales it on the high-noise expert (the only expert of TI2V-5B),
+    `weight_2` on the low-noise expert (None: same as `weight`)."""
+
+    path: str
+    weight: float = 1.0
+    weight_2: float | None = None
+    expert: str = "auto"  # auto: from the file name suffix / wan.expert metadata, else both experts
+
+    def weight_for(self, expert: str) -> float:
+        return self.weight if expert == HIGH or self.weight_2 is None else self.weight_2
+
+
+@dataclass(frozen=True)
+class LoadedLora:
+    adapter: str
+    spec: LoraSpec
+    files: dict[str, Path]  # expert attribute name -> file
+    weights: dict[str, float]
+
+    def sidecar(self) -> dict:
+        return {
+            "path": self.spec.path,
+            "files": {EXPERT_FILE_SUFFIX[e]: str(p) for e, p in self.files.items()},
+            "weights": {EXPERT_FILE_SUFFIX[e]: w for e, w in self.weights.items()},
+        }
+
+
+def parse_lora_argument(text: str) -> LoraSpec:
+    """`PATH`, `PATH=W` or `PATH=W_HIGH,W_LOW` (the command-line form; '=' because ':' is in Windows paths)."""
+    path, sep, weights = text.rpartition("=")
+    if not sep:
+        return LoraSpec(path=text)
+    try:
+        values = [float(v) for v in weights.split(",")]
+    except ValueError:
+        return LoraSpec(path=text)  # '=' belonged to the file name
+    if len(values) not in (1, 2) or not path:
+        raise SampleError(f"--lora {text!r}: expected PATH, PATH=WEIGHT or PATH=WEIGHT_HIGH,WEIGHT_LOW")
+    return LoraSpec(path=path, weight=values[0], weight_2=values[1] if len(values) == 2 else None)
+
+
+def _file_expert(path: Path) -> str | None:
+    """The expert a file names: our saver's `wan.expert` metadata, else a `_high_noise`/`_low_noise` stem suffix."""
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            named = (file.metadata() or {}).get("wan.expert")
+    except Exception as error:  # not a safetensors file: report it as such, not as a crash deeper down
+        raise SampleError(f"LoRA {path}: cannot be read as safetensors ({error})") from None
+    if named in _SUFFIX_EXPERT:
+        return _SUFFIX_EXPERT[named]
+    for suffix, expert in _SUFFIX_EXPERT.items():
+        if path.stem.endswith("_" + suffix):
+            return expert
+    return None
+
+
+def resolve_lora_files(spec: LoraSpec, two_experts: bool) -> dict[str, Path]:
+    """Which file goes into which expert (attribute names "transformer" / "transformer_2")."""
+    if spec.expert not in LORA_EXPERT_CHOICES:
+        raise SampleError(f"LoRA {spec.path}: expert {spec.expert!r} is unknown; choose one of {', '.join(LORA_EXPERT_CHOICES)}")
+    path = Path(spec.path)
+    if not two_experts:
+        if not path.is_file():
+            raise SampleError(f"LoRA {path}: not a file. Fix: give the path of a .safetensors LoRA")
+        return {HIGH: path}
+    if path.is_file():
+        if spec.expert != "auto":
+            return {e: path for e in _EXPERTS_OF_CHOICE[spec.expert]}
+        expert = _file_expert(path)
+        if expert is None:
+            log.info("LoRA %s names no expert; it is applied to both experts (set expert to choose one)", path)
+            return {HIGH: path, LOW: path}
+        return {expert: path}
+    pair = {e: path.with_name(f"{path.stem}_{suffix}{path.suffix or '.safetensors'}") for e, suffix in EXPERT_FILE_SUFFIX.items()}
+    found = {e: p for e, p in pair.items() if p.is_file()}
+    if spec.expert != "auto":
+        found = {e: p for e, p in found.items() if e in _EXPERTS_OF_CHOICE[spec.expert]}
+    if not found:
+        tried = ", ".join(str(p) for p in [path, *pair.values()])
+        raise SampleError(f"LoRA {path}: no such file. Tried: {tried}. Fix: give an existing LoRA file or the stem of a "
+                          "<stem>_high_noise/<stem>_low_noise pair")
+    for expert in set(pair) - set(found):
+        log.info("LoRA %s: no %s file; that expert samples without it", path, EXPERT_FILE_SUFFIX[expert])
+    return found
+
+
+def _adapters_on(expert) -> list[str]:
+    return list(getattr(expert, "peft_config", {}) or {})
+
+
+def apply_loras(model: WanModel, specs: list[LoraSpec]) -> list[LoadedLora]:
+    """Attach each LoRA as its own adapter and set its per-expert weight; adapters already there keep weight 1."""
+    loaded: list[LoadedLora] = []
+    taken = {name for expert in model.experts() for name in _adapters_on(expert)}
+    for spec in specs:
+        adapter = next(f"sample_lora_{i}" for i in range(len(taken) + 1) if f"sample_lora_{i}" not in taken)
+        taken.add(adapter)
+        files = resolve_lora_files(spec, model.variant.has_transformer_2)
+        for expert_name, path in files.items():
+            state_dict, metadata = load_lora_file(path)
+            modules = sorted({key.rsplit(".lora_", 1)[0] for key in state_dict})
+            expert = getattr(model, expert_name)
+            try:
+                attach_lora(expert, rank=int(metadata[RANK_KEY]), alpha=float(metadata[ALPHA_KEY]),
+                            target_modules=modules, adapter_name=adapter)
+                set_lora_state_dict(expert, state_dict, adapter_name=adapter)
+            except (KeyError, ValueError, RuntimeError) as error:
+                raise SampleError(f"LoRA {path} does not fit the {model.variant.name} {expert_name}: {error}") from None
+        loaded.append(LoadedLora(adapter, spec, files, {e: spec.weight_for(e) for e in files}))
+    _set_weights(model, loaded)
+    return loaded
+
+
+def remove_loras(model: WanModel, loaded: list[LoadedLora]) -> None:
+    """Delete the sampling adapters again (e.g. before training goes on); other adapters stay active."""
+    for expert in model.experts():
+        names = [lora.adapter for lora in loaded if lora.adapter in _adapters_on(expert)]
+        if names:
+            expert.delete_adapters(names)
+    _set_weights(model, [])
+
+
+def _set_weights(model: WanModel, loaded: list[LoadedLora]) -> None:
+    for expert_name in (HIGH, LOW):
+        expert = getattr(model, expert_name)
+        if expert is None or not _adapters_on(expert):
+            continue
+        weights = {name: 1.0 for name in _adapters_on(expert)}
+        weights.update({lora.adapter: lora.weights[expert_name] for lora in loaded if expert_name in lora.weights})
+        expert.set_adapters(list(weights), list(weights.values()))
+
+
+def check_embeddings(paths: list[str]) -> list[str]:
+    """Hook for textual-inversion embeddings (a later issue): files are checked, then refused as not supported yet."""
+    paths = [str(p) for p in paths or []]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SampleError(f"embeddings: not found: {', '.join(missing)}")
+    if paths:
+        raise NotImplementedError(
+            f"embeddings: {', '.join(paths)}: sampling with embeddings is not supported yet (embedding training is a "
+            "later issue). Fix: sample without embeddings for now."
+        )
+    return paths

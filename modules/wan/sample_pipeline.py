@@ -1,0 +1,138 @@
+"""Generates frames through diffusers' own WanPipeline / WanImageToVideoPipeline, built over the model's modules.
+
+Sampling with the inference pipelines themselves (not a re-implementation) means a sample shows exactly
+what a user gets after loading the saved LoRA into diffusers: the same text encoding, expert switch at the
+boundary with one CFG scale per expert, schedulers, image conditioning and VAE decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from diffusers import WanImageToVideoPipeline, WanPipeline
+from PIL import Image
+
+from modules.wan.model import WanModel
+from modules.wan.sample_settings import SampleSettings, make_scheduler
+
+
+@contextmanager
+def sampling_mode(model: WanModel) -> Iterator[None]:
+    """Eval mode (no LoRA dropout) and no autograd while sampling; every part's train flag is restored after."""
+    parts = [model.text_encoder, model.vae, *model.experts()]
+    was_training = [part.training for part in parts]
+    try:
+        for part in parts:
+            part.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for part, training in zip(parts, was_training):
+            part.train(training)
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@contextmanager
+def placed_for_sampling(model: WanModel, device: torch.device | None, offload_experts: bool) -> Iterator[None]:
+    """Encoders on `device`, each expert moved there when the pipeline first calls it; all put back after.
+
+    With `offload_experts` only the expert in use is on the device (a 14B expert is ~28 GB in bf16), which is
+    how training keeps the inactive expert too. Moving happens in a forward pre-hook because the pipeline,
+    not we, decides at which step the boundary is crossed. Every part returns to where it was, so the
+    training setup's own idea of which expert is on the accelerator stays true.
+    """
+    if device is None:
+        yield
+        return
+    parts = [model.text_encoder, model.vae, *model.experts()]
+    original = [_device_of(part) for part in parts]
+    experts = model.experts()
+
+    def bring(module: torch.nn.Module, args) -> None:
+        if _device_of(module) != device:
+            if offload_experts:
+                for other in experts:
+                    if other is not module:
+                        other.to("cpu")
+            module.to(device)
+
+    handles = [expert.register_forward_pre_hook(bring) for expert in experts]
+    try:
+        model.text_encoder.to(device)
+        model.vae.to(device)
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for part, where in zip(parts, original):
+            part.to(where)
+
+
+def build_pipeline(model: WanModel, settings: SampleSettings, image_to_video: bool):
+    """The diffusers pipeline over the model's modules (adapters included, nothing copied), fresh scheduler.
+
+    Image-to-video uses WanImageToVideoPipeline for both I2V-A14B (channel-concat conditioning) and TI2V-5B
+    (expand_timesteps: a clean first latent frame with timestep 0), as diffusers documents for each model.
+    """
+    variant = model.variant
+    parts = dict(
+        tokenizer=model.tokenizer,
+        text_encoder=model.text_encoder,
+        vae=model.vae,
+        scheduler=make_scheduler(model.scheduler, settings.scheduler, settings.flow_shift),
+        transformer=model.transformer,
+        transformer_2=model.transformer_2 if variant.has_transformer_2 else None,
+        boundary_ratio=settings.boundary_ratio,
+        expand_timesteps=variant.expand_timesteps,
+    )
+    if image_to_video:
+        # No CLIP image encoder: WAN 2.2 transformers have no image_dim (that was Wan 2.1 I2V).
+        return WanImageToVideoPipeline(image_processor=None, image_encoder=None, **parts)
+    return WanPipeline(**parts)
+
+
+def pipeline_arguments(model: WanModel, settings: SampleSettings) -> dict:
+    arguments = dict(
+        prompt=settings.prompt,
+        negative_prompt=settings.negative_prompt or None,
+        width=settings.width,
+        height=settings.height,
+        num_frames=settings.frames,
+        num_inference_steps=settings.steps,
+        guidance_scale=settings.guidance_scale,
+        max_sequence_length=model.text_max_length,
+        output_type="np",
+    )
+    if settings.guidance_scale_2 is not None:  # only a two-expert pipeline accepts a second scale
+        arguments["guidance_scale_2"] = settings.guidance_scale_2
+    return arguments
+
+
+def generate_clip(
+    model: WanModel,
+    settings: SampleSettings,
+    start_image: Image.Image | None = None,
+    *,
+    device: torch.device | None = None,
+    offload_experts: bool = False,
+    progress_bar: bool = False,
+) -> np.ndarray:
+    """(F, H, W, 3) float32 frames in [0, 1], exactly as the pipeline returns them with output_type="np"."""
+    with sampling_mode(model), placed_for_sampling(model, device, offload_experts):
+        pipe = build_pipeline(model, settings, image_to_video=start_image is not None)
+        pipe.set_progress_bar_config(disable=not progress_bar, leave=False)
+        # A CPU generator makes the noise identical on every device (and equal to a diffusers user's CPU seed).
+        generator = torch.Generator("cpu").manual_seed(settings.seed)
+        extra = {"image": start_image} if start_image is not None else {}
+        video = pipe(**pipeline_arguments(model, settings), generator=generator, **extra).frames[0]
+    return np.asarray(video, dtype=np.float32)
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
