@@ -5,7 +5,7 @@ Adding a model family or method means adding a line here; nothing scans folders 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modules.config.validation import ConfigError
 
@@ -29,9 +29,17 @@ def _wan_lora() -> Plugin:
     return Plugin(WanModelLoader, WanLoRASetup, WanLoRASaver, WanModelSampler, WanBaseDataLoader)
 
 
+def _wan_full() -> Plugin:
+    from modules.wan.finetune_saver import WanFineTuneSaver
+    from modules.wan.finetune_setup import WanFineTuneSetup
+
+    return replace(_wan_lora(), setup=WanFineTuneSetup, saver=WanFineTuneSaver)
+
+
 # Values are factories so that importing the registry does not import every plugin's dependencies.
 PLUGINS = {
     ("wan_2_2", "lora"): _wan_lora,
+    ("wan_2_2", "full"): _wan_full,
 }
 
 

@@ -32,6 +32,27 @@ class LoraConfig:
 
 
 @dataclass
+class FineTuneConfig:
+    """Full fine-tuning of the transformer(s); see docs/full_finetune.md."""
+
+    block_filter: str = setting("", help="Which transformer weights train: comma-separated block indices or ranges ('0-9,30') and/or name substrings or regexes ('attn2', 'ffn'); empty: every weight")
+    weight_dtype: str = setting("float32", help="Dtype of a trained expert's weights while training; float32 keeps updates that bfloat16 would round away", choices=DTYPES)
+    save_diffusers: bool = setting(True, help="Write a diffusers model folder usable as model.base_path (<output stem>-diffusers/)")
+    save_single_file: bool = setting(True, help="Write one safetensors file per trained expert with the original WAN key names (the layout ComfyUI loads)")
+
+
+@dataclass
+class EmbeddingConfig:
+    """Textual inversion on the UMT5 text encoder; see docs/embeddings.md."""
+
+    placeholder: str = setting("<concept>", help="The word that stands for the embedding in captions and prompts")
+    num_vectors: int = setting(1, help="Token vectors of the embedding (more vectors hold more detail)", min=1, max=75)
+    init_text: str = setting("", help="Text whose token embeddings initialise the vectors (cycled to num_vectors); empty: random at the scale of the embedding table")
+    continue_from: str = setting("", help="An embedding .safetensors file to continue training (its placeholder and vectors replace the settings above)")
+    frozen_embeddings: list[str] = setting(default_factory=list, help="Embedding files loaded, not trained, in every training method; their placeholders may be used in captions")
+
+
+@dataclass
 class ExpertsConfig:
     """WAN 2.2 A14B has two experts: high-noise (t >= boundary) and low-noise (t < boundary)."""
 
@@ -130,9 +151,11 @@ class EmaConfig:
 class TrainConfig:
     version: int = setting(1, help="Config format version (older files are migrated on load)", min=0)
     model_type: str = setting("wan_2_2", help="Model family", choices=("wan_2_2",))
-    training_method: str = setting("lora", help="What is trained", choices=("lora",))
+    training_method: str = setting("lora", help="What is trained: a LoRA, the full transformer, or a text embedding", choices=("lora", "full", "embedding"))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(base_path=""), metadata={"help": "The base model"})
     lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings"})
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig, metadata={"help": "Full fine-tuning settings"})
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig, metadata={"help": "Embedding (textual inversion) settings"})
     experts: ExpertsConfig = field(default_factory=ExpertsConfig, metadata={"help": "Expert choice of A14B models"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Training data and caching"})
     training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimisation"})

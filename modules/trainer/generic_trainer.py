@@ -142,7 +142,7 @@ class GenericTrainer:
     def output_path(self) -> Path:
         if self.config.output.output_path:
             return Path(self.config.output.output_path)
-        return self.workspace / "output" / "lora.safetensors"
+        return self.workspace / "output" / f"{self.config.training_method}.safetensors"
 
     def save(self, destination: Path) -> list[Path]:
         destination.parent.mkdir(parents=True, exist_ok=True)
