@@ -203,7 +203,7 @@ def _load_scheduler(path: Path) -> Any:
 
 
 def load_wan_model(
-    model_path: str | Path,
+    model_path: str | Path | None,
     *,
     transformer_dtype: torch.dtype = torch.bfloat16,
     text_encoder_dtype: torch.dtype = torch.bfloat16,
@@ -212,10 +212,37 @@ def load_wan_model(
     allow_download: bool = False,
     expected_variant: str | None = None,
     load_transformer_2: bool = True,
+    transformer_path: str | Path | None = None,
+    transformer_2_path: str | Path | None = None,
+    vae_path: str | Path | None = None,
+    text_encoder_path: str | Path | None = None,
+    configs_dir: Path | None = None,
 ) -> WanModel:
-    """Load every part of a WAN 2.2 model on the CPU; `load_transformer_2=False` skips the low-noise expert."""
+    """Load every part of a WAN 2.2 model on the CPU; `load_transformer_2=False` skips the low-noise expert.
+
+    A part's own path (a single file, a part folder, or a diffusers folder / hub id) replaces that part of
+    `model_path`; then single_file_model.py assembles the model (docs/model_loading.md).
+    """
     if not 1 <= text_max_length <= 512:
         raise ModelLoadError(f"text_max_length {text_max_length}: expected 1..512 (UMT5 in WAN uses 512). Fix: set it in that range.")
+    part_paths = {"transformer": transformer_path, "transformer_2": transformer_2_path, "vae": vae_path,
+                  "text_encoder": text_encoder_path}
+    if any(part_paths.values()) or model_path is None or Path(str(model_path)).is_file():
+        from modules.wan.single_file_model import CONFIGS_DIR, load_wan_model_from_parts
+
+        if model_path is not None and Path(str(model_path)).is_file():
+            raise ModelLoadError(
+                f"{model_path}: model.base_path is a single file. Expected: a diffusers folder or hub id there (it gives the "
+                "tokenizer and any part without its own source). Fix: set model.transformer_path (and "
+                "model.transformer_2_path, model.vae_path, model.text_encoder_path) to single files instead."
+            )
+        base = resolve_model_path(model_path, allow_download) if model_path else None
+        return load_wan_model_from_parts(
+            base, part_paths, resolve=lambda p: resolve_model_path(p, allow_download),
+            transformer_dtype=transformer_dtype, text_encoder_dtype=text_encoder_dtype, vae_dtype=vae_dtype,
+            text_max_length=text_max_length, expected_variant=expected_variant, load_transformer_2=load_transformer_2,
+            configs_dir=configs_dir or CONFIGS_DIR,
+        )
     path = resolve_model_path(model_path, allow_download)
     variant = detect_variant(path, expected_variant)  # configs only: refuses bad folders before any weight is read
 
@@ -268,11 +295,13 @@ class WanModelLoader(BaseModelLoader):
 
     def load(self, config) -> WanModel:
         m = config.model
-        if not m.base_path:
+        parts = {name: getattr(m, f"{name}_path", "") or None for name in ("transformer", "transformer_2", "vae", "text_encoder")}
+        if not m.base_path and not any(parts.values()):
             raise ModelLoadError("model.base_path is empty. Expected: a WAN 2.2 diffusers folder or a hub id such as "
                                  "Wan-AI/Wan2.2-TI2V-5B-Diffusers. Fix: set model.base_path.")
         return load_wan_model(
-            m.base_path,
+            m.base_path or None,
+            **{f"{name}_path": value for name, value in parts.items()},
             transformer_dtype=to_dtype(m.transformer_dtype, "model.transformer_dtype"),
             text_encoder_dtype=to_dtype(m.text_encoder_dtype, "model.text_encoder_dtype"),
             vae_dtype=to_dtype(m.vae_dtype, "model.vae_dtype"),

@@ -1,0 +1,143 @@
+"""Build a diffusers/transformers part from one single file, straight into the target dtype.
+
+The module is built on the meta device (accelerate's init_empty_weights: no memory for weights), then every
+weight is read from the file on its own, dequantised if the file is fp8 "scaled" (weight * scale_weight, in
+float32 for that one tensor only), cast to its target dtype and assigned. Peak memory is the loaded model plus
+one tensor: no fp32 copy of the model and no state dict of the file are ever built.
+
+The file's names are derived from the module's own names (key_map.py, single_file_keys.py), so a weight the
+file lacks, an extra weight, or a shape that differs from the config is found before anything is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from transformers import UMT5Config, UMT5EncoderModel
+
+from modules.base.model_loader import ModelLoadError
+from modules.wan.key_map import diffusers_to_original_key
+from modules.wan.single_file_detect import SingleFileInfo
+from modules.wan.single_file_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
+from modules.wan.single_file_source import WeightFile
+
+PART_CLASSES = {"transformer": WanTransformer3DModel, "vae": AutoencoderKLWan, "text_encoder": UMT5EncoderModel}
+FP8_STORAGE = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def build_empty(part: str, config: dict) -> torch.nn.Module:
+    """The part's module with every weight on the meta device (non-persistent buffers are real)."""
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    with init_empty_weights():
+        if part == "text_encoder":
+            return UMT5EncoderModel(UMT5Config(**{k: v for k, v in config.items() if k not in ("architectures", "dtype")}))
+        return PART_CLASSES[part].from_config(config)
+
+
+def file_key_function(info: SingleFileInfo, config: dict) -> Callable[[str], str]:
+    """diffusers/transformers name -> the name this file uses (prefix included)."""
+    if info.naming in ("diffusers",):
+        rename = str
+    elif info.part == "transformer":
+        rename = diffusers_to_original_key
+    elif info.part == "vae":
+        blocks, residual = config.get("num_res_blocks", 2), bool(config.get("is_residual", False))
+        rename = lambda key: vae_diffusers_to_original_key(key, blocks, residual)  # noqa: E731
+    else:
+        rename = umt5_to_wan_t5_key
+    return lambda key: info.prefix + rename(key)
+
+
+def target_dtype(module: torch.nn.Module, name: str, dtype: torch.dtype, part: str) -> torch.dtype:
+    """The dtype diffusers/transformers from_pretrained would give this weight, or fp8 storage for block matrices."""
+    if dtype in FP8_STORAGE:
+        # fp8 keeps only the big matrices of the transformer blocks; everything else computes in bf16.
+        return dtype if name.startswith("blocks.") and name.endswith(".weight") and _ndim(module, name) == 2 else torch.bfloat16
+    keep = getattr(module, "_keep_in_fp32_modules", None) or []
+    # diffusers keeps these in fp32 for fp16 and bf16; transformers (T5's "wo") only for fp16.
+    half = (torch.float16, torch.bfloat16) if part != "text_encoder" else (torch.float16,)
+    if dtype in half and any(m in name.split(".") for m in keep):
+        return torch.float32
+    return dtype
+
+
+def _ndim(module: torch.nn.Module, name: str) -> int:
+    return module.get_parameter(name).dim()
+
+
+def _groups(module: torch.nn.Module) -> list[list[str]]:
+    """Names of each weight, tied weights (UMT5's shared / encoder.embed_tokens) grouped: one read for all."""
+    groups: dict[int, list[str]] = {}
+    for name, param in module.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return list(groups.values())
+
+
+def _assign(module: torch.nn.Module, name: str, value: torch.nn.Parameter) -> None:
+    owner, _, leaf = name.rpartition(".")
+    module.get_submodule(owner)._parameters[leaf] = value
+
+
+def plan_load(info: SingleFileInfo, config: dict, config_source: str) -> tuple[torch.nn.Module, list[tuple[list[str], str]]]:
+    """The empty module and, per weight (tied names together), the file key to read; refuses any misfit."""
+    module = build_empty(info.part, config)
+    to_file = file_key_function(info, config)
+    groups = _groups(module)
+    params = dict(module.named_parameters(remove_duplicate=False))
+    raw_shapes = {info.prefix + k: v for k, v in info.shapes.items()}
+    chosen: list[tuple[list[str], str]] = []
+    missing, mismatched = [], []
+    for names in groups:
+        present = [to_file(n) for n in names if to_file(n) in raw_shapes]
+        if not present:
+            missing.append(to_file(names[0]))
+            continue
+        key = present[0]
+        if tuple(raw_shapes[key]) != tuple(params[names[0]].shape):
+            mismatched.append(f"{key} {list(raw_shapes[key])} vs {list(params[names[0]].shape)}")
+        chosen.append((names, key))
+    unexpected = sorted(set(raw_shapes) - {to_file(n) for names in groups for n in names})
+    if missing or mismatched or unexpected:
+        raise ModelLoadError(
+            f"{info.path}: the {info.part} file does not fit its config ({config_source}). Found: {info.describe()}; "
+            f"{len(missing)} weights missing ({', '.join(missing[:3])}), {len(mismatched)} of another shape "
+            f"({'; '.join(mismatched[:3])}), {len(unexpected)} not in the model ({', '.join(unexpected[:3])}). "
+            f"Expected: every weight of {type(module).__name__} with the config's shapes. "
+            f"Fix: use the config of this exact model (a diffusers folder of the same model in model.base_path, or the "
+            f"matching resources/model_configs file), or the file meant for the {info.part}."
+        )
+    return module, chosen
+
+
+def check_names_and_shapes(info: SingleFileInfo, config: dict, config_source: str) -> None:
+    plan_load(info, config, config_source)
+
+
+def load_part_from_file(
+    info: SingleFileInfo, config: dict, dtype: torch.dtype, *, config_source: str, file: WeightFile | None = None,
+) -> torch.nn.Module:
+    """Build `info.part` with `config` and fill it from `info.path`; `config_source` names the config in errors."""
+    module, chosen = plan_load(info, config, config_source)
+    owned = file is None
+    file = file or WeightFile(info.path, info.part)
+    try:
+        for names, key in chosen:
+            tensor = file.read(key)
+            scale_key = key[: -len("weight")] + "scale_weight" if key.endswith("weight") else None
+            if scale_key in file.shapes:
+                # fp8 scaled: the true weight is fp8 * scale; float32 for this one tensor, then the target dtype.
+                tensor = tensor.to(torch.float32) * file.read(scale_key).to(torch.float32)
+            value = tensor.to(target_dtype(module, names[0], dtype, info.part))
+            # Like from_pretrained: trainable unless fp8 (which cannot hold gradients); setups freeze what they need.
+            param = torch.nn.Parameter(value, requires_grad=value.dtype not in FP8_STORAGE)
+            for name in names:
+                _assign(module, name, param)
+            del tensor
+    finally:
+        if owned:
+            file.close()
+    module.eval()
+    return module

@@ -1,0 +1,83 @@
+"""One weight file, whatever its container: names, dtypes and shapes up front, tensors read one at a time.
+
+- .safetensors / .sft: the header only (safetensors_header.py), tensors read with plain reads.
+- .pth / .pt (Wan-AI's Wan2.1_VAE.pth, Wan2.2_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth): torch.load with
+  weights_only=True (no unpickling of code) and mmap=True (tensors stay on disk until read).
+Anything else (GGUF, pickled .ckpt/.bin) is refused with a message that says what to use instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from modules.base.model_loader import ModelLoadError
+from modules.wan.safetensors_header import DTYPES, TensorReader, read_header
+
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+TORCH_SUFFIXES = (".pth", ".pt")
+_CODES = {dtype: code for code, dtype in DTYPES.items()}
+
+
+class WeightFile:
+    """`shapes` and `dtypes` (safetensors codes) of every tensor; `read(name)` returns one tensor."""
+
+    def __init__(self, path: str | Path, what: str):
+        self.path = Path(path)
+        self.what = what
+        suffix = self.path.suffix.lower()
+        if not self.path.is_file():
+            raise ModelLoadError(f"{self.path}: the {what} file does not exist. Fix: check the path in the config.")
+        if suffix in SAFETENSORS_SUFFIXES:
+            self.header = read_header(self.path, what)
+            self.shapes = {k: t.shape for k, t in self.header.tensors.items()}
+            self.dtypes = {k: t.dtype for k, t in self.header.tensors.items()}
+            self._reader: TensorReader | None = TensorReader(self.header)
+            self._state = None
+        elif suffix in TORCH_SUFFIXES:
+            self.header = None
+            self._reader = None
+            self._state = _torch_load(self.path, what)
+            self.shapes = {k: tuple(v.shape) for k, v in self._state.items()}
+            self.dtypes = {k: _CODES.get(v.dtype, str(v.dtype)) for k, v in self._state.items()}
+        else:
+            hint = "GGUF files are quantised for inference only" if suffix == ".gguf" else (
+                "pickled checkpoints can run code when loaded" if suffix in (".ckpt", ".bin", ".pkl") else "unknown file type")
+            raise ModelLoadError(
+                f"{self.path}: unsupported format for the {what} ({suffix or 'no suffix'}: {hint}). Expected: a .safetensors "
+                "single file (fp32, bf16, fp16, fp8 or fp8 scaled), a Wan-AI .pth file, or a diffusers folder. "
+                "Fix: download the .safetensors version of this model (e.g. from Comfy-Org/Wan_2.2_ComfyUI_Repackaged)."
+            )
+
+    def read(self, name: str) -> torch.Tensor:
+        if self._reader is not None:
+            return self._reader.read(name)
+        return self._state[name]
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        self._state = None
+
+    def __enter__(self) -> WeightFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _torch_load(path: Path, what: str) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # weights_only refusals, corrupt zips, old non-zip pickles
+        raise ModelLoadError(
+            f"{path}: cannot load the {what} .pth file safely ({type(error).__name__}: {error}). Expected: a tensor-only "
+            "state dict (torch.save of a dict of tensors), loaded with weights_only=True. "
+            "Fix: re-download the file, or use its .safetensors version."
+        ) from error
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(f"{path}: the {what} .pth file is not a dict of tensors. Fix: use the .safetensors version.")
+    return state
