@@ -14,9 +14,13 @@ VARIANT_CHOICES = ("auto", "TI2V-5B", "T2V-A14B", "I2V-A14B")
 
 @dataclass
 class ModelConfig:
-    base_path: str = setting(help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers")
+    base_path: str = setting(help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers; gives the tokenizer and every part without its own *_path")
     variant: str = setting("auto", help="Which WAN 2.2 model; 'auto' detects it from the folder", choices=VARIANT_CHOICES)
     allow_download: bool = setting(False, help="Allow downloading a hub id that is not in the local Hugging Face cache")
+    transformer_path: str = setting("", help="Optional source of the transformer (high-noise expert for A14B): a single file such as wan2.2_t2v_high_noise_14B_fp16.safetensors, a part folder, or a diffusers folder; empty: from base_path")
+    transformer_2_path: str = setting("", help="Optional source of the low-noise expert (A14B), e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors; empty: from base_path")
+    vae_path: str = setting("", help="Optional source of the VAE: wan_2.1_vae / wan2.2_vae .safetensors, Wan2.1_VAE.pth / Wan2.2_VAE.pth, or a folder; empty: from base_path")
+    text_encoder_path: str = setting("", help="Optional source of the UMT5 encoder: umt5_xxl_fp16 / fp8_e4m3fn_scaled .safetensors, models_t5_umt5-xxl-enc-bf16.pth, or a folder; empty: from base_path")
     transformer_dtype: str = setting("bfloat16", help="Storage dtype of the frozen transformer weights", choices=DTYPES)
     text_encoder_dtype: str = setting("bfloat16", help="Dtype of the UMT5 text encoder (used only while caching)", choices=DTYPES)
     vae_dtype: str = setting("float32", help="Dtype of the VAE (used only while caching and sampling)", choices=DTYPES)
