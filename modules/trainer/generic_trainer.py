@@ -20,6 +20,7 @@ from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.device import resolve_device
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
+from modules.trainer.sample_hooks import SampleHooks
 from modules.trainer.run_log import RunLog
 
 log = logging.getLogger("wan_trainer")
@@ -83,6 +84,9 @@ class GenericTrainer:
         tensorboard_dir = self.workspace / "tensorboard" if config.output.tensorboard else None
         run_log = RunLog(config.training.max_steps, self.progress.global_step, tensorboard_dir)
         try:
+            # Checks the video encoder and prepares validation data before the first step.
+            self.sample_hooks = SampleHooks(self, run_log)
+            self.sample_hooks.before_training()
             self._loop(run_log, result)
             result.output_files = self.save(self.output_path())
             run_log.message(f"saved: {', '.join(map(str, result.output_files))}")
@@ -114,10 +118,12 @@ class GenericTrainer:
                 for callback in self.step_callbacks:
                     callback(progress, step_loss)
                 self._save_on_schedule(run_log)
+                self.sample_hooks.after_step()  # samples and validation loss on their schedule
                 if progress.global_step >= config.training.max_steps:
                     return
             progress.epoch += 1
             progress.epoch_step = 0
+            self.sample_hooks.after_epoch(progress.epoch)
 
     def _forward_backward(self, batch: dict, accumulation: int) -> float:
         prediction = self.setup.predict(self.model, batch, self.config, self.progress, self.generator)
@@ -157,17 +163,5 @@ class GenericTrainer:
             run_log.message(f"step {step}: saved {', '.join(map(str, files))}")
 
     def sample_all(self, tag: str, run_log: RunLog) -> list[Path]:
-        samples = self.config.sampling.samples
-        if not samples:
-            return []
-        sampler = self.plugin.sampler()
-        self.model.encoders_to(self.device)
-        written = []
-        try:
-            for index, sample_config in enumerate(samples):
-                destination = self.workspace / "samples" / f"{tag}-{index}.mp4"
-                written.append(sampler.sample(self.model, sample_config, destination))
-                run_log.message(f"sample written: {written[-1]}")
-        finally:
-            self.model.encoders_to(torch.device("cpu"))
-        return written
+        """Write every configured sample now (a failing one is logged and skipped); see trainer/sample_hooks.py."""
+        return self.sample_hooks.sample(tag)

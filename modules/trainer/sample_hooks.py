@@ -1,0 +1,117 @@
+"""Samples and validation loss during training: what the trainer calls before the first step, after each
+step and epoch, and at the end.
+
+A sample that fails (a start image deleted mid-run, a full disk, an unwritable folder) is logged and
+skipped: a preview must never cost hours of training. What can be checked up front (the video encoder,
+the validation data) is checked before the first step instead, with an error that says what to fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modules.trainer.sample_schedule import SampleSchedule
+from modules.trainer.validation_loss import ValidationLoss
+
+log = logging.getLogger("wan_trainer.samples")
+STRIP_FRAMES = 8  # frames shown side by side when TensorBoard gets an image instead of a video
+
+
+def frame_strip(video: np.ndarray, frames: int = STRIP_FRAMES) -> np.ndarray:
+    """(H, W * k, 3) uint8: k evenly spaced frames side by side, first and last included."""
+    picks = np.unique(np.linspace(0, len(video) - 1, min(frames, len(video))).round().astype(int))
+    return np.concatenate(list(video[picks]), axis=1)
+
+
+class SampleHooks:
+    def __init__(self, trainer, run_log):
+        self.trainer = trainer
+        self.run_log = run_log
+        config = trainer.config
+        self.samples = config.sampling.samples
+        self.schedule = SampleSchedule(config.sampling)
+        self.sampler = trainer.plugin.sampler.for_training(config, trainer.device) if self.samples else None
+        self.tensorboard = config.sampling.tensorboard and run_log.writer is not None
+        self.written: list[Path] = []
+        self.failures = 0
+        if self.sampler is not None:
+            self.sampler.preflight()  # a missing encoder is found now, not after the first hour
+        self.validation = None
+        if config.sampling.validation_concept:
+            self.validation = ValidationLoss(trainer.plugin, trainer.model, config, trainer.device)
+
+    # ---- what the trainer calls ---------------------------------------------------------------------
+    def before_training(self) -> None:
+        if self.schedule.before_training:
+            self.sample(f"before-step{self.trainer.progress.global_step:06d}")
+
+    def after_step(self) -> None:
+        step = self.trainer.progress.global_step
+        if self.validation is not None and self.schedule.validation_after_step(step):
+            self.measure_validation()
+        last = step >= self.trainer.config.training.max_steps
+        # The last step's samples are the end samples when those are on; never both.
+        if self.schedule.samples_after_step(step) and not (last and self.schedule.at_end):
+            self.sample(f"step{step:06d}")
+
+    def after_epoch(self, completed_epochs: int) -> None:
+        if self.schedule.samples_after_epoch(completed_epochs):
+            self.sample(f"epoch{completed_epochs:04d}-step{self.trainer.progress.global_step:06d}")
+
+    # ---- the work -----------------------------------------------------------------------------------
+    def sample(self, tag: str) -> list[Path]:
+        """Write every sample definition under <workspace>/samples; a failing one is logged and skipped."""
+        written = []
+        step = self.trainer.progress.global_step
+        for index, sample_config in enumerate(self.samples or []):
+            destination = self.trainer.workspace / "samples" / f"{tag}-{index}.mp4"
+            try:
+                with self._weights_to_show():
+                    path = self.sampler.sample(self.trainer.model, sample_config, destination, extra={"step": step, "tag": tag})
+            except Exception as error:  # noqa: BLE001 - any failure of a preview is reported, never fatal
+                self.failures += 1
+                log.warning("sample %d (%s) failed at step %d: %s", index, tag, step, error, exc_info=True)
+                self.run_log.message(f"sample {index} failed at step {step}: {type(error).__name__}: {error}; training goes on")
+                continue
+            written.append(path)
+            self.run_log.message(f"sample written: {path}")
+            self._log_tensorboard(index, step)
+        self.schedule.sampled()
+        self.written += written
+        return written
+
+    def _weights_to_show(self):
+        """The EMA weights while sampling when EMA is on (what will be saved), else the live weights."""
+        ema = getattr(self.trainer, "ema", None)
+        if ema is None:
+            return contextlib.nullcontext()
+        from modules.trainer.ema import ema_weights_in_use
+
+        return ema_weights_in_use(ema)
+
+    def measure_validation(self) -> dict[float, float]:
+        trainer = self.trainer
+        losses = self.validation.measure(trainer.model, trainer.setup, trainer.progress)
+        step = trainer.progress.global_step
+        for sigma, loss in losses.items():
+            if self.run_log.writer is not None:
+                self.run_log.writer.add_scalar(ValidationLoss.tag(sigma), loss, step)
+        self.run_log.message(f"step {step}: validation loss " + ", ".join(f"sigma {s:.2f}: {v:.4f}" for s, v in losses.items()))
+        return losses
+
+    def _log_tensorboard(self, index: int, step: int) -> None:
+        result = getattr(self.sampler, "last_result", None)
+        if not self.tensorboard or result is None or result.video is None:
+            return
+        writer = self.run_log.writer
+        writer.add_image(f"samples/{index}", frame_strip(result.video), step, dataformats="HWC")
+        if importlib.util.find_spec("moviepy") is not None:  # TensorBoard's video summary needs moviepy
+            video = torch.from_numpy(result.video).permute(0, 3, 1, 2).unsqueeze(0)  # (1, F, C, H, W)
+            writer.add_video(f"samples/{index}/video", video, step, fps=int(round(result.fps)))
+        result.video = None  # the frames are not needed any more; do not hold them until the next sample

@@ -1,0 +1,102 @@
+"""Validation loss at fixed noise levels on a held-out concept, one number per quantile.
+
+The training loss is noisy because every step draws a new noise level; a loss measured at fixed sigmas
+(timestep quantiles, e.g. 0.1 ... 0.9), with fixed noise, on fixed clips is comparable from step to step and
+shows where (high or low noise) a run over- or under-fits. The held-out clips go through the plugin's own
+data loader (same windows, buckets and cache as training), and the loss through the setup's own
+`predict` / `calculate_loss` with `deterministic_timesteps`, so it is exactly the training objective.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("wan_trainer")
+
+
+def validation_config(config):
+    """The training config with the validation concept as its only concept (everything else unchanged)."""
+    from modules.config.train_config import ConceptConfig
+
+    path = Path(config.sampling.validation_concept)
+    if not path.is_dir():
+        from modules.config.validation import ConfigError
+
+        raise ConfigError(f"sampling.validation_concept: {str(path)!r} is not a folder. Fix: give a folder of held-out "
+                          "videos with .txt captions, or leave it empty")
+    validation = copy.deepcopy(config)
+    validation.data.concepts = [ConceptConfig(path=str(path))]
+    validation.data.concepts_file = ""
+    return validation
+
+
+@contextmanager
+def eval_mode(model):
+    """No dropout and no autograd while measuring; every module part of the model keeps its train flag after."""
+    parts = [part for part in vars(model).values() if isinstance(part, torch.nn.Module)]
+    flags = [part.training for part in parts]
+    try:
+        for part in parts:
+            part.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for part, flag in zip(parts, flags):
+            part.train(flag)
+
+
+def expert_for_sigma(setup, model, sigma: float) -> str | None:
+    """Which trained expert serves `sigma` (two-expert models split at the setup's boundary), or None if the
+    expert serving it is not trained (its loss cannot change, so it is not measured)."""
+    boundary = getattr(setup, "boundary", None)
+    trained = getattr(model, "trained_experts", None)
+    if boundary is None or trained is None:
+        return trained[0] if trained else "default"
+    from modules.wan.experts import HIGH, LOW  # the only two-expert family so far
+
+    expert = HIGH if sigma >= boundary else LOW
+    return expert if expert in trained else None
+
+
+class ValidationLoss:
+    def __init__(self, plugin, model, config, device: torch.device):
+        self.quantiles = [float(q) for q in config.sampling.validation_quantiles]
+        bad = [q for q in self.quantiles if not 0.0 < q < 1.0]
+        if bad or not self.quantiles:
+            from modules.config.validation import ConfigError
+
+            raise ConfigError(f"sampling.validation_quantiles: {bad or 'empty'}; give noise levels between 0 and 1 "
+                              "(exclusive), e.g. [0.1, 0.5, 0.9]")
+        self.seed = config.sampling.validation_seed
+        self.config = config
+        self.data = plugin.data_loader()
+        self.data.prepare(model, validation_config(config), device)
+
+    def measure(self, model, setup, progress) -> dict[float, float]:
+        """Mean loss over every validation batch at each quantile; the same noise for every quantile and step."""
+        losses: dict[float, float] = {}
+        with eval_mode(model):
+            for sigma in self.quantiles:
+                expert = expert_for_sigma(setup, model, sigma)
+                if expert is None:
+                    continue
+                generator = torch.Generator().manual_seed(self.seed)
+                total, count = 0.0, 0
+                for batch in self.data.batches(0):
+                    size = next(iter(batch.values())).shape[0]
+                    kwargs = {} if expert == "default" else {"expert": expert}
+                    prediction = setup.predict(model, batch, self.config, progress, generator,
+                                               deterministic_timesteps=torch.full((size,), sigma), **kwargs)
+                    total += float(setup.calculate_loss(model, batch, prediction, self.config)) * size
+                    count += size
+                losses[sigma] = total / max(count, 1)
+        return losses
+
+    @staticmethod
+    def tag(sigma: float) -> str:
+        return f"loss/validation/sigma_{sigma:.2f}"
