@@ -31,10 +31,15 @@ FP8_STORAGE = (torch.float8_e4m3fn, torch.float8_e5m2)
 def build_empty(part: str, config: dict) -> torch.nn.Module:
     """The part's module with every weight on the meta device (non-persistent buffers are real)."""
     config = {k: v for k, v in config.items() if not k.startswith("_")}
+    if part != "text_encoder":
+        with init_empty_weights():
+            return PART_CLASSES[part].from_config(config)
     with init_empty_weights():
-        if part == "text_encoder":
-            return UMT5EncoderModel(UMT5Config(**{k: v for k, v in config.items() if k not in ("architectures", "dtype")}))
-        return PART_CLASSES[part].from_config(config)
+        module = UMT5EncoderModel(UMT5Config(**{k: v for k, v in config.items() if k not in ("architectures", "dtype")}))
+    # encoder.embed_tokens is `shared` (as from_pretrained ties them): one tensor in the files and the model.
+    # Outside init_empty_weights, which would register a fresh meta copy instead of the same parameter.
+    module.encoder.embed_tokens.weight = module.shared.weight
+    return module
 
 
 def file_key_function(info: SingleFileInfo, config: dict) -> Callable[[str], str]:
