@@ -161,14 +161,41 @@ def _set_weights(model: WanModel, loaded: list[LoadedLora]) -> None:
 
 
 def check_embeddings(paths: list[str]) -> list[str]:
-    """Hook for textual-inversion embeddings (a later issue): files are checked, then refused as not supported yet."""
+    """Embedding files given for sampling exist (checked before the model is touched)."""
     paths = [str(p) for p in paths or []]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        raise SampleError(f"embeddings: not found: {', '.join(missing)}")
-    if paths:
-        raise NotImplementedError(
-            f"embeddings: {', '.join(paths)}: sampling with embeddings is not supported yet (embedding training is a "
-            "later issue). Fix: sample without embeddings for now."
-        )
+        raise SampleError(f"embeddings: not found: {', '.join(missing)}. Fix: give existing .safetensors embedding files")
     return paths
+
+
+def _embedding_loader():
+    """modules.wan.embedding_loader (UMT5 textual inversion), or a clear error where this install lacks it."""
+    try:
+        from modules.wan import embedding_loader
+    except ImportError:
+        raise SampleError("embeddings: this install has no embedding loader (modules/wan/embedding_loader.py). "
+                          "Fix: sample without embeddings, or update the trainer") from None
+    return embedding_loader
+
+
+def load_embeddings(model: WanModel, paths: list[str]) -> list[dict]:
+    """Load each embedding into the model's tokenizer and text encoder; returns what the sidecar records."""
+    if not paths:
+        return []
+    loader = _embedding_loader()
+    records = []
+    for path in check_embeddings(paths):
+        try:
+            loaded = loader.load_embedding(model, path)
+        except ValueError as error:  # EmbeddingError: the message names the file and the fix
+            raise SampleError(f"embeddings: {error}") from None
+        records.append({"path": path, "placeholder": loaded.placeholder, "vectors": len(loaded.token_ids)})
+    return records
+
+
+def prompt_with_embeddings(model: WanModel, prompt: str) -> str:
+    """A multi-vector placeholder written as all its tokens, as the embedding loader defines (no-op without any)."""
+    if not prompt or not vars(model).get("embeddings"):  # where the embedding loader keeps what it loaded
+        return prompt
+    return _embedding_loader().expand_prompt(model, prompt)

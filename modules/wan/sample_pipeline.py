@@ -16,6 +16,7 @@ from diffusers import WanImageToVideoPipeline, WanPipeline
 from PIL import Image
 
 from modules.wan.model import WanModel
+from modules.wan.sample_loras import prompt_with_embeddings
 from modules.wan.sample_settings import SampleSettings, make_scheduler
 
 
@@ -99,8 +100,8 @@ def build_pipeline(model: WanModel, settings: SampleSettings, image_to_video: bo
 
 def pipeline_arguments(model: WanModel, settings: SampleSettings) -> dict:
     arguments = dict(
-        prompt=settings.prompt,
-        negative_prompt=settings.negative_prompt or None,
+        prompt=prompt_with_embeddings(model, settings.prompt),
+        negative_prompt=prompt_with_embeddings(model, settings.negative_prompt) or None,
         width=settings.width,
         height=settings.height,
         num_frames=settings.frames,

@@ -22,7 +22,7 @@ from modules.util.sample_export import ExportedSample, export_sample, video_path
 from modules.util.video_checks import DEFAULT_STATIC_THRESHOLD, MotionCheck
 from modules.util.video_export import check_encoder
 from modules.wan.model import WanModel
-from modules.wan.sample_loras import LoadedLora, LoraSpec, apply_loras, check_embeddings, remove_loras
+from modules.wan.sample_loras import LoadedLora, LoraSpec, apply_loras, check_embeddings, load_embeddings, remove_loras
 from modules.wan.sample_pipeline import generate_clip, to_uint8
 # Re-exported: the rounding rules are part of the sampler's public surface.
 from modules.wan.sample_settings import SampleError, SampleSettings, resolve_settings, round_frames, round_size  # noqa: F401
@@ -97,6 +97,7 @@ class WanModelSampler(BaseModelSampler):
         self.options = options or SamplerOptions()
         check_embeddings(self.options.embeddings)
         self.loras: list[LoadedLora] = []
+        self.embeddings: list[dict] | None = None  # loaded into the model on the first sample
         self.last_result: SampleResult | None = None
 
     @classmethod
@@ -136,6 +137,8 @@ class WanModelSampler(BaseModelSampler):
         settings = resolve_settings(model, sample_config, self.options.boundary_ratio)
         destination = video_path(destination, self.options.format)
         self.preflight()
+        if self.embeddings is None:
+            self.embeddings = load_embeddings(model, self.options.embeddings)
         start_image = load_start_image(settings.start_image)
         if sample_config.clips == 1:
             frames = self._generate(model, settings, start_image)
@@ -199,7 +202,7 @@ class WanModelSampler(BaseModelSampler):
             "loras": [lora.sidecar() for lora in self.loras],
             # Adapters the sampler did not load: during training, the LoRA being trained.
             "adapters_in_model": others,
-            "embeddings": list(self.options.embeddings),
+            "embeddings": self.embeddings or [],
             **(extra or {}),
         }
 
