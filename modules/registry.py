@@ -21,12 +21,13 @@ class Plugin:
 
 def _wan_lora() -> Plugin:
     from modules.wan.data_loader import WanBaseDataLoader
+    from modules.wan.embedding_model_loader import WanModelWithEmbeddingsLoader
     from modules.wan.lora_saver import WanLoRASaver
     from modules.wan.lora_setup import WanLoRASetup
-    from modules.wan.model_loader import WanModelLoader
     from modules.wan.sampler import WanModelSampler
 
-    return Plugin(WanModelLoader, WanLoRASetup, WanLoRASaver, WanModelSampler, WanBaseDataLoader)
+    # Every method loads embedding.frozen_embeddings (and "embedding" its trained one) right after the model.
+    return Plugin(WanModelWithEmbeddingsLoader, WanLoRASetup, WanLoRASaver, WanModelSampler, WanBaseDataLoader)
 
 
 def _wan_full() -> Plugin:
@@ -36,10 +37,18 @@ def _wan_full() -> Plugin:
     return replace(_wan_lora(), setup=WanFineTuneSetup, saver=WanFineTuneSaver)
 
 
+def _wan_embedding() -> Plugin:
+    from modules.wan.embedding_saver import WanEmbeddingSaver
+    from modules.wan.embedding_setup import WanEmbeddingSetup
+
+    return replace(_wan_lora(), setup=WanEmbeddingSetup, saver=WanEmbeddingSaver)
+
+
 # Values are factories so that importing the registry does not import every plugin's dependencies.
 PLUGINS = {
     ("wan_2_2", "lora"): _wan_lora,
     ("wan_2_2", "full"): _wan_full,
+    ("wan_2_2", "embedding"): _wan_embedding,
 }
 
 

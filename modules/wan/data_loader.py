@@ -15,6 +15,7 @@ from modules.data.concepts import Concept
 from modules.data.report import DataReport
 from modules.data.video_dataset import DatasetSettings, build_cached_dataset, load_sample
 from modules.wan import conditioning
+from modules.wan.embedding_loader import embedding_identity, expand_prompt
 from modules.wan.model import WanModel
 
 log = logging.getLogger("wan_trainer.data")
@@ -43,7 +44,8 @@ class WanBaseDataLoader(BaseDataLoader):
 
         def encode_text(captions: list[str]) -> list[torch.Tensor]:
             self.stats.texts_encoded += len(captions)
-            return model.encode_text(captions)
+            # A multi-vector embedding's placeholder stands for all its tokens (modules/wan/embedding_loader.py).
+            return model.encode_text([expand_prompt(model, caption) for caption in captions])
 
         settings = DatasetSettings(
             target_fps=data.fps or model.variant.fps,
@@ -55,12 +57,16 @@ class WanBaseDataLoader(BaseDataLoader):
             target_area=data.resolution * data.resolution,
             pixel_multiple=model.variant.pixel_multiple,
         )
+        # Loaded embeddings change what captions encode to: their identity is part of every caption key
+        # (nothing is added without embeddings, so caches made before embeddings existed stay valid).
+        embeddings_key = f":embeddings={embedding_identity(model)}" if embedding_identity(model) else ""
         model.encoders_to(device)
         try:
             self.samples = build_cached_dataset(
                 [_concept(c) for c in data.concepts], settings, self.cache, encode_video, encode_text,
                 video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}",
-                text_identity=f"{model.text_encoder_identity}:{model.text_encoder.dtype}:max_length={model.text_max_length}",
+                text_identity=f"{model.text_encoder_identity}:{model.text_encoder.dtype}:max_length={model.text_max_length}"
+                              + embeddings_key,
                 report=self.report,
             )
         finally:
@@ -87,6 +93,7 @@ class WanBaseDataLoader(BaseDataLoader):
             items = [load_sample(self.samples[i], self.cache) for i in indices]
             batch = {key: torch.stack([item[key] for item in items]) for key in items[0] if key != "text_embeds"}
             batch["text_embeds"] = self.model.pad_text_embeds([item["text_embeds"] for item in items])
+            batch["captions"] = [self.samples[i].caption for i in indices]  # embedding training re-encodes some
             yield batch
 
 

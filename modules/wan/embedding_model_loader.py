@@ -1,0 +1,32 @@
+"""WanModelLoader plus embeddings: frozen embedding files for every method, and the trained one for "embedding".
+
+Embeddings are added right after loading, before captions are cached, so the cache keys (which include
+`embedding_identity`) and the cached captions see exactly the tokens and vectors training uses.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from modules.wan.embedding_loader import add_embedding, initial_vectors, load_embedding, read_embedding_file
+from modules.wan.model import WanModel
+from modules.wan.model_loader import WanModelLoader
+
+log = logging.getLogger("wan_trainer")
+
+
+class WanModelWithEmbeddingsLoader(WanModelLoader):
+    def load(self, config) -> WanModel:
+        model = super().load(config)
+        settings = config.embedding
+        for path in settings.frozen_embeddings:
+            embedding = load_embedding(model, path)
+            log.info("embedding %s loaded (frozen, %d vectors) from %s", embedding.placeholder, len(embedding.token_ids), path)
+        if config.training_method == "embedding":
+            if settings.continue_from:
+                placeholder, vectors, _ = read_embedding_file(settings.continue_from)
+            else:
+                placeholder = settings.placeholder
+                vectors = initial_vectors(model, settings.init_text, settings.num_vectors, config.training.seed)
+            add_embedding(model, placeholder, vectors, trainable=True)
+        return model

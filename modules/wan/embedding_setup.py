@@ -1,0 +1,86 @@
+"""WanEmbeddingSetup: textual inversion. Only the new token vectors train; every model weight stays frozen.
+
+The vectors are one float32 parameter of shape (num_vectors, dim) outside the text encoder, so the optimizer
+(weight decay included) can never touch another row. Captions that contain the placeholder are encoded on
+the fly with the current vectors (embedding_text.py); the others come from the cache. After each step's
+forward pass and at save time the vectors are written into the text encoder's rows, so samples and saves
+use them. The denoising objective is the LoRA setup's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from modules.base.model_setup import TrainProgress
+from modules.config.validation import ConfigError
+from modules.wan.embedding_loader import LoadedEmbedding, loaded_embeddings, read_vectors, write_vectors
+from modules.wan.embedding_text import encode_text_with_vectors
+from modules.wan.finetune_setup import set_up_expert_routing
+from modules.wan.lora_setup import WanLoRASetup
+from modules.wan.model import WanModel
+
+log = logging.getLogger("wan_trainer")
+
+
+def trained_embedding(model: WanModel) -> LoadedEmbedding:
+    found = [e for e in loaded_embeddings(model).values() if e.trainable]
+    if len(found) != 1:
+        raise ConfigError("training_method 'embedding' needs the model loaded by WanModelWithEmbeddingsLoader "
+                          "(modules/registry.py), which adds the trained embedding")
+    return found[0]
+
+
+class WanEmbeddingSetup(WanLoRASetup):
+    def setup_model(self, model: WanModel, config) -> None:
+        model.eval()
+        for part in (model.vae, model.text_encoder, *model.experts()):
+            part.requires_grad_(False)
+        set_up_expert_routing(self, model, config)
+        self.embedding = trained_embedding(model)
+        self.vectors = torch.nn.Parameter(read_vectors(model, self.embedding))
+        self.embedding.parameter = self.vectors  # the saver reads the vectors from here
+        self.warned_unused = False
+        if config.training.gradient_checkpointing:
+            for expert in model.experts():
+                expert.enable_gradient_checkpointing()
+
+    def parameter_groups(self, model: WanModel, config) -> list[dict]:
+        return [{"params": [self.vectors], "lr": config.training.learning_rate, "name": "embedding"}]
+
+    def setup_train_device(self, model: WanModel, config, device: torch.device) -> None:
+        super().setup_train_device(model, config, device)
+        model.text_encoder.to(device)  # the text encoder runs in every step of embedding training
+        self.vectors.data = self.vectors.data.to(device)
+
+    def predict(self, model: WanModel, batch: dict, config, progress: TrainProgress, generator: torch.Generator,
+                deterministic_timesteps: torch.Tensor | None = None, expert: str | None = None) -> dict[str, torch.Tensor]:
+        self.write_back(model)
+        model.text_encoder.to(self.device)  # sampling between steps moves the encoders back to the CPU
+        captions = batch.get("captions") or []
+        using = [i for i, caption in enumerate(captions) if self.embedding.placeholder in caption]
+        if using:
+            fresh = encode_text_with_vectors(model, [captions[i] for i in using], self.embedding, self.vectors)
+            cached = batch["text_embeds"].to(self.device)
+            # Cached rows are zero-padded to text_max_length already; trim nothing, just replace the fresh ones.
+            rows = [cached[i] for i in range(cached.shape[0])]
+            for i, embeds in zip(using, fresh):
+                rows[i] = torch.cat([embeds, embeds.new_zeros(cached.shape[1] - embeds.shape[0], embeds.shape[1])])
+            batch = {**batch, "text_embeds": torch.stack(rows)}
+        elif not self.warned_unused:
+            log.warning("a batch without the placeholder %r in its captions: it cannot train the embedding",
+                        self.embedding.placeholder)
+            self.warned_unused = True
+        return super().predict(model, batch, config, progress, generator, deterministic_timesteps, expert)
+
+    def calculate_loss(self, model: WanModel, batch: dict, prediction: dict, config) -> torch.Tensor:
+        loss = super().calculate_loss(model, batch, prediction, config)
+        # A batch without the placeholder has no path to the vectors; this keeps backward() valid (zero gradient).
+        return loss if loss.requires_grad else loss + 0.0 * self.vectors.sum()
+
+    def write_back(self, model: WanModel) -> None:
+        write_vectors(model, self.embedding, self.vectors)
+
+    def trainable_state_dict(self, model: WanModel) -> dict[str, torch.Tensor]:
+        return {f"embedding.{self.embedding.placeholder}": self.vectors}
