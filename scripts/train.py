@@ -13,6 +13,7 @@ import _repo_path  # noqa: F401
 from modules.base.model_loader import ModelLoadError
 from modules.config.loading import load_config
 from modules.config.validation import ConfigError
+from modules.trainer.backups import BackupError
 from modules.trainer.generic_trainer import GenericTrainer, TrainingError
 
 
@@ -28,7 +29,7 @@ def main() -> int:
     try:
         config = load_config(args.config_path, args.config_value)
         result = GenericTrainer(config).train()
-    except (ConfigError, ModelLoadError, TrainingError) as error:
+    except (ConfigError, ModelLoadError, TrainingError, BackupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"\nTrained {result.steps} steps. Workspace: {result.workspace}")

@@ -26,3 +26,29 @@ def tiny_model_dir(tmp_path_factory):
         return built[variant_name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory):
+    """The synthetic demo clips (modules/data/demo_data.py), written once per session."""
+    from modules.data.demo_data import make_demo_data
+
+    folder = tmp_path_factory.mktemp("demo_data")
+    make_demo_data(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def demo_overrides(tiny_model_dir, demo_data_dir, tmp_path_factory):
+    """`demo_overrides(workspace)` -> --config-value strings that point the demo preset at the tiny TI2V-5B
+    model and demo data, with one shared cache (encoded once) and no samples or TensorBoard (speed)."""
+    cache = tmp_path_factory.mktemp("demo_cache")
+
+    def get(workspace) -> list[str]:
+        return [
+            f"model.base_path={tiny_model_dir('TI2V-5B')}", f"data.concepts.0.path={demo_data_dir}",
+            f"output.workspace_dir={workspace}", f"data.cache_dir={cache}", "sampling.samples=[]",
+            "output.tensorboard=false", "output.save_every_steps=0",
+        ]
+
+    return get

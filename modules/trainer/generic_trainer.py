@@ -19,8 +19,11 @@ from modules.base.model_setup import TrainProgress
 from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.device import resolve_device
+from modules.trainer.ema import create_ema, ema_weights_in_use
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
 from modules.trainer.sample_hooks import SampleHooks
+from modules.trainer.resume import BackupController
+from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
 
 log = logging.getLogger("wan_trainer")
@@ -62,6 +65,7 @@ class GenericTrainer:
         self.data.prepare(self.model, self.config, self.device)
 
     def set_up_training(self) -> None:
+        seed_all(self.config.training.seed)  # adapter initialisation draws from the global RNGs
         self.setup = self.plugin.setup()
         self.setup.setup_model(self.model, self.config)
         self.setup.setup_train_device(self.model, self.config, self.device)
@@ -72,6 +76,10 @@ class GenericTrainer:
         self.optimizer, self.lr_scheduler = self.accelerator.prepare(self.optimizer, self.lr_scheduler)
         self.generator = torch.Generator().manual_seed(self.config.training.seed)
         self.progress = TrainProgress()
+        self.ema = create_ema(self.config.ema, self.parameters, self.device)
+        # Resuming here (not in train) lets a caller that sets up first inspect the resumed state.
+        self.backups = BackupController(self)
+        self.backups.resume_if_configured()
 
     def train(self) -> TrainResult:
         self.workspace.mkdir(parents=True, exist_ok=True)
@@ -112,6 +120,8 @@ class GenericTrainer:
                     continue
                 self._optimizer_step()
                 progress.global_step += 1
+                if self.ema is not None:
+                    self.ema.update(progress.global_step)
                 step_loss, accumulated_loss = accumulated_loss, 0.0
                 result.losses.append(step_loss)
                 run_log.step(progress.global_step, step_loss, self.lr_scheduler.get_last_lr()[0])
@@ -119,6 +129,7 @@ class GenericTrainer:
                     callback(progress, step_loss)
                 self._save_on_schedule(run_log)
                 self.sample_hooks.after_step()  # samples and validation loss on their schedule
+                self.backups.on_step()  # after saves and samples, so a resume repeats none of them
                 if progress.global_step >= config.training.max_steps:
                     return
             progress.epoch += 1
@@ -152,7 +163,9 @@ class GenericTrainer:
 
     def save(self, destination: Path) -> list[Path]:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        return self.plugin.saver().save(self.model, self.config, destination)
+        self.backups.before_save()
+        with ema_weights_in_use(self.ema):
+            return self.plugin.saver().save(self.model, self.config, destination)
 
     def _save_on_schedule(self, run_log: RunLog) -> None:
         every = self.config.output.save_every_steps

@@ -6,6 +6,7 @@ Every file the trainer writes (configs, LoRAs, samples, checkpoints) goes throug
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,3 +83,58 @@ def save_safetensors_atomic(
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
+
+
+# Name prefix of folders being written by `atomic_folder`; readers must ignore such folders.
+TEMP_FOLDER_PREFIX = ".tmp-"
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temp folder beside `path`; on success every file in it is fsynced and the folder is
+    renamed to `path` (which must not exist), on failure it is removed.
+
+    The temp name starts with TEMP_FOLDER_PREFIX and holds the writer's pid, so a folder left by a killed
+    process is recognisable as incomplete and can be removed once that pid is gone (`stale_temp_folders`).
+    """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path}: already exists; atomic_folder never replaces a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_FOLDER_PREFIX}{os.getpid()}-{path.name}.", dir=path.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        yield tmp
+        for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            _fsync_file(file)
+        for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
+            _fsync_dir(folder)
+        _fsync_dir(tmp)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def stale_temp_folders(parent: str | Path) -> list[Path]:
+    """Temp folders of `atomic_folder` in `parent` whose writing process no longer runs."""
+    stale = []
+    for folder in Path(parent).glob(f"{TEMP_FOLDER_PREFIX}*"):
+        pid_text = folder.name[len(TEMP_FOLDER_PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and not (pid_text.isdigit() and _process_alive(int(pid_text))):
+            stale.append(folder)
+    return stale
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":
+        # On Windows os.kill(pid, 0) would send CTRL_C_EVENT, not probe: keep the folder there.
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else, or cannot tell: keep its folder
+    return True

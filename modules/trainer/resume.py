@@ -1,0 +1,190 @@
+"""What a backup holds for the trainer, putting it back, and when backups are written.
+
+A backup holds the trainable weights, the optimizer and LR-scheduler state, the EMA, every RNG state and
+the position in the data order (TrainProgress: global step, epoch, batches done in that epoch). A run
+resumed from it draws the same batches, noise and timesteps as an uninterrupted run, so the weights end
+bit-identical (tests/test_resume.py). Tensors go to safetensors and everything else to JSON: nothing is
+pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from modules.trainer.backups import (
+    BackupContents, BackupError, newest_usable_backup, prune_backups, remove_stale_temp_folders, write_backup,
+)
+from modules.trainer.rng_state import capture_rng_state, restore_rng_state
+
+log = logging.getLogger("wan_trainer.backups")
+
+
+# ---- trainer <-> backup contents ---------------------------------------------------------------------
+def trainer_contents(trainer) -> BackupContents:
+    optimizer_json, optimizer_tensors = _split_optimizer_state(trainer.optimizer.state_dict())
+    rng_json, rng_tensors = capture_rng_state(trainer.generator)
+    config = trainer.config
+    state = {
+        "model_type": config.model_type,
+        "training_method": config.training_method,
+        "progress": dataclasses.asdict(trainer.progress),
+        "parameters": [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in trainer.parameters],
+        "optimizer": optimizer_json,
+        "lr_scheduler": trainer.lr_scheduler.state_dict(),
+        "rng": rng_json,
+        "ema": None if trainer.ema is None else {"decay": trainer.ema.decay, "update_interval": trainer.ema.update_interval},
+    }
+    _check_json(state)
+    tensors = {
+        "weights": {f"param.{i}": p.detach() for i, p in enumerate(trainer.parameters)},
+        "optimizer": optimizer_tensors,
+        "rng": rng_tensors,
+    }
+    if trainer.ema is not None:
+        tensors["ema"] = trainer.ema.state_tensors()
+    return BackupContents(state=state, tensors=tensors)
+
+
+def check_contents_fit(trainer, contents: BackupContents, folder: Path) -> None:
+    """Raise BackupError unless the backup was written by a run with the same trainable parameters."""
+    state, config = contents.state, trainer.config
+    if (state.get("model_type"), state.get("training_method")) != (config.model_type, config.training_method):
+        raise BackupError(f"{folder}: written for {state.get('model_type')}/{state.get('training_method')}, "
+                          f"this run trains {config.model_type}/{config.training_method}")
+    expected = [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in trainer.parameters]
+    if state.get("parameters") != expected:
+        raise BackupError(f"{folder}: its trainable parameters ({len(state.get('parameters') or [])} tensors) differ in "
+                          f"number, shape or dtype from this run's ({len(expected)}); were lora.rank, "
+                          "lora.layer_filter, experts.train or a dtype changed? Resume with the original settings")
+    weights = contents.tensors.get("weights", {})
+    for index, parameter in enumerate(trainer.parameters):
+        tensor = weights.get(f"param.{index}")
+        if tensor is None or tensor.shape != parameter.shape or tensor.dtype != parameter.dtype:
+            raise BackupError(f"{folder}: weights.safetensors lacks param.{index} or holds it with another shape/dtype")
+    for key in ("optimizer", "rng"):
+        if key not in contents.tensors:
+            raise BackupError(f"{folder}: {key}.safetensors is missing")
+    if trainer.ema is not None and state.get("ema") is not None and "ema" not in contents.tensors:
+        raise BackupError(f"{folder}: ema.safetensors is missing")
+
+
+def apply_contents(trainer, contents: BackupContents) -> None:
+    """Put a checked backup into the trainer (weights, optimizer, scheduler, EMA, RNG, progress)."""
+    state = contents.state
+    with torch.no_grad():
+        for index, parameter in enumerate(trainer.parameters):
+            parameter.copy_(contents.tensors["weights"][f"param.{index}"])
+    trainer.optimizer.load_state_dict(
+        _join_optimizer_state(state["optimizer"], contents.tensors["optimizer"], trainer.optimizer.state_dict())
+    )
+    trainer.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    if trainer.ema is not None:
+        if state.get("ema") is None:
+            log.warning("the backup has no EMA (ema.enabled was off); the EMA starts from the resumed weights")
+            trainer.ema.load_state_tensors({f"ema.{i}": p.detach() for i, p in enumerate(trainer.parameters)})
+        else:
+            trainer.ema.load_state_tensors(contents.tensors["ema"])
+    # Last: nothing after this may draw random numbers before the first resumed step.
+    restore_rng_state(state["rng"], contents.tensors["rng"], trainer.generator)
+    for name, value in state["progress"].items():
+        setattr(trainer.progress, name, value)
+
+
+def _split_optimizer_state(state_dict: dict) -> tuple[dict, dict[str, torch.Tensor]]:
+    """torch's optimizer state_dict as (JSON, tensors named '<param index>.<key>')."""
+    as_json: dict = {"state": {}, "param_groups": state_dict["param_groups"]}
+    tensors = {}
+    for index, entry in state_dict["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{key}"] = value
+            else:
+                as_json["state"].setdefault(str(index), {})[key] = value
+    return as_json, tensors
+
+
+def _join_optimizer_state(as_json: dict, tensors: dict[str, torch.Tensor], template: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    for index, entry in as_json["state"].items():
+        state.setdefault(int(index), {}).update(entry)
+    groups = as_json["param_groups"]
+    if len(groups) != len(template["param_groups"]):
+        raise BackupError(f"the backup's optimizer has {len(groups)} parameter groups, this run's has {len(template['param_groups'])}")
+    # JSON turned tuples (AdamW's betas) into lists; give them back the type the optimizer itself uses.
+    for group, fresh in zip(groups, template["param_groups"]):
+        for key, value in fresh.items():
+            if isinstance(value, tuple) and isinstance(group.get(key), list):
+                group[key] = tuple(group[key])
+    return {"state": state, "param_groups": groups}
+
+
+def _check_json(state: dict) -> None:
+    try:
+        json.dumps(state, allow_nan=True)
+    except TypeError as error:
+        raise BackupError(f"the training state holds a value backups cannot store as JSON ({error}); "
+                          "this optimizer or scheduler is not supported by backups yet") from None
+
+
+# ---- when, and resuming --------------------------------------------------------------------------------
+class BackupController:
+    """Writes backups on schedule (steps, minutes), before saves, keeps a rolling count, and resumes."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.settings = trainer.config.backup
+        self.root = Path(trainer.config.output.workspace_dir) / "backups"
+        self.last_time = time.monotonic()
+        self.last_step: int | None = None
+        remove_stale_temp_folders(self.root)
+
+    def resume_if_configured(self) -> Path | None:
+        if not self.settings.continue_last_backup:
+            return None
+        try:
+            found = newest_usable_backup(self.root, lambda contents, folder: check_contents_fit(self.trainer, contents, folder))
+        except BackupError as error:
+            raise BackupError(f"backup.continue_last_backup: {error}\nFix or delete them, or set "
+                              "backup.continue_last_backup to false to start from step 0.") from None
+        if found is None:
+            log.info("backup.continue_last_backup: no backup in %s yet; starting from step 0", self.root)
+            return None
+        folder, contents = found
+        apply_contents(self.trainer, contents)
+        self.last_step = self.trainer.progress.global_step
+        progress = self.trainer.progress
+        log.info("resumed from %s at step %d (epoch %d, batch %d of that epoch)",
+                 folder, progress.global_step, progress.epoch, progress.epoch_step)
+        return folder
+
+    def on_step(self) -> Path | None:
+        step = self.trainer.progress.global_step
+        every_steps, every_minutes = self.settings.every_steps, self.settings.every_minutes
+        if every_steps and step % every_steps == 0:
+            return self.write(f"every {every_steps} steps")
+        if every_minutes and time.monotonic() - self.last_time >= every_minutes * 60:
+            return self.write(f"every {every_minutes:g} minutes")
+        return None
+
+    def before_save(self) -> Path | None:
+        return self.write("before saving") if self.settings.before_save else None
+
+    def write(self, reason: str) -> Path | None:
+        step = self.trainer.progress.global_step
+        if step == self.last_step:
+            return None  # this exact state is already backed up (or was resumed from)
+        folder = write_backup(self.root, trainer_contents(self.trainer), step)
+        self.last_step, self.last_time = step, time.monotonic()
+        removed = prune_backups(self.root, self.settings.rolling_count)
+        log.info("step %d: backup (%s) written to %s%s", step, reason, folder,
+                 f"; removed {len(removed)} older" if removed else "")
+        return folder
