@@ -1,0 +1,109 @@
+"""Convert WAN 2.2 LoRAs and full transformers between the supported formats.
+
+    # LoRA: ComfyUI layout (original WAN names) <-> diffusers/PEFT layout, either direction (read from the keys)
+    python scripts/convert_model.py lora in.safetensors out.safetensors --format diffusers [--dtype bfloat16]
+
+    # full model: diffusers folder -> one single file with original WAN names (what ComfyUI loads)
+    python scripts/convert_model.py to-single-file path/to/model-folder out.safetensors [--expert transformer_2] [--dtype float16]
+
+    # full model: single file -> diffusers folder (the base folder supplies the config and the other parts)
+    python scripts/convert_model.py to-diffusers in.safetensors out-folder --base path/to/base-folder [--expert transformer]
+
+Outputs are written atomically. See docs/full_finetune.md and docs/lora_format.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import _repo_path  # noqa: F401
+from safetensors import safe_open
+
+from modules.wan.finetune_files import (
+    SAVE_DTYPES, ModelFileError, read_single_file, read_transformer_folder, save_single_file, write_model_folder,
+)
+from modules.wan.lora_saver import (
+    ALPHA_KEY, DIFFUSERS_ADAPTER_METADATA_KEY, FORMAT_KEY, LORA_FORMATS, RANK_KEY, LoraFileError, load_lora_file,
+    save_lora_file,
+)
+
+
+def convert_lora(source: Path, destination: Path, format: str, dtype: str = "float32") -> Path:
+    state_dict, metadata = load_lora_file(source)
+    rank, alpha = int(metadata[RANK_KEY]), float(metadata[ALPHA_KEY])
+    # Training metadata travels along; layout-specific entries are rewritten by the saver.
+    kept = {k: v for k, v in metadata.items() if k not in (FORMAT_KEY, DIFFUSERS_ADAPTER_METADATA_KEY, "format")}
+    return save_lora_file(state_dict, destination, format=format, rank=rank, alpha=alpha, metadata=kept, dtype=dtype)
+
+
+def _transformer_folder(path: Path, expert: str) -> Path:
+    """A model folder's expert subfolder, or `path` itself when it is a transformer folder."""
+    return path / expert if (path / "model_index.json").is_file() else path
+
+
+def folder_to_single_file(source: Path, destination: Path, expert: str = "transformer", dtype: str = "bfloat16") -> Path:
+    state_dict, _ = read_transformer_folder(_transformer_folder(source, expert))
+    return save_single_file(state_dict, destination, dtype)
+
+
+def single_file_to_folder(source: Path, destination: Path, base: Path, expert: str = "transformer",
+                          dtype: str = "bfloat16") -> Path:
+    state_dict = read_single_file(source)
+    base_folder = base / expert
+    # Only the base's config and weight names are needed, not its weights: read headers only.
+    names: set[str] = set()
+    for shard in sorted(base_folder.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as file:
+            names.update(file.keys())
+    config_path = base_folder / "config.json"
+    if not config_path.is_file() or not names:
+        raise ModelFileError(f"{base_folder}: --base must be a diffusers model folder with a {expert}/ subfolder")
+    if set(state_dict) != names:
+        missing, extra = sorted(names - set(state_dict)), sorted(set(state_dict) - names)
+        raise ModelFileError(
+            f"{source}: its weights do not match {base_folder} (missing {missing[:3]}, extra {extra[:3]}). "
+            "Fix: give --base a folder of the same WAN 2.2 variant, and --expert the expert this file holds."
+        )
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    return write_model_folder(base, destination, {expert: (state_dict, config)}, dtype)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    lora = commands.add_parser("lora", help="convert a LoRA file between the ComfyUI and diffusers layouts")
+    lora.add_argument("source", type=Path)
+    lora.add_argument("destination", type=Path)
+    lora.add_argument("--format", choices=LORA_FORMATS, required=True)
+    lora.add_argument("--dtype", choices=tuple(SAVE_DTYPES), default="float32")
+    single = commands.add_parser("to-single-file", help="diffusers folder -> single file with original WAN names")
+    single.add_argument("source", type=Path)
+    single.add_argument("destination", type=Path)
+    single.add_argument("--expert", choices=("transformer", "transformer_2"), default="transformer")
+    single.add_argument("--dtype", choices=tuple(SAVE_DTYPES), default="bfloat16")
+    folder = commands.add_parser("to-diffusers", help="single file -> diffusers folder (other parts from --base)")
+    folder.add_argument("source", type=Path)
+    folder.add_argument("destination", type=Path)
+    folder.add_argument("--base", type=Path, required=True)
+    folder.add_argument("--expert", choices=("transformer", "transformer_2"), default="transformer")
+    folder.add_argument("--dtype", choices=tuple(SAVE_DTYPES), default="bfloat16")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "lora":
+            written = convert_lora(args.source, args.destination, args.format, args.dtype)
+        elif args.command == "to-single-file":
+            written = folder_to_single_file(args.source, args.destination, args.expert, args.dtype)
+        else:
+            written = single_file_to_folder(args.source, args.destination, args.base, args.expert, args.dtype)
+    except (LoraFileError, ModelFileError, KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"written: {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
