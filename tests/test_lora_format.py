@@ -3,11 +3,7 @@ same effect as our adapter; the ComfyUI file names modules ComfyUI's (original-n
 
 from __future__ import annotations
 
-import logging
 import os
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,41 +17,11 @@ from modules.wan.key_map import diffusers_to_original_state_dict
 from modules.wan.lora_saver import WanLoRASaver, load_lora_file, save_lora_file
 from modules.wan.model import WanModel
 from modules.wan.variants import VARIANTS
+from tests.lora_checks import assert_no_key_problems, captured_logs
 
 RANK, ALPHA = 4, 3.0  # scale 0.75: not a power of two, so alpha handling is really exercised
 # fp32 throughout; the ComfyUI path rescales A and B by alpha/rank inside diffusers, so bit equality is not expected.
 ATOL = 1e-5
-
-
-@contextmanager
-def captured_logs() -> Iterator[list[str]]:
-    """Every warning and every diffusers/peft log record (any level) raised inside the block."""
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    handler = Collect(level=logging.DEBUG)
-    loggers = [logging.getLogger(name) for name in ("diffusers", "peft")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield messages
-        messages.extend(str(w.message) for w in caught)
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-
-
-def assert_no_key_problems(messages: list[str]) -> None:
-    bad = [m for m in messages if any(word in m.lower() for word in ("unexpected", "missing", "not loaded", "ignored"))]
-    assert not bad, bad
 
 
 def trained_transformer(folder: Path, subfolder: str = "transformer", seed: int = 1, **lora) -> WanTransformer3DModel:
