@@ -104,12 +104,14 @@ def _detect(file: WeightFile, what: str) -> SingleFileInfo:
             return SingleFileInfo(part="vae", naming=naming, z_dim=shapes[quant][0] // 2, **common)
     if "encoder.block.0.layer.0.SelfAttention.q.weight" in shapes or "blocks.0.attn.q.weight" in shapes:
         return _text_encoder(path, shapes, common)
-    if any("text_model.encoder.layers" in k for k in shapes) or any(k.startswith(("model.layers.", "layers.")) for k in shapes):
-        raise _fail(path, f"this {what} file is a CLIP / LLM text encoder, not UMT5 (found {next(iter(shapes))})",
+    foreign = next((k for k in shapes if "text_model.encoder.layers" in k or k.startswith(("model.layers.", "layers."))), None)
+    if foreign and what == "text_encoder":
+        raise _fail(path, f"wrong text encoder: this is a CLIP / LLM text encoder, not UMT5 (found {foreign})",
                     "umt5_xxl_fp16.safetensors, umt5_xxl_fp8_e4m3fn_scaled.safetensors or models_t5_umt5-xxl-enc-bf16.pth",
                     "use the UMT5-XXL encoder WAN was trained with")
+    looks = f" (it looks like a CLIP / LLM text encoder: {foreign})" if foreign else ""
     sample = ", ".join(list(shapes)[:4]) or "no tensors"
-    raise _fail(path, f"unsupported format: not a WAN 2.2 transformer, WAN VAE or UMT5 encoder (first names: {sample})",
+    raise _fail(path, f"unsupported format: not a WAN 2.2 transformer, WAN VAE or UMT5 encoder{looks} (first names: {sample})",
                 "a WAN 2.2 single file (ComfyUI or Wan-AI) or a diffusers folder", f"check that this is the file meant for the {what}")
 
 

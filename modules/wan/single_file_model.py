@@ -23,15 +23,14 @@ from transformers import AutoTokenizer
 from modules.base.model_loader import ModelLoadError
 from modules.wan.detection import read_json
 from modules.wan.model import WanModel
-from modules.wan.single_file_detect import EXPERT_PARTS, SingleFileInfo, detect_single_file
+from modules.wan.single_file_detect import SingleFileInfo, detect_single_file
+from modules.wan.single_file_experts import EXPERT_SETTINGS, check_expert_slots
 from modules.wan.single_file_load import PART_CLASSES, load_part_from_file
 from modules.wan.single_file_source import WeightFile
 from modules.wan.variants import VARIANTS, WanVariant
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "resources" / "model_configs"
-PART_SETTINGS = {"transformer": "model.transformer_path", "transformer_2": "model.transformer_2_path",
-                 "vae": "model.vae_path", "text_encoder": "model.text_encoder_path"}
-_SLOT_EXPERT = {part: expert for expert, part in EXPERT_PARTS.items()}
+PART_SETTINGS = {**EXPERT_SETTINGS, "vae": "model.vae_path", "text_encoder": "model.text_encoder_path"}
 
 
 @dataclass
@@ -48,9 +47,16 @@ class PartSource:
 def _source(part: str, given: str | Path | None, base: Path | None, resolve) -> PartSource | None:
     """The part's own setting (file, part folder, or a whole diffusers folder / hub id), else base/<part>."""
     if given:
-        path = resolve(given)
+        path = resolve(given, part)
         if path.is_file():
-            return PartSource(part, path, detect_single_file(path, part.replace("_2", "")))
+            info = detect_single_file(path, part.replace("_2", ""))
+            if info.part != part.replace("_2", ""):
+                settings = [s for p, s in PART_SETTINGS.items() if p.replace("_2", "") == info.part]
+                raise ModelLoadError(
+                    f"{path}: wrong part: this file is {info.describe()}, but it is set as {PART_SETTINGS[part]}. "
+                    f"Expected: the {part} there. Fix: set it as {' or '.join(settings)} and give {PART_SETTINGS[part]} its own file."
+                )
+            return PartSource(part, path, info)
         if (path / "model_index.json").is_file():
             path = path / part
         if not (path / "config.json").is_file():
@@ -77,7 +83,7 @@ def _missing(part: str, variant: WanVariant | None, base: Path | None) -> ModelL
 
 
 def _variant_of(sources: dict[str, PartSource], base_variant: WanVariant | None) -> WanVariant:
-    first = sources["transformer"]
+    first = sources["transformer"] or sources["transformer_2"]
     variant = first.file.variant if first.is_file else base_variant
     if variant is None:
         in_ch = (read_json(first.path / "config.json") or {}).get("in_channels")
@@ -93,13 +99,6 @@ def _variant_of(sources: dict[str, PartSource], base_variant: WanVariant | None)
                 f"{src.path}: mismatched experts: this is a {src.file.variant.name} transformer but the other expert is "
                 f"{variant.name}. Expected: both experts of the same model. Fix: set {PART_SETTINGS['transformer']} and "
                 f"{PART_SETTINGS['transformer_2']} to the high- and low-noise files of one model."
-            )
-        expert, slot_expert = src.file.expert, _SLOT_EXPERT[part]
-        if variant.has_transformer_2 and expert and expert != slot_expert:
-            raise ModelLoadError(
-                f"{src.path}: swapped experts: the file name says {expert.replace('_', '-')} but it is set as "
-                f"{PART_SETTINGS[part]} (the {slot_expert.replace('_', '-')} expert). Expected: the high-noise file in "
-                f"{PART_SETTINGS['transformer']}, the low-noise file in {PART_SETTINGS['transformer_2']}. Fix: swap the two settings."
             )
     return variant
 
@@ -184,21 +183,21 @@ def load_wan_model_from_parts(
 
         base_variant = detect_variant(base)
     sources = {part: _source(part, part_paths.get(part), base, resolve) for part in PART_SETTINGS}
-    if sources["transformer"] is None:
+    if sources["transformer"] is None and sources["transformer_2"] is None:
         raise _missing("transformer", None, base)
     variant = _variant_of(sources, base_variant)
     if expected_variant not in (None, "auto") and expected_variant != variant.name:
         raise ModelLoadError(
-            f"{sources['transformer'].path}: this is {variant.name}, but model.variant asks for {expected_variant}. "
+            f"{(sources['transformer'] or sources['transformer_2']).path}: this is {variant.name}, but model.variant asks for {expected_variant}. "
             f"Fix: set model.variant to 'auto' or '{variant.name}', or point the transformer settings to a {expected_variant} model."
         )
     if not variant.has_transformer_2 and part_paths.get("transformer_2"):
         raise ModelLoadError(f"{sources['transformer_2'].path}: {variant.name} has one transformer, but "
                              f"{PART_SETTINGS['transformer_2']} is set. Fix: leave {PART_SETTINGS['transformer_2']} empty.")
-    for part in ("vae", "text_encoder") + (("transformer_2",) if variant.has_transformer_2 and load_transformer_2 else ()):
+    check_expert_slots(sources, variant, need_both=load_transformer_2)
+    for part in ("transformer",) + (("transformer_2",) if variant.has_transformer_2 and load_transformer_2 else ()) + ("vae", "text_encoder"):
         if sources[part] is None:
             raise _missing(part, variant, base)
-    _variant_of(sources, variant)  # both experts, now that the second is known
     _check_vae(sources["vae"], variant)
     _check_text_encoder(sources["text_encoder"])
     if base is None or not (base / "tokenizer").is_dir():
