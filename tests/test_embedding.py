@@ -3,10 +3,12 @@ to the same text-encoder output (ours and diffusers' pipeline's), and caption ca
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from diffusers import WanPipeline
+from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 
+from modules.config.sampling_config import SampleConfig
 from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
@@ -16,6 +18,7 @@ from modules.wan.embedding_loader import (
 )
 from modules.wan.embedding_text import encode_text_with_vectors
 from modules.wan.model_loader import load_wan_model
+from modules.wan.sampler import generate_float_frames
 
 TEXT_TOKENS = 32  # model.text_max_length: short captions keep the tiny UMT5 fast
 PROMPT = "a <concept> moves"
@@ -194,3 +197,37 @@ def test_bad_embedding_input_is_named(tiny_model_dir, tmp_path):
         add_embedding(model, "<unk>", torch.zeros(1, model.text_encoder.config.d_model))
     with pytest.raises(EmbeddingError, match="no such embedding file"):
         load_embedding(model, tmp_path / "missing.safetensors")
+
+
+def test_sampler_expands_a_multi_vector_placeholder(tiny_model_dir):
+    """A user writes only `<concept>` in a sample prompt; the sampler sends every token of the embedding.
+
+    Reference: a diffusers user's path written without our loader: `WanPipeline.from_pretrained`, the tokens
+    added to its tokenizer and their rows set by hand, called with the fully written prompt."""
+    base = tiny_model_dir("TI2V-5B")
+    model = load_wan_model(base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32,
+                           text_max_length=TEXT_TOKENS)
+    width = model.text_encoder.config.d_model
+    vectors = torch.randn(2, width, generator=torch.Generator().manual_seed(3)) * 4
+    add_embedding(model, "<concept>", vectors)
+    assert expand_prompt(model, PROMPT) == "a <concept> <concept>_1 moves"
+    assert expand_prompt(model, expand_prompt(model, PROMPT)) == expand_prompt(model, PROMPT)  # never doubled
+    sample = SampleConfig(prompt=PROMPT, negative_prompt="", width=32, height=32, frames=5, seed=1, steps=2,
+                          guidance_scale=1.0, scheduler="euler", flow_shift=3.0)
+    ours = generate_float_frames(model, sample)
+
+    pipe = WanPipeline.from_pretrained(base, dtype=torch.float32)
+    pipe.tokenizer.add_tokens(["<concept>", "<concept>_1"])
+    ids = pipe.tokenizer.convert_tokens_to_ids(["<concept>", "<concept>_1"])
+    with torch.no_grad():
+        pipe.text_encoder.get_input_embeddings().weight[ids] = vectors
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    pipe.set_progress_bar_config(disable=True)
+
+    def reference(prompt: str) -> np.ndarray:
+        return pipe(prompt=prompt, width=32, height=32, num_frames=5, num_inference_steps=2, guidance_scale=1.0,
+                    generator=torch.Generator("cpu").manual_seed(1), output_type="np",
+                    max_sequence_length=TEXT_TOKENS).frames[0]
+
+    np.testing.assert_allclose(ours, reference("a <concept> <concept>_1 moves"), atol=1e-5)
+    assert np.abs(ours - reference(PROMPT)).max() > 1e-3  # the unexpanded prompt would give another video

@@ -152,11 +152,16 @@ def initial_vectors(model, init_text: str, num_vectors: int, seed: int = 0) -> t
 
 # ---- prompts and cache keys ---------------------------------------------------------------------------
 def expand_prompt(model, prompt: str) -> str:
-    """Write each multi-vector placeholder as all its tokens (`<p>` -> `<p> <p>_1 <p>_2`)."""
+    """Write each multi-vector placeholder as all its tokens (`<p>` -> `<p> <p>_1 <p>_2`).
+
+    Idempotent: a prompt that already names every token is left as it is (the sampler, the caption cache and a
+    user may each expand), so the tokens are never doubled."""
     for placeholder, embedding in loaded_embeddings(model).items():
         if len(embedding.token_ids) > 1:
-            pattern = re.escape(placeholder) + r"(?!_\d)"
-            prompt = re.sub(pattern, " ".join(token_names(placeholder, len(embedding.token_ids))), prompt)
+            expanded = " ".join(token_names(placeholder, len(embedding.token_ids)))
+            # The full list first, so an already expanded prompt matches it whole and is replaced by itself.
+            pattern = re.escape(expanded) + "|" + re.escape(placeholder) + r"(?!_\d)"
+            prompt = re.sub(pattern, lambda _: expanded, prompt)
     return prompt
 
 
