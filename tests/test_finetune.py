@@ -11,7 +11,7 @@ from safetensors import safe_open
 from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.wan.finetune_saver import diffusers_folder_for
+from modules.wan.finetune_saver import WanFineTuneSaver, diffusers_folder_for
 from modules.wan.finetune_setup import block_filter_matcher
 from modules.wan.key_map import diffusers_to_original_key
 from modules.wan.model_loader import load_wan_model
@@ -109,3 +109,21 @@ def test_a14b_finetune_of_one_expert_in_bfloat16(tiny_model_dir, tmp_path):
         str(single), config=str(folder), subfolder="transformer_2", local_files_only=True, torch_dtype=torch.bfloat16
     ).state_dict()
     assert all(torch.equal(loaded[k], after[k]) for k in after)
+
+
+def test_full_model_saved_in_float16_reads_back_in_both_layouts(tiny_model_dir, tmp_path):
+    base = tiny_model_dir("TI2V-5B")
+    model = load_wan_model(base, transformer_dtype=torch.float32)
+    config = finetune_config(base, tmp_path / "data", tmp_path / "run")
+    config.output.save_dtype = "float16"
+    single, folder = WanFineTuneSaver().save(model, config, tmp_path / "out" / "model.safetensors")
+    expected = {k: v.half() for k, v in model.transformer.state_dict().items()}
+    for path in (single, folder / "transformer" / "diffusion_pytorch_model.safetensors"):
+        with safe_open(str(path), framework="pt") as file:
+            assert {file.get_slice(k).get_dtype() for k in file.keys()} == {"F16"}, path
+    from_single = WanTransformer3DModel.from_single_file(
+        str(single), config=str(folder), subfolder="transformer", local_files_only=True, torch_dtype=torch.float16
+    ).state_dict()
+    from_folder = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch.float16).state_dict()
+    for loaded in (from_single, from_folder):
+        assert set(loaded) == set(expected) and all(torch.equal(loaded[k], expected[k]) for k in expected)
