@@ -145,6 +145,9 @@ def test_fp8_scaled_dequantises_with_its_scales(tiny_model_dir, tmp_path):
         expected = f.get_tensor(key).float() * f.get_tensor("blocks.0.self_attn.q.scale_weight").float()
     got = loaded.transformer.blocks[0].attn1.to_q.weight
     assert torch.equal(got, expected)
+    # Into bf16 (in place on the bf16 copy, no fp32 temporary): the float32 product rounded once.
+    in_bf16 = load_wan_model(base, **BF16, **paths).transformer.blocks[0].attn1.to_q.weight
+    assert in_bf16.dtype == torch.bfloat16 and torch.equal(in_bf16, expected.to(torch.bfloat16))
     original = ref.transformer.blocks[0].attn1.to_q.weight
     assert (got - original).abs().max() <= original.abs().max() / 8  # fp8 e4m3 keeps 3 mantissa bits
     with safe_open(paths["text_encoder_path"], "pt") as f:

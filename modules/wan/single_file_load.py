@@ -69,6 +69,18 @@ def target_dtype(module: torch.nn.Module, name: str, dtype: torch.dtype, part: s
     return dtype
 
 
+def dequantize(fp8: torch.Tensor, scale: torch.Tensor, target: torch.dtype) -> torch.Tensor:
+    """fp8 "scaled" weight -> `target`: the float32 product fp8 * scale, rounded once to `target`.
+
+    A per-tensor scale is applied in place on the target-dtype copy: every fp8 e4m3 value is exact in bf16/fp16/fp32
+    and the kernel multiplies by a Python scalar in float32, so the bits equal (fp8.float() * scale).to(target)
+    without a float32 temporary of the whole matrix (which, freed again and again, fragments the heap).
+    """
+    if scale.numel() == 1 and target not in FP8_STORAGE:
+        return fp8.to(target).mul_(scale.float().item())
+    return (fp8.to(torch.float32) * scale.to(torch.float32)).to(target)
+
+
 def _ndim(module: torch.nn.Module, name: str) -> int:
     return module.get_parameter(name).dim()
 
@@ -132,10 +144,8 @@ def load_part_from_file(
         for names, key in chosen:
             tensor = file.read(key)
             scale_key = key[: -len("weight")] + "scale_weight" if key.endswith("weight") else None
-            if scale_key in file.shapes:
-                # fp8 scaled: the true weight is fp8 * scale; float32 for this one tensor, then the target dtype.
-                tensor = tensor.to(torch.float32) * file.read(scale_key).to(torch.float32)
-            value = tensor.to(target_dtype(module, names[0], dtype, info.part))
+            target = target_dtype(module, names[0], dtype, info.part)
+            value = dequantize(tensor, file.read(scale_key), target) if scale_key in file.shapes else tensor.to(target)
             # Like from_pretrained: trainable unless fp8 (which cannot hold gradients); setups freeze what they need.
             param = torch.nn.Parameter(value, requires_grad=value.dtype not in FP8_STORAGE)
             for name in names:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -77,8 +78,8 @@ def write_single_file(path: str | Path, module: torch.nn.Module, part: str, **la
     return path
 
 
-def write_header_only(path: str | Path, tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]]) -> Path:
-    """A safetensors file with a real header and a sparse (all-zero, unallocated) data region of the full size."""
+def _header_bytes(tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]]) -> tuple[bytes, int]:
+    """The 8-byte length, the JSON header (padded to 8 bytes as the format does) and the data region's size."""
     header, offset = {}, 0
     for name, (dtype, shape) in tensors.items():
         size = math.prod(shape) * dtype.itemsize
@@ -86,10 +87,29 @@ def write_header_only(path: str | Path, tensors: dict[str, tuple[torch.dtype, tu
         offset += size
     header["__metadata__"] = {"format": "pt"}
     raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw, offset
+
+
+def write_header_only(path: str | Path, tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]]) -> Path:
+    """A safetensors file with a real header and a sparse (all-zero, unallocated) data region of the full size."""
+    head, data_size = _header_bytes(tensors)
     path = Path(path)
     with path.open("wb") as f:
-        f.write(len(raw).to_bytes(8, "little"))
-        f.write(raw)
-        f.truncate(8 + len(raw) + offset)  # no data written: the file system stores a hole
+        f.write(head)
+        f.truncate(len(head) + data_size)  # no data written: the file system stores a hole
+    return path
+
+
+def write_streamed(path: str | Path, tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]],
+                   make: Callable[[str, torch.dtype, tuple[int, ...]], torch.Tensor]) -> Path:
+    """A safetensors file whose tensors `make(name, dtype, shape)` produces one at a time (for large test files:
+    memory holds one tensor, never the model). Written atomically."""
+    head, _ = _header_bytes(tensors)
+    path = Path(path)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        f.write(head)
+        for name, (dtype, shape) in tensors.items():
+            tensor = make(name, dtype, shape).to(dtype).contiguous()
+            f.write(tensor.view(-1).view(torch.uint8).numpy())  # the bytes as they are, no extra copy
     return path
