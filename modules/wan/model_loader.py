@@ -8,7 +8,6 @@ Anything that goes wrong becomes a ModelLoadError that names the file or part an
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -22,6 +21,7 @@ from transformers import AutoTokenizer, UMT5EncoderModel
 from modules.base.model_loader import BaseModelLoader, ModelLoadError
 from modules.wan.detection import detect_variant, read_json
 from modules.wan.model import WanModel
+from modules.wan.safetensors_header import read_header
 from modules.wan.variants import WanVariant
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -119,25 +119,7 @@ def _part_files(path: Path, subfolder: str, config_name: str = "config.json") ->
 
 def _check_safetensors(file: Path, part: str) -> None:
     """Read only the header: a truncated or non-safetensors file is named here, before the library fails vaguely."""
-    size = file.stat().st_size
-    problem = None
-    try:
-        with file.open("rb") as f:
-            header_len = int.from_bytes(f.read(8), "little")
-            if size < 8 or header_len > size - 8:
-                problem = f"{size} bytes, too short for its own header"
-            else:
-                header = json.loads(f.read(header_len))
-                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-                if 8 + header_len + end > size:
-                    problem = f"{size} bytes, but its header describes {8 + header_len + end} bytes (truncated)"
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
-        problem = f"not a readable safetensors file ({type(error).__name__}: {error})"
-    if problem:
-        raise ModelLoadError(
-            f"{file}: the {part} weights file is broken. Found: {problem}. Expected: a complete .safetensors file. "
-            f"Fix: re-download {part}/{file.name} (an interrupted download or copy leaves a truncated file)."
-        )
+    read_header(file, f"{part}/{file.name}")  # raises ModelLoadError naming the file, its size and the fix
 
 
 def _load_part(path: Path, subfolder: str, load) -> Any:
