@@ -152,6 +152,9 @@ def test_fp8_scaled_dequantises_with_its_scales(tiny_model_dir, tmp_path):
     assert (got - original).abs().max() <= original.abs().max() / 8  # fp8 e4m3 keeps 3 mantissa bits
     with safe_open(paths["text_encoder_path"], "pt") as f:
         assert f.get_tensor("scaled_fp8").numel() == 0  # text encoders: scale_input style
+        key = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight"
+        expected_te = f.get_tensor(key).float() * f.get_tensor(key.replace(".weight", ".scale_weight")).float()
+    assert torch.equal(loaded.text_encoder.encoder.block[0].layer[1].DenseReluDense.wi_0.weight, expected_te)
     # fp8 storage: block matrices stay fp8 (the file's own bytes for unscaled fp8), the rest bf16.
     fp8 = load_wan_model(base, transformer_dtype=torch.float8_e4m3fn, text_encoder_dtype=torch.float32, vae_dtype=torch.float32,
                          transformer_path=write_single_file(tmp_path / "fp8_high_noise.safetensors", ref.transformer, "transformer",
