@@ -143,7 +143,7 @@ class BackupConfig:
 
 @dataclass
 class EmaConfig:
-    """An exponential moving average of the trained weights; see docs/ema.md."""
+    """An exponential moving average of the trained weights; see docs/backups_and_resume.md."""
 
     enabled: bool = setting(False, help="Keep an EMA of the trained weights and use it for samples and saves")
     decay: float = setting(0.999, help="EMA decay: ema = decay * ema + (1 - decay) * weights at each update", min=0.0, max=1.0)
