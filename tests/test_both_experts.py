@@ -19,6 +19,7 @@ from modules.module.lora import lora_layers, lora_state_dict
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan import experts
 from tests.lora_checks import assert_no_key_problems, captured_logs
+from tests.test_lora_format import forward, transformer_inputs
 
 REPO = Path(__file__).resolve().parent.parent
 PRESET = REPO / "training_presets" / "demo_t2v_a14b_lora.json"
@@ -113,20 +114,6 @@ def test_step_ratio_sets_the_share_of_high_noise_steps(separate_run):
 
 def base_pipeline(folder: Path) -> WanPipeline:
     return WanPipeline.from_pretrained(folder)  # float32, as saved
-
-
-def transformer_inputs(transformer) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(11)
-    return dict(
-        hidden_states=torch.randn(1, transformer.config.in_channels, 2, 8, 8, generator=generator),
-        timestep=torch.tensor([700.0]),
-        encoder_hidden_states=torch.randn(1, 7, transformer.config.text_dim, generator=generator),
-    )
-
-
-@torch.no_grad()
-def forward(transformer, inputs: dict) -> torch.Tensor:
-    return transformer(**inputs, return_dict=False)[0]
 
 
 @pytest.mark.parametrize("lora_format", ["comfyui", "diffusers"])
