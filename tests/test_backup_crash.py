@@ -13,6 +13,8 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -42,6 +44,26 @@ while True:
     save_safetensors_atomic(big, root / "model.safetensors", {{"iteration": str(iteration)}})
     print(iteration, flush=True)
 """
+
+
+@contextmanager
+def reaped(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Whatever happens in the block, the process is dead and its pipes closed after it (no stray writers)."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def sigkill(process: subprocess.Popen) -> None:
+    """Kill as a power cut or the OOM killer would: no handler, no cleanup, no flush."""
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
 
 
 def check_backup_contents(contents, folder) -> None:
@@ -86,17 +108,11 @@ def test_sigkill_while_writing_leaves_only_complete_files_or_ignored_temps(tmp_p
     for _ in range(12):
         child = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(iteration)],
                                  stdout=subprocess.PIPE, text=True)
-        try:
+        with reaped(child):
             child.stdout.readline()  # one complete backup and save exist from now on
             # Random moments, mostly inside the next write (one write pair takes tenths of a second).
             subprocess.run(["sleep", f"{rng.uniform(0.0, 0.4):.3f}"], check=True)
-            os.kill(child.pid, signal.SIGKILL)
-            assert child.wait(timeout=60) == -signal.SIGKILL
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-            child.stdout.close()
+            sigkill(child)
         leftovers, iteration = check_everything_on_disk(tmp_path)
         leftovers_seen += leftovers
         if leftovers_seen >= 2 and _ >= 3:

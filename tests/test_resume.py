@@ -11,8 +11,6 @@ and the EMA state must all be restored for the weights to match. The resumed run
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from safetensors.torch import load_file
 
 from modules.registry import PLUGINS
 from modules.trainer.backups import backup_folders, check_backup, BackupError
+from tests.test_backup_crash import reaped, sigkill
 
 REPO = Path(__file__).resolve().parent.parent
 PRESET = REPO / "training_presets" / "demo_ti2v_5b_lora.json"
@@ -78,19 +77,13 @@ def assert_bit_identical(left: dict, right: dict) -> None:
 def kill_after_backup(overrides: list[str], workspace: Path, min_step: int = 3) -> int:
     """Start a long run, SIGKILL it once a backup at step >= min_step is complete; return the newest step."""
     process = subprocess.Popen(train_command(overrides), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+    with reaped(process):
         deadline = time.monotonic() + 300
         while (newest_complete_step(workspace) or 0) < min_step:
             assert process.poll() is None, process.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "no backup appeared within 300 s"
             time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
+        sigkill(process)
     step = newest_complete_step(workspace)
     assert min_step <= step < TOTAL_STEPS, f"the killed run got to step {step}; the test needs it below {TOTAL_STEPS}"
     assert not list((workspace / "output").rglob("*.safetensors")), "the killed run finished"
