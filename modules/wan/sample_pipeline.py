@@ -15,24 +15,15 @@ import torch
 from diffusers import WanImageToVideoPipeline, WanPipeline
 from PIL import Image
 
+from modules.trainer.validation_loss import eval_mode
 from modules.wan.model import WanModel
 from modules.wan.sample_loras import prompt_with_embeddings
 from modules.wan.sample_settings import SampleSettings, make_scheduler
 
 
-@contextmanager
-def sampling_mode(model: WanModel) -> Iterator[None]:
-    """Eval mode (no LoRA dropout) and no autograd while sampling; every part's train flag is restored after."""
-    parts = [model.text_encoder, model.vae, *model.experts()]
-    was_training = [part.training for part in parts]
-    try:
-        for part in parts:
-            part.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for part, training in zip(parts, was_training):
-            part.train(training)
+# Eval mode (no LoRA dropout) and no autograd while sampling, every part's train flag restored after: the same
+# rule as the validation loss, so one implementation.
+sampling_mode = eval_mode
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
