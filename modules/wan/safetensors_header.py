@@ -102,13 +102,29 @@ class TensorReader:
     def __init__(self, header: SafetensorsHeader):
         self.header = header
         self._file = header.path.open("rb")
+        self._scratch = torch.empty(0, dtype=torch.uint8)  # reused for conversions: no churn of freed buffers
 
     def read(self, name: str) -> torch.Tensor:
         info = self.header.tensors[name]
-        tensor = torch.empty(info.shape, dtype=info.torch_dtype)
+        return self._read_into(name, torch.empty(info.shape, dtype=info.torch_dtype))
+
+    def read_as(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        """The tensor in `dtype`; when that is not the file's, the bytes go through one reused scratch buffer, so
+        memory holds the result and the largest tensor's bytes, never a fresh temporary per tensor."""
+        info = self.header.tensors[name]
+        if info.torch_dtype == dtype:
+            return self.read(name)
+        size = info.end - info.start
+        if self._scratch.numel() < size:
+            self._scratch = torch.empty(size, dtype=torch.uint8)
+        raw = self._read_into(name, self._scratch[:size].view(info.torch_dtype).view(info.shape))
+        return torch.empty(info.shape, dtype=dtype).copy_(raw)
+
+    def _read_into(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        info = self.header.tensors[name]
         if tensor.numel():
             self._file.seek(info.start)
-            # A uint8 view of the new tensor's memory: the bytes land in place, whatever the dtype (bf16, fp8).
+            # A uint8 view of the tensor's memory: the bytes land in place, whatever the dtype (bf16, fp8).
             view = tensor.view(-1).view(torch.uint8).numpy()
             if self._file.readinto(view) != info.end - info.start:
                 raise _broken(self.header.path, f"tensor {name!r} ends past the end of the file", "weights")
@@ -116,6 +132,7 @@ class TensorReader:
 
     def close(self) -> None:
         self._file.close()
+        self._scratch = torch.empty(0, dtype=torch.uint8)
 
     def __enter__(self) -> TensorReader:
         return self

@@ -1,9 +1,9 @@
 """Build a diffusers/transformers part from one single file, straight into the target dtype.
 
 The module is built on the meta device (accelerate's init_empty_weights: no memory for weights), then every
-weight is read from the file on its own, dequantised if the file is fp8 "scaled" (weight * scale_weight, in
-float32 for that one tensor only), cast to its target dtype and assigned. Peak memory is the loaded model plus
-one tensor: no fp32 copy of the model and no state dict of the file are ever built.
+weight is read from the file on its own, cast to its target dtype (through one reused scratch buffer),
+dequantised if the file is fp8 "scaled" (weight * scale_weight, in place) and assigned. Peak memory is the loaded
+model plus the largest tensor: no fp32 copy of the model and no state dict of the file are ever built.
 
 The file's names are derived from the module's own names (key_map.py, single_file_keys.py), so a weight the
 file lacks, an extra weight, or a shape that differs from the config is found before anything is read.
@@ -69,16 +69,20 @@ def target_dtype(module: torch.nn.Module, name: str, dtype: torch.dtype, part: s
     return dtype
 
 
-def dequantize(fp8: torch.Tensor, scale: torch.Tensor, target: torch.dtype) -> torch.Tensor:
-    """fp8 "scaled" weight -> `target`: the float32 product fp8 * scale, rounded once to `target`.
+def read_weight(file: WeightFile, key: str, target: torch.dtype) -> torch.Tensor:
+    """One weight in `target`, dequantised when the file is fp8 "scaled": fp8 * scale in float32, rounded once.
 
     A per-tensor scale is applied in place on the target-dtype copy: every fp8 e4m3 value is exact in bf16/fp16/fp32
     and the kernel multiplies by a Python scalar in float32, so the bits equal (fp8.float() * scale).to(target)
     without a float32 temporary of the whole matrix (which, freed again and again, fragments the heap).
     """
+    scale_key = key[: -len("weight")] + "scale_weight" if key.endswith("weight") else None
+    if scale_key not in file.shapes:
+        return file.read_as(key, target)
+    scale = file.read(scale_key).to(torch.float32)
     if scale.numel() == 1 and target not in FP8_STORAGE:
-        return fp8.to(target).mul_(scale.float().item())
-    return (fp8.to(torch.float32) * scale.to(torch.float32)).to(target)
+        return file.read_as(key, target).mul_(scale.item())
+    return (file.read(key).to(torch.float32) * scale).to(target)
 
 
 def _ndim(module: torch.nn.Module, name: str) -> int:
@@ -142,15 +146,11 @@ def load_part_from_file(
     file = file or WeightFile(info.path, info.part)
     try:
         for names, key in chosen:
-            tensor = file.read(key)
-            scale_key = key[: -len("weight")] + "scale_weight" if key.endswith("weight") else None
-            target = target_dtype(module, names[0], dtype, info.part)
-            value = dequantize(tensor, file.read(scale_key), target) if scale_key in file.shapes else tensor.to(target)
+            value = read_weight(file, key, target_dtype(module, names[0], dtype, info.part))
             # Like from_pretrained: trainable unless fp8 (which cannot hold gradients); setups freeze what they need.
             param = torch.nn.Parameter(value, requires_grad=value.dtype not in FP8_STORAGE)
             for name in names:
                 _assign(module, name, param)
-            del tensor
     finally:
         if owned:
             file.close()

@@ -55,6 +55,11 @@ class WeightFile:
             return self._reader.read(name)
         return self._state[name]
 
+    def read_as(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        if self._reader is not None:
+            return self._reader.read_as(name, dtype)
+        return self._state[name].to(dtype)  # .pth: mmap-backed, converted from the page cache
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
