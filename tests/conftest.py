@@ -14,6 +14,18 @@ if str(REPO_ROOT) not in sys.path:
 from modules.wan.tiny_models import write_tiny_model  # noqa: E402
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models are dominated by thread overhead on a shared 2-core machine: run them on one thread.
+    Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """`tiny_model_dir("TI2V-5B")` -> path of a tiny diffusers folder of that variant (built once)."""

@@ -23,13 +23,7 @@ from tests.lora_checks import assert_no_key_problems, captured_logs
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models are dominated by thread overhead on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def one_clip(folder: Path, size: int = 32, shape: str = "circle", color: str = "red", background: str = "blue") -> Path:
