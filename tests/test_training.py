@@ -67,6 +67,7 @@ def test_trained_lora_loads_into_wan_pipeline_and_computes_what_the_trainer_comp
     result = trainer.train()
     (lora_file,) = result.output_files
     assert lora_file.exists() and all(torch.isfinite(torch.tensor(result.losses)))
+    assert lora_file.stat().st_mode & 0o777 == 0o644  # readable by another account (e.g. the one ComfyUI runs as)
 
     ours = trainer.model.transformer.eval()
     trained = lora_state_dict(ours)

@@ -29,10 +29,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp makes the file private (0600); give the result the old file's mode, or the usual 0644.
-    os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+    # mkstemp makes the file private (0600); the result gets the old file's mode, or the usual 0644. Set after
+    # the writer, because some writers (safetensors' save_file) replace the temp file with their own 0600 file.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     try:
         yield tmp
+        os.chmod(tmp, mode)
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
