@@ -29,13 +29,7 @@ SIGMA = torch.tensor([0.0])
 CAPTION_SEEDS = {"a red circle moves": 0, "a green square moves": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models are dominated by thread overhead on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_config(method: str, base: Path, workspace: Path, captions: list[str], data: Path) -> TrainConfig:
