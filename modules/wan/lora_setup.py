@@ -130,7 +130,9 @@ class WanLoRASetup(BaseModelSetup):
                 loss_mask = mask.expand_as(latents)
             timestep = conditioning.per_token_timesteps(t, mask, transformer.config.patch_size)
         text = batch["text_embeds"].to(device)
-        weight_dtype = transformer.dtype
+        # The input layer's dtype is what the pipelines cast to (transformer.dtype); read directly, because the
+        # diffusers property walks every module, a few ms per step.
+        weight_dtype = transformer.patch_embedding.weight.dtype
         with autocast(device, training.train_dtype):
             predicted = transformer(
                 hidden_states=x_t.to(weight_dtype),
