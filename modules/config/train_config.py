@@ -21,7 +21,7 @@ class ModelConfig:
     transformer_2_path: str = setting("", help="Optional source of the low-noise expert (A14B), e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors; empty: from base_path")
     vae_path: str = setting("", help="Optional source of the VAE: wan_2.1_vae / wan2.2_vae .safetensors, Wan2.1_VAE.pth / Wan2.2_VAE.pth, or a folder; empty: from base_path")
     text_encoder_path: str = setting("", help="Optional source of the UMT5 encoder: umt5_xxl_fp16 / fp8_e4m3fn_scaled .safetensors, models_t5_umt5-xxl-enc-bf16.pth, or a folder; empty: from base_path")
-    transformer_dtype: str = setting("bfloat16", help="Storage dtype of the frozen transformer weights", choices=DTYPES)
+    transformer_dtype: str = setting("bfloat16", help="Storage dtype of the frozen transformer weights; float8_e4m3fn is storage only (block linears in fp8 with a scale, 1 byte per weight; everything computes in training.train_dtype, which must then be bfloat16 or float16; not for training_method full)", choices=(*DTYPES, "float8_e4m3fn"))
     text_encoder_dtype: str = setting("bfloat16", help="Dtype of the UMT5 text encoder (used only while caching)", choices=DTYPES)
     vae_dtype: str = setting("float32", help="Dtype of the VAE (used only while caching and sampling)", choices=DTYPES)
     text_max_length: int = setting(512, help="Text tokens per caption; the WAN pipelines use 512", min=1, max=512)

@@ -19,12 +19,15 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from transformers import AutoTokenizer, UMT5EncoderModel
 
 from modules.base.model_loader import BaseModelLoader, ModelLoadError
+from modules.module.fp8_linear import convert_to_fp8_storage
 from modules.wan.detection import detect_variant, read_json
 from modules.wan.model import WanModel
 from modules.wan.safetensors_header import read_header
 from modules.wan.variants import WanVariant
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The transformer may also be stored in fp8 (block linears only; computed in the training dtype: fp8_linear.py).
+TRANSFORMER_DTYPES: dict[str, torch.dtype] = {**DTYPES, "float8_e4m3fn": torch.float8_e4m3fn}
 # Schedulers the WAN repos ship or that diffusers documents for WAN; anything else may not speak flow matching.
 SCHEDULERS = ("UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler", "DPMSolverMultistepScheduler")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -36,12 +39,12 @@ _HUB_FILE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)/((?:[\w.-]+/)*[\w.-]+\.(?
 _HASHED_JSON_MAX_BYTES = 1 << 20
 
 
-def to_dtype(value: str | torch.dtype, what: str) -> torch.dtype:
+def to_dtype(value: str | torch.dtype, what: str, choices: dict[str, torch.dtype] = DTYPES) -> torch.dtype:
     if isinstance(value, torch.dtype):
         return value
-    if value not in DTYPES:
-        raise ModelLoadError(f"{what}: unknown dtype {value!r}. Expected one of {', '.join(DTYPES)}. Fix: set {what} to one of those.")
-    return DTYPES[value]
+    if value not in choices:
+        raise ModelLoadError(f"{what}: unknown dtype {value!r}. Expected one of {', '.join(choices)}. Fix: set {what} to one of those.")
+    return choices[value]
 
 
 def resolve_model_path(model_path: str | Path, allow_download: bool = False, part: str | None = None) -> Path:
@@ -143,6 +146,10 @@ def _load_weights(path: Path, subfolder: str, cls: type, **kwargs: Any) -> Any:
     The libraries only log missing weights (and leave them random or on the meta device); for a base
     model that is always a broken or mismatched checkpoint, so it is an error here.
     """
+    if kwargs.get("dtype") == torch.float8_e4m3fn:  # fp8 storage: load as bf16, then quantise layer by layer
+        model = _load_weights(path, subfolder, cls, **{**kwargs, "dtype": torch.bfloat16})
+        convert_to_fp8_storage(model)
+        return model
     common = dict(subfolder=subfolder, local_files_only=True, use_safetensors=True, output_loading_info=True)
     model, info = _load_part(path, subfolder, lambda: cls.from_pretrained(path, **common, **kwargs))
     missing = sorted(info.get("missing_keys") or [])
@@ -285,6 +292,9 @@ class WanModelLoader(BaseModelLoader):
     """Reads the config's model section and calls load_wan_model."""
 
     def load(self, config) -> WanModel:
+        from modules.config.loading import check_fp8_storage
+
+        check_fp8_storage(config)  # also for configs built in code, which skip the file loader's checks
         m = config.model
         parts = {name: getattr(m, f"{name}_path", "") or None for name in ("transformer", "transformer_2", "vae", "text_encoder")}
         if not m.base_path and not any(parts.values()):
@@ -293,7 +303,7 @@ class WanModelLoader(BaseModelLoader):
         return load_wan_model(
             m.base_path or None,
             **{f"{name}_path": value for name, value in parts.items()},
-            transformer_dtype=to_dtype(m.transformer_dtype, "model.transformer_dtype"),
+            transformer_dtype=to_dtype(m.transformer_dtype, "model.transformer_dtype", TRANSFORMER_DTYPES),
             text_encoder_dtype=to_dtype(m.text_encoder_dtype, "model.text_encoder_dtype"),
             vae_dtype=to_dtype(m.vae_dtype, "model.vae_dtype"),
             text_max_length=m.text_max_length,

@@ -19,6 +19,7 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from transformers import UMT5Config, UMT5EncoderModel
 
 from modules.base.model_loader import ModelLoadError
+from modules.module.fp8_linear import convert_to_fp8_storage, quantise_fp8
 from modules.wan.key_map import diffusers_to_original_key
 from modules.wan.single_file_detect import SingleFileInfo
 from modules.wan.single_file_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
@@ -59,8 +60,10 @@ def file_key_function(info: SingleFileInfo, config: dict) -> Callable[[str], str
 def target_dtype(module: torch.nn.Module, name: str, dtype: torch.dtype, part: str) -> torch.dtype:
     """The dtype diffusers/transformers from_pretrained would give this weight, or fp8 storage for block matrices."""
     if dtype in FP8_STORAGE:
-        # fp8 keeps only the big matrices of the transformer blocks; everything else computes in bf16.
-        return dtype if name.startswith("blocks.") and name.endswith(".weight") and _ndim(module, name) == 2 else torch.bfloat16
+        # fp8 keeps only the big matrices of the transformer blocks (fp8_linear.py); the rest is loaded as for bf16.
+        if name.startswith("blocks.") and name.endswith(".weight") and _ndim(module, name) == 2:
+            return dtype
+        dtype = torch.bfloat16
     keep = getattr(module, "_keep_in_fp32_modules", None) or []
     # diffusers keeps these in fp32 for fp16 and bf16; transformers (T5's "wo") only for fp16.
     half = (torch.float16, torch.bfloat16) if part != "text_encoder" else (torch.float16,)
@@ -83,6 +86,17 @@ def read_weight(file: WeightFile, key: str, target: torch.dtype) -> torch.Tensor
     if scale.numel() == 1 and target not in FP8_STORAGE:
         return file.read_as(key, target).mul_(scale.item())
     return (file.read(key).to(torch.float32) * scale).to(target)
+
+
+def read_fp8_weight(file: WeightFile, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block matrix for fp8 storage: an fp8 e4m3 file's own bytes and scale_weight (1 if unscaled), no round trip;
+    any other dtype is quantised here, from the file's own precision (scale = absmax / 448)."""
+    scale_key = key[: -len("weight")] + "scale_weight"
+    scale = file.read(scale_key).to(torch.float32) if scale_key in file.shapes else None
+    if file.dtypes[key] == "F8_E4M3":
+        return file.read(key), torch.ones((), dtype=torch.float32) if scale is None else scale
+    value = file.read(key)
+    return quantise_fp8(value if scale is None else value.to(torch.float32) * scale)
 
 
 def _ndim(module: torch.nn.Module, name: str) -> int:
@@ -145,8 +159,13 @@ def load_part_from_file(
     owned = file is None
     file = file or WeightFile(info.path, info.part)
     try:
+        scales = {}  # fp8 storage: module name -> scale_weight, for convert_to_fp8_storage
         for names, key in chosen:
-            value = read_weight(file, key, target_dtype(module, names[0], dtype, info.part))
+            target = target_dtype(module, names[0], dtype, info.part)
+            if target in FP8_STORAGE:
+                value, scales[names[0].rpartition(".")[0]] = read_fp8_weight(file, key)
+            else:
+                value = read_weight(file, key, target)
             # Like from_pretrained: trainable unless fp8 (which cannot hold gradients); setups freeze what they need.
             param = torch.nn.Parameter(value, requires_grad=value.dtype not in FP8_STORAGE)
             for name in names:
@@ -154,5 +173,7 @@ def load_part_from_file(
     finally:
         if owned:
             file.close()
+    if scales:
+        convert_to_fp8_storage(module, scales)
     module.eval()
     return module

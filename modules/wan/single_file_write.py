@@ -17,18 +17,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from modules.module.fp8_linear import quantise_fp8
 from modules.util.atomic import atomic_path
 from modules.wan.safetensors_header import DTYPES
 from modules.wan.single_file_detect import SingleFileInfo
 from modules.wan.single_file_load import file_key_function
 
-FP8_MAX = torch.finfo(torch.float8_e4m3fn).max  # 448
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
-
-
-def _quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    scale = (weight.abs().max().float() / FP8_MAX).clamp(min=1e-12).reshape(())
-    return (weight.float() / scale).to(torch.float8_e4m3fn), scale
 
 
 def single_file_state_dict(
@@ -50,7 +45,7 @@ def single_file_state_dict(
         if (fp8_scaled or dtype == torch.float8_e4m3fn) and value.dim() == 2 and name.endswith("weight") and "embed" not in name \
                 and "shared" not in name:
             if fp8_scaled:
-                value, scale = _quantize(value)
+                value, scale = quantise_fp8(value)  # ComfyUI's form: scale = absmax / 448
                 out[key[: -len("weight")] + "scale_weight"] = scale
                 if part == "text_encoder":
                     out[key[: -len("weight")] + "scale_input"] = torch.ones(())
