@@ -8,7 +8,7 @@ bfloat16, and reports the peak (VmHWM, reset just before the load) minus that ba
 The goal is 1.2 or less; a loader that built an fp32 copy or a state dict of the file would show 3 or 2.
 Results go in docs/benchmarks.md.
 
-    python scripts/benchmark_single_file_load.py [--layers 12] [--heads 8] [--file-dtype bf16|fp16|fp8_scaled]
+    python scripts/benchmark_single_file_load.py [--layers 12] [--heads 8] [--file-dtype bf16|fp16|fp8_scaled] [--load-dtype bf16|fp8]
 """
 
 import argparse
@@ -30,6 +30,8 @@ from modules.wan.single_file_write import single_file_state_dict, write_streamed
 
 FILE_DTYPES = {"bf16": dict(dtype=torch.bfloat16), "fp16": dict(dtype=torch.float16),
                "fp8_scaled": dict(dtype=torch.bfloat16, fp8_scaled=True)}
+# What the file is loaded into: bf16, or fp8 storage (model.transformer_dtype float8_e4m3fn: block linears in fp8).
+LOAD_DTYPES = {"bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn}
 
 
 def model_config(layers: int, heads: int) -> dict:
@@ -68,7 +70,7 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def measure_in_this_process(path: Path, config: dict) -> dict:
+def measure_in_this_process(path: Path, config: dict, load_dtype: str = "bf16") -> dict:
     """Baseline RSS after every import and the empty model's build, then the load; the peak since the baseline."""
     import gc
 
@@ -83,7 +85,7 @@ def measure_in_this_process(path: Path, config: dict) -> dict:
     baseline = psutil.Process().memory_info().rss
     start = time.perf_counter()
     info = detect_single_file(path, "transformer")
-    model = load_part_from_file(info, config, torch.bfloat16, config_source="benchmark config")
+    model = load_part_from_file(info, config, LOAD_DTYPES[load_dtype], config_source="benchmark config")
     seconds = time.perf_counter() - start
     peak = peak_rss()
     tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()
@@ -92,7 +94,7 @@ def measure_in_this_process(path: Path, config: dict) -> dict:
                 ratio=(peak - baseline) / model_bytes, fp32_params=sum(t.numel() for t in tensors if t.dtype == torch.float32))
 
 
-def run(layers: int, heads: int, file_dtype: str) -> dict:
+def run(layers: int, heads: int, file_dtype: str, load_dtype: str = "bf16") -> dict:
     config = model_config(layers, heads)
     with tempfile.TemporaryDirectory() as folder:
         config_path = Path(folder) / "config.json"
@@ -100,12 +102,12 @@ def run(layers: int, heads: int, file_dtype: str) -> dict:
         path = write_random_file(Path(folder) / "wan2.2_random_transformer.safetensors", config, file_dtype)
         file_bytes = path.stat().st_size
         # A fresh process: this one's allocator already holds memory from writing the file.
-        child = subprocess.run([sys.executable, __file__, "--child", str(path), str(config_path)],
+        child = subprocess.run([sys.executable, __file__, "--child", str(path), str(config_path), "--load-dtype", load_dtype],
                                capture_output=True, text=True, check=False)
         if child.returncode != 0:
             raise SystemExit(f"the measuring process failed:\n{child.stderr[-4000:]}")
         result = json.loads(child.stdout.strip().splitlines()[-1])
-    return {**result, "file_bytes": file_bytes, "file_dtype": file_dtype, "layers": layers, "heads": heads}
+    return {**result, "file_bytes": file_bytes, "file_dtype": file_dtype, "load_dtype": load_dtype, "layers": layers, "heads": heads}
 
 
 def main() -> None:
@@ -113,15 +115,16 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--heads", type=int, default=8, help="width = heads * 128")
     parser.add_argument("--file-dtype", choices=list(FILE_DTYPES), default="bf16")
+    parser.add_argument("--load-dtype", choices=list(LOAD_DTYPES), default="bf16")
     parser.add_argument("--child", nargs=2, metavar=("FILE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure_in_this_process(Path(args.child[0]), json.loads(Path(args.child[1]).read_text()))))
+        print(json.dumps(measure_in_this_process(Path(args.child[0]), json.loads(Path(args.child[1]).read_text()), args.load_dtype)))
         return
-    r = run(args.layers, args.heads, args.file_dtype)
+    r = run(args.layers, args.heads, args.file_dtype, args.load_dtype)
     mib = 1 << 20
     print(f"file: {r['file_dtype']}, {r['file_bytes'] / mib:.0f} MiB ({r['layers']} layers, width {r['heads'] * 128})")
-    print(f"loaded model (bf16, diffusers' fp32-kept modules in fp32): {r['model_bytes'] / mib:.0f} MiB, "
+    print(f"loaded model ({r['load_dtype']}, diffusers' fp32-kept modules in fp32): {r['model_bytes'] / mib:.0f} MiB, "
           f"{r['fp32_params']:,} fp32 parameters; load took {r['seconds']:.1f} s")
     print(f"baseline RSS {r['baseline'] / mib:.0f} MiB, peak RSS {r['peak'] / mib:.0f} MiB, "
           f"increase {(r['peak'] - r['baseline']) / mib:.0f} MiB")

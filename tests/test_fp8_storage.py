@@ -14,6 +14,7 @@ from safetensors import safe_open
 
 from modules.config.loading import config_from_dict
 from modules.config.validation import ConfigError
+from modules.module import fp8_linear
 from modules.module.fp8_linear import FP8_DTYPE, Fp8Linear, convert_to_fp8_storage, fp8_storage_names, quantise_fp8
 from modules.module.lora import DEFAULT_TARGET_MODULES, attach_lora, lora_parameters, lora_state_dict
 from modules.trainer.generic_trainer import GenericTrainer
@@ -43,9 +44,15 @@ def weight_bytes(module: torch.nn.Module) -> int:
 
 # ---- the layer ---------------------------------------------------------------------------------------
 
-def test_quantiser_maps_absmax_to_448_and_rounds_within_e4m3_precision():
+def test_quantiser_maps_absmax_to_448_and_rounds_within_e4m3_precision(monkeypatch):
     weight = torch.randn(48, 40, generator=torch.Generator().manual_seed(0)).mul(0.02).to(torch.bfloat16)
     fp8, scale = quantise_fp8(weight)
+    # Row chunks (7 rows of 40 here) give the one-shot float32 formula's bytes and leave a float32 input untouched.
+    monkeypatch.setattr(fp8_linear, "_CHUNK_ELEMENTS", 300)
+    weight32 = weight.float()
+    chunked, chunked_scale = quantise_fp8(weight32)
+    assert torch.equal(weight32, weight.float()) and torch.equal(chunked_scale, scale)
+    assert torch.equal(chunked.view(torch.uint8), (weight.float() / scale).to(FP8_DTYPE).view(torch.uint8))
     assert fp8.dtype == FP8_DTYPE and scale.dtype == torch.float32 and scale.shape == ()
     assert scale == weight.abs().max().float() / 448
     assert fp8.float().abs().max() == 448

@@ -25,10 +25,27 @@ FP8_MAX = torch.finfo(FP8_DTYPE).max  # 448
 _BLOCK_PREFIX = re.compile(r"^blocks\.\d+\.")
 
 
+_CHUNK_ELEMENTS = 1 << 16  # float32 working memory of the quantiser: 256 KiB, whatever the matrix
+
+
 def quantise_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp8(weight / scale) with a float32 per-tensor scale = absmax / 448, computed on this one tensor only."""
-    scale = (weight.abs().max().float() / FP8_MAX).clamp(min=1e-12).reshape(())
-    return weight.to(torch.float32, copy=True).div_(scale).to(FP8_DTYPE), scale
+    """fp8(weight / scale) with a float32 per-tensor scale = absmax / 448, computed on this one tensor only.
+
+    The division runs in float32 on row chunks in one small work buffer: float32 copies of whole matrices (or fresh
+    chunk temporaries), allocated and freed per tensor while a model loads, fragment the heap (a bf16 file loaded
+    into fp8 storage measured 1.8 to 2.9x the model's size that way)."""
+    low, high = torch.aminmax(weight)  # absmax without an abs() copy of the matrix
+    scale = (torch.maximum(high, -low).float() / FP8_MAX).clamp(min=1e-12).reshape(())
+    out = torch.empty(weight.shape, dtype=FP8_DTYPE, device=weight.device)
+    rows = weight.reshape(-1, weight.shape[-1]) if weight.dim() else weight.reshape(1, 1)
+    flat_out = out.view(rows.shape)
+    step = max(1, _CHUNK_ELEMENTS // max(1, rows.shape[1]))
+    work = torch.empty((min(step, rows.shape[0]), rows.shape[1]), dtype=torch.float32, device=weight.device)
+    for start in range(0, rows.shape[0], step):
+        chunk = work[: len(rows[start:start + step])]
+        # copy_ casts (float32 -> fp8 rounds as .to does): no temporary besides `work`, the same size every call.
+        flat_out[start:start + step].copy_(chunk.copy_(rows[start:start + step]).div_(scale))
+    return out, scale
 
 
 class _Fp8Matmul(torch.autograd.Function):

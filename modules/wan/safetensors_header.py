@@ -114,11 +114,16 @@ class TensorReader:
         info = self.header.tensors[name]
         if info.torch_dtype == dtype:
             return self.read(name)
+        return torch.empty(info.shape, dtype=dtype).copy_(self.read_temporary(name))
+
+    def read_temporary(self, name: str) -> torch.Tensor:
+        """The tensor in the file's dtype inside the reused scratch buffer: valid only until the next read through it
+        (for a conversion such as fp8 quantisation that writes its own result)."""
+        info = self.header.tensors[name]
         size = info.end - info.start
         if self._scratch.numel() < size:
             self._scratch = torch.empty(size, dtype=torch.uint8)
-        raw = self._read_into(name, self._scratch[:size].view(info.torch_dtype).view(info.shape))
-        return torch.empty(info.shape, dtype=dtype).copy_(raw)
+        return self._read_into(name, self._scratch[:size].view(info.torch_dtype).view(info.shape))
 
     def _read_into(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         info = self.header.tensors[name]

@@ -95,7 +95,7 @@ def read_fp8_weight(file: WeightFile, key: str) -> tuple[torch.Tensor, torch.Ten
     scale = file.read(scale_key).to(torch.float32) if scale_key in file.shapes else None
     if file.dtypes[key] == "F8_E4M3":
         return file.read(key), torch.ones((), dtype=torch.float32) if scale is None else scale
-    value = file.read(key)
+    value = file.read_temporary(key)  # quantise_fp8 writes a fresh fp8 tensor; no per-matrix copy of the source
     return quantise_fp8(value if scale is None else value.to(torch.float32) * scale)
 
 

@@ -60,6 +60,12 @@ class WeightFile:
             return self._reader.read_as(name, dtype)
         return self._state[name].to(dtype)  # .pth: mmap-backed, converted from the page cache
 
+    def read_temporary(self, name: str) -> torch.Tensor:
+        """`read` without a fresh tensor: valid only until the next read (safetensors: one reused scratch buffer)."""
+        if self._reader is not None:
+            return self._reader.read_temporary(name)
+        return self._state[name]
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
