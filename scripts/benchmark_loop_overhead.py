@@ -37,15 +37,8 @@ def make_config(root: Path, steps: int, device: str) -> dict:
     }
 
 
-def trainer_step_times(trainer: GenericTrainer) -> list[float]:
-    stamps = []
-    trainer.step_callbacks.append(lambda progress, loss: stamps.append(time.perf_counter()))
-    trainer.train()
-    return [b - a for a, b in zip(stamps, stamps[1:])]
-
-
 def same_batches(trainer: GenericTrainer, steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches the trainer saw, in its order (buckets differ in size), preloaded on the device."""
+    """The batches the trainer sees, in its order (buckets differ in size), preloaded on the device."""
     batches, epoch = [], 0
     while len(batches) < steps:
         batches += [(b["latents"].to(trainer.device), b["text_embeds"].to(trainer.device)) for b in trainer.data.batches(epoch)]
@@ -53,20 +46,23 @@ def same_batches(trainer: GenericTrainer, steps: int) -> list[tuple[torch.Tensor
     return batches[:steps]
 
 
-def bare_step_times(trainer: GenericTrainer, steps: int) -> list[float]:
-    """The same work with nothing around it: the same batches, already on the device."""
-    device = trainer.device
-    transformer = trainer.model.transformer
-    params = [p for p in transformer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, foreach=True)
-    times = []
-    for latents, text in same_batches(trainer, steps):
+class BareStep:
+    """Forward + backward + optimizer step of the trainer's transformer with nothing around it."""
+
+    def __init__(self, trainer: GenericTrainer):
+        self.device = trainer.device
+        self.transformer = trainer.model.transformer
+        self.params = [p for p in self.transformer.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=1e-4, foreach=True)
+
+    def __call__(self, latents: torch.Tensor, text: torch.Tensor) -> float:
+        """Seconds for one step on this batch."""
         _, _, frames, height, width = latents.shape
         tokens = frames * (height // 2) * (width // 2)
         start = time.perf_counter()
-        sigma = torch.rand(latents.shape[0], device=device)
+        sigma = torch.rand(latents.shape[0], device=self.device)
         noise = torch.randn_like(latents)
-        predicted = transformer(
+        predicted = self.transformer(
             hidden_states=noisy_input(latents, noise, sigma),
             timestep=(sigma * 1000)[:, None].expand(-1, tokens),
             encoder_hidden_states=text,
@@ -74,14 +70,38 @@ def bare_step_times(trainer: GenericTrainer, steps: int) -> list[float]:
         )[0]
         loss = torch.nn.functional.mse_loss(predicted.float(), velocity_target(latents, noise))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         loss.item()  # the trainer reads the loss every step too
-        if device.type == "cuda":
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
+        return time.perf_counter() - start
+
+
+def interleaved_step_times(trainer: GenericTrainer, steps: int) -> tuple[list[float], list[float]]:
+    """Trainer steps and bare steps taken turn about, each bare step on the batch of the trainer step before it.
+
+    A shared or virtual machine's speed drifts by 10% and more within a minute; turn about, both sides see the
+    same drift. The bare step runs inside the trainer's step callback and its time is left out of the trainer's
+    interval, which spans one whole loop iteration (hooks, next batch, forward, backward, step, logging).
+    """
+    batches = same_batches(trainer, steps)
+    bare_step = BareStep(trainer)
+    trainer_times, bare_times = [], []
+    last_end = None
+
+    def after_step(progress, loss) -> None:
+        nonlocal last_end
+        now = time.perf_counter()
+        if last_end is not None:
+            trainer_times.append(now - last_end)
+            bare_times.append(bare_step(*batches[progress.global_step - 1]))
+        last_end = time.perf_counter()
+
+    trainer.step_callbacks.append(after_step)
+    trainer.train()
+    return trainer_times, bare_times
 
 
 def main() -> None:
@@ -97,17 +117,15 @@ def main() -> None:
         trainer = GenericTrainer(config_from_dict(make_config(root, args.steps, args.device)))
         trainer.load_and_cache()
         trainer.set_up_training()
-        warmup = 5
-        # Bare runs before and after the trainer, so a change in machine load during the run (a shared machine)
-        # weighs on both sides alike. Step i's interval covers batch i + 1; compare the same batches.
-        bare_times = bare_step_times(trainer, args.steps)[warmup + 1:]
-        trainer_times = trainer_step_times(trainer)[warmup:]
-        bare_times += bare_step_times(trainer, args.steps)[warmup + 1:]
+        warmup = 5  # first-call allocations and thread pools
+        trainer_times, bare_times = (times[warmup:] for times in interleaved_step_times(trainer, args.steps))
     # Medians: a single step stalled by another process says nothing about the loop.
     trainer_step, bare_step = statistics.median(trainer_times), statistics.median(bare_times)
     print(f"device: {trainer.device}; torch {torch.__version__}; threads {torch.get_num_threads()}")
     print(f"trainer step (median of {len(trainer_times)}): {trainer_step * 1000:.1f} ms")
-    print(f"bare step    (median of {len(bare_times)}, before and after): {bare_step * 1000:.1f} ms")
+    print(f"bare step    (median of {len(bare_times)}, turn about): {bare_step * 1000:.1f} ms")
+    paired = statistics.median(t / b for t, b in zip(trainer_times, bare_times))
+    print(f"median of per-step ratios (each trainer step / the bare step beside it): {paired:.3f}")
     print(f"loop overhead ratio: {trainer_step / bare_step:.3f} (goal <= 1.05)")
 
 
