@@ -32,12 +32,13 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 
 @contextmanager
 def placed_for_sampling(model: WanModel, device: torch.device | None, offload_experts: bool) -> Iterator[None]:
-    """Encoders on `device`, each expert moved there when the pipeline first calls it; all put back after.
+    """The VAE on `device`, each expert moved there when the pipeline first calls it; all put back after.
 
-    With `offload_experts` only the expert in use is on the device (a 14B expert is ~28 GB in bf16), which is
-    how training keeps the inactive expert too. Moving happens in a forward pre-hook because the pipeline,
-    not we, decides at which step the boundary is crossed. Every part returns to where it was, so the
-    training setup's own idea of which expert is on the accelerator stays true.
+    The text encoder is not moved here: `encode_prompts` brings it for the encoding alone. With `offload_experts`
+    only the expert in use is on the device (a 14B expert is ~28 GB in bf16), which is how training keeps the
+    inactive expert too. Moving happens in a forward pre-hook because the pipeline, not we, decides at which
+    step the boundary is crossed. Every part returns to where it was, so the training setup's own idea of which
+    expert is on the accelerator stays true.
     """
     if device is None:
         yield
@@ -56,7 +57,6 @@ def placed_for_sampling(model: WanModel, device: torch.device | None, offload_ex
 
     handles = [expert.register_forward_pre_hook(bring) for expert in experts]
     try:
-        model.text_encoder.to(device)
         model.vae.to(device)
         yield
     finally:
@@ -87,6 +87,36 @@ def build_pipeline(model: WanModel, settings: SampleSettings, image_to_video: bo
         # No CLIP image encoder: WAN 2.2 transformers have no image_dim (that was Wan 2.1 I2V).
         return WanImageToVideoPipeline(image_processor=None, image_encoder=None, **parts)
     return WanPipeline(**parts)
+
+
+def encode_prompts(pipe, arguments: dict, model: WanModel, device: torch.device | None, offload_experts: bool) -> dict:
+    """`arguments` with the prompt and negative prompt replaced by their embeddings, computed by the pipeline's own
+    `encode_prompt` before any denoising step.
+
+    Why first: UMT5-XXL (~11 GiB in bf16) then never shares the device with an expert. On `device` it is there only
+    while it encodes; with `offload_experts` the experts leave the device for that moment (the pipeline's
+    pre-hook brings back the one it calls). So sampling during training needs max(text encoder, expert), not
+    their sum, which is what lets a 24 GB card sample. The negative embedding is computed even when CFG is off
+    (the pipeline then ignores it); with no negative prompt it is the empty prompt's, as in the pipeline.
+    """
+    arguments = dict(arguments)
+    prompt, negative = arguments.pop("prompt"), arguments.pop("negative_prompt")
+    text_encoder = model.text_encoder
+    home = _device_of(text_encoder)
+    target = device or home
+    if device is not None and offload_experts:
+        for expert in model.experts():
+            expert.to("cpu")
+    try:
+        text_encoder.to(target)
+        positive, negative_embeds = pipe.encode_prompt(
+            prompt=prompt, negative_prompt=negative, do_classifier_free_guidance=True,
+            max_sequence_length=arguments["max_sequence_length"], device=target,
+        )
+    finally:
+        text_encoder.to(home)
+    arguments.update(prompt_embeds=positive, negative_prompt_embeds=negative_embeds)
+    return arguments
 
 
 def pipeline_arguments(model: WanModel, settings: SampleSettings) -> dict:
@@ -122,7 +152,8 @@ def generate_clip(
         # A CPU generator makes the noise identical on every device (and equal to a diffusers user's CPU seed).
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         extra = {"image": start_image} if start_image is not None else {}
-        video = pipe(**pipeline_arguments(model, settings), generator=generator, **extra).frames[0]
+        arguments = encode_prompts(pipe, pipeline_arguments(model, settings), model, device, offload_experts)
+        video = pipe(**arguments, generator=generator, **extra).frames[0]
     return np.asarray(video, dtype=np.float32)
 
 
