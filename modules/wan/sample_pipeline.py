@@ -93,7 +93,7 @@ def encode_prompts(pipe, arguments: dict, model: WanModel, device: torch.device 
     """`arguments` with the prompt and negative prompt replaced by their embeddings, computed by the pipeline's own
     `encode_prompt` before any denoising step.
 
-    Why first: UMT5-XXL (~11 GiB in bf16) then never shares the device with an expert. On `device` it is there only
+    Why first: UMT5-XXL (12.5 GiB in bf16) then never shares the device with an expert. On `device` it is there only
     while it encodes; with `offload_experts` the experts leave the device for that moment (the pipeline's
     pre-hook brings back the one it calls). So sampling during training needs max(text encoder, expert), not
     their sum, which is what lets a 24 GB card sample. The negative embedding is computed even when CFG is off
