@@ -17,7 +17,6 @@ from modules.base.model_setup import TrainProgress
 from modules.config.validation import ConfigError
 from modules.wan.embedding_loader import LoadedEmbedding, loaded_embeddings, read_vectors, write_vectors
 from modules.wan.embedding_text import encode_text_with_vectors
-from modules.wan.finetune_setup import set_up_expert_routing
 from modules.wan.lora_setup import WanLoRASetup
 from modules.wan.model import WanModel
 
@@ -34,10 +33,7 @@ def trained_embedding(model: WanModel) -> LoadedEmbedding:
 
 class WanEmbeddingSetup(WanLoRASetup):
     def setup_model(self, model: WanModel, config) -> None:
-        model.eval()
-        for part in (model.vae, model.text_encoder, *model.experts()):
-            part.requires_grad_(False)
-        set_up_expert_routing(self, model, config)
+        self.freeze_and_route(model, config)
         self.embedding = trained_embedding(model)
         self.vectors = torch.nn.Parameter(read_vectors(model, self.embedding))
         self.embedding.parameter = self.vectors  # the saver reads the vectors from here

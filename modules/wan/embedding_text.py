@@ -8,27 +8,16 @@ With the vectors equal to those rows the result equals `WanModel.encode_text` (t
 from __future__ import annotations
 
 import torch
-from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from modules.wan.embedding_loader import LoadedEmbedding, expand_prompt, input_embeddings
+from modules.wan.model import trim_to_tokens
 
 
 def encode_text_with_vectors(model, prompts: list[str], embedding: LoadedEmbedding, vectors: torch.Tensor) -> list[torch.Tensor]:
     """UMT5 hidden states of each prompt trimmed to its real tokens (float32, on the text encoder's device)."""
-    device = model.text_encoder.device
-    tokens = model.tokenizer(
-        [prompt_clean(expand_prompt(model, p)) for p in prompts],
-        padding="max_length",
-        max_length=model.text_max_length,
-        truncation=True,
-        add_special_tokens=True,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
-    ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+    ids, mask = model.tokenize([expand_prompt(model, p) for p in prompts])
     embeds = input_embeddings(model)(ids)
     for row, token_id in enumerate(embedding.token_ids):
         embeds = torch.where((ids == token_id).unsqueeze(-1), vectors[row].to(embeds.dtype), embeds)
     hidden = model.text_encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-    lengths = mask.gt(0).sum(dim=1)
-    return [h[:n].float() for h, n in zip(hidden, lengths.tolist())]
+    return trim_to_tokens(hidden, mask)

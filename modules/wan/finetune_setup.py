@@ -13,7 +13,6 @@ import torch
 from modules.config.validation import ConfigError
 from modules.module.lora import filter_matcher
 from modules.trainer.device import DTYPES
-from modules.wan import experts
 from modules.wan.lora_setup import WanLoRASetup
 from modules.wan.model import WanModel
 
@@ -66,21 +65,9 @@ def trainable_parameter_names(transformer: torch.nn.Module, block_filter: str) -
     return names
 
 
-def set_up_expert_routing(setup: WanLoRASetup, model: WanModel, config) -> None:
-    """Which experts take part and how steps are shared between them, as WanLoRASetup.setup_model decides it."""
-    model.trained_experts = experts.trained_experts(model.variant, config.experts.train)
-    setup.boundary = experts.boundary_ratio(model.variant, config.experts)
-    setup.high_share = (
-        experts.high_noise_share(config.training, config.experts, setup.boundary) if setup.boundary is not None else 1.0
-    )
-
-
 class WanFineTuneSetup(WanLoRASetup):
     def setup_model(self, model: WanModel, config) -> None:
-        model.eval()
-        for part in (model.vae, model.text_encoder, *model.experts()):
-            part.requires_grad_(False)
-        set_up_expert_routing(self, model, config)
+        self.freeze_and_route(model, config)
         weight_dtype = DTYPES[config.finetune.weight_dtype]
         for name in model.trained_experts:
             expert = getattr(model, name)

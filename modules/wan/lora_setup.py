@@ -13,7 +13,9 @@ from modules.wan.model import WanModel
 
 
 class WanLoRASetup(BaseModelSetup):
-    def setup_model(self, model: WanModel, config) -> None:
+    def freeze_and_route(self, model: WanModel, config) -> None:
+        """Every weight frozen; which experts take part and how steps are shared between them. Each training
+        method (LoRA, full, embedding) starts here and then unfreezes or adds what it trains."""
         model.eval()
         for part in (model.vae, model.text_encoder, *model.experts()):
             part.requires_grad_(False)
@@ -22,6 +24,9 @@ class WanLoRASetup(BaseModelSetup):
         self.high_share = (
             experts.high_noise_share(config.training, config.experts, self.boundary) if self.boundary is not None else 1.0
         )
+
+    def setup_model(self, model: WanModel, config) -> None:
+        self.freeze_and_route(model, config)
         for name in model.trained_experts:
             expert = getattr(model, name)
             attach_lora(

@@ -14,6 +14,11 @@ from modules.base.model import BaseModel
 from modules.wan.variants import WanVariant
 
 
+def trim_to_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """Each prompt's hidden states cut to its real tokens, in float32 (the pipeline zero-pads the rest)."""
+    return [h[:n].float() for h, n in zip(hidden, mask.gt(0).sum(dim=1).tolist())]
+
+
 @dataclass(eq=False)
 class WanModel(BaseModel):
     variant: WanVariant
@@ -56,6 +61,12 @@ class WanModel(BaseModel):
         The pipeline zero-pads these to `text_max_length` before the transformer; `pad_text_embeds`
         does the same, so caching stores only the real tokens.
         """
+        ids, mask = self.tokenize(prompts)
+        hidden = self.text_encoder(ids, mask).last_hidden_state
+        return [h.cpu() for h in trim_to_tokens(hidden, mask)]
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask on the text encoder's device, exactly as WanPipeline tokenizes."""
         device = self.text_encoder.device
         tokens = self.tokenizer(
             [prompt_clean(p) for p in prompts],
@@ -66,10 +77,7 @@ class WanModel(BaseModel):
             return_attention_mask=True,
             return_tensors="pt",
         )
-        mask = tokens.attention_mask.to(device)
-        hidden = self.text_encoder(tokens.input_ids.to(device), mask).last_hidden_state
-        lengths = mask.gt(0).sum(dim=1)
-        return [h[:n].float().cpu() for h, n in zip(hidden, lengths.tolist())]
+        return tokens.input_ids.to(device), tokens.attention_mask.to(device)
 
     def pad_text_embeds(self, embeds: list[torch.Tensor]) -> torch.Tensor:
         """Stack trimmed embeddings into (batch, text_max_length, dim) with zeros after each prompt."""
