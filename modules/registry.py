@@ -57,4 +57,6 @@ def plugin_for(model_type: str, training_method: str) -> Plugin:
         return PLUGINS[(model_type, training_method)]()
     except KeyError:
         known = ", ".join(f"{m}/{t}" for m, t in PLUGINS)
-        raise ConfigError(f"model_type/training_method: {model_type}/{training_method} is not supported (supported: {known})") from None
+        raise ConfigError(
+            f"model_type/training_method: {model_type}/{training_method} is not supported (supported: {known})"
+        ) from None

@@ -38,7 +38,10 @@ def write_clips(folder: Path, count: int, resolution: int, frames: int) -> None:
         # Varied sizes and frame rates, as real sets have: each needs resampling and a resize.
         width, height = (resolution * 3 // 2, resolution) if index % 2 else (resolution, resolution * 4 // 3)
         fps = (24, 30, 25)[index % 3]
-        write_clip(DemoClip(f"clip{index}", SHAPES[index % 2], "red", "blue", width, height, frames * fps // 24 + 4, fps), folder)
+        write_clip(
+            DemoClip(f"clip{index}", SHAPES[index % 2], "red", "blue", width, height, frames * fps // 24 + 4, fps),
+            folder,
+        )
 
 
 def build_stages(settings: dict, cache: DiskCache, encode, report: DataReport) -> Pipeline:
@@ -66,11 +69,19 @@ def main() -> None:
         root = Path(tmp)
         write_tiny_model("TI2V-5B", root / "model", vae_size=VAE)
         write_clips(root / "data", args.clips, args.resolution, args.frames)
-        config = config_from_dict({"model": {"base_path": str(root / "model"), "vae_dtype": "float32"},
-                                   "data": {"concepts": [{"path": str(root / "data")}]}})
+        config = config_from_dict(
+            {
+                "model": {"base_path": str(root / "model"), "vae_dtype": "float32"},
+                "data": {"concepts": [{"path": str(root / "data")}]},
+            }
+        )
         model = WanModelLoader().load(config)
-        settings = {"fps": model.variant.fps, "frames": args.frames, "resolution": args.resolution,
-                    "pixel_multiple": model.variant.pixel_multiple}
+        settings = {
+            "fps": model.variant.fps,
+            "frames": args.frames,
+            "resolution": args.resolution,
+            "pixel_multiple": model.variant.pixel_multiple,
+        }
         encoded: list[torch.Tensor] = []
 
         def encode(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -96,8 +107,12 @@ def main() -> None:
                 bare_times.append(bare_seconds)
     pipeline_seconds, bare_seconds = statistics.median(pipeline_times), statistics.median(bare_times)
     shapes = sorted({tuple(p.shape[2:]) for p in encoded})
-    print(f"torch {torch.__version__}; threads {torch.get_num_threads()}; {len(encoded)} windows, shapes (F, H, W) {shapes}")
-    print(f"pipeline (probe + decode + resize + encode + write), median of {len(pipeline_times)}: {pipeline_seconds:.2f} s")
+    print(
+        f"torch {torch.__version__}; threads {torch.get_num_threads()}; {len(encoded)} windows, shapes (F, H, W) {shapes}"
+    )
+    print(
+        f"pipeline (probe + decode + resize + encode + write), median of {len(pipeline_times)}: {pipeline_seconds:.2f} s"
+    )
     print(f"bare VAE encode of the same frames, median of {len(bare_times)}:           {bare_seconds:.2f} s")
     print(f"cache build ratio: {pipeline_seconds / bare_seconds:.3f} (goal <= 1.2)")
 

@@ -30,8 +30,14 @@ def make_config(root: Path, steps: int, device: str) -> dict:
         "lora": {"rank": 16, "alpha": 16.0},
         # 256 px and 17 frames: 5 x 8 x 8 = 320 video tokens per clip, plus 512 text tokens.
         "data": {"concepts": [{"path": str(root / "data")}], "resolution": 256, "frames": 17, "min_frames": 17},
-        "training": {"max_steps": steps, "learning_rate": 1e-4, "train_dtype": "float32",
-                     "gradient_checkpointing": False, "device": device, "max_grad_norm": 1.0},
+        "training": {
+            "max_steps": steps,
+            "learning_rate": 1e-4,
+            "train_dtype": "float32",
+            "gradient_checkpointing": False,
+            "device": device,
+            "max_grad_norm": 1.0,
+        },
         "output": {"workspace_dir": str(root / "run"), "tensorboard": True},
         "sampling": {"samples": []},
     }
@@ -41,7 +47,9 @@ def same_batches(trainer: GenericTrainer, steps: int) -> list[tuple[torch.Tensor
     """The batches the trainer sees, in its order (buckets differ in size), preloaded on the device."""
     batches, epoch = [], 0
     while len(batches) < steps:
-        batches += [(b["latents"].to(trainer.device), b["text_embeds"].to(trainer.device)) for b in trainer.data.batches(epoch)]
+        batches += [
+            (b["latents"].to(trainer.device), b["text_embeds"].to(trainer.device)) for b in trainer.data.batches(epoch)
+        ]
         epoch += 1
     return batches[:steps]
 

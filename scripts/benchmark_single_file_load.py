@@ -28,8 +28,11 @@ from modules.wan.single_file_load import build_empty
 from modules.wan.single_file_model import CONFIGS_DIR
 from modules.wan.single_file_write import single_file_state_dict, write_streamed
 
-FILE_DTYPES = {"bf16": dict(dtype=torch.bfloat16), "fp16": dict(dtype=torch.float16),
-               "fp8_scaled": dict(dtype=torch.bfloat16, fp8_scaled=True)}
+FILE_DTYPES = {
+    "bf16": dict(dtype=torch.bfloat16),
+    "fp16": dict(dtype=torch.float16),
+    "fp8_scaled": dict(dtype=torch.bfloat16, fp8_scaled=True),
+}
 # What the file is loaded into: bf16, or fp8 storage (model.transformer_dtype float8_e4m3fn: block linears in fp8).
 LOAD_DTYPES = {"bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn}
 
@@ -42,8 +45,14 @@ def model_config(layers: int, heads: int) -> dict:
 
 def write_random_file(path: Path, config: dict, file_dtype: str) -> Path:
     """The file's names, dtypes and shapes from the real class on the meta device, then random data tensor by tensor."""
-    meta = single_file_state_dict(build_empty("transformer", config), "transformer", naming="original",
-                                  prefix="model.diffusion_model.", config=config, **FILE_DTYPES[file_dtype])
+    meta = single_file_state_dict(
+        build_empty("transformer", config),
+        "transformer",
+        naming="original",
+        prefix="model.diffusion_model.",
+        config=config,
+        **FILE_DTYPES[file_dtype],
+    )
     generator = torch.Generator().manual_seed(0)
 
     def make(name: str, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
@@ -90,8 +99,14 @@ def measure_in_this_process(path: Path, config: dict, load_dtype: str = "bf16") 
     peak = peak_rss()
     tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()
     model_bytes = sum(t.numel() * t.element_size() for t in tensors)
-    return dict(baseline=baseline, peak=peak, model_bytes=model_bytes, seconds=seconds,
-                ratio=(peak - baseline) / model_bytes, fp32_params=sum(t.numel() for t in tensors if t.dtype == torch.float32))
+    return dict(
+        baseline=baseline,
+        peak=peak,
+        model_bytes=model_bytes,
+        seconds=seconds,
+        ratio=(peak - baseline) / model_bytes,
+        fp32_params=sum(t.numel() for t in tensors if t.dtype == torch.float32),
+    )
 
 
 def run(layers: int, heads: int, file_dtype: str, load_dtype: str = "bf16") -> dict:
@@ -102,12 +117,23 @@ def run(layers: int, heads: int, file_dtype: str, load_dtype: str = "bf16") -> d
         path = write_random_file(Path(folder) / "wan2.2_random_transformer.safetensors", config, file_dtype)
         file_bytes = path.stat().st_size
         # A fresh process: this one's allocator already holds memory from writing the file.
-        child = subprocess.run([sys.executable, __file__, "--child", str(path), str(config_path), "--load-dtype", load_dtype],
-                               capture_output=True, text=True, check=False)
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", str(path), str(config_path), "--load-dtype", load_dtype],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if child.returncode != 0:
             raise SystemExit(f"the measuring process failed:\n{child.stderr[-4000:]}")
         result = json.loads(child.stdout.strip().splitlines()[-1])
-    return {**result, "file_bytes": file_bytes, "file_dtype": file_dtype, "load_dtype": load_dtype, "layers": layers, "heads": heads}
+    return {
+        **result,
+        "file_bytes": file_bytes,
+        "file_dtype": file_dtype,
+        "load_dtype": load_dtype,
+        "layers": layers,
+        "heads": heads,
+    }
 
 
 def main() -> None:
@@ -119,15 +145,25 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("FILE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure_in_this_process(Path(args.child[0]), json.loads(Path(args.child[1]).read_text()), args.load_dtype)))
+        print(
+            json.dumps(
+                measure_in_this_process(
+                    Path(args.child[0]), json.loads(Path(args.child[1]).read_text()), args.load_dtype
+                )
+            )
+        )
         return
     r = run(args.layers, args.heads, args.file_dtype, args.load_dtype)
     mib = 1 << 20
     print(f"file: {r['file_dtype']}, {r['file_bytes'] / mib:.0f} MiB ({r['layers']} layers, width {r['heads'] * 128})")
-    print(f"loaded model ({r['load_dtype']}, diffusers' fp32-kept modules in fp32): {r['model_bytes'] / mib:.0f} MiB, "
-          f"{r['fp32_params']:,} fp32 parameters; load took {r['seconds']:.1f} s")
-    print(f"baseline RSS {r['baseline'] / mib:.0f} MiB, peak RSS {r['peak'] / mib:.0f} MiB, "
-          f"increase {(r['peak'] - r['baseline']) / mib:.0f} MiB")
+    print(
+        f"loaded model ({r['load_dtype']}, diffusers' fp32-kept modules in fp32): {r['model_bytes'] / mib:.0f} MiB, "
+        f"{r['fp32_params']:,} fp32 parameters; load took {r['seconds']:.1f} s"
+    )
+    print(
+        f"baseline RSS {r['baseline'] / mib:.0f} MiB, peak RSS {r['peak'] / mib:.0f} MiB, "
+        f"increase {(r['peak'] - r['baseline']) / mib:.0f} MiB"
+    )
     print(f"peak RSS increase / model size: {r['ratio']:.3f} (goal <= 1.2)")
 
 

@@ -23,10 +23,21 @@ import _repo_path  # noqa: F401
 from safetensors import safe_open
 
 from modules.wan.finetune_files import (
-    SAVE_DTYPES, ModelFileError, read_single_file, read_transformer_folder, save_single_file, write_model_folder,
+    SAVE_DTYPES,
+    ModelFileError,
+    read_single_file,
+    read_transformer_folder,
+    save_single_file,
+    write_model_folder,
 )
 from modules.wan.lora_saver import (
-    ALPHA_KEY, DIFFUSERS_ADAPTER_METADATA_KEY, FORMAT_KEY, LORA_FORMATS, RANK_KEY, LoraFileError, load_lora_file,
+    ALPHA_KEY,
+    DIFFUSERS_ADAPTER_METADATA_KEY,
+    FORMAT_KEY,
+    LORA_FORMATS,
+    RANK_KEY,
+    LoraFileError,
+    load_lora_file,
     save_lora_file,
 )
 
@@ -44,13 +55,16 @@ def _transformer_folder(path: Path, expert: str) -> Path:
     return path / expert if (path / "model_index.json").is_file() else path
 
 
-def folder_to_single_file(source: Path, destination: Path, expert: str = "transformer", dtype: str = "bfloat16") -> Path:
+def folder_to_single_file(
+    source: Path, destination: Path, expert: str = "transformer", dtype: str = "bfloat16"
+) -> Path:
     state_dict, _ = read_transformer_folder(_transformer_folder(source, expert))
     return save_single_file(state_dict, destination, dtype)
 
 
-def single_file_to_folder(source: Path, destination: Path, base: Path, expert: str = "transformer",
-                          dtype: str = "bfloat16") -> Path:
+def single_file_to_folder(
+    source: Path, destination: Path, base: Path, expert: str = "transformer", dtype: str = "bfloat16"
+) -> Path:
     state_dict = read_single_file(source)
     base_folder = base / expert
     # Only the base's config and weight names are needed, not its weights: read headers only.

@@ -1,6 +1,6 @@
 """Write the synthetic demo video set (moving shapes, captions) into a folder.
 
-    python scripts/make_demo_data.py --out workspace/demo/data
+python scripts/make_demo_data.py --out workspace/demo/data
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Write tiny, random WAN 2.2 models (all three variants) in the diffusers folder layout.
 
-    python scripts/make_tiny_models.py --out models/tiny [--variant TI2V-5B] [--seed 0]
+python scripts/make_tiny_models.py --out models/tiny [--variant TI2V-5B] [--seed 0]
 """
 
 import argparse

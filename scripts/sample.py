@@ -31,11 +31,23 @@ from modules.wan.sampler import SamplerOptions, WanModelSampler
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="WAN 2.2 diffusers folder, or a hub id in the local cache")
-    parser.add_argument("--variant", default=None, choices=["TI2V-5B", "T2V-A14B", "I2V-A14B"], help="expected variant (default: detect)")
-    parser.add_argument("--lora", action="append", default=[], metavar="PATH[=W[,W_LOW]]",
-                        help="a LoRA file (or the stem of a _high_noise/_low_noise pair) with its weight; a second weight "
-                             "is the low-noise expert's (repeatable)")
-    parser.add_argument("--embedding", action="append", default=[], metavar="PATH", help="a UMT5 embedding file (repeatable)")
+    parser.add_argument(
+        "--variant",
+        default=None,
+        choices=["TI2V-5B", "T2V-A14B", "I2V-A14B"],
+        help="expected variant (default: detect)",
+    )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH[=W[,W_LOW]]",
+        help="a LoRA file (or the stem of a _high_noise/_low_noise pair) with its weight; a second weight "
+        "is the low-noise expert's (repeatable)",
+    )
+    parser.add_argument(
+        "--embedding", action="append", default=[], metavar="PATH", help="a UMT5 embedding file (repeatable)"
+    )
     prompts = parser.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompt", help="what the video shows")
     prompts.add_argument("--prompts-file", help="a text file with one prompt per line")
@@ -43,7 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--width", type=int, default=None, help="default: 832 (A14B) / 1280 (TI2V-5B)")
     parser.add_argument("--height", type=int, default=None, help="default: 480 (A14B) / 704 (TI2V-5B)")
-    parser.add_argument("--frames", type=int, default=None, help="rounded up to 4n+1; default: the model's native count")
+    parser.add_argument(
+        "--frames", type=int, default=None, help="rounded up to 4n+1; default: the model's native count"
+    )
     parser.add_argument("--steps", type=int, default=None, help="default: the model's official count")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first video; video k uses seed + k")
     parser.add_argument("--guidance-scale", type=float, default=None)
@@ -52,11 +66,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--scheduler", default="unipc", choices=SCHEDULERS)
     parser.add_argument("--fps", type=int, default=None)
     parser.add_argument("--start-image", default="", help="image-to-video start frame (I2V-A14B, TI2V-5B)")
-    parser.add_argument("--clips", type=int, default=1, help="chain this many clips, each from the last frame of the one before")
+    parser.add_argument(
+        "--clips", type=int, default=1, help="chain this many clips, each from the last frame of the one before"
+    )
     parser.add_argument("--format", default="mp4", choices=SAMPLE_FORMATS)
     parser.add_argument("--quality", type=int, default=None, help="CRF (lower is better); default 18 MP4, 30 WebM")
     parser.add_argument("--static-threshold", type=float, default=1.0)
-    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"], help="transformer and text encoder dtype")
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=["float32", "bfloat16", "float16"],
+        help="transformer and text encoder dtype",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--offload-experts", action="store_true", help="keep only the A14B expert in use on the GPU")
     parser.add_argument("--text-max-length", type=int, default=512)
@@ -81,10 +102,20 @@ def sample_configs(args, variant) -> list[SampleConfig]:
     width, height = (1280, 704) if variant.name == "TI2V-5B" else (832, 480)
     return [
         SampleConfig(
-            prompt=prompt, negative_prompt=args.negative_prompt, width=args.width or width, height=args.height or height,
-            frames=args.frames or variant.default_frames, seed=args.seed + index, steps=args.steps or variant.sample_steps,
-            guidance_scale=args.guidance_scale, guidance_scale_2=args.guidance_scale_2, flow_shift=args.flow_shift,
-            scheduler=args.scheduler, fps=args.fps, start_image=args.start_image, clips=args.clips,
+            prompt=prompt,
+            negative_prompt=args.negative_prompt,
+            width=args.width or width,
+            height=args.height or height,
+            frames=args.frames or variant.default_frames,
+            seed=args.seed + index,
+            steps=args.steps or variant.sample_steps,
+            guidance_scale=args.guidance_scale,
+            guidance_scale_2=args.guidance_scale_2,
+            flow_shift=args.flow_shift,
+            scheduler=args.scheduler,
+            fps=args.fps,
+            start_image=args.start_image,
+            clips=args.clips,
         )
         for index, prompt in enumerate(read_prompts(args))
     ]
@@ -93,17 +124,33 @@ def sample_configs(args, variant) -> list[SampleConfig]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else torch.device(args.device)
+    device = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if args.device == "auto"
+        else torch.device(args.device)
+    )
     try:
         loras = [parse_lora_argument(text) for text in args.lora]
-        sampler = WanModelSampler(SamplerOptions(
-            format=args.format, quality=args.quality, static_threshold=args.static_threshold, device=device,
-            offload_experts=args.offload_experts, embeddings=args.embedding, progress_bar=True,
-        ))
+        sampler = WanModelSampler(
+            SamplerOptions(
+                format=args.format,
+                quality=args.quality,
+                static_threshold=args.static_threshold,
+                device=device,
+                offload_experts=args.offload_experts,
+                embeddings=args.embedding,
+                progress_bar=True,
+            )
+        )
         sampler.preflight()  # before minutes of model loading
         dtype = to_dtype(args.dtype, "--dtype")
-        model = load_wan_model(args.model, transformer_dtype=dtype, text_encoder_dtype=dtype,
-                               text_max_length=args.text_max_length, expected_variant=args.variant)
+        model = load_wan_model(
+            args.model,
+            transformer_dtype=dtype,
+            text_encoder_dtype=dtype,
+            text_max_length=args.text_max_length,
+            expected_variant=args.variant,
+        )
         configs = sample_configs(args, model.variant)
         sampler.use_loras(model, loras)
         out = Path(args.out)

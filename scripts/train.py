@@ -1,7 +1,7 @@
 """Train from a config file.
 
-    python scripts/train.py --config-path training_presets/demo_ti2v_5b_lora.json
-    python scripts/train.py --config-path my.json --config-value training.max_steps=200 --config-value lora.rank=16
+python scripts/train.py --config-path training_presets/demo_ti2v_5b_lora.json
+python scripts/train.py --config-path my.json --config-value training.max_steps=200 --config-value lora.rank=16
 """
 
 import argparse
@@ -21,7 +21,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-path", required=True, help="JSON training config (see training_presets/)")
     parser.add_argument(
-        "--config-value", action="append", default=[], metavar="KEY=VALUE",
+        "--config-value",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one setting, e.g. training.learning_rate=1e-4 (repeatable; VALUE is JSON or a string)",
     )
     args = parser.parse_args()

@@ -58,9 +58,13 @@ def demo_overrides(tiny_model_dir, demo_data_dir, tmp_path_factory):
 
     def get(workspace) -> list[str]:
         return [
-            f"model.base_path={tiny_model_dir('TI2V-5B')}", f"data.concepts.0.path={demo_data_dir}",
-            f"output.workspace_dir={workspace}", f"data.cache_dir={cache}", "sampling.samples=[]",
-            "output.tensorboard=false", "output.save_every_steps=0",
+            f"model.base_path={tiny_model_dir('TI2V-5B')}",
+            f"data.concepts.0.path={demo_data_dir}",
+            f"output.workspace_dir={workspace}",
+            f"data.cache_dir={cache}",
+            "sampling.samples=[]",
+            "output.tensorboard=false",
+            "output.save_every_steps=0",
         ]
 
     return get

@@ -21,7 +21,12 @@ import torch
 from safetensors.torch import load_file, safe_open
 
 from modules.trainer.backups import (
-    BackupError, backup_folders, check_backup, newest_usable_backup, read_backup, remove_stale_temp_folders,
+    BackupError,
+    backup_folders,
+    check_backup,
+    newest_usable_backup,
+    read_backup,
+    remove_stale_temp_folders,
 )
 from modules.util.atomic import TEMP_FOLDER_PREFIX, stale_temp_folders
 
@@ -96,7 +101,9 @@ def check_everything_on_disk(root: Path) -> tuple[int, int]:
         with safe_open(str(path), framework="pt") as file:
             iteration = float(file.metadata()["iteration"])
         tensors = load_file(path)
-        assert len(tensors) == TENSORS and all(t.numel() == NUMEL and bool((t == iteration).all()) for t in tensors.values())
+        assert len(tensors) == TENSORS and all(
+            t.numel() == NUMEL and bool((t == iteration).all()) for t in tensors.values()
+        )
     folder, contents = newest_usable_backup(root / "backups", check_backup_contents)
     assert folder == backup_folders(root / "backups")[0]
     return leftovers, contents.state["iteration"]
@@ -106,8 +113,9 @@ def test_sigkill_while_writing_leaves_only_complete_files_or_ignored_temps(tmp_p
     rng = random.Random(1234)
     iteration, leftovers_seen = 0, 0
     for _ in range(12):
-        child = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(iteration)],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), str(iteration)], stdout=subprocess.PIPE, text=True
+        )
         with reaped(child):
             child.stdout.readline()  # one complete backup and save exist from now on
             # Random moments, mostly inside the next write (one write pair takes tenths of a second).
@@ -120,5 +128,6 @@ def test_sigkill_while_writing_leaves_only_complete_files_or_ignored_temps(tmp_p
     assert leftovers_seen, "no kill landed inside a write; the test proved nothing"
     remove_stale_temp_folders(tmp_path / "backups")  # what a resuming trainer does first
     assert not any(p.name.startswith(TEMP_FOLDER_PREFIX) for p in (tmp_path / "backups").iterdir())
-    assert torch.equal(read_backup(backup_folders(tmp_path / "backups")[0]).tensors["rng"]["g"],
-                       torch.full((5,), float(iteration)))
+    assert torch.equal(
+        read_backup(backup_folders(tmp_path / "backups")[0]).tensors["rng"]["g"], torch.full((5,), float(iteration))
+    )

@@ -60,9 +60,14 @@ def test_backups_on_schedule_rolling_complete_and_falling_back(tiny_model_dir, t
     assert all(torch.equal(newest.tensors["ema"][f"ema.{i}"], s) for i, s in enumerate(trainer.ema.shadow))
     assert not all(torch.equal(weights[f"param.{i}"], s) for i, s in enumerate(trainer.ema.shadow))
     optimizer = trainer.optimizer.state_dict()["state"]
-    assert all(torch.equal(newest.tensors["optimizer"][f"{i}.exp_avg_sq"], optimizer[i]["exp_avg_sq"]) for i in optimizer)
+    assert all(
+        torch.equal(newest.tensors["optimizer"][f"{i}.exp_avg_sq"], optimizer[i]["exp_avg_sq"]) for i in optimizer
+    )
     assert newest.state["lr_scheduler"] == trainer.lr_scheduler.state_dict()
-    assert newest.state["progress"] == dataclasses.asdict(trainer.progress) and newest.state["progress"]["global_step"] == 5
+    assert (
+        newest.state["progress"] == dataclasses.asdict(trainer.progress)
+        and newest.state["progress"]["global_step"] == 5
+    )
     assert torch.equal(newest.tensors["rng"]["generator"], trainer.generator.get_state())
     assert {"python", "numpy"} <= set(newest.state["rng"]) and "torch_cpu" in newest.tensors["rng"]
     assert newest.state["ema"] == {"decay": config.ema.decay, "update_interval": config.ema.update_interval}
@@ -75,7 +80,9 @@ def test_backups_on_schedule_rolling_complete_and_falling_back(tiny_model_dir, t
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="wan_trainer.backups"):
         assert resumed_trainer(config).progress.global_step == 4
-    assert any(str(weights_file) in m and "truncated" in m and "falling back" in m for m in caplog.messages), caplog.messages
+    assert any(str(weights_file) in m and "truncated" in m and "falling back" in m for m in caplog.messages), (
+        caplog.messages
+    )
     assert any(f"resumed from {step4} at step 4" in m for m in caplog.messages)
 
     # A backup whose marker never got written (a run killed before the rename would leave a temp folder,

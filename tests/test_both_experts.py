@@ -29,12 +29,25 @@ ATOL = 1e-5  # fp32 weights and adapters throughout
 
 
 def make_trainer(model: Path, data: Path, cache: Path, workspace: Path, *extra: str) -> GenericTrainer:
-    config = load_config(PRESET, [
-        f"model.base_path={model}", f"data.concepts.0.path={data}", f"output.workspace_dir={workspace}",
-        f"data.cache_dir={cache}", "data.resolution=32", "data.frames=5", f"training.max_steps={STEPS}",
-        "training.warmup_steps=0", "training.lr_scheduler=constant", "sampling.samples=[]",
-        "output.tensorboard=false", "output.save_every_steps=0", "experts.high_noise_step_ratio=0.5", *extra,
-    ])
+    config = load_config(
+        PRESET,
+        [
+            f"model.base_path={model}",
+            f"data.concepts.0.path={data}",
+            f"output.workspace_dir={workspace}",
+            f"data.cache_dir={cache}",
+            "data.resolution=32",
+            "data.frames=5",
+            f"training.max_steps={STEPS}",
+            "training.warmup_steps=0",
+            "training.lr_scheduler=constant",
+            "sampling.samples=[]",
+            "output.tensorboard=false",
+            "output.save_every_steps=0",
+            "experts.high_noise_step_ratio=0.5",
+            *extra,
+        ],
+    )
     trainer = GenericTrainer(config)
     trainer.load_and_cache()
     trainer.set_up_training()
@@ -42,8 +55,10 @@ def make_trainer(model: Path, data: Path, cache: Path, workspace: Path, *extra: 
 
 
 def snapshot(model) -> dict[str, dict[str, torch.Tensor]]:
-    return {name: {k: v.detach().clone() for k, v in lora_state_dict(getattr(model, name)).items()}
-            for name in (experts.HIGH, experts.LOW)}
+    return {
+        name: {k: v.detach().clone() for k, v in lora_state_dict(getattr(model, name)).items()}
+        for name in (experts.HIGH, experts.LOW)
+    }
 
 
 def record_steps(trainer: GenericTrainer) -> tuple[list[dict], list[tuple[str, torch.Tensor]]]:
@@ -74,8 +89,14 @@ def shared_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def separate_run(tiny_model_dir, demo_data_dir, shared_cache, tmp_path_factory):
     workspace = tmp_path_factory.mktemp("both_experts")
-    trainer = make_trainer(tiny_model_dir("T2V-A14B"), demo_data_dir, shared_cache, workspace,
-                           f"experts.high_noise_learning_rate={HIGH_LR}", f"experts.low_noise_learning_rate={LOW_LR}")
+    trainer = make_trainer(
+        tiny_model_dir("T2V-A14B"),
+        demo_data_dir,
+        shared_cache,
+        workspace,
+        f"experts.high_noise_learning_rate={HIGH_LR}",
+        f"experts.low_noise_learning_rate={LOW_LR}",
+    )
     snapshots, used = record_steps(trainer)
     result = trainer.train()
     return trainer, result, snapshots, used
@@ -106,7 +127,9 @@ def test_per_expert_learning_rates_reach_the_optimizer(separate_run):
 def test_step_ratio_sets_the_share_of_high_noise_steps(separate_run):
     trainer = separate_run[0]
     draws = 4000
-    chosen = [trainer.setup.expert_for(trainer.model, trainer.config, TrainProgress(global_step=s)) for s in range(draws)]
+    chosen = [
+        trainer.setup.expert_for(trainer.model, trainer.config, TrainProgress(global_step=s)) for s in range(draws)
+    ]
     share = chosen.count(experts.HIGH) / draws
     # Binomial(4000, 0.5): standard deviation 0.0079; 4 of them is a false alarm once in ~16,000 runs.
     assert abs(share - 0.5) < 4 * (0.25 / draws) ** 0.5
@@ -117,12 +140,16 @@ def base_pipeline(folder: Path) -> WanPipeline:
 
 
 @pytest.mark.parametrize("lora_format", ["comfyui", "diffusers"])
-def test_saved_expert_files_load_into_wan_pipeline_with_our_outputs(separate_run, tiny_model_dir, tmp_path, lora_format):
+def test_saved_expert_files_load_into_wan_pipeline_with_our_outputs(
+    separate_run, tiny_model_dir, tmp_path, lora_format
+):
     trainer, result = separate_run[0], separate_run[1]
     if lora_format == "comfyui":  # the preset's layout: what the run itself wrote
         files = result.output_files
     else:
-        config = dataclasses.replace(trainer.config, output=dataclasses.replace(trainer.config.output, lora_format="diffusers"))
+        config = dataclasses.replace(
+            trainer.config, output=dataclasses.replace(trainer.config.output, lora_format="diffusers")
+        )
         files = trainer.plugin.saver().save(trainer.model, config, tmp_path / "lora.safetensors")
     assert [p.name for p in files] == ["lora_high_noise.safetensors", "lora_low_noise.safetensors"]
     high, low = files
@@ -135,8 +162,10 @@ def test_saved_expert_files_load_into_wan_pipeline_with_our_outputs(separate_run
     assert_no_key_problems(messages)
 
     base = base_pipeline(folder)
-    for name, loaded, reference in ((experts.HIGH, pipe.transformer, base.transformer),
-                                    (experts.LOW, pipe.transformer_2, base.transformer_2)):
+    for name, loaded, reference in (
+        (experts.HIGH, pipe.transformer, base.transformer),
+        (experts.LOW, pipe.transformer_2, base.transformer_2),
+    ):
         ours = getattr(trainer.model, name).eval()
         assert set(lora_layers(loaded)) == set(lora_layers(ours))
         inputs = transformer_inputs(ours)
@@ -147,8 +176,14 @@ def test_saved_expert_files_load_into_wan_pipeline_with_our_outputs(separate_run
 
 
 def test_shared_lora_is_one_set_of_weights_trained_on_every_step(tiny_model_dir, demo_data_dir, shared_cache, tmp_path):
-    trainer = make_trainer(tiny_model_dir("T2V-A14B"), demo_data_dir, shared_cache, tmp_path, "experts.shared_lora=true",
-                           "training.max_steps=4")
+    trainer = make_trainer(
+        tiny_model_dir("T2V-A14B"),
+        demo_data_dir,
+        shared_cache,
+        tmp_path,
+        "experts.shared_lora=true",
+        "training.max_steps=4",
+    )
     high_params = {id(p) for p in trainer.model.transformer.parameters() if p.requires_grad}
     low_params = {id(p) for p in trainer.model.transformer_2.parameters() if p.requires_grad}
     assert high_params == low_params  # the very same tensors

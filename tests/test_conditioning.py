@@ -28,7 +28,9 @@ def test_i2v_a14b_condition_equals_the_pipeline(tiny_model_dir):
     assert torch.equal(ours, expected)
     # The transformer input has the documented 36 channels: noisy 16 + mask 4 + condition 16.
     noisy = torch.randn(1, 16, latent_frames, lh, lw)
-    assert torch.equal(conditioning.i2v_transformer_input(noisy, condition_latents, FRAMES), torch.cat([noisy, expected], 1))
+    assert torch.equal(
+        conditioning.i2v_transformer_input(noisy, condition_latents, FRAMES), torch.cat([noisy, expected], 1)
+    )
 
 
 def test_ti2v_first_frame_latent_mask_and_timesteps_equal_the_pipeline(tiny_model_dir):
@@ -38,8 +40,12 @@ def test_ti2v_first_frame_latent_mask_and_timesteps_equal_the_pipeline(tiny_mode
 
     parts = WanPipeline.from_pretrained(path, dtype=torch.float32).components
     pipe = WanImageToVideoPipeline(
-        tokenizer=parts["tokenizer"], text_encoder=parts["text_encoder"], vae=parts["vae"], scheduler=parts["scheduler"],
-        transformer=parts["transformer"], expand_timesteps=True,
+        tokenizer=parts["tokenizer"],
+        text_encoder=parts["text_encoder"],
+        vae=parts["vae"],
+        scheduler=parts["scheduler"],
+        transformer=parts["transformer"],
+        expand_timesteps=True,
     )
     video = torch.rand(1, 3, FRAMES, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1)) * 2 - 1
     image = video[:, :, 0]

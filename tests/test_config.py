@@ -40,7 +40,10 @@ def test_presets_all_load():
         ({"training": {"learning_rate": "fast"}}, "training.learning_rate: expected a number, got 'fast'"),
         ({"training": {"max_steps": 1.5}}, "training.max_steps: expected a whole number, got 1.5"),
         ({"training": {"gradient_checkpointing": 1}}, "training.gradient_checkpointing: expected true or false, got 1"),
-        ({"training": {"optimizer": "sgd"}}, "training.optimizer: 'sgd' is not allowed. Choose one of: adamw, adamw_8bit"),
+        (
+            {"training": {"optimizer": "sgd"}},
+            "training.optimizer: 'sgd' is not allowed. Choose one of: adamw, adamw_8bit",
+        ),
         ({"lora": {"rank": 0}}, "lora.rank: 0 is out of range; allowed: from 1 to 1024"),
         ({"lora": {"rnak": 4}}, "lora.rnak: unknown key. Allowed keys here: alpha, dropout, layer_filter, rank"),
         ({"data": {"concepts": [{"path": "a"}], "frames": 80}}, "data.frames: 80 is not 4n+1; use 77 or 81"),

@@ -26,8 +26,13 @@ def test_lora_round_trip_between_comfyui_and_diffusers(tiny_model_dir, tmp_path)
 
     # Through the command line once, as a user runs it.
     diffusers_file = tmp_path / "diffusers.safetensors"
-    done = subprocess.run([sys.executable, "scripts/convert_model.py", "lora", str(comfy), str(diffusers_file),
-                           "--format", "diffusers"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "scripts/convert_model.py", "lora", str(comfy), str(diffusers_file), "--format", "diffusers"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     with safe_open(str(diffusers_file), framework="pt") as file:
         assert all(k.startswith("transformer.blocks.") for k in file.keys())

@@ -29,16 +29,22 @@ def load_entry(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
-    return load_wan_model(tiny_model_dir("TI2V-5B"), transformer_dtype=torch.float32,
-                          text_encoder_dtype=torch.float32, vae_dtype=torch.float32)
+    return load_wan_model(
+        tiny_model_dir("TI2V-5B"),
+        transformer_dtype=torch.float32,
+        text_encoder_dtype=torch.float32,
+        vae_dtype=torch.float32,
+    )
 
 
 def prepare(model, data_dir: Path, workspace: Path, **data) -> WanBaseDataLoader:
-    config = config_from_dict({
-        "model": {"base_path": str(model.model_path)},
-        "data": {"concepts": [{"path": str(data_dir)}], "resolution": 64, "frames": 17, **data},
-        "output": {"workspace_dir": str(workspace)},
-    })
+    config = config_from_dict(
+        {
+            "model": {"base_path": str(model.model_path)},
+            "data": {"concepts": [{"path": str(data_dir)}], "resolution": 64, "frames": 17, **data},
+            "output": {"workspace_dir": str(workspace)},
+        }
+    )
     loader = WanBaseDataLoader()
     loader.prepare(model, config, CPU)
     return loader
@@ -79,6 +85,7 @@ def test_cached_latents_equal_a_direct_vae_encode_of_the_same_frames(model, tmp_
     expected_native = direct_encode(model, decode_all(native)[:17])
     expected_fast = direct_encode(model, decode_all(fast)[0:33:2])
     from PIL import Image
+
     expected_still = direct_encode(model, np.array(Image.open(still).convert("RGB"))[None])
     # Tolerance: the pipelines multiply by 1/std where the reference divides: a few ulp.
     for source, expected in [(native, expected_native), (fast, expected_fast), (still, expected_still)]:
@@ -97,8 +104,10 @@ def test_second_run_reuses_everything_and_changes_invalidate_exactly_their_entri
     settings = {"extraction_mode": "chunk", "max_windows_per_video": 2}
     loader = prepare(model, data, workspace, **settings)
     assert (loader.stats.videos_encoded, loader.stats.texts_encoded) == (3, 2)
-    assert (prepare(model, data, workspace, **settings).stats.videos_encoded,
-            prepare(model, data, workspace, **settings).stats.texts_encoded) == (0, 0)
+    assert (
+        prepare(model, data, workspace, **settings).stats.videos_encoded,
+        prepare(model, data, workspace, **settings).stats.texts_encoded,
+    ) == (0, 0)
 
     # A changed source file: only its two windows are encoded again.
     before = cache_files(workspace)
@@ -157,9 +166,13 @@ def test_missing_caption_as_error_names_the_file_and_the_fix(model, tmp_path):
     path = write_clip(clip("lonely", 20, 24), data)
     path.with_suffix(".txt").unlink()
     config_concept = {"path": str(data), "on_missing_caption": "error"}
-    config = config_from_dict({"model": {"base_path": str(model.model_path)},
-                               "data": {"concepts": [config_concept], "resolution": 64, "frames": 17},
-                               "output": {"workspace_dir": str(tmp_path / "run")}})
+    config = config_from_dict(
+        {
+            "model": {"base_path": str(model.model_path)},
+            "data": {"concepts": [config_concept], "resolution": 64, "frames": 17},
+            "output": {"workspace_dir": str(tmp_path / "run")},
+        }
+    )
     with pytest.raises(DataError, match=r"lonely\.mp4: no caption.*Fix:"):
         WanBaseDataLoader().prepare(model, config, CPU)
 

@@ -1,6 +1,5 @@
 """Media reading (decord and the PyAV fallback agree), pipeline wiring checks and bucketed batching."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -19,7 +19,9 @@ def test_largest_4n1():
     assert [largest_4n1(n) for n in range(0, 11)] == [0, 1, 1, 1, 1, 5, 5, 5, 5, 9, 9]
 
 
-@pytest.mark.parametrize("source_fps,target_fps,frames", [(30, 24, 60), (12, 24, 20), (24, 24, 48), (60, 16, 121), (29.97, 24, 100)])
+@pytest.mark.parametrize(
+    "source_fps,target_fps,frames", [(30, 24, 60), (12, 24, 20), (24, 24, 48), (60, 16, 121), (29.97, 24, 100)]
+)
 def test_resampling_puts_each_target_frame_at_its_time(source_fps, target_fps, frames):
     indices = resampled_source_indices(frames, source_fps, target_fps)
     for i, index in enumerate(indices):

@@ -17,7 +17,9 @@ CACHE_LINE = re.compile(r"cache: (\d+) training windows; (\d+) latents and (\d+)
 
 def run_demo(root: Path) -> str:
     env = {**os.environ, "WAN_DEMO_ROOT": str(root)}
-    done = subprocess.run(["bash", "scripts/run_demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        ["bash", "scripts/run_demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr
 

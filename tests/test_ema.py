@@ -26,14 +26,20 @@ def lora_config(base: Path, tmp_path: Path) -> TrainConfig:
     data = tmp_path / "data"
     data.mkdir()
     write_clip(DemoClip("clip", "circle", "red", "blue", 32, 32, 9, 16), data)
-    config = TrainConfig(model=ModelConfig(base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32"))
+    config = TrainConfig(
+        model=ModelConfig(base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32")
+    )
     config.data.concepts = [ConceptConfig(path=str(data))]
     config.data.resolution, config.data.frames, config.data.cache_dir = 32, 5, str(tmp_path / "cache")
     training = config.training
     training.max_steps, training.learning_rate, training.train_dtype = STEPS, 3e-3, "float32"
     training.gradient_checkpointing, training.device, training.lr_scheduler = False, "cpu", "constant"
     config.lora.rank, config.lora.alpha = 4, 4.0
-    config.output.workspace_dir, config.output.tensorboard, config.output.save_dtype = str(tmp_path / "run"), False, "float32"
+    config.output.workspace_dir, config.output.tensorboard, config.output.save_dtype = (
+        str(tmp_path / "run"),
+        False,
+        "float32",
+    )
     config.ema = EmaConfig(enabled=True, decay=DECAY, update_interval=INTERVAL, device="cpu")
     return config
 
@@ -66,7 +72,8 @@ def test_ema_follows_the_formula_and_is_what_samples_and_the_saved_lora_use(tiny
     # What the transformer holds when the end sample runs (eval mode; training steps run in train mode).
     sampled_with = []
     trainer.model.transformer.register_forward_pre_hook(
-        lambda module, args: None if module.training or sampled_with else sampled_with.append(snapshot()))
+        lambda module, args: None if module.training or sampled_with else sampled_with.append(snapshot())
+    )
     result = trainer.train()
 
     assert len(history) == STEPS + 1
@@ -101,9 +108,9 @@ def test_ema_copy_is_float32_on_the_configured_device():
     ema = create_ema(Settings("cpu"), [weight], train_device=torch.device("meta"))
     assert ema.shadow[0].device.type == "cpu" and ema.shadow[0].dtype == torch.float32
     with torch.no_grad():
-        weight.add_(2.0 ** -7)  # 1.0078125: the next bf16 value after 1
+        weight.add_(2.0**-7)  # 1.0078125: the next bf16 value after 1
     ema.update(1)
-    expected = 0.999 * 1.0 + 0.001 * (1 + 2.0 ** -7)
+    expected = 0.999 * 1.0 + 0.001 * (1 + 2.0**-7)
     assert torch.allclose(ema.shadow[0], torch.full((4,), expected), rtol=0, atol=1e-7)
     assert float(ema.shadow[0][0]) != 1.0
 

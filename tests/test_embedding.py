@@ -13,9 +13,14 @@ from modules.config.sampling_config import SampleConfig
 from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.wan.data_loader import WanBaseDataLoader
 from modules.wan.embedding_loader import (
-    EmbeddingError, add_embedding, expand_prompt, initial_vectors, load_embedding, read_embedding_file, save_embedding_file,
+    EmbeddingError,
+    add_embedding,
+    expand_prompt,
+    initial_vectors,
+    load_embedding,
+    read_embedding_file,
+    save_embedding_file,
 )
 from modules.wan.embedding_text import encode_text_with_vectors
 from modules.wan.model_loader import load_wan_model
@@ -33,8 +38,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_config(method: str, base: Path, workspace: Path, captions: list[str], data: Path) -> TrainConfig:
-    config = TrainConfig(model=ModelConfig(base_path=str(base), transformer_dtype="float32",
-                                           text_encoder_dtype="float32", text_max_length=TEXT_TOKENS))
+    config = TrainConfig(
+        model=ModelConfig(
+            base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32", text_max_length=TEXT_TOKENS
+        )
+    )
     config.training_method = method
     config.data.concepts = [ConceptConfig(path=str(data), caption_source="text", caption_text=c) for c in captions]
     config.data.resolution, config.data.frames, config.data.cache_dir = 32, 5, str(workspace.parent / "cache")
@@ -53,8 +61,14 @@ def clip_folder(tmp_path: Path) -> Path:
 
 
 def fixed_loss(trainer: GenericTrainer, batch: dict, seed: int) -> torch.Tensor:
-    prediction = trainer.setup.predict(trainer.model, batch, trainer.config, trainer.progress,
-                                       torch.Generator().manual_seed(seed), deterministic_timesteps=SIGMA)
+    prediction = trainer.setup.predict(
+        trainer.model,
+        batch,
+        trainer.config,
+        trainer.progress,
+        torch.Generator().manual_seed(seed),
+        deterministic_timesteps=SIGMA,
+    )
     return trainer.setup.calculate_loss(trainer.model, batch, prediction, trainer.config)
 
 
@@ -78,8 +92,11 @@ def text_conditioned_transformer(base: Path, data: Path, tmp_path: Path) -> dict
 
 
 def parameters(model) -> dict[str, torch.Tensor]:
-    return {f"{part}.{k}": v.detach().clone() for part in ("text_encoder", "transformer", "vae")
-            for k, v in getattr(model, part).state_dict().items()}
+    return {
+        f"{part}.{k}": v.detach().clone()
+        for part in ("text_encoder", "transformer", "vae")
+        for k, v in getattr(model, part).state_dict().items()
+    }
 
 
 def test_embedding_overfits_one_clip_changes_only_its_rows_and_reloads(tiny_model_dir, tmp_path):
@@ -124,14 +141,20 @@ def test_embedding_overfits_one_clip_changes_only_its_rows_and_reloads(tiny_mode
     with torch.no_grad():
         direct = encode_text_with_vectors(trainer.model, [PROMPT], trainer.setup.embedding, trainer.setup.vectors)[0]
     assert torch.equal(direct, expected)
-    fresh = load_wan_model(base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32,
-                           text_max_length=TEXT_TOKENS)
+    fresh = load_wan_model(
+        base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32, text_max_length=TEXT_TOKENS
+    )
     load_embedding(fresh, saved)
     prompt = expand_prompt(fresh, PROMPT)
     assert prompt == "a <concept> <concept>_1 moves"
     assert torch.equal(fresh.encode_text([prompt])[0], expected)
-    pipe = WanPipeline(tokenizer=fresh.tokenizer, text_encoder=fresh.text_encoder, vae=fresh.vae,
-                       transformer=fresh.transformer, scheduler=fresh.scheduler)
+    pipe = WanPipeline(
+        tokenizer=fresh.tokenizer,
+        text_encoder=fresh.text_encoder,
+        vae=fresh.vae,
+        transformer=fresh.transformer,
+        scheduler=fresh.scheduler,
+    )
     embeds, _ = pipe.encode_prompt(prompt, do_classifier_free_guidance=False, max_sequence_length=TEXT_TOKENS)
     torch.testing.assert_close(embeds[0, : expected.shape[0]].detach(), expected)  # float32 rounding apart
     with pytest.raises(EmbeddingError, match="already known"):
@@ -148,8 +171,9 @@ def test_embedding_overfits_one_clip_changes_only_its_rows_and_reloads(tiny_mode
 
 def test_caption_cache_follows_the_embedding_and_a_lora_trains_over_it(tiny_model_dir, tmp_path):
     base, data = tiny_model_dir("TI2V-5B"), clip_folder(tmp_path)
-    model = load_wan_model(base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32,
-                           text_max_length=TEXT_TOKENS)
+    model = load_wan_model(
+        base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32, text_max_length=TEXT_TOKENS
+    )
     first = save_embedding_file(tmp_path / "one.safetensors", "<concept>", initial_vectors(model, "red", 1))
     second = save_embedding_file(tmp_path / "two.safetensors", "<concept>", initial_vectors(model, "blue", 1))
 
@@ -167,8 +191,9 @@ def test_caption_cache_follows_the_embedding_and_a_lora_trains_over_it(tiny_mode
     again_count, again = encoded_captions(first)
     assert (plain_count, one_count, two_count, again_count) == (1, 1, 1, 0)
     assert not torch.equal(plain, one) and torch.equal(one, again)
-    reference = load_wan_model(base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32,
-                               text_max_length=TEXT_TOKENS)
+    reference = load_wan_model(
+        base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32, text_max_length=TEXT_TOKENS
+    )
     load_embedding(reference, first)
     assert torch.equal(one, reference.pad_text_embeds(reference.encode_text([PROMPT]))[0])
 
@@ -201,12 +226,23 @@ def test_sampler_loads_an_embedding_file_and_expands_its_placeholder(tiny_model_
     Reference: a diffusers user's path written without our loader: `WanPipeline.from_pretrained`, the tokens
     added to its tokenizer and their rows set by hand, called with the fully written prompt."""
     base = tiny_model_dir("TI2V-5B")
-    model = load_wan_model(base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32,
-                           text_max_length=TEXT_TOKENS)
+    model = load_wan_model(
+        base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32, text_max_length=TEXT_TOKENS
+    )
     vectors = torch.randn(2, model.text_encoder.config.d_model, generator=torch.Generator().manual_seed(3)) * 4
     file = save_embedding_file(tmp_path / "concept.safetensors", "<concept>", vectors)
-    sample = SampleConfig(prompt=PROMPT, negative_prompt="", width=32, height=32, frames=5, seed=1, steps=2,
-                          guidance_scale=1.0, scheduler="euler", flow_shift=3.0)
+    sample = SampleConfig(
+        prompt=PROMPT,
+        negative_prompt="",
+        width=32,
+        height=32,
+        frames=5,
+        seed=1,
+        steps=2,
+        guidance_scale=1.0,
+        scheduler="euler",
+        flow_shift=3.0,
+    )
     sampler = WanModelSampler(SamplerOptions(format="png", embeddings=[str(file)]))
     written = sampler.sample(model, sample, tmp_path / "sample")
     ours = sampler.last_result.video.astype(int)
@@ -222,9 +258,17 @@ def test_sampler_loads_an_embedding_file_and_expands_its_placeholder(tiny_model_
     pipe.set_progress_bar_config(disable=True)
 
     def reference(prompt: str) -> np.ndarray:
-        return pipe(prompt=prompt, width=32, height=32, num_frames=5, num_inference_steps=2, guidance_scale=1.0,
-                    generator=torch.Generator("cpu").manual_seed(1), output_type="np",
-                    max_sequence_length=TEXT_TOKENS).frames[0]
+        return pipe(
+            prompt=prompt,
+            width=32,
+            height=32,
+            num_frames=5,
+            num_inference_steps=2,
+            guidance_scale=1.0,
+            generator=torch.Generator("cpu").manual_seed(1),
+            output_type="np",
+            max_sequence_length=TEXT_TOKENS,
+        ).frames[0]
 
     expected = reference("a <concept> <concept>_1 moves")
     # The written frames: equal up to a value rounding either way at a .5 level boundary.

@@ -15,8 +15,13 @@ DRAWS = 10_000
 def test_each_expert_draws_only_its_own_timesteps(variant, boundary):
     assert experts.boundary_ratio(variant, ExpertsConfig()) == boundary
     for expert in (experts.HIGH, experts.LOW):
-        sigma = sample_sigmas(DRAWS, torch.Generator().manual_seed(3), distribution="logit_normal", shift=5.0,
-                              sigma_range=experts.sigma_range(expert, boundary))
+        sigma = sample_sigmas(
+            DRAWS,
+            torch.Generator().manual_seed(3),
+            distribution="logit_normal",
+            shift=5.0,
+            sigma_range=experts.sigma_range(expert, boundary),
+        )
         t = sigma * 1000
         if expert == experts.HIGH:
             assert bool((t >= boundary * 1000).all())
@@ -45,6 +50,6 @@ def test_expert_choice_is_per_block_deterministic_and_follows_the_share():
     both = [experts.HIGH, experts.LOW]
     choices = [experts.expert_for_step(step, both, 0.3, 4, seed=7) for step in range(8000)]
     assert choices == [experts.expert_for_step(step, both, 0.3, 4, seed=7) for step in range(8000)]
-    assert all(len(set(choices[i:i + 4])) == 1 for i in range(0, 8000, 4))
+    assert all(len(set(choices[i : i + 4])) == 1 for i in range(0, 8000, 4))
     share = choices.count(experts.HIGH) / len(choices)
     assert abs(share - 0.3) < 0.03

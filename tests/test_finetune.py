@@ -24,8 +24,9 @@ def one_clip(folder: Path) -> Path:
 
 
 def finetune_config(base: Path, data: Path, workspace: Path, **finetune) -> TrainConfig:
-    config = TrainConfig(model=ModelConfig(base_path=str(base), transformer_dtype="float32",
-                                           text_encoder_dtype="float32"))
+    config = TrainConfig(
+        model=ModelConfig(base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32")
+    )
     config.training_method = "full"
     config.data.concepts = [ConceptConfig(path=str(data))]
     config.data.resolution, config.data.frames, config.data.cache_dir = 32, 5, str(workspace / "cache")
@@ -45,7 +46,11 @@ def weights(folder: Path, subfolder: str) -> dict[str, torch.Tensor]:
 
 def test_block_filter_reads_indices_ranges_and_names():
     matches = block_filter_matcher("0-1, 3, ffn", num_blocks=4)
-    assert matches("blocks.0.attn1.to_q.weight") and matches("blocks.1.norm2.bias") and matches("blocks.3.attn2.to_k.weight")
+    assert (
+        matches("blocks.0.attn1.to_q.weight")
+        and matches("blocks.1.norm2.bias")
+        and matches("blocks.3.attn2.to_k.weight")
+    )
     assert not matches("blocks.2.attn1.to_q.weight") and matches("blocks.2.ffn.net.2.weight")
     assert not matches("patch_embedding.weight")
     with pytest.raises(ValueError, match="finetune.block_filter"):
@@ -68,7 +73,12 @@ def test_ti2v_finetune_trains_the_chosen_block_and_saves_both_layouts(tiny_model
     with safe_open(str(single), framework="pt") as file:
         keys = set(file.keys())
     assert keys == {diffusers_to_original_key(k) for k in after}
-    assert {"blocks.1.self_attn.q.weight", "blocks.1.norm3.weight", "head.modulation", "time_embedding.0.weight"} <= keys
+    assert {
+        "blocks.1.self_attn.q.weight",
+        "blocks.1.norm3.weight",
+        "head.modulation",
+        "time_embedding.0.weight",
+    } <= keys
     loaded = WanTransformer3DModel.from_single_file(
         str(single), config=str(folder), subfolder="transformer", local_files_only=True, torch_dtype=torch.float32
     ).state_dict()
@@ -95,7 +105,8 @@ def test_a14b_finetune_of_one_expert_in_bfloat16(tiny_model_dir, tmp_path):
     # The high-noise expert did not train: linked from the base unchanged. The low-noise one changed everywhere
     # the optimizer reaches (an empty filter trains every weight).
     assert (folder / "transformer" / "diffusion_pytorch_model.safetensors").samefile(
-        base / "transformer" / "diffusion_pytorch_model.safetensors")
+        base / "transformer" / "diffusion_pytorch_model.safetensors"
+    )
     with safe_open(str(folder / "transformer_2" / "diffusion_pytorch_model.safetensors"), framework="pt") as file:
         assert {file.get_slice(k).get_dtype() for k in file.keys()} == {"BF16"}
     before, after = weights(base, "transformer_2"), weights(folder, "transformer_2")
@@ -124,6 +135,8 @@ def test_full_model_saved_in_float16_reads_back_in_both_layouts(tiny_model_dir, 
     from_single = WanTransformer3DModel.from_single_file(
         str(single), config=str(folder), subfolder="transformer", local_files_only=True, torch_dtype=torch.float16
     ).state_dict()
-    from_folder = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch.float16).state_dict()
+    from_folder = WanTransformer3DModel.from_pretrained(
+        folder, subfolder="transformer", torch_dtype=torch.float16
+    ).state_dict()
     for loaded in (from_single, from_folder):
         assert set(loaded) == set(expected) and all(torch.equal(loaded[k], expected[k]) for k in expected)

@@ -31,8 +31,15 @@ def textbook_draws(distribution, count, generator, shift, mean=0.0, std=1.0, sca
 @pytest.mark.parametrize("distribution", ["uniform", "logit_normal", "sigmoid"])
 @pytest.mark.parametrize("shift", [1.0, 5.0])
 def test_unrestricted_draws_match_the_textbook_distribution(distribution, shift):
-    ours = sample_sigmas(N, torch.Generator().manual_seed(0), distribution=distribution, shift=shift,
-                         logit_mean=0.3, logit_std=1.2, sigmoid_scale=1.5)
+    ours = sample_sigmas(
+        N,
+        torch.Generator().manual_seed(0),
+        distribution=distribution,
+        shift=shift,
+        logit_mean=0.3,
+        logit_std=1.2,
+        sigmoid_scale=1.5,
+    )
     reference = textbook_draws(distribution, N, torch.Generator().manual_seed(1), shift, 0.3, 1.2, 1.5)
     assert ks_statistic(ours, reference) < KS_LIMIT
 
@@ -41,7 +48,9 @@ def test_unrestricted_draws_match_the_textbook_distribution(distribution, shift)
 @pytest.mark.parametrize("sigma_range", [(0.875, 1.0), (0.0, 0.875), (0.0, 0.9)])
 def test_restricted_draws_are_the_distribution_conditioned_on_the_range(distribution, sigma_range):
     low, high = sigma_range
-    ours = sample_sigmas(N, torch.Generator().manual_seed(0), distribution=distribution, shift=3.0, sigma_range=sigma_range)
+    ours = sample_sigmas(
+        N, torch.Generator().manual_seed(0), distribution=distribution, shift=3.0, sigma_range=sigma_range
+    )
     t = ours * 1000
     assert bool((t >= low * 1000).all()) and bool((t < high * 1000).all() if high < 1 else (t <= 1000).all())
     # Reference: rejection sampling of textbook draws (keeps the shape, no clamping).

@@ -44,6 +44,7 @@ def weight_bytes(module: torch.nn.Module) -> int:
 
 # ---- the layer ---------------------------------------------------------------------------------------
 
+
 def test_quantiser_maps_absmax_to_448_and_rounds_within_e4m3_precision(monkeypatch):
     weight = torch.randn(48, 40, generator=torch.Generator().manual_seed(0)).mul(0.02).to(torch.bfloat16)
     fp8, scale = quantise_fp8(weight)
@@ -67,7 +68,7 @@ def test_layer_output_is_its_formula_and_its_backward_the_formula_s_gradient(per
     linear = torch.nn.Linear(40, 24).to(torch.bfloat16)
     weight = linear.weight.detach()
     if per_row:  # one scale per output row
-        scale = (weight.float().abs().amax(dim=1, keepdim=True) / 448)
+        scale = weight.float().abs().amax(dim=1, keepdim=True) / 448
         fp8 = (weight.float() / scale).to(FP8_DTYPE)
     else:
         fp8, scale = quantise_fp8(weight)
@@ -105,6 +106,7 @@ def test_layer_output_is_its_formula_and_its_backward_the_formula_s_gradient(per
 
 # ---- a converted transformer -------------------------------------------------------------------------
 
+
 def test_converted_transformer_is_its_dequantised_self_close_to_bf16_and_half_the_bytes():
     torch.manual_seed(0)
     original = build_transformer(VARIANTS["TI2V-5B"], num_layers=4, heads=4, head_dim=32).to(torch.bfloat16)
@@ -124,11 +126,16 @@ def test_converted_transformer_is_its_dequantised_self_close_to_bf16_and_half_th
     dequantised = copy.deepcopy(original)
     with torch.no_grad():
         for name in names:
-            dequantised.get_submodule(name).weight.copy_(converted.get_submodule(name).dequantised_weight(torch.bfloat16))
+            dequantised.get_submodule(name).weight.copy_(
+                converted.get_submodule(name).dequantised_weight(torch.bfloat16)
+            )
     generator = torch.Generator().manual_seed(7)
-    inputs = dict(hidden_states=torch.randn(1, 48, 2, 8, 8, generator=generator).to(torch.bfloat16),
-                  timestep=torch.tensor([640.0]),
-                  encoder_hidden_states=torch.randn(1, 7, 32, generator=generator).to(torch.bfloat16), return_dict=False)
+    inputs = dict(
+        hidden_states=torch.randn(1, 48, 2, 8, 8, generator=generator).to(torch.bfloat16),
+        timestep=torch.tensor([640.0]),
+        encoder_hidden_states=torch.randn(1, 7, 32, generator=generator).to(torch.bfloat16),
+        return_dict=False,
+    )
     with torch.no_grad():
         y_fp8, y_deq, y_bf16 = (m(**inputs)[0].float() for m in (converted, dequantised, original))
     assert torch.equal(y_fp8, y_deq)
@@ -138,8 +145,13 @@ def test_converted_transformer_is_its_dequantised_self_close_to_bf16_and_half_th
     # layers whose independent errors do not add up coherently, so it should not exceed one matrix's error
     # (measured here: matrices <= 2.6%, output ~1.0%).
     weight_error = max(
-        float((converted.get_submodule(n).dequantised_weight(torch.float32) - original.get_submodule(n).weight.detach().float()).norm()
-              / original.get_submodule(n).weight.detach().float().norm())
+        float(
+            (
+                converted.get_submodule(n).dequantised_weight(torch.float32)
+                - original.get_submodule(n).weight.detach().float()
+            ).norm()
+            / original.get_submodule(n).weight.detach().float().norm()
+        )
         for n in names
     )
     output_error = float((y_fp8 - y_bf16).norm() / y_bf16.norm())
@@ -162,11 +174,19 @@ def test_lora_on_fp8_base_is_float32_and_initialised_as_on_a_float32_base():
 
 # ---- loading --------------------------------------------------------------------------------------------
 
+
 def test_fp8_scaled_single_file_keeps_its_bytes_and_scales(tiny_model_dir, tmp_path):
     base = tiny_model_dir("TI2V-5B")
     source = load_wan_model(base, transformer_dtype=torch.bfloat16)
-    path = write_single_file(tmp_path / "wan2.2_ti2v_5B_fp8_scaled.safetensors", source.transformer, "transformer",
-                             naming="original", prefix="model.diffusion_model.", dtype=torch.bfloat16, fp8_scaled=True)
+    path = write_single_file(
+        tmp_path / "wan2.2_ti2v_5B_fp8_scaled.safetensors",
+        source.transformer,
+        "transformer",
+        naming="original",
+        prefix="model.diffusion_model.",
+        dtype=torch.bfloat16,
+        fp8_scaled=True,
+    )
     loaded = load_wan_model(base, **FP8, transformer_path=path).transformer
     layers = fp8_layers(loaded)
     assert sorted(layers) == sorted(fp8_storage_names(source.transformer))
@@ -176,7 +196,9 @@ def test_fp8_scaled_single_file_keeps_its_bytes_and_scales(tiny_model_dir, tmp_p
             assert torch.equal(layer.weight.view(torch.uint8), f.get_tensor(key).view(torch.uint8)), name
             assert torch.equal(layer.scale_weight, f.get_tensor(key.replace(".weight", ".scale_weight")).float()), name
     # Everything else as a bf16 load of the same file gives it (diffusers' float32 modules included).
-    as_bf16 = dict(load_wan_model(base, transformer_dtype=torch.bfloat16, transformer_path=path).transformer.named_parameters())
+    as_bf16 = dict(
+        load_wan_model(base, transformer_dtype=torch.bfloat16, transformer_path=path).transformer.named_parameters()
+    )
     others = {n: p for n, p in loaded.named_parameters() if n.rpartition(".")[0] not in layers}
     assert others and all(p.dtype == as_bf16[n].dtype and torch.equal(p, as_bf16[n]) for n, p in others.items())
     assert loaded.scale_shift_table.dtype == torch.float32 and loaded.patch_embedding.weight.dtype == torch.bfloat16
@@ -185,18 +207,25 @@ def test_fp8_scaled_single_file_keeps_its_bytes_and_scales(tiny_model_dir, tmp_p
 def test_bf16_single_file_and_diffusers_folder_are_quantised_per_tensor(tiny_model_dir, tmp_path):
     base = tiny_model_dir("TI2V-5B")
     bf16 = load_wan_model(base, transformer_dtype=torch.bfloat16).transformer
-    path = write_single_file(tmp_path / "wan2.2_ti2v_5B_bf16.safetensors", bf16, "transformer", naming="original",
-                             dtype=torch.bfloat16)
-    for loaded in (load_wan_model(base, **FP8, transformer_path=path).transformer, load_wan_model(base, **FP8).transformer):
+    path = write_single_file(
+        tmp_path / "wan2.2_ti2v_5B_bf16.safetensors", bf16, "transformer", naming="original", dtype=torch.bfloat16
+    )
+    for loaded in (
+        load_wan_model(base, **FP8, transformer_path=path).transformer,
+        load_wan_model(base, **FP8).transformer,
+    ):
         layers = fp8_layers(loaded)
         assert sorted(layers) == sorted(fp8_storage_names(bf16))
         for name, layer in layers.items():
             weight = bf16.get_submodule(name).weight.float()
             scale = weight.abs().max() / 448
-            assert torch.equal(layer.scale_weight, scale) and torch.equal(layer.weight, (weight / scale).to(FP8_DTYPE)), name
+            assert torch.equal(layer.scale_weight, scale) and torch.equal(
+                layer.weight, (weight / scale).to(FP8_DTYPE)
+            ), name
 
 
 # ---- training and sampling -----------------------------------------------------------------------------
+
 
 def test_lora_trains_on_fp8_base_leaves_it_bit_identical_and_loads_into_wan_pipeline(tiny_model_dir, tmp_path):
     base = tiny_model_dir("TI2V-5B")
@@ -244,19 +273,31 @@ def test_sampling_an_fp8_model_equals_sampling_its_dequantised_bf16_model(tiny_m
 
 # ---- config ---------------------------------------------------------------------------------------------
 
+
 def config_data(**sections) -> dict:
-    data = {"model": {"base_path": "model", "transformer_dtype": "float8_e4m3fn"}, "data": {"concepts": [{"path": "clips"}]}}
+    data = {
+        "model": {"base_path": "model", "transformer_dtype": "float8_e4m3fn"},
+        "data": {"concepts": [{"path": "clips"}]},
+    }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return data
 
 
 def test_config_offers_fp8_storage_with_a_16_bit_compute_dtype_only():
-    assert config_from_dict(config_data(training={"train_dtype": "bfloat16"})).model.transformer_dtype == "float8_e4m3fn"
+    assert (
+        config_from_dict(config_data(training={"train_dtype": "bfloat16"})).model.transformer_dtype == "float8_e4m3fn"
+    )
     assert config_from_dict(config_data(training={"train_dtype": "float16"})).training.train_dtype == "float16"
-    with pytest.raises(ConfigError, match=r"model\.transformer_dtype.*training\.train_dtype.*'float32'.*Fix: set training\.train_dtype to bfloat16"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.transformer_dtype.*training\.train_dtype.*'float32'.*Fix: set training\.train_dtype to bfloat16",
+    ):
         config_from_dict(config_data(training={"train_dtype": "float32"}))
-    with pytest.raises(ConfigError, match=r"model\.transformer_dtype: float8_e4m3fn cannot be used with training_method 'full'.*finetune\.weight_dtype"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.transformer_dtype: float8_e4m3fn cannot be used with training_method 'full'.*finetune\.weight_dtype",
+    ):
         config_from_dict(config_data(training_method="full"))
     with pytest.raises(ConfigError, match="float8_e4m3fn"):
         config_from_dict({**config_data(), "model": {"base_path": "m", "vae_dtype": "float8_e4m3fn"}})

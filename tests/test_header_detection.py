@@ -13,29 +13,103 @@ import pytest
 import torch
 
 from modules.base.model_loader import ModelLoadError
+from modules.wan.detection import read_json
 from modules.wan.single_file_load import build_empty
 from modules.wan.single_file_model import CONFIGS_DIR, check_file_fits
 from modules.wan.single_file_write import single_file_state_dict, write_header_only
-from modules.wan.detection import read_json
 
 # (file name, part, config, layout, expected variant / z_dim, dtype, fp8 scaled, expert)
 PUBLIC_FILES = [
-    ("wan2.2_t2v_high_noise_14B_fp16.safetensors", "transformer", "transformer_T2V-A14B.json",
-     dict(naming="original", dtype=torch.float16), "T2V-A14B", "fp16", False, "high_noise"),
-    ("wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", "transformer", "transformer_T2V-A14B.json",
-     dict(naming="original", dtype=torch.bfloat16, fp8_scaled=True), "T2V-A14B", "fp8_e4m3fn", True, "low_noise"),
-    ("wan2.2_i2v_high_noise_14B_fp16.safetensors", "transformer", "transformer_I2V-A14B.json",
-     dict(naming="original", prefix="model.diffusion_model.", dtype=torch.float16), "I2V-A14B", "fp16", False, "high_noise"),
-    ("wan2.2_i2v_low_noise_14B_fp16.safetensors", "transformer", "transformer_I2V-A14B.json",
-     dict(naming="original", dtype=torch.float16), "I2V-A14B", "fp16", False, "low_noise"),
-    ("wan2.2_ti2v_5B_fp16.safetensors", "transformer", "transformer_TI2V-5B.json",
-     dict(naming="original", dtype=torch.float16), "TI2V-5B", "fp16", False, None),
-    ("wan_2.1_vae.safetensors", "vae", "vae_wan2.1.json", dict(naming="original", dtype=torch.bfloat16), 16, "bf16", False, None),
-    ("wan2.2_vae.safetensors", "vae", "vae_wan2.2.json", dict(naming="original", dtype=torch.bfloat16), 48, "bf16", False, None),
-    ("umt5_xxl_fp16.safetensors", "text_encoder", "text_encoder_umt5-xxl.json",
-     dict(naming="diffusers", dtype=torch.float16), None, "fp16", False, None),
-    ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoder", "text_encoder_umt5-xxl.json",
-     dict(naming="diffusers", dtype=torch.bfloat16, fp8_scaled=True), None, "fp8_e4m3fn", True, None),
+    (
+        "wan2.2_t2v_high_noise_14B_fp16.safetensors",
+        "transformer",
+        "transformer_T2V-A14B.json",
+        dict(naming="original", dtype=torch.float16),
+        "T2V-A14B",
+        "fp16",
+        False,
+        "high_noise",
+    ),
+    (
+        "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
+        "transformer",
+        "transformer_T2V-A14B.json",
+        dict(naming="original", dtype=torch.bfloat16, fp8_scaled=True),
+        "T2V-A14B",
+        "fp8_e4m3fn",
+        True,
+        "low_noise",
+    ),
+    (
+        "wan2.2_i2v_high_noise_14B_fp16.safetensors",
+        "transformer",
+        "transformer_I2V-A14B.json",
+        dict(naming="original", prefix="model.diffusion_model.", dtype=torch.float16),
+        "I2V-A14B",
+        "fp16",
+        False,
+        "high_noise",
+    ),
+    (
+        "wan2.2_i2v_low_noise_14B_fp16.safetensors",
+        "transformer",
+        "transformer_I2V-A14B.json",
+        dict(naming="original", dtype=torch.float16),
+        "I2V-A14B",
+        "fp16",
+        False,
+        "low_noise",
+    ),
+    (
+        "wan2.2_ti2v_5B_fp16.safetensors",
+        "transformer",
+        "transformer_TI2V-5B.json",
+        dict(naming="original", dtype=torch.float16),
+        "TI2V-5B",
+        "fp16",
+        False,
+        None,
+    ),
+    (
+        "wan_2.1_vae.safetensors",
+        "vae",
+        "vae_wan2.1.json",
+        dict(naming="original", dtype=torch.bfloat16),
+        16,
+        "bf16",
+        False,
+        None,
+    ),
+    (
+        "wan2.2_vae.safetensors",
+        "vae",
+        "vae_wan2.2.json",
+        dict(naming="original", dtype=torch.bfloat16),
+        48,
+        "bf16",
+        False,
+        None,
+    ),
+    (
+        "umt5_xxl_fp16.safetensors",
+        "text_encoder",
+        "text_encoder_umt5-xxl.json",
+        dict(naming="diffusers", dtype=torch.float16),
+        None,
+        "fp16",
+        False,
+        None,
+    ),
+    (
+        "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        "text_encoder",
+        "text_encoder_umt5-xxl.json",
+        dict(naming="diffusers", dtype=torch.bfloat16, fp8_scaled=True),
+        None,
+        "fp8_e4m3fn",
+        True,
+        None,
+    ),
 ]
 
 
@@ -46,8 +120,12 @@ def real_shaped_file(tmp_path, name, part, config_name, layout):
     return write_header_only(tmp_path / name, {k: (v.dtype, tuple(v.shape)) for k, v in state.items()}), config, module
 
 
-@pytest.mark.parametrize("name,part,config_name,layout,expected,dtype,scaled,expert", PUBLIC_FILES, ids=[f[0] for f in PUBLIC_FILES])
-def test_public_files_are_recognised_from_the_header(tmp_path, name, part, config_name, layout, expected, dtype, scaled, expert):
+@pytest.mark.parametrize(
+    "name,part,config_name,layout,expected,dtype,scaled,expert", PUBLIC_FILES, ids=[f[0] for f in PUBLIC_FILES]
+)
+def test_public_files_are_recognised_from_the_header(
+    tmp_path, name, part, config_name, layout, expected, dtype, scaled, expert
+):
     path, config, module = real_shaped_file(tmp_path, name, part, config_name, layout)
     assert path.stat().st_blocks * 512 < 4 << 20  # sparse: no data on disk to read
     start = time.perf_counter()
@@ -74,8 +152,13 @@ def test_public_files_are_recognised_from_the_header(tmp_path, name, part, confi
 
 def test_detection_reads_only_the_header(tmp_path):
     """Cutting the data region off makes the file truncated: detection says so, naming the sizes."""
-    path, _, _ = real_shaped_file(tmp_path, "wan2.2_ti2v_5B_fp16.safetensors", "transformer", "transformer_TI2V-5B.json",
-                                  dict(naming="original", dtype=torch.float16))
+    path, _, _ = real_shaped_file(
+        tmp_path,
+        "wan2.2_ti2v_5B_fp16.safetensors",
+        "transformer",
+        "transformer_TI2V-5B.json",
+        dict(naming="original", dtype=torch.float16),
+    )
     full = path.stat().st_size
     with path.open("r+b") as f:
         f.truncate(full - 1)
@@ -85,8 +168,13 @@ def test_detection_reads_only_the_header(tmp_path):
 
 
 def test_a_file_does_not_fit_another_models_config(tmp_path):
-    path, _, _ = real_shaped_file(tmp_path, "wan2.2_ti2v_5B_fp16.safetensors", "transformer", "transformer_TI2V-5B.json",
-                                  dict(naming="original", dtype=torch.float16))
+    path, _, _ = real_shaped_file(
+        tmp_path,
+        "wan2.2_ti2v_5B_fp16.safetensors",
+        "transformer",
+        "transformer_TI2V-5B.json",
+        dict(naming="original", dtype=torch.float16),
+    )
     with pytest.raises(ModelLoadError) as info:
         check_file_fits(path, read_json(CONFIGS_DIR / "transformer_T2V-A14B.json"))
     message = str(info.value)

@@ -30,7 +30,8 @@ def trained_transformer(folder: Path, subfolder: str = "transformer", seed: int 
     attach_lora(transformer, rank=RANK, alpha=ALPHA, **lora)
     generator = torch.Generator().manual_seed(seed)
     set_lora_state_dict(
-        transformer, {k: torch.randn(v.shape, generator=generator) * 0.2 for k, v in lora_state_dict(transformer).items()}
+        transformer,
+        {k: torch.randn(v.shape, generator=generator) * 0.2 for k, v in lora_state_dict(transformer).items()},
     )
     return transformer.eval()
 
@@ -65,8 +66,15 @@ def ti2v(tiny_model_dir) -> Path:
 @pytest.mark.parametrize("fmt", ["comfyui", "diffusers"])
 def test_file_loads_into_diffusers_with_same_effect(ti2v, tmp_path, fmt):
     ours = trained_transformer(ti2v)
-    path = save_lora_file(lora_state_dict(ours), tmp_path / "lora.safetensors", format=fmt, rank=RANK, alpha=ALPHA,
-                          metadata={"wan.seed": "1"}, variant="TI2V-5B")
+    path = save_lora_file(
+        lora_state_dict(ours),
+        tmp_path / "lora.safetensors",
+        format=fmt,
+        rank=RANK,
+        alpha=ALPHA,
+        metadata={"wan.seed": "1"},
+        variant="TI2V-5B",
+    )
     assert os.listdir(tmp_path) == ["lora.safetensors"]  # no temp file left behind
 
     pipe, messages = load_into_pipeline(ti2v, path)
@@ -104,9 +112,20 @@ def test_comfyui_keys_name_original_modules(ti2v, tmp_path):
 
 def test_layer_filter_limits_modules_and_file(ti2v, tmp_path):
     ours = trained_transformer(ti2v, layer_filter="blocks.1.,attn2.to_q")
-    expected = {f"blocks.0.attn2.to_q"} | {
-        f"blocks.1.{m}" for m in ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q",
-                                  "attn2.to_k", "attn2.to_v", "attn2.to_out.0", "ffn.net.0.proj", "ffn.net.2")
+    expected = {"blocks.0.attn2.to_q"} | {
+        f"blocks.1.{m}"
+        for m in (
+            "attn1.to_q",
+            "attn1.to_k",
+            "attn1.to_v",
+            "attn1.to_out.0",
+            "attn2.to_q",
+            "attn2.to_k",
+            "attn2.to_v",
+            "attn2.to_out.0",
+            "ffn.net.0.proj",
+            "ffn.net.2",
+        )
     }
     assert set(lora_layers(ours)) == expected
     path = save_lora_file(lora_state_dict(ours), tmp_path / "f.safetensors", rank=RANK, alpha=ALPHA, metadata={})
@@ -125,8 +144,9 @@ def test_layer_filter_limits_modules_and_file(ti2v, tmp_path):
 def test_a14b_lora_loads_into_transformer_2(tiny_model_dir, tmp_path):
     folder = tiny_model_dir("T2V-A14B")
     ours = trained_transformer(folder, subfolder="transformer_2")
-    path = save_lora_file(lora_state_dict(ours), tmp_path / "low.safetensors", rank=RANK, alpha=ALPHA,
-                          metadata={}, variant="T2V-A14B")
+    path = save_lora_file(
+        lora_state_dict(ours), tmp_path / "low.safetensors", rank=RANK, alpha=ALPHA, metadata={}, variant="T2V-A14B"
+    )
     pipe, messages = load_into_pipeline(folder, path, load_into_transformer_2=True)
     assert_no_key_problems(messages)
     assert not lora_layers(pipe.transformer)
@@ -140,8 +160,16 @@ def test_a14b_lora_loads_into_transformer_2(tiny_model_dir, tmp_path):
 def test_load_lora_file_round_trip(ti2v, tmp_path, fmt, dtype):
     ours = trained_transformer(ti2v)
     state = lora_state_dict(ours)
-    path = save_lora_file(state, tmp_path / "r.safetensors", format=fmt, rank=RANK, alpha=ALPHA,
-                          metadata={"wan.note": "x"}, variant="TI2V-5B", dtype=dtype)
+    path = save_lora_file(
+        state,
+        tmp_path / "r.safetensors",
+        format=fmt,
+        rank=RANK,
+        alpha=ALPHA,
+        metadata={"wan.note": "x"},
+        variant="TI2V-5B",
+        dtype=dtype,
+    )
     with safe_open(str(path), framework="pt") as file:
         stored = {file.get_tensor(k).dtype for k in file.keys() if "lora_" in k}
     assert stored == {getattr(torch, dtype)}
@@ -173,8 +201,14 @@ def test_saver_writes_one_file_per_expert(tiny_model_dir, tmp_path):
     folder = tiny_model_dir("T2V-A14B")
     pipe = WanPipeline.from_pretrained(folder)
     model = WanModel(
-        variant=VARIANTS["T2V-A14B"], tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
-        transformer=pipe.transformer, transformer_2=pipe.transformer_2, scheduler=pipe.scheduler, model_path=folder,
+        variant=VARIANTS["T2V-A14B"],
+        tokenizer=pipe.tokenizer,
+        text_encoder=pipe.text_encoder,
+        vae=pipe.vae,
+        transformer=pipe.transformer,
+        transformer_2=pipe.transformer_2,
+        scheduler=pipe.scheduler,
+        model_path=folder,
     )
     for name in ("transformer", "transformer_2"):
         attach_lora(getattr(model, name), rank=RANK, alpha=ALPHA)

@@ -52,6 +52,7 @@ def assert_error(path, *parts: str, **kwargs) -> str:
 
 # ---- detection -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ALL)
 def test_detects_each_variant(tiny_model_dir, name):
     path = tiny_model_dir(name)
@@ -103,11 +104,20 @@ def test_vae_swapped_between_variants(tiny_model_dir, tmp_path):
     five = copy_model(tiny_model_dir, "TI2V-5B", tmp_path / "five")
     shutil.rmtree(five / "vae")
     shutil.copytree(tiny_model_dir("T2V-A14B") / "vae", five / "vae")
-    assert_error(five, "mismatched parts", "z_dim 16", "TI2V-5B", "Wan2.2 VAE (z_dim 48", "copy vae/ from Wan-AI/Wan2.2-TI2V-5B-Diffusers")
+    assert_error(
+        five,
+        "mismatched parts",
+        "z_dim 16",
+        "TI2V-5B",
+        "Wan2.2 VAE (z_dim 48",
+        "copy vae/ from Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+    )
     t2v = copy_model(tiny_model_dir, "T2V-A14B", tmp_path / "t2v")
     shutil.rmtree(t2v / "vae")
     shutil.copytree(tiny_model_dir("TI2V-5B") / "vae", t2v / "vae")
-    assert_error(t2v, "mismatched parts", "z_dim 48", "T2V-A14B", "Wan2.1 VAE (z_dim 16)", "Wan-AI/Wan2.2-T2V-A14B-Diffusers")
+    assert_error(
+        t2v, "mismatched parts", "z_dim 48", "T2V-A14B", "Wan2.1 VAE (z_dim 16)", "Wan-AI/Wan2.2-T2V-A14B-Diffusers"
+    )
 
 
 def test_i2v_transformer_in_t2v_folder(tiny_model_dir, tmp_path):
@@ -121,7 +131,9 @@ def test_i2v_transformer_in_t2v_folder(tiny_model_dir, tmp_path):
 def test_missing_transformer_2(tiny_model_dir, tmp_path):
     listed = copy_model(tiny_model_dir, "T2V-A14B", tmp_path / "listed")
     shutil.rmtree(listed / "transformer_2")
-    assert_error(listed, "transformer_2 folder", "missing", "model_index.json lists transformer_2", "download transformer_2/")
+    assert_error(
+        listed, "transformer_2 folder", "missing", "model_index.json lists transformer_2", "download transformer_2/"
+    )
     by_boundary = copy_model(tiny_model_dir, "I2V-A14B", tmp_path / "boundary")
     shutil.rmtree(by_boundary / "transformer_2")
     edit_json(by_boundary / "model_index.json", transformer_2=...)
@@ -131,7 +143,9 @@ def test_missing_transformer_2(tiny_model_dir, tmp_path):
 def test_transformer_2_on_disk_but_unlisted(tiny_model_dir, tmp_path):
     path = copy_model(tiny_model_dir, "T2V-A14B", tmp_path / "unlisted")
     edit_json(path / "model_index.json", transformer_2=[None, None])
-    assert_error(path, "transformer_2/ is on disk but model_index.json does not list it", '"transformer_2": ["diffusers"')
+    assert_error(
+        path, "transformer_2/ is on disk but model_index.json does not list it", '"transformer_2": ["diffusers"'
+    )
 
 
 def test_experts_with_different_channels(tiny_model_dir, tmp_path):
@@ -158,6 +172,7 @@ def test_expected_variant_differs(tiny_model_dir):
 
 
 # ---- loading ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ALL)
 def test_loads_each_variant(tiny_model_dir, name):
@@ -186,8 +201,12 @@ def test_loads_each_variant(tiny_model_dir, name):
 
 
 def test_requested_dtypes_are_used(tiny_model_dir):
-    model = load_wan_model(tiny_model_dir("TI2V-5B"), transformer_dtype=torch.float32,
-                           text_encoder_dtype=torch.float32, vae_dtype=torch.bfloat16)
+    model = load_wan_model(
+        tiny_model_dir("TI2V-5B"),
+        transformer_dtype=torch.float32,
+        text_encoder_dtype=torch.float32,
+        vae_dtype=torch.bfloat16,
+    )
     assert all(p.dtype == torch.float32 for p in model.transformer.parameters())
     assert all(p.dtype == torch.float32 for p in model.text_encoder.parameters())
     assert all(p.dtype == torch.bfloat16 for p in model.vae.parameters())
@@ -243,7 +262,9 @@ def test_library_errors_become_model_load_errors(tiny_model_dir, tmp_path):
     # A config that does not fit its weights: diffusers raises (shapes) or silently leaves weights unset (depth).
     wide = copy_model(tiny_model_dir, "TI2V-5B", tmp_path / "wide")
     edit_json(wide / "transformer" / "config.json", ffn_dim=128)
-    with pytest.raises(ModelLoadError, match=r"loading the transformer part failed.*ValueError.*diffusion_pytorch_model\.safetensors"):
+    with pytest.raises(
+        ModelLoadError, match=r"loading the transformer part failed.*ValueError.*diffusion_pytorch_model\.safetensors"
+    ):
         load_wan_model(wide)
     deep = copy_model(tiny_model_dir, "TI2V-5B", tmp_path / "deep")
     edit_json(deep / "transformer" / "config.json", num_layers=3)
@@ -271,7 +292,13 @@ def test_unknown_hub_id_offline(tmp_path, monkeypatch):
     with pytest.raises(ModelLoadError) as info:
         load_wan_model("some-org/no-such-model")
     message = str(info.value)
-    for part in ("some-org/no-such-model", "local Hugging Face cache", str(tmp_path / "hf" / "hub"), "allow_download", "download it first"):
+    for part in (
+        "some-org/no-such-model",
+        "local Hugging Face cache",
+        str(tmp_path / "hf" / "hub"),
+        "allow_download",
+        "download it first",
+    ):
         assert part in message, message
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set"):
         load_wan_model("some-org/no-such-model", allow_download=True)
@@ -293,8 +320,16 @@ def test_hub_id_from_local_cache(tiny_model_dir, tmp_path, monkeypatch):
 
 def test_loader_reads_the_config(tiny_model_dir):
     path = tiny_model_dir("I2V-A14B")
-    config = SimpleNamespace(model=ModelConfig(base_path=str(path), variant="auto", transformer_dtype="float32",
-                                               text_encoder_dtype="bfloat16", vae_dtype="float32", text_max_length=8))
+    config = SimpleNamespace(
+        model=ModelConfig(
+            base_path=str(path),
+            variant="auto",
+            transformer_dtype="float32",
+            text_encoder_dtype="bfloat16",
+            vae_dtype="float32",
+            text_max_length=8,
+        )
+    )
     model = WanModelLoader().load(config)
     assert model.variant.name == "I2V-A14B" and model.text_max_length == 8
     assert model.transformer.dtype == torch.float32 and model.transformer_2 is not None

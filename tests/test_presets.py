@@ -61,7 +61,10 @@ def test_real_preset_names_the_wan_ai_repo_of_its_variant(path):
     # Settings every real preset relies on for its memory budget (docs/presets.md).
     # (A14B on 24 GB stores the frozen expert in fp8: one expert in bf16 is 26.7 GiB.)
     fp8 = variant.has_transformer_2 and REAL.match(path.name)["card"] == "24"
-    assert config.model.transformer_dtype == ("float8_e4m3fn" if fp8 else "bfloat16") and config.training.train_dtype == "bfloat16"
+    assert (
+        config.model.transformer_dtype == ("float8_e4m3fn" if fp8 else "bfloat16")
+        and config.training.train_dtype == "bfloat16"
+    )
     assert config.training.gradient_checkpointing and config.training.batch_size == 1
     if variant.has_transformer_2:
         assert config.experts.train == "both" and config.experts.offload_inactive_expert
@@ -82,8 +85,10 @@ def resident_transformer_gib(variant: str, dtype: str) -> float:
         transformer = WanTransformer3DModel.from_config({k: v for k, v in config.items() if not k.startswith("_")})
     fp8 = {f"{name}.weight" for name in fp8_storage_names(transformer)} if dtype == "float8_e4m3fn" else set()
     keep = transformer._keep_in_fp32_modules
-    total = sum(p.numel() * (1 if n in fp8 else 4 if any(m in n.split(".") for m in keep) else 2)
-                for n, p in transformer.named_parameters())
+    total = sum(
+        p.numel() * (1 if n in fp8 else 4 if any(m in n.split(".") for m in keep) else 2)
+        for n, p in transformer.named_parameters()
+    )
     return (total + 4 * len(fp8)) / 2**30
 
 

@@ -21,15 +21,20 @@ import torch
 from safetensors.torch import load_file
 
 from modules.registry import PLUGINS
-from modules.trainer.backups import backup_folders, check_backup, BackupError
+from modules.trainer.backups import BackupError, backup_folders, check_backup
 from tests.test_backup_crash import reaped, sigkill
 
 REPO = Path(__file__).resolve().parent.parent
 PRESET = REPO / "training_presets" / "demo_ti2v_5b_lora.json"
 TOTAL_STEPS = 12
 EXACTNESS = [
-    "training.lr_scheduler=constant", "training.warmup_steps=2", "lora.dropout=0.1",
-    "training.image_to_video_ratio=0.5", "ema.enabled=true", "ema.decay=0.9", "backup.before_save=true",
+    "training.lr_scheduler=constant",
+    "training.warmup_steps=2",
+    "lora.dropout=0.1",
+    "training.image_to_video_ratio=0.5",
+    "ema.enabled=true",
+    "ema.decay=0.9",
+    "backup.before_save=true",
     "output.save_dtype=float32",
 ]
 
@@ -100,8 +105,9 @@ def test_sigkilled_and_resumed_run_equals_an_uninterrupted_run(training_method, 
 
     interrupted = tmp_path / "interrupted"
     base = demo_overrides(interrupted) + EXACTNESS + method
-    killed_at = kill_after_backup(base + ["training.max_steps=1000", "backup.every_steps=1", "backup.rolling_count=2"],
-                                  interrupted)
+    killed_at = kill_after_backup(
+        base + ["training.max_steps=1000", "backup.every_steps=1", "backup.rolling_count=2"], interrupted
+    )
     log = run_training(base + [f"training.max_steps={TOTAL_STEPS}", "backup.continue_last_backup=true"])
     assert f"at step {killed_at} " in log, log[-3000:]
 

@@ -29,7 +29,9 @@ TEXT_LEN = 64
 @pytest.fixture(scope="module")
 def ti2v(tiny_model_dir):
     folder = tiny_model_dir("TI2V-5B")
-    return folder, load_wan_model(folder, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32, text_max_length=TEXT_LEN)
+    return folder, load_wan_model(
+        folder, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32, text_max_length=TEXT_LEN
+    )
 
 
 def decode(path: Path) -> tuple[np.ndarray, Fraction, str, str]:
@@ -53,8 +55,18 @@ def moving_square(frames: int = 9, height: int = 48, width: int = 64) -> np.ndar
 def test_mp4_sample_decodes_as_requested_and_sidecar_agrees(ti2v, tmp_path):
     _, model = ti2v
     # 70 px is rounded down to TI2V-5B's multiple of 32 (64); 6 frames up to 4n+1 (9).
-    config = SampleConfig(prompt="a green square", negative_prompt="blurry", width=70, height=64, frames=6, seed=3,
-                          steps=2, guidance_scale=4.0, flow_shift=3.0, fps=12)
+    config = SampleConfig(
+        prompt="a green square",
+        negative_prompt="blurry",
+        width=70,
+        height=64,
+        frames=6,
+        seed=3,
+        steps=2,
+        guidance_scale=4.0,
+        flow_shift=3.0,
+        fps=12,
+    )
     sampler = WanModelSampler(SamplerOptions(format="mp4", quality=20))
     path = sampler.sample(model, config, tmp_path / "samples" / "s.mp4", extra={"step": 7})
     frames, rate, codec, pix_fmt = decode(path)
@@ -66,9 +78,19 @@ def test_mp4_sample_decodes_as_requested_and_sidecar_agrees(ti2v, tmp_path):
     assert (sidecar["prompt"], sidecar["negative_prompt"], sidecar["seed"]) == ("a green square", "blurry", 3)
     assert sidecar["model"]["variant"] == "TI2V-5B" and sidecar["model"]["path"] == str(model.model_path)
     assert sidecar["loras"] == [] and sidecar["embeddings"] == []
-    assert sidecar["sampling"] == {"steps": 2, "scheduler": "unipc", "guidance_scale": 4.0, "guidance_scale_2": None,
-                                   "flow_shift": 3.0, "boundary_ratio": None}
-    assert sidecar["frames"]["requested"] == 6 and sidecar["frames"]["actual"] == len(frames) and "4n+1" in sidecar["frames"]["rule"]
+    assert sidecar["sampling"] == {
+        "steps": 2,
+        "scheduler": "unipc",
+        "guidance_scale": 4.0,
+        "guidance_scale_2": None,
+        "flow_shift": 3.0,
+        "boundary_ratio": None,
+    }
+    assert (
+        sidecar["frames"]["requested"] == 6
+        and sidecar["frames"]["actual"] == len(frames)
+        and "4n+1" in sidecar["frames"]["rule"]
+    )
     assert sidecar["size"] == {"requested": [70, 64], "actual": [64, 64], "rule": sidecar["size"]["rule"]}
     output = sidecar["output"]
     assert (output["frames"], output["width"], output["height"], output["fps"]) == (len(frames), 64, 64, float(rate))
@@ -100,7 +122,9 @@ def test_static_check_flags_a_frozen_video_and_passes_a_moving_one(tmp_path, cap
     moving = moving_square()
     rng = np.random.default_rng(0)
     # A still picture with sensor-like noise of +-1 level: the mean difference stays well below 1.
-    frozen = np.clip(moving[:1].astype(int) + rng.integers(-1, 2, size=moving.shape) * (rng.random(moving.shape) < 0.3), 0, 255).astype(np.uint8)
+    frozen = np.clip(
+        moving[:1].astype(int) + rng.integers(-1, 2, size=moving.shape) * (rng.random(moving.shape) < 0.3), 0, 255
+    ).astype(np.uint8)
     for video, expected in ((moving, False), (frozen, True)):
         # The formula, computed independently over the whole video at once.
         formula = np.abs(np.diff(video.astype(np.float64), axis=0)).mean()
@@ -117,8 +141,19 @@ def test_static_check_flags_a_frozen_video_and_passes_a_moving_one(tmp_path, cap
 
 def test_chain_clip_two_starts_from_clip_ones_last_frame(ti2v, tmp_path):
     folder, model = ti2v
-    config = SampleConfig(prompt="a red circle moves", next_prompts=["the circle stops"], width=64, height=64, frames=5,
-                          seed=9, steps=2, guidance_scale=3.0, flow_shift=3.0, clips=2, fps=8)
+    config = SampleConfig(
+        prompt="a red circle moves",
+        next_prompts=["the circle stops"],
+        width=64,
+        height=64,
+        frames=5,
+        seed=9,
+        steps=2,
+        guidance_scale=3.0,
+        flow_shift=3.0,
+        clips=2,
+        fps=8,
+    )
     sampler = WanModelSampler(SamplerOptions(format="png"))
     joined_path = sampler.sample(model, config, tmp_path / "chain")
     clips = sampler.last_result.clips
@@ -132,9 +167,18 @@ def test_chain_clip_two_starts_from_clip_ones_last_frame(ti2v, tmp_path):
     pipe = WanImageToVideoPipeline(image_processor=None, image_encoder=None, **modules, expand_timesteps=True)
     pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=3.0)
     pipe.set_progress_bar_config(disable=True)
-    reference = pipe(image=Image.open(clips[0].last_frame).convert("RGB"), prompt="the circle stops", width=64, height=64,
-                     num_frames=5, num_inference_steps=2, guidance_scale=3.0, max_sequence_length=TEXT_LEN,
-                     generator=torch.Generator("cpu").manual_seed(10), output_type="np").frames[0]
+    reference = pipe(
+        image=Image.open(clips[0].last_frame).convert("RGB"),
+        prompt="the circle stops",
+        width=64,
+        height=64,
+        num_frames=5,
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        max_sequence_length=TEXT_LEN,
+        generator=torch.Generator("cpu").manual_seed(10),
+        output_type="np",
+    ).frames[0]
     reference = (np.clip(reference, 0, 1) * 255).round().astype(np.uint8)
     assert np.abs(clip2.astype(int) - reference.astype(int)).max() <= 1
 
@@ -162,8 +206,12 @@ def test_no_encoder_is_a_clear_error_before_sampling(ti2v, tmp_path, monkeypatch
     calls = []
     model.transformer.register_forward_hook(lambda *_: calls.append(1))
     with pytest.raises(VideoExportError):
-        sampler.sample(model, SampleConfig(prompt="a square", width=64, height=64, frames=5, steps=2), tmp_path / "out" / "s.mp4")
+        sampler.sample(
+            model, SampleConfig(prompt="a square", width=64, height=64, frames=5, steps=2), tmp_path / "out" / "s.mp4"
+        )
     assert calls == [] and not (tmp_path / "out").exists()  # failed before any denoising step, nothing written
     # PNG needs no encoder and still works.
-    exported = export_sample(moving_square(3), tmp_path / "frames", fps=8, format="png", static_threshold=1.0, record={})
+    exported = export_sample(
+        moving_square(3), tmp_path / "frames", fps=8, format="png", static_threshold=1.0, record={}
+    )
     assert len(list(exported.path.glob("*.png"))) == 3

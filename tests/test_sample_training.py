@@ -19,19 +19,43 @@ QUANTILES = [0.25, 0.75]
 def tiny_run_config(model_dir, data_dir, validation_dir, workspace, start_image) -> dict:
     sample = {"prompt": "a red circle moves", "width": 64, "height": 64, "frames": 5, "seed": 1, "steps": 2}
     return {
-        "version": 1, "model_type": "wan_2_2", "training_method": "lora",
-        "model": {"base_path": str(model_dir), "variant": "TI2V-5B", "transformer_dtype": "float32",
-                  "text_encoder_dtype": "float32", "vae_dtype": "float32", "text_max_length": 64},
+        "version": 1,
+        "model_type": "wan_2_2",
+        "training_method": "lora",
+        "model": {
+            "base_path": str(model_dir),
+            "variant": "TI2V-5B",
+            "transformer_dtype": "float32",
+            "text_encoder_dtype": "float32",
+            "vae_dtype": "float32",
+            "text_max_length": 64,
+        },
         "lora": {"rank": 4, "alpha": 4.0},
-        "data": {"concepts": [{"path": str(data_dir)}], "resolution": 64, "frames": 9, "extraction_mode": "chunk",
-                 "max_windows_per_video": 1},
-        "training": {"max_steps": 4, "batch_size": 1, "learning_rate": 1e-3, "train_dtype": "float32",
-                     "gradient_checkpointing": False, "seed": 3, "device": "cpu"},
+        "data": {
+            "concepts": [{"path": str(data_dir)}],
+            "resolution": 64,
+            "frames": 9,
+            "extraction_mode": "chunk",
+            "max_windows_per_video": 1,
+        },
+        "training": {
+            "max_steps": 4,
+            "batch_size": 1,
+            "learning_rate": 1e-3,
+            "train_dtype": "float32",
+            "gradient_checkpointing": False,
+            "seed": 3,
+            "device": "cpu",
+        },
         "output": {"workspace_dir": str(workspace)},
         "sampling": {
             "samples": [sample, {**sample, "prompt": "from an image", "start_image": str(start_image)}],
-            "sample_before_training": True, "every_steps": 2, "sample_at_end": True,
-            "validation_concept": str(validation_dir), "validation_every_steps": 2, "validation_quantiles": QUANTILES,
+            "sample_before_training": True,
+            "every_steps": 2,
+            "sample_at_end": True,
+            "validation_concept": str(validation_dir),
+            "validation_every_steps": 2,
+            "validation_quantiles": QUANTILES,
         },
     }
 
@@ -43,7 +67,9 @@ def test_samples_on_schedule_validation_per_quantile_and_a_failing_sample(tiny_m
     start_image = tmp_path / "start.png"
     Image.new("RGB", (64, 64), (200, 30, 30)).save(start_image)
     workspace = tmp_path / "run"
-    config = config_from_dict(tiny_run_config(tiny_model_dir("TI2V-5B"), data_dir, validation_dir, workspace, start_image))
+    config = config_from_dict(
+        tiny_run_config(tiny_model_dir("TI2V-5B"), data_dir, validation_dir, workspace, start_image)
+    )
     start_image.unlink()  # a real failure at sampling time: the image went away after the config was validated
 
     trainer = GenericTrainer(config)

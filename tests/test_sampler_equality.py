@@ -46,7 +46,9 @@ def write_random_lora(folder: Path, subfolder: str, path: Path, seed: int) -> Pa
     expert = WanTransformer3DModel.from_pretrained(folder, subfolder=subfolder)
     attach_lora(expert, rank=4, alpha=4.0)
     generator = torch.Generator().manual_seed(seed)
-    set_lora_state_dict(expert, {k: torch.randn(v.shape, generator=generator) * 0.3 for k, v in lora_state_dict(expert).items()})
+    set_lora_state_dict(
+        expert, {k: torch.randn(v.shape, generator=generator) * 0.3 for k, v in lora_state_dict(expert).items()}
+    )
     return save_lora_file(lora_state_dict(expert), path, rank=4, alpha=4.0)
 
 
@@ -60,8 +62,13 @@ def start_image(path: Path, size: int = 64) -> Path:
 def reference_scheduler(name: str, shift: float):
     if name == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
-    return UniPCMultistepScheduler(num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True,
-                                   flow_shift=shift, solver_order=2)
+    return UniPCMultistepScheduler(
+        num_train_timesteps=1000,
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=shift,
+        solver_order=2,
+    )
 
 
 def reference_video(folder, loras, config: SampleConfig, image_path: Path | None) -> np.ndarray:
@@ -73,8 +80,9 @@ def reference_video(folder, loras, config: SampleConfig, image_path: Path | None
     if image_path is not None and isinstance(pipe, WanPipeline):
         # TI2V-5B image-to-video: diffusers' documented way, the I2V pipeline over the same parts.
         modules = {k: v for k, v in pipe.components.items() if k not in ("image_processor", "image_encoder")}
-        pipe = WanImageToVideoPipeline(image_processor=None, image_encoder=None, **modules,
-                                       expand_timesteps=pipe.config.expand_timesteps)
+        pipe = WanImageToVideoPipeline(
+            image_processor=None, image_encoder=None, **modules, expand_timesteps=pipe.config.expand_timesteps
+        )
     for adapter, (files, weights) in loras.items():
         pipe.load_lora_weights(str(files["high"]), adapter_name=adapter)
         if "low" in files:
@@ -86,9 +94,16 @@ def reference_video(folder, loras, config: SampleConfig, image_path: Path | None
     pipe.scheduler = reference_scheduler(config.scheduler, config.flow_shift)
     pipe.set_progress_bar_config(disable=True)
     arguments = dict(
-        prompt=config.prompt, negative_prompt=config.negative_prompt, width=config.width, height=config.height,
-        num_frames=ACTUAL_FRAMES, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
-        generator=torch.Generator("cpu").manual_seed(config.seed), output_type="np", max_sequence_length=TEXT_LEN,
+        prompt=config.prompt,
+        negative_prompt=config.negative_prompt,
+        width=config.width,
+        height=config.height,
+        num_frames=ACTUAL_FRAMES,
+        num_inference_steps=config.steps,
+        guidance_scale=config.guidance_scale,
+        generator=torch.Generator("cpu").manual_seed(config.seed),
+        output_type="np",
+        max_sequence_length=TEXT_LEN,
     )
     if pipe.transformer_2 is not None:
         arguments["guidance_scale_2"] = config.guidance_scale_2
@@ -124,22 +139,41 @@ CASES = [
 def test_sampler_equals_diffusers(tiny_model_dir, tmp_path, variant, scheduler, image_to_video):
     folder = tiny_model_dir(variant)
     two_experts = variant != "TI2V-5B"
-    files = {"high": write_random_lora(folder, "transformer", tmp_path / ("style_high_noise.safetensors" if two_experts else "style.safetensors"), 1)}
+    files = {
+        "high": write_random_lora(
+            folder,
+            "transformer",
+            tmp_path / ("style_high_noise.safetensors" if two_experts else "style.safetensors"),
+            1,
+        )
+    }
     if two_experts:
         files["low"] = write_random_lora(folder, "transformer_2", tmp_path / "style_low_noise.safetensors", 2)
     weights = {"high": 0.7, "low": 1.3} if two_experts else {"high": 0.8}
     image = start_image(tmp_path / "start.png") if image_to_video else None
     config = SampleConfig(
-        prompt="a red circle moves from left to right", negative_prompt="still image", width=64, height=64, frames=REQUESTED_FRAMES,
-        seed=5, steps=4, guidance_scale=4.0, guidance_scale_2=2.5 if two_experts else None, flow_shift=1.5,
-        scheduler=scheduler, start_image=str(image) if image else "",
+        prompt="a red circle moves from left to right",
+        negative_prompt="still image",
+        width=64,
+        height=64,
+        frames=REQUESTED_FRAMES,
+        seed=5,
+        steps=4,
+        guidance_scale=4.0,
+        guidance_scale_2=2.5 if two_experts else None,
+        flow_shift=1.5,
+        scheduler=scheduler,
+        start_image=str(image) if image else "",
     )
 
-    model = load_wan_model(folder, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32, text_max_length=TEXT_LEN)
+    model = load_wan_model(
+        folder, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32, text_max_length=TEXT_LEN
+    )
     sampler = WanModelSampler(SamplerOptions(format="png"))
     # The stem of an A14B pair finds both files; the second weight is the low-noise expert's.
-    sampler.use_loras(model, [LoraSpec(path=str(tmp_path / "style.safetensors"), weight=weights["high"],
-                                       weight_2=weights.get("low"))])
+    sampler.use_loras(
+        model, [LoraSpec(path=str(tmp_path / "style.safetensors"), weight=weights["high"], weight_2=weights.get("low"))]
+    )
     calls = expert_calls(model)
     path = sampler.sample(model, config, tmp_path / "samples" / "ours")
     ours = written_frames(path)
@@ -154,5 +188,7 @@ def test_sampler_equals_diffusers(tiny_model_dir, tmp_path, variant, scheduler, 
     sidecar = json.loads(sampler.last_result.sidecar.read_text())
     assert sidecar["pipeline"] == ("WanImageToVideoPipeline" if image_to_video else "WanPipeline")
     assert sidecar["sampling"]["scheduler"] == scheduler
-    assert sidecar["loras"][0]["weights"] == ({"high_noise": 0.7, "low_noise": 1.3} if two_experts else {"high_noise": 0.8})
+    assert sidecar["loras"][0]["weights"] == (
+        {"high_noise": 0.7, "low_noise": 1.3} if two_experts else {"high_noise": 0.8}
+    )
     assert sidecar["frames"]["requested"] == REQUESTED_FRAMES and sidecar["frames"]["actual"] == ACTUAL_FRAMES

@@ -29,9 +29,15 @@ def model_with_lora(folder: Path, variant: str, tmp_path: Path) -> tuple[WanMode
     """A WanModel from the tiny folder, a random LoRA on every expert, and each expert's LoRA file."""
     pipe = WanPipeline.from_pretrained(folder)
     model = WanModel(
-        variant=VARIANTS[variant], tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
-        transformer=pipe.transformer, transformer_2=pipe.transformer_2, scheduler=pipe.scheduler,
-        model_path=folder, text_max_length=64,
+        variant=VARIANTS[variant],
+        tokenizer=pipe.tokenizer,
+        text_encoder=pipe.text_encoder,
+        vae=pipe.vae,
+        transformer=pipe.transformer,
+        transformer_2=pipe.transformer_2,
+        scheduler=pipe.scheduler,
+        model_path=folder,
+        text_max_length=64,
     )
     files = {}
     generator = torch.Generator().manual_seed(3)
@@ -40,11 +46,13 @@ def model_with_lora(folder: Path, variant: str, tmp_path: Path) -> tuple[WanMode
         if expert is None:
             continue
         attach_lora(expert, rank=RANK, alpha=ALPHA, dropout=0.5)  # dropout: must be off while sampling
-        set_lora_state_dict(expert, {k: torch.randn(v.shape, generator=generator) * 0.3
-                                     for k, v in lora_state_dict(expert).items()})
+        set_lora_state_dict(
+            expert, {k: torch.randn(v.shape, generator=generator) * 0.3 for k, v in lora_state_dict(expert).items()}
+        )
         expert.train()  # as during training; the sampler must switch to eval and back
-        files[name] = save_lora_file(lora_state_dict(expert), tmp_path / f"{name}.safetensors",
-                                     rank=RANK, alpha=ALPHA, metadata={})
+        files[name] = save_lora_file(
+            lora_state_dict(expert), tmp_path / f"{name}.safetensors", rank=RANK, alpha=ALPHA, metadata={}
+        )
     return model, files
 
 
@@ -57,11 +65,17 @@ def reference_frames(folder: Path, files: dict[str, Path], config: SampleConfig,
     pipe.set_progress_bar_config(disable=True)
     calls = count_calls(pipe)
     out = pipe(
-        prompt=config.prompt, negative_prompt=config.negative_prompt, width=config.width, height=config.height,
-        num_frames=round_frames(config.frames), num_inference_steps=config.steps,
+        prompt=config.prompt,
+        negative_prompt=config.negative_prompt,
+        width=config.width,
+        height=config.height,
+        num_frames=round_frames(config.frames),
+        num_inference_steps=config.steps,
         guidance_scale=config.guidance_scale,
         guidance_scale_2=config.guidance_scale_2 if pipe.transformer_2 is not None else None,
-        generator=torch.Generator("cpu").manual_seed(config.seed), output_type="np", max_sequence_length=text_len,
+        generator=torch.Generator("cpu").manual_seed(config.seed),
+        output_type="np",
+        max_sequence_length=text_len,
     ).frames[0]
     return out, calls
 
@@ -83,8 +97,18 @@ def count_calls(holder) -> dict[str, int]:
 def test_sampler_matches_diffusers_pipeline(tiny_model_dir, tmp_path, variant, flow_shift, guidance_2):
     folder = tiny_model_dir(variant)
     model, files = model_with_lora(folder, variant, tmp_path)
-    config = SampleConfig(prompt="a red circle moves", negative_prompt="blurry", width=64, height=64, frames=5,
-                          seed=11, steps=3, guidance_scale=4.0, guidance_scale_2=guidance_2, flow_shift=flow_shift)
+    config = SampleConfig(
+        prompt="a red circle moves",
+        negative_prompt="blurry",
+        width=64,
+        height=64,
+        frames=5,
+        seed=11,
+        steps=3,
+        guidance_scale=4.0,
+        guidance_scale_2=guidance_2,
+        flow_shift=flow_shift,
+    )
     calls = count_calls(model)
     ours = generate_float_frames(model, config)
     expected, reference_calls = reference_frames(folder, files, config, flow_shift, model.text_max_length)

@@ -4,7 +4,6 @@ file it saves is read by diffusers' own loader into a WanPipeline that then comp
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pytest
@@ -33,12 +32,19 @@ def one_clip(folder: Path, size: int = 32, shape: str = "circle", color: str = "
 
 
 def lora_config(base: Path, data: Path, workspace: Path, resolution: int = 32, **training) -> TrainConfig:
-    config = TrainConfig(model=ModelConfig(base_path=str(base), transformer_dtype="float32",
-                                           text_encoder_dtype="float32", text_max_length=16))
+    config = TrainConfig(
+        model=ModelConfig(
+            base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32", text_max_length=16
+        )
+    )
     config.data.concepts = [ConceptConfig(path=str(data), caption_source="text", caption_text="a red circle moves")]
     config.data.resolution, config.data.frames = resolution, 5
     config.lora.rank, config.lora.alpha = 4, 3.0  # scale 0.75: alpha handling is exercised
-    config.training.train_dtype, config.training.gradient_checkpointing, config.training.device = "float32", False, "cpu"
+    config.training.train_dtype, config.training.gradient_checkpointing, config.training.device = (
+        "float32",
+        False,
+        "cpu",
+    )
     for key, value in training.items():
         setattr(config.training, key, value)
     config.output.workspace_dir, config.output.tensorboard, config.output.save_dtype = str(workspace), False, "float32"
@@ -48,9 +54,11 @@ def lora_config(base: Path, data: Path, workspace: Path, resolution: int = 32, *
 
 def transformer_inputs(transformer) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(7)
-    return dict(hidden_states=torch.randn(1, transformer.config.in_channels, 2, 8, 8, generator=generator),
-                timestep=torch.tensor([640.0]),
-                encoder_hidden_states=torch.randn(1, 7, transformer.config.text_dim, generator=generator))
+    return dict(
+        hidden_states=torch.randn(1, transformer.config.in_channels, 2, 8, 8, generator=generator),
+        timestep=torch.tensor([640.0]),
+        encoder_hidden_states=torch.randn(1, 7, transformer.config.text_dim, generator=generator),
+    )
 
 
 @torch.no_grad()
@@ -59,7 +67,9 @@ def forward(transformer, inputs: dict) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("lora_format", ["comfyui", "diffusers"])
-def test_trained_lora_loads_into_wan_pipeline_and_computes_what_the_trainer_computes(tiny_model_dir, tmp_path, lora_format):
+def test_trained_lora_loads_into_wan_pipeline_and_computes_what_the_trainer_computes(
+    tiny_model_dir, tmp_path, lora_format
+):
     base = tiny_model_dir("TI2V-5B")
     config = lora_config(base, one_clip(tmp_path / "data"), tmp_path / "run", max_steps=3, learning_rate=5e-2)
     config.output.lora_format = lora_format
@@ -108,7 +118,9 @@ def calibrate_latent_statistics(base: Path, data: Path, workspace: Path) -> None
     config_file = base / "vae" / "config.json"
     vae = json.loads(config_file.read_text())
     shape = (1, -1, 1, 1, 1)
-    raw = normalised * torch.tensor(vae["latents_std"]).double().view(shape) + torch.tensor(vae["latents_mean"]).double().view(shape)
+    raw = normalised * torch.tensor(vae["latents_std"]).double().view(shape) + torch.tensor(
+        vae["latents_mean"]
+    ).double().view(shape)
     vae["latents_mean"], vae["latents_std"] = raw.mean(dim=(0, 2, 3, 4)).tolist(), raw.std(dim=(0, 2, 3, 4)).tolist()
     config_file.write_text(json.dumps(vae))
 
@@ -126,8 +138,14 @@ def loss_at_fixed_timesteps_and_noise(trainer: GenericTrainer, batch: dict) -> f
     total = 0.0
     with torch.no_grad():
         for sigma in SIGMAS:
-            prediction = trainer.setup.predict(trainer.model, batch, trainer.config, trainer.progress,
-                                               torch.Generator().manual_seed(99), deterministic_timesteps=torch.tensor([sigma]))
+            prediction = trainer.setup.predict(
+                trainer.model,
+                batch,
+                trainer.config,
+                trainer.progress,
+                torch.Generator().manual_seed(99),
+                deterministic_timesteps=torch.tensor([sigma]),
+            )
             total += trainer.setup.calculate_loss(trainer.model, batch, prediction, trainer.config).item()
     return total / len(SIGMAS)
 
@@ -142,7 +160,12 @@ def test_lora_overfits_one_clip_to_half_its_loss(tmp_path):
     config = lora_config(base, clip, tmp_path / "run", resolution=64, max_steps=1000, learning_rate=3e-3)
     config.lora.rank, config.lora.alpha = 16, 16.0
     training = config.training
-    training.timestep_distribution, training.flow_shift, training.weight_decay, training.lr_scheduler = "uniform", 1.0, 0.0, "constant"
+    training.timestep_distribution, training.flow_shift, training.weight_decay, training.lr_scheduler = (
+        "uniform",
+        1.0,
+        0.0,
+        "constant",
+    )
     trainer = GenericTrainer(config)
     trainer.load_and_cache()
     trainer.set_up_training()

@@ -33,10 +33,18 @@ PIPELINES = {"TI2V-5B": "WanPipeline", "T2V-A14B": "WanPipeline", "I2V-A14B": "W
 
 def overrides(variant: str, model: Path, data: Path, workspace: Path) -> list[str]:
     values = [
-        f"model.base_path={model}", f"data.concepts.0.path={data}", f"output.workspace_dir={workspace}",
-        f"data.resolution={SIZE}", f"data.frames={FRAMES}", f"training.max_steps={STEPS}", "training.warmup_steps=0",
-        "output.save_every_steps=0", f"sampling.samples.0.width={SIZE}", f"sampling.samples.0.height={SIZE}",
-        f"sampling.samples.0.frames={FRAMES}", "sampling.samples.0.steps=2",
+        f"model.base_path={model}",
+        f"data.concepts.0.path={data}",
+        f"output.workspace_dir={workspace}",
+        f"data.resolution={SIZE}",
+        f"data.frames={FRAMES}",
+        f"training.max_steps={STEPS}",
+        "training.warmup_steps=0",
+        "output.save_every_steps=0",
+        f"sampling.samples.0.width={SIZE}",
+        f"sampling.samples.0.height={SIZE}",
+        f"sampling.samples.0.frames={FRAMES}",
+        "sampling.samples.0.steps=2",
     ]
     if variant == "I2V-A14B":
         # The preset's start image lies in the demo data folder; here that folder is the test's.
@@ -95,8 +103,11 @@ def test_losses_are_finite_for_every_step(run):
 def test_lora_files_name_their_expert_and_hold_trained_weights(run):
     variant, workspace, output = run
     output_dir = workspace / "output"
-    expected = ["lora_high_noise.safetensors", "lora_low_noise.safetensors"] if VARIANTS[variant].has_transformer_2 \
+    expected = (
+        ["lora_high_noise.safetensors", "lora_low_noise.safetensors"]
+        if VARIANTS[variant].has_transformer_2
         else ["lora.safetensors"]
+    )
     assert sorted(p.name for p in output_dir.iterdir()) == expected
     for name in expected:
         assert f"model:  {output_dir / name}" in output
@@ -104,7 +115,8 @@ def test_lora_files_name_their_expert_and_hold_trained_weights(run):
             metadata = file.metadata()
             tensors = {k: file.get_tensor(k) for k in file.keys()}
         assert metadata["modelspec.architecture"] and metadata["wan.expert"] == (
-            name.removeprefix("lora_").removesuffix(".safetensors") if len(expected) == 2 else "single")
+            name.removeprefix("lora_").removesuffix(".safetensors") if len(expected) == 2 else "single"
+        )
         assert tensors and all(k.startswith("diffusion_model.blocks.") for k in tensors)
         assert all(torch.isfinite(v).all() for v in tensors.values())
         # lora_B starts at zero: a non-zero B means this expert really took optimizer steps.

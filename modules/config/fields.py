@@ -37,10 +37,20 @@ def describe(config_class: type) -> list[dict]:
                 rows.append({**row, "name": f"{f.name}.{row['name']}"})
             continue
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        rows.append({"name": f.name, "type": getattr(kind, "__name__", str(kind)), "default": default,
-                     "required": required, **f.metadata})
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
+        rows.append(
+            {
+                "name": f.name,
+                "type": getattr(kind, "__name__", str(kind)),
+                "default": default,
+                "required": required,
+                **f.metadata,
+            }
+        )
     return rows
 
 

@@ -20,7 +20,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigError(f"{where}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+        raise ConfigError(
+            f"{where}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the config must be a JSON object")
     data = migrate(data, where)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modules.config.fields import setting
+
 # Re-exported: sampling settings live in their own file (scripts/sample.py uses them without a TrainConfig).
 from modules.config.sampling_config import SampleConfig, SamplingConfig  # noqa: F401
 
@@ -14,15 +15,37 @@ VARIANT_CHOICES = ("auto", "TI2V-5B", "T2V-A14B", "I2V-A14B")
 
 @dataclass
 class ModelConfig:
-    base_path: str = setting(help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers; gives the tokenizer and every part without its own *_path")
-    variant: str = setting("auto", help="Which WAN 2.2 model; 'auto' detects it from the folder", choices=VARIANT_CHOICES)
+    base_path: str = setting(
+        help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers; gives the tokenizer and every part without its own *_path"
+    )
+    variant: str = setting(
+        "auto", help="Which WAN 2.2 model; 'auto' detects it from the folder", choices=VARIANT_CHOICES
+    )
     allow_download: bool = setting(False, help="Allow downloading a hub id that is not in the local Hugging Face cache")
-    transformer_path: str = setting("", help="Optional source of the transformer (high-noise expert for A14B): a single file such as wan2.2_t2v_high_noise_14B_fp16.safetensors, a part folder, or a diffusers folder; empty: from base_path")
-    transformer_2_path: str = setting("", help="Optional source of the low-noise expert (A14B), e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors; empty: from base_path")
-    vae_path: str = setting("", help="Optional source of the VAE: wan_2.1_vae / wan2.2_vae .safetensors, Wan2.1_VAE.pth / Wan2.2_VAE.pth, or a folder; empty: from base_path")
-    text_encoder_path: str = setting("", help="Optional source of the UMT5 encoder: umt5_xxl_fp16 / fp8_e4m3fn_scaled .safetensors, models_t5_umt5-xxl-enc-bf16.pth, or a folder; empty: from base_path")
-    transformer_dtype: str = setting("bfloat16", help="Storage dtype of the frozen transformer weights; float8_e4m3fn is storage only (block linears in fp8 with a scale, 1 byte per weight; everything computes in training.train_dtype, which must then be bfloat16 or float16; not for training_method full)", choices=(*DTYPES, "float8_e4m3fn"))
-    text_encoder_dtype: str = setting("bfloat16", help="Dtype of the UMT5 text encoder (used only while caching)", choices=DTYPES)
+    transformer_path: str = setting(
+        "",
+        help="Optional source of the transformer (high-noise expert for A14B): a single file such as wan2.2_t2v_high_noise_14B_fp16.safetensors, a part folder, or a diffusers folder; empty: from base_path",
+    )
+    transformer_2_path: str = setting(
+        "",
+        help="Optional source of the low-noise expert (A14B), e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors; empty: from base_path",
+    )
+    vae_path: str = setting(
+        "",
+        help="Optional source of the VAE: wan_2.1_vae / wan2.2_vae .safetensors, Wan2.1_VAE.pth / Wan2.2_VAE.pth, or a folder; empty: from base_path",
+    )
+    text_encoder_path: str = setting(
+        "",
+        help="Optional source of the UMT5 encoder: umt5_xxl_fp16 / fp8_e4m3fn_scaled .safetensors, models_t5_umt5-xxl-enc-bf16.pth, or a folder; empty: from base_path",
+    )
+    transformer_dtype: str = setting(
+        "bfloat16",
+        help="Storage dtype of the frozen transformer weights; float8_e4m3fn is storage only (block linears in fp8 with a scale, 1 byte per weight; everything computes in training.train_dtype, which must then be bfloat16 or float16; not for training_method full)",
+        choices=(*DTYPES, "float8_e4m3fn"),
+    )
+    text_encoder_dtype: str = setting(
+        "bfloat16", help="Dtype of the UMT5 text encoder (used only while caching)", choices=DTYPES
+    )
     vae_dtype: str = setting("float32", help="Dtype of the VAE (used only while caching and sampling)", choices=DTYPES)
     text_max_length: int = setting(512, help="Text tokens per caption; the WAN pipelines use 512", min=1, max=512)
 
@@ -32,17 +55,32 @@ class LoraConfig:
     rank: int = setting(32, help="LoRA rank", min=1, max=1024)
     alpha: float = setting(32.0, help="LoRA alpha; the update is scaled by alpha / rank", min=0.0)
     dropout: float = setting(0.0, help="Dropout on the LoRA input", min=0.0, max=1.0)
-    layer_filter: str = setting("", help="Comma-separated substrings or a regex of module names to train (empty: all attention and feed-forward linears)")
+    layer_filter: str = setting(
+        "",
+        help="Comma-separated substrings or a regex of module names to train (empty: all attention and feed-forward linears)",
+    )
 
 
 @dataclass
 class FineTuneConfig:
     """Full fine-tuning of the transformer(s); see docs/full_finetune.md."""
 
-    block_filter: str = setting("", help="Which transformer weights train: comma-separated block indices or ranges ('0-9,30') and/or name substrings or regexes ('attn2', 'ffn'); empty: every weight")
-    weight_dtype: str = setting("float32", help="Dtype of a trained expert's weights while training; float32 keeps updates that bfloat16 would round away", choices=DTYPES)
-    save_diffusers: bool = setting(True, help="Write a diffusers model folder usable as model.base_path (<output stem>-diffusers/)")
-    save_single_file: bool = setting(True, help="Write one safetensors file per trained expert with the original WAN key names (the layout ComfyUI loads)")
+    block_filter: str = setting(
+        "",
+        help="Which transformer weights train: comma-separated block indices or ranges ('0-9,30') and/or name substrings or regexes ('attn2', 'ffn'); empty: every weight",
+    )
+    weight_dtype: str = setting(
+        "float32",
+        help="Dtype of a trained expert's weights while training; float32 keeps updates that bfloat16 would round away",
+        choices=DTYPES,
+    )
+    save_diffusers: bool = setting(
+        True, help="Write a diffusers model folder usable as model.base_path (<output stem>-diffusers/)"
+    )
+    save_single_file: bool = setting(
+        True,
+        help="Write one safetensors file per trained expert with the original WAN key names (the layout ComfyUI loads)",
+    )
 
 
 @dataclass
@@ -51,44 +89,98 @@ class EmbeddingConfig:
 
     placeholder: str = setting("<concept>", help="The word that stands for the embedding in captions and prompts")
     num_vectors: int = setting(1, help="Token vectors of the embedding (more vectors hold more detail)", min=1, max=75)
-    init_text: str = setting("", help="Text whose token embeddings initialise the vectors (cycled to num_vectors); empty: random at the scale of the embedding table")
-    continue_from: str = setting("", help="An embedding .safetensors file to continue training (its placeholder and vectors replace the settings above)")
-    frozen_embeddings: list[str] = setting(default_factory=list, help="Embedding files loaded, not trained, in every training method; their placeholders may be used in captions")
+    init_text: str = setting(
+        "",
+        help="Text whose token embeddings initialise the vectors (cycled to num_vectors); empty: random at the scale of the embedding table",
+    )
+    continue_from: str = setting(
+        "",
+        help="An embedding .safetensors file to continue training (its placeholder and vectors replace the settings above)",
+    )
+    frozen_embeddings: list[str] = setting(
+        default_factory=list,
+        help="Embedding files loaded, not trained, in every training method; their placeholders may be used in captions",
+    )
 
 
 @dataclass
 class ExpertsConfig:
     """WAN 2.2 A14B has two experts: high-noise (t >= boundary) and low-noise (t < boundary)."""
 
-    train: str = setting("both", help="Which expert(s) of an A14B model to train (ignored for TI2V-5B)", choices=("both", "high_noise", "low_noise"))
-    boundary_ratio: float | None = setting(None, help="Expert boundary as a fraction of 1000 timesteps; empty: the model's (0.875 T2V, 0.9 I2V)", min=0.0, max=1.0)
+    train: str = setting(
+        "both",
+        help="Which expert(s) of an A14B model to train (ignored for TI2V-5B)",
+        choices=("both", "high_noise", "low_noise"),
+    )
+    boundary_ratio: float | None = setting(
+        None,
+        help="Expert boundary as a fraction of 1000 timesteps; empty: the model's (0.875 T2V, 0.9 I2V)",
+        min=0.0,
+        max=1.0,
+    )
     shared_lora: bool = setting(False, help="Train one LoRA shared by both experts instead of one per expert")
-    high_noise_learning_rate: float | None = setting(None, help="Learning rate of the high-noise expert; empty: training.learning_rate", min=0.0)
-    low_noise_learning_rate: float | None = setting(None, help="Learning rate of the low-noise expert; empty: training.learning_rate", min=0.0)
-    high_noise_step_ratio: float | None = setting(None, help="Share of steps given to the high-noise expert; empty: the share of the timestep distribution above the boundary", min=0.0, max=1.0)
-    switch_every_steps: int = setting(1, help="Optimizer steps in a row on one expert before the next draw (larger means fewer expert swaps)", min=1)
-    offload_inactive_expert: bool = setting(True, help="Keep the expert that is not training in CPU memory, so only one 14B expert is on the GPU")
+    high_noise_learning_rate: float | None = setting(
+        None, help="Learning rate of the high-noise expert; empty: training.learning_rate", min=0.0
+    )
+    low_noise_learning_rate: float | None = setting(
+        None, help="Learning rate of the low-noise expert; empty: training.learning_rate", min=0.0
+    )
+    high_noise_step_ratio: float | None = setting(
+        None,
+        help="Share of steps given to the high-noise expert; empty: the share of the timestep distribution above the boundary",
+        min=0.0,
+        max=1.0,
+    )
+    switch_every_steps: int = setting(
+        1, help="Optimizer steps in a row on one expert before the next draw (larger means fewer expert swaps)", min=1
+    )
+    offload_inactive_expert: bool = setting(
+        True, help="Keep the expert that is not training in CPU memory, so only one 14B expert is on the GPU"
+    )
 
 
 @dataclass
 class ConceptConfig:
     path: str = setting(help="Folder of videos and images")
     repeats: int = setting(1, help="How many times each item is seen per epoch", min=1)
-    caption_source: str = setting("txt", help="Caption from a .txt file beside the media, the file name, or caption_text", choices=("txt", "filename", "text"))
-    caption_text: str = setting("", help="The caption when caption_source is 'text', and the fallback for missing captions when on_missing_caption is 'use_text'")
-    on_missing_caption: str = setting("skip", help="What to do with media that has no caption file", choices=("skip", "use_text", "error"))
+    caption_source: str = setting(
+        "txt",
+        help="Caption from a .txt file beside the media, the file name, or caption_text",
+        choices=("txt", "filename", "text"),
+    )
+    caption_text: str = setting(
+        "",
+        help="The caption when caption_source is 'text', and the fallback for missing captions when on_missing_caption is 'use_text'",
+    )
+    on_missing_caption: str = setting(
+        "skip", help="What to do with media that has no caption file", choices=("skip", "use_text", "error")
+    )
     include_subdirectories: bool = setting(False, help="Also collect media from subfolders")
 
 
 @dataclass
 class DataConfig:
     concepts: list[ConceptConfig] = setting(default_factory=list, help="The training data (or use concepts_file)")
-    concepts_file: str = setting("", help="A JSON file holding a list of concepts (relative paths are relative to the config file)")
-    resolution: int = setting(480, help="Training area as the side of a square (480 -> about 480x480 pixels, aspect kept)", min=16, max=4096)
-    frames: int = setting(81, help="Frames per training window; must be 4n+1 (1, 5, ..., 81, ..., 121)", min=1, max=1025)
-    min_frames: int = setting(1, help="Clips shorter than this (after fps resampling) are skipped; shorter clips above it go to a smaller 4n+1 bucket", min=1)
-    fps: float = setting(0.0, help="Target frame rate; 0 uses the model's native rate (24 for TI2V-5B, 16 for A14B)", min=0.0)
-    extraction_mode: str = setting("head", help="How windows are cut from a clip", choices=("head", "chunk", "slide", "uniform", "full"))
+    concepts_file: str = setting(
+        "", help="A JSON file holding a list of concepts (relative paths are relative to the config file)"
+    )
+    resolution: int = setting(
+        480, help="Training area as the side of a square (480 -> about 480x480 pixels, aspect kept)", min=16, max=4096
+    )
+    frames: int = setting(
+        81, help="Frames per training window; must be 4n+1 (1, 5, ..., 81, ..., 121)", min=1, max=1025
+    )
+    min_frames: int = setting(
+        1,
+        help="Clips shorter than this (after fps resampling) are skipped; shorter clips above it go to a smaller 4n+1 bucket",
+        min=1,
+    )
+    fps: float = setting(
+        0.0, help="Target frame rate; 0 uses the model's native rate (24 for TI2V-5B, 16 for A14B)", min=0.0
+    )
+    extraction_mode: str = setting(
+        "head", help="How windows are cut from a clip", choices=("head", "chunk", "slide", "uniform", "full")
+    )
     max_windows_per_video: int = setting(1, help="Upper bound of windows per clip (chunk, slide, uniform)", min=1)
     slide_stride: int = setting(8, help="Frames between window starts in 'slide' mode (at the target fps)", min=1)
     cache_dir: str = setting("", help="Where cached latents and text embeddings live (default: <workspace>/cache)")
@@ -100,23 +192,36 @@ class TrainingConfig:
     batch_size: int = setting(1, help="Clips per batch (a batch holds one resolution/frame bucket)", min=1)
     gradient_accumulation_steps: int = setting(1, help="Batches per optimizer step", min=1)
     learning_rate: float = setting(1e-4, help="Peak learning rate", min=0.0)
-    optimizer: str = setting("adamw", help="Optimizer; adamw_8bit needs bitsandbytes and a GPU", choices=("adamw", "adamw_8bit"))
+    optimizer: str = setting(
+        "adamw", help="Optimizer; adamw_8bit needs bitsandbytes and a GPU", choices=("adamw", "adamw_8bit")
+    )
     weight_decay: float = setting(0.01, help="AdamW weight decay", min=0.0)
     adam_beta1: float = setting(0.9, help="AdamW beta1", min=0.0, max=1.0)
     adam_beta2: float = setting(0.999, help="AdamW beta2", min=0.0, max=1.0)
     adam_epsilon: float = setting(1e-8, help="AdamW epsilon", min=0.0)
-    lr_scheduler: str = setting("constant", help="Learning-rate schedule after warmup", choices=("constant", "linear", "cosine"))
+    lr_scheduler: str = setting(
+        "constant", help="Learning-rate schedule after warmup", choices=("constant", "linear", "cosine")
+    )
     warmup_steps: int = setting(0, help="Linear warmup steps from 0 to the peak learning rate", min=0)
     max_grad_norm: float = setting(1.0, help="Gradient clipping norm; 0 disables clipping", min=0.0)
-    train_dtype: str = setting("bfloat16", help="Compute dtype of the forward pass (autocast); adapters stay float32", choices=DTYPES)
+    train_dtype: str = setting(
+        "bfloat16", help="Compute dtype of the forward pass (autocast); adapters stay float32", choices=DTYPES
+    )
     gradient_checkpointing: bool = setting(True, help="Recompute activations in the backward pass to save memory")
     seed: int = setting(42, help="Seed of noise, timesteps and data order", min=0)
-    timestep_distribution: str = setting("logit_normal", help="How training noise levels are drawn", choices=("uniform", "logit_normal", "sigmoid"))
+    timestep_distribution: str = setting(
+        "logit_normal", help="How training noise levels are drawn", choices=("uniform", "logit_normal", "sigmoid")
+    )
     logit_mean: float = setting(0.0, help="Mean of the logit-normal distribution")
     logit_std: float = setting(1.0, help="Standard deviation of the logit-normal distribution", min=1e-3)
     sigmoid_scale: float = setting(1.0, help="Scale of the sigmoid distribution (sigmoid(scale * N(0,1)))", min=1e-3)
     flow_shift: float = setting(5.0, help="Discrete flow shift applied to drawn noise levels (1 = none)", min=0.01)
-    image_to_video_ratio: float = setting(0.0, help="TI2V-5B: share of batches trained as image-to-video (first latent frame clean, left out of the loss)", min=0.0, max=1.0)
+    image_to_video_ratio: float = setting(
+        0.0,
+        help="TI2V-5B: share of batches trained as image-to-video (first latent frame clean, left out of the loss)",
+        min=0.0,
+        max=1.0,
+    )
     device: str = setting("auto", help="'auto' (CUDA/ROCm if present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
 
 
@@ -135,10 +240,14 @@ class BackupConfig:
     """Backups hold everything needed to continue a run exactly; see docs/backups_and_resume.md."""
 
     every_steps: int = setting(0, help="Write a backup to <workspace>/backups every N optimizer steps (0: off)", min=0)
-    every_minutes: float = setting(0.0, help="Write a backup when this many minutes have passed since the last one (0: off)", min=0.0)
+    every_minutes: float = setting(
+        0.0, help="Write a backup when this many minutes have passed since the last one (0: off)", min=0.0
+    )
     rolling_count: int = setting(3, help="Keep only the newest N complete backups", min=1)
     before_save: bool = setting(False, help="Also write a backup before each save of the model")
-    continue_last_backup: bool = setting(False, help="Resume from the newest complete backup in <workspace>/backups (start fresh when there is none)")
+    continue_last_backup: bool = setting(
+        False, help="Resume from the newest complete backup in <workspace>/backups (start fresh when there is none)"
+    )
 
 
 @dataclass
@@ -146,24 +255,38 @@ class EmaConfig:
     """An exponential moving average of the trained weights; see docs/backups_and_resume.md."""
 
     enabled: bool = setting(False, help="Keep an EMA of the trained weights and use it for samples and saves")
-    decay: float = setting(0.999, help="EMA decay: ema = decay * ema + (1 - decay) * weights at each update", min=0.0, max=1.0)
+    decay: float = setting(
+        0.999, help="EMA decay: ema = decay * ema + (1 - decay) * weights at each update", min=0.0, max=1.0
+    )
     update_interval: int = setting(1, help="Update the EMA every N optimizer steps", min=1)
-    device: str = setting("cpu", help="Where the EMA copy lives: CPU memory, or the training device (faster, uses accelerator memory)", choices=("cpu", "train_device"))
+    device: str = setting(
+        "cpu",
+        help="Where the EMA copy lives: CPU memory, or the training device (faster, uses accelerator memory)",
+        choices=("cpu", "train_device"),
+    )
 
 
 @dataclass
 class TrainConfig:
     version: int = setting(1, help="Config format version (older files are migrated on load)", min=0)
     model_type: str = setting("wan_2_2", help="Model family", choices=("wan_2_2",))
-    training_method: str = setting("lora", help="What is trained: a LoRA, the full transformer, or a text embedding", choices=("lora", "full", "embedding"))
+    training_method: str = setting(
+        "lora",
+        help="What is trained: a LoRA, the full transformer, or a text embedding",
+        choices=("lora", "full", "embedding"),
+    )
     model: ModelConfig = field(default_factory=lambda: ModelConfig(base_path=""), metadata={"help": "The base model"})
     lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings"})
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig, metadata={"help": "Full fine-tuning settings"})
-    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig, metadata={"help": "Embedding (textual inversion) settings"})
+    embedding: EmbeddingConfig = field(
+        default_factory=EmbeddingConfig, metadata={"help": "Embedding (textual inversion) settings"}
+    )
     experts: ExpertsConfig = field(default_factory=ExpertsConfig, metadata={"help": "Expert choice of A14B models"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Training data and caching"})
     training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimisation"})
     output: OutputConfig = field(default_factory=OutputConfig, metadata={"help": "Where results go"})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "Samples"})
     backup: BackupConfig = field(default_factory=BackupConfig, metadata={"help": "Backups and resuming"})
-    ema: EmaConfig = field(default_factory=EmaConfig, metadata={"help": "Exponential moving average of the trained weights"})
+    ema: EmaConfig = field(
+        default_factory=EmaConfig, metadata={"help": "Exponential moving average of the trained weights"}
+    )

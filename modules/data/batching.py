@@ -26,8 +26,11 @@ class BucketBatchSampler:
         for index in order:
             by_bucket[self.buckets[index]].append(index)
         # A bucket smaller than the batch size still trains (as a smaller batch) rather than being dropped.
-        batches = [indices[i : i + self.batch_size] for indices in by_bucket.values()
-                   for i in range(0, len(indices), self.batch_size)]
+        batches = [
+            indices[i : i + self.batch_size]
+            for indices in by_bucket.values()
+            for i in range(0, len(indices), self.batch_size)
+        ]
         batch_order = torch.randperm(len(batches), generator=generator).tolist()
         return [batches[i] for i in batch_order][self.rank :: self.world_size]
 

@@ -30,8 +30,10 @@ def resolution_bucket(width: int, height: int, target_area: int, multiple: int) 
     aspect = width / height
     ideal_width = math.sqrt(target_area * aspect)
     ideal_height = ideal_width / aspect
-    return (max(multiple, round(ideal_width / multiple) * multiple),
-            max(multiple, round(ideal_height / multiple) * multiple))
+    return (
+        max(multiple, round(ideal_width / multiple) * multiple),
+        max(multiple, round(ideal_height / multiple) * multiple),
+    )
 
 
 def resize_and_crop(frames: np.ndarray, width: int, height: int) -> torch.Tensor:
@@ -45,7 +47,9 @@ def resize_and_crop(frames: np.ndarray, width: int, height: int) -> torch.Tensor
     scaled_height = max(height, round(source_height * scale))
     scaled_width = max(width, round(source_width * scale))
     if (scaled_height, scaled_width) != (source_height, source_width):
-        video = F.interpolate(video, size=(scaled_height, scaled_width), mode="bilinear", antialias=True, align_corners=False)
+        video = F.interpolate(
+            video, size=(scaled_height, scaled_width), mode="bilinear", antialias=True, align_corners=False
+        )
     top = (scaled_height - height) // 2
     left = (scaled_width - width) // 2
     video = video[:, :, top : top + height, left : left + width]

@@ -69,7 +69,9 @@ class DiskCache:
             log.warning("cache entry %s is unreadable (%s); it will be rebuilt", path, error)
             return None
 
-    def put(self, kind: str, key: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    def put(
+        self, kind: str, key: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+    ) -> Path:
         path = self.path_for(kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         return save_safetensors_atomic({k: v.cpu() for k, v in tensors.items()}, path, metadata)

@@ -37,7 +37,9 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
     """Every media file of a concept with its caption, sorted by path so runs are reproducible."""
     folder = Path(concept.path)
     if not folder.is_dir():
-        raise DataError(f"{folder}: the concept folder does not exist. Fix: point data.concepts[].path at a folder of videos/images.")
+        raise DataError(
+            f"{folder}: the concept folder does not exist. Fix: point data.concepts[].path at a folder of videos/images."
+        )
     pattern = "**/*" if concept.include_subdirectories else "*"
     items = []
     for path in sorted(p for p in folder.glob(pattern) if p.is_file() and is_media(p)):

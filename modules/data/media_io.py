@@ -78,8 +78,11 @@ def _with_backends(path: Path, backend: str, decord_fn, pyav_fn):
         try:
             return _as_media_error(path, "PyAV", pyav_fn)
         except MediaError as pyav_error:
-            raise MediaError(path, f"cannot be read as a video ({decord_error.reason}; {pyav_error.reason})",
-                             "re-encode it (for example `ffmpeg -i in.mp4 -c:v libx264 out.mp4`) or remove it") from None
+            raise MediaError(
+                path,
+                f"cannot be read as a video ({decord_error.reason}; {pyav_error.reason})",
+                "re-encode it (for example `ffmpeg -i in.mp4 -c:v libx264 out.mp4`) or remove it",
+            ) from None
 
 
 def _as_media_error(path: Path, backend: str, fn):
@@ -90,7 +93,9 @@ def _as_media_error(path: Path, backend: str, fn):
     except ImportError as error:
         raise MediaError(path, f"{backend} is not installed ({error})") from None
     except Exception as error:  # decord raises RuntimeError/DECORDError, PyAV its FFmpegError family
-        raise MediaError(path, f"{backend}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise MediaError(
+            path, f"{backend}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from None
 
 
 def _check_not_empty(path: Path) -> None:
@@ -167,6 +172,9 @@ def _read_pyav(path: Path, indices: list[int]) -> np.ndarray:
                 break
     missing = sorted(wanted - frames.keys())
     if missing:
-        raise MediaError(path, f"PyAV: only {len(frames)} of the {len(wanted)} requested frames could be decoded "
-                                 f"(frame {missing[0]} is missing; the file may be truncated)")
+        raise MediaError(
+            path,
+            f"PyAV: only {len(frames)} of the {len(wanted)} requested frames could be decoded "
+            f"(frame {missing[0]} is missing; the file may be truncated)",
+        )
     return np.stack([frames[i] for i in indices])

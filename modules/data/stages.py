@@ -67,8 +67,16 @@ class PlanWindows(PipelineStage):
     reads = ("path", "info")
     writes = ("source_indices", "frames")
 
-    def __init__(self, report: DataReport, target_fps: float, window_frames: int, mode: str,
-                 max_windows: int, stride: int, min_frames: int):
+    def __init__(
+        self,
+        report: DataReport,
+        target_fps: float,
+        window_frames: int,
+        mode: str,
+        max_windows: int,
+        stride: int,
+        min_frames: int,
+    ):
         if not is_4n1(window_frames):
             raise ValueError(f"data.frames: {window_frames} is not 4n+1")
         self.report = report
@@ -87,16 +95,25 @@ class PlanWindows(PipelineStage):
                 out.append({**item, "source_indices": [0], "frames": 1})
                 continue
             resampled = resampled_source_indices(info.frame_count, info.fps, self.target_fps)
-            windows = plan_windows(len(resampled), self.window_frames, self.mode, self.max_windows, self.stride, self.min_frames)
+            windows = plan_windows(
+                len(resampled), self.window_frames, self.mode, self.max_windows, self.stride, self.min_frames
+            )
             if not windows:
-                self.report.skip(item["path"], "too short",
-                                 f"{len(resampled)} frames at {self.target_fps:g} fps, below data.min_frames={self.min_frames}")
+                self.report.skip(
+                    item["path"],
+                    "too short",
+                    f"{len(resampled)} frames at {self.target_fps:g} fps, below data.min_frames={self.min_frames}",
+                )
                 continue
             if windows[0].length < self.window_frames and self.mode != "full":
-                self.report.note(f"{item['path']}: {len(resampled)} frames at {self.target_fps:g} fps, shorter than "
-                                 f"{self.window_frames}; trained as one {windows[0].length}-frame window")
+                self.report.note(
+                    f"{item['path']}: {len(resampled)} frames at {self.target_fps:g} fps, shorter than "
+                    f"{self.window_frames}; trained as one {windows[0].length}-frame window"
+                )
             for window in windows:
-                out.append({**item, "source_indices": window_source_indices(resampled, window), "frames": window.length})
+                out.append(
+                    {**item, "source_indices": window_source_indices(resampled, window), "frames": window.length}
+                )
         return out
 
 
@@ -123,8 +140,14 @@ class CacheLatents(PipelineStage):
     reads = ("path", "source_indices", "bucket")
     writes = ("latent_key",)
 
-    def __init__(self, cache: DiskCache, encode_video: VideoEncoder, encoder_identity: str, report: DataReport,
-                 backend: str = "auto"):
+    def __init__(
+        self,
+        cache: DiskCache,
+        encode_video: VideoEncoder,
+        encoder_identity: str,
+        report: DataReport,
+        backend: str = "auto",
+    ):
         self.cache = cache
         self.encode_video = encode_video
         self.encoder_identity = encoder_identity
@@ -133,17 +156,25 @@ class CacheLatents(PipelineStage):
 
     def key(self, item: dict) -> str:
         bucket: Bucket = item["bucket"]
-        return cache_key({
-            "kind": "video", "source": file_identity(item["path"]), "indices": list(item["source_indices"]),
-            "size": [bucket.frames, bucket.height, bucket.width], "resize": RESIZE_METHOD, "encoder": self.encoder_identity,
-        })
+        return cache_key(
+            {
+                "kind": "video",
+                "source": file_identity(item["path"]),
+                "indices": list(item["source_indices"]),
+                "size": [bucket.frames, bucket.height, bucket.width],
+                "resize": RESIZE_METHOD,
+                "encoder": self.encoder_identity,
+            }
+        )
 
     def process(self, items):
         keyed = [{**item, "latent_key": self.key(item)} for item in items]
         todo = [item for item in keyed if not self.cache.is_valid("latents", item["latent_key"])]
         failed: set[Path] = set()
-        with ThreadPoolExecutor(max_workers=1) as decoder, tqdm(total=len(todo), desc="caching latents", unit="window",
-                                                                 disable=not todo) as bar:
+        with (
+            ThreadPoolExecutor(max_workers=1) as decoder,
+            tqdm(total=len(todo), desc="caching latents", unit="window", disable=not todo) as bar,
+        ):
             pending = decoder.submit(self._pixels, todo[0]) if todo else None
             for position, item in enumerate(todo):
                 current = pending
@@ -157,8 +188,12 @@ class CacheLatents(PipelineStage):
                     bar.update(1)
                     continue
                 tensors = self.encode_video(pixels.unsqueeze(0))
-                self.cache.put("latents", item["latent_key"], {k: v[0] for k, v in tensors.items()},
-                               {"source": str(item["path"]), "bucket": str(item["bucket"])})
+                self.cache.put(
+                    "latents",
+                    item["latent_key"],
+                    {k: v[0] for k, v in tensors.items()},
+                    {"source": str(item["path"]), "bucket": str(item["bucket"])},
+                )
                 bar.update(1)
         return [item for item in keyed if item["path"] not in failed]
 

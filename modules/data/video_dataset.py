@@ -46,14 +46,28 @@ class DatasetSettings:
     backend: str = "auto"
 
 
-def build_pipeline(settings: DatasetSettings, cache: DiskCache, encode_video: VideoEncoder, encode_text: TextEncoder,
-                   video_identity: str, text_identity: str, report: DataReport) -> Pipeline:
+def build_pipeline(
+    settings: DatasetSettings,
+    cache: DiskCache,
+    encode_video: VideoEncoder,
+    encode_text: TextEncoder,
+    video_identity: str,
+    text_identity: str,
+    report: DataReport,
+) -> Pipeline:
     return Pipeline(
         [
             CollectMedia(report),
             ProbeMedia(report, settings.backend),
-            PlanWindows(report, settings.target_fps, settings.window_frames, settings.extraction_mode,
-                        settings.max_windows, settings.stride, settings.min_frames),
+            PlanWindows(
+                report,
+                settings.target_fps,
+                settings.window_frames,
+                settings.extraction_mode,
+                settings.max_windows,
+                settings.stride,
+                settings.min_frames,
+            ),
             AssignBuckets(settings.target_area, settings.pixel_multiple),
             CacheLatents(cache, encode_video, video_identity, report, settings.backend),
             CacheCaptions(cache, encode_text, text_identity),
@@ -62,9 +76,16 @@ def build_pipeline(settings: DatasetSettings, cache: DiskCache, encode_video: Vi
     )
 
 
-def build_cached_dataset(concepts: list[Concept], settings: DatasetSettings, cache: DiskCache,
-                         encode_video: VideoEncoder, encode_text: TextEncoder, video_identity: str,
-                         text_identity: str, report: DataReport) -> list[CachedSample]:
+def build_cached_dataset(
+    concepts: list[Concept],
+    settings: DatasetSettings,
+    cache: DiskCache,
+    encode_video: VideoEncoder,
+    encode_text: TextEncoder,
+    video_identity: str,
+    text_identity: str,
+    report: DataReport,
+) -> list[CachedSample]:
     """Probe, plan, bucket and cache every concept; one CachedSample per window and repeat."""
     pipeline = build_pipeline(settings, cache, encode_video, encode_text, video_identity, text_identity, report)
     items = pipeline.run([{"concept": concept} for concept in concepts])

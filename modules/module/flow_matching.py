@@ -32,7 +32,9 @@ def _normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1 + torch.erf(x / math.sqrt(2.0)))
 
 
-def _u_to_sigma(u: torch.Tensor, distribution: str, logit_mean: float, logit_std: float, sigmoid_scale: float) -> torch.Tensor:
+def _u_to_sigma(
+    u: torch.Tensor, distribution: str, logit_mean: float, logit_std: float, sigmoid_scale: float
+) -> torch.Tensor:
     if distribution == "uniform":
         return u
     if distribution == "logit_normal":
@@ -42,7 +44,9 @@ def _u_to_sigma(u: torch.Tensor, distribution: str, logit_mean: float, logit_std
     raise ValueError(f"unknown timestep distribution {distribution!r}")
 
 
-def _sigma_to_u(sigma: torch.Tensor, distribution: str, logit_mean: float, logit_std: float, sigmoid_scale: float) -> torch.Tensor:
+def _sigma_to_u(
+    sigma: torch.Tensor, distribution: str, logit_mean: float, logit_std: float, sigmoid_scale: float
+) -> torch.Tensor:
     if distribution == "uniform":
         return sigma
     logit = torch.logit(sigma.clamp(_EPS, 1 - _EPS))

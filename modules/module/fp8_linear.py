@@ -42,9 +42,9 @@ def quantise_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     step = max(1, _CHUNK_ELEMENTS // max(1, rows.shape[1]))
     work = torch.empty((min(step, rows.shape[0]), rows.shape[1]), dtype=torch.float32, device=weight.device)
     for start in range(0, rows.shape[0], step):
-        chunk = work[: len(rows[start:start + step])]
+        chunk = work[: len(rows[start : start + step])]
         # copy_ casts (float32 -> fp8 rounds as .to does): no temporary besides `work`, the same size every call.
-        flat_out[start:start + step].copy_(chunk.copy_(rows[start:start + step]).div_(scale))
+        flat_out[start : start + step].copy_(chunk.copy_(rows[start : start + step]).div_(scale))
     return out, scale
 
 
@@ -101,7 +101,11 @@ class Fp8Linear(nn.Linear):
 
 def fp8_storage_names(transformer: nn.Module) -> list[str]:
     """The linears of the transformer blocks (plain or already fp8), in module order."""
-    return [name for name, module in transformer.named_modules() if _BLOCK_PREFIX.match(name) and isinstance(module, nn.Linear)]
+    return [
+        name
+        for name, module in transformer.named_modules()
+        if _BLOCK_PREFIX.match(name) and isinstance(module, nn.Linear)
+    ]
 
 
 def convert_to_fp8_storage(transformer: nn.Module, scales: dict[str, torch.Tensor] | None = None) -> list[str]:

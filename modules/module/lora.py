@@ -16,9 +16,16 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 # The linears of each transformer block: self- and cross-attention q/k/v/out and the feed-forward pair.
 DEFAULT_TARGET_MODULES: list[str] = [
-    "attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
-    "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0",
-    "ffn.net.0.proj", "ffn.net.2",
+    "attn1.to_q",
+    "attn1.to_k",
+    "attn1.to_v",
+    "attn1.to_out.0",
+    "attn2.to_q",
+    "attn2.to_k",
+    "attn2.to_v",
+    "attn2.to_out.0",
+    "ffn.net.0.proj",
+    "ffn.net.2",
 ]
 # Only block linears are offered: the file formats (and diffusers' converter of ComfyUI files) handle alphas
 # of block modules only, and embedders/heads are not what a LoRA should change.

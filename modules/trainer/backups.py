@@ -77,10 +77,16 @@ def check_backup(folder: Path) -> dict:
     try:
         marker = json.loads(marker_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BackupError(f"{folder}: incomplete (no {MARKER_FILE}; the run probably stopped while writing it)") from None
+        raise BackupError(
+            f"{folder}: incomplete (no {MARKER_FILE}; the run probably stopped while writing it)"
+        ) from None
     except (OSError, ValueError) as error:
         raise BackupError(f"{marker_path}: unreadable marker ({error})") from None
-    if not isinstance(marker, dict) or marker.get("format") != BACKUP_FORMAT or not isinstance(marker.get("files"), dict):
+    if (
+        not isinstance(marker, dict)
+        or marker.get("format") != BACKUP_FORMAT
+        or not isinstance(marker.get("files"), dict)
+    ):
         raise BackupError(f"{marker_path}: not a backup marker of format {BACKUP_FORMAT}")
     for name, size in marker["files"].items():
         path = folder / name

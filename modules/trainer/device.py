@@ -15,7 +15,9 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         from modules.config.validation import ConfigError
 
-        raise ConfigError(f"training.device: {name!r} was asked for, but torch sees no CUDA/ROCm GPU; use 'auto' or 'cpu'")
+        raise ConfigError(
+            f"training.device: {name!r} was asked for, but torch sees no CUDA/ROCm GPU; use 'auto' or 'cpu'"
+        )
     return device
 
 

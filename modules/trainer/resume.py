@@ -18,7 +18,12 @@ from pathlib import Path
 import torch
 
 from modules.trainer.backups import (
-    BackupContents, BackupError, newest_usable_backup, prune_backups, remove_stale_temp_folders, write_backup,
+    BackupContents,
+    BackupError,
+    newest_usable_backup,
+    prune_backups,
+    remove_stale_temp_folders,
+    write_backup,
 )
 from modules.trainer.rng_state import capture_rng_state, restore_rng_state
 
@@ -38,7 +43,9 @@ def trainer_contents(trainer) -> BackupContents:
         "optimizer": optimizer_json,
         "lr_scheduler": trainer.lr_scheduler.state_dict(),
         "rng": rng_json,
-        "ema": None if trainer.ema is None else {"decay": trainer.ema.decay, "update_interval": trainer.ema.update_interval},
+        "ema": None
+        if trainer.ema is None
+        else {"decay": trainer.ema.decay, "update_interval": trainer.ema.update_interval},
     }
     _check_json(state)
     tensors = {
@@ -55,13 +62,17 @@ def check_contents_fit(trainer, contents: BackupContents, folder: Path) -> None:
     """Raise BackupError unless the backup was written by a run with the same trainable parameters."""
     state, config = contents.state, trainer.config
     if (state.get("model_type"), state.get("training_method")) != (config.model_type, config.training_method):
-        raise BackupError(f"{folder}: written for {state.get('model_type')}/{state.get('training_method')}, "
-                          f"this run trains {config.model_type}/{config.training_method}")
+        raise BackupError(
+            f"{folder}: written for {state.get('model_type')}/{state.get('training_method')}, "
+            f"this run trains {config.model_type}/{config.training_method}"
+        )
     expected = [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in trainer.parameters]
     if state.get("parameters") != expected:
-        raise BackupError(f"{folder}: its trainable parameters ({len(state.get('parameters') or [])} tensors) differ in "
-                          f"number, shape or dtype from this run's ({len(expected)}); were lora.rank, "
-                          "lora.layer_filter, experts.train or a dtype changed? Resume with the original settings")
+        raise BackupError(
+            f"{folder}: its trainable parameters ({len(state.get('parameters') or [])} tensors) differ in "
+            f"number, shape or dtype from this run's ({len(expected)}); were lora.rank, "
+            "lora.layer_filter, experts.train or a dtype changed? Resume with the original settings"
+        )
     weights = contents.tensors.get("weights", {})
     for index, parameter in enumerate(trainer.parameters):
         tensor = weights.get(f"param.{index}")
@@ -118,7 +129,9 @@ def _join_optimizer_state(as_json: dict, tensors: dict[str, torch.Tensor], templ
         state.setdefault(int(index), {}).update(entry)
     groups = as_json["param_groups"]
     if len(groups) != len(template["param_groups"]):
-        raise BackupError(f"the backup's optimizer has {len(groups)} parameter groups, this run's has {len(template['param_groups'])}")
+        raise BackupError(
+            f"the backup's optimizer has {len(groups)} parameter groups, this run's has {len(template['param_groups'])}"
+        )
     # JSON turned tuples (AdamW's betas) into lists; give them back the type the optimizer itself uses.
     for group, fresh in zip(groups, template["param_groups"]):
         for key, value in fresh.items():
@@ -131,8 +144,10 @@ def _check_json(state: dict) -> None:
     try:
         json.dumps(state, allow_nan=True)
     except TypeError as error:
-        raise BackupError(f"the training state holds a value backups cannot store as JSON ({error}); "
-                          "this optimizer or scheduler is not supported by backups yet") from None
+        raise BackupError(
+            f"the training state holds a value backups cannot store as JSON ({error}); "
+            "this optimizer or scheduler is not supported by backups yet"
+        ) from None
 
 
 # ---- when, and resuming --------------------------------------------------------------------------------
@@ -151,10 +166,14 @@ class BackupController:
         if not self.settings.continue_last_backup:
             return None
         try:
-            found = newest_usable_backup(self.root, lambda contents, folder: check_contents_fit(self.trainer, contents, folder))
+            found = newest_usable_backup(
+                self.root, lambda contents, folder: check_contents_fit(self.trainer, contents, folder)
+            )
         except BackupError as error:
-            raise BackupError(f"backup.continue_last_backup: {error}\nFix or delete them, or set "
-                              "backup.continue_last_backup to false to start from step 0.") from None
+            raise BackupError(
+                f"backup.continue_last_backup: {error}\nFix or delete them, or set "
+                "backup.continue_last_backup to false to start from step 0."
+            ) from None
         if found is None:
             log.info("backup.continue_last_backup: no backup in %s yet; starting from step 0", self.root)
             return None
@@ -162,8 +181,13 @@ class BackupController:
         apply_contents(self.trainer, contents)
         self.last_step = self.trainer.progress.global_step
         progress = self.trainer.progress
-        log.info("resumed from %s at step %d (epoch %d, batch %d of that epoch)",
-                 folder, progress.global_step, progress.epoch, progress.epoch_step)
+        log.info(
+            "resumed from %s at step %d (epoch %d, batch %d of that epoch)",
+            folder,
+            progress.global_step,
+            progress.epoch,
+            progress.epoch_step,
+        )
         return folder
 
     def on_step(self) -> Path | None:
@@ -185,6 +209,11 @@ class BackupController:
         folder = write_backup(self.root, trainer_contents(self.trainer), step)
         self.last_step, self.last_time = step, time.monotonic()
         removed = prune_backups(self.root, self.settings.rolling_count)
-        log.info("step %d: backup (%s) written to %s%s", step, reason, folder,
-                 f"; removed {len(removed)} older" if removed else "")
+        log.info(
+            "step %d: backup (%s) written to %s%s",
+            step,
+            reason,
+            folder,
+            f"; removed {len(removed)} older" if removed else "",
+        )
         return folder

@@ -23,8 +23,11 @@ def capture_rng_state(generator: torch.Generator) -> tuple[dict, dict[str, torch
     as_json = {
         "python": {"version": version, "state": list(python_state), "gauss_next": gauss_next},
         "numpy": {
-            "kind": kind, "keys": [int(k) for k in keys], "position": int(position),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian),
+            "kind": kind,
+            "keys": [int(k) for k in keys],
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
         },
     }
     tensors = {"torch_cpu": torch.get_rng_state(), "generator": generator.get_state()}
@@ -38,17 +41,25 @@ def restore_rng_state(as_json: dict, tensors: dict[str, torch.Tensor], generator
     python = as_json["python"]
     random.setstate((python["version"], tuple(python["state"]), python["gauss_next"]))
     numpy_state = as_json["numpy"]
-    np.random.set_state((
-        numpy_state["kind"], np.array(numpy_state["keys"], dtype=np.uint32), numpy_state["position"],
-        numpy_state["has_gauss"], numpy_state["cached_gaussian"],
-    ))
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            np.array(numpy_state["keys"], dtype=np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(tensors["torch_cpu"])
     generator.set_state(tensors["generator"])
     cuda_states = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
     if cuda_states and torch.cuda.is_available():
         if len(cuda_states) != torch.cuda.device_count():
-            log.warning("the backup holds %d CUDA RNG states but %d devices are visible; restoring the common ones",
-                        len(cuda_states), torch.cuda.device_count())
+            log.warning(
+                "the backup holds %d CUDA RNG states but %d devices are visible; restoring the common ones",
+                len(cuda_states),
+                torch.cuda.device_count(),
+            )
         for index, state in enumerate(cuda_states[: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(state, index)
     elif cuda_states:

@@ -20,7 +20,9 @@ class RunLog:
     def step(self, global_step: int, loss: float, learning_rate: float) -> None:
         # An exponential moving average reads better than the noisy per-step flow-matching loss.
         self.smoothed_loss = loss if self.smoothed_loss is None else 0.95 * self.smoothed_loss + 0.05 * loss
-        self.bar.set_postfix(loss=f"{loss:.4f}", smooth=f"{self.smoothed_loss:.4f}", lr=f"{learning_rate:.2e}", refresh=False)
+        self.bar.set_postfix(
+            loss=f"{loss:.4f}", smooth=f"{self.smoothed_loss:.4f}", lr=f"{learning_rate:.2e}", refresh=False
+        )
         self.bar.update(1)
         if self.writer is not None:
             self.writer.add_scalar("loss/train", loss, global_step)

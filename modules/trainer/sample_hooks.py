@@ -73,11 +73,15 @@ class SampleHooks:
             destination = self.trainer.workspace / "samples" / f"{tag}-{index}.mp4"
             try:
                 with self._weights_to_show():
-                    path = self.sampler.sample(self.trainer.model, sample_config, destination, extra={"step": step, "tag": tag})
+                    path = self.sampler.sample(
+                        self.trainer.model, sample_config, destination, extra={"step": step, "tag": tag}
+                    )
             except Exception as error:  # noqa: BLE001 - any failure of a preview is reported, never fatal
                 self.failures += 1
                 log.warning("sample %d (%s) failed at step %d: %s", index, tag, step, error, exc_info=True)
-                self.run_log.message(f"sample {index} failed at step {step}: {type(error).__name__}: {error}; training goes on")
+                self.run_log.message(
+                    f"sample {index} failed at step {step}: {type(error).__name__}: {error}; training goes on"
+                )
                 continue
             written.append(path)
             self.run_log.message(f"sample written: {path}")
@@ -102,7 +106,9 @@ class SampleHooks:
         for sigma, loss in losses.items():
             if self.run_log.writer is not None:
                 self.run_log.writer.add_scalar(ValidationLoss.tag(sigma), loss, step)
-        self.run_log.message(f"step {step}: validation loss " + ", ".join(f"sigma {s:.2f}: {v:.4f}" for s, v in losses.items()))
+        self.run_log.message(
+            f"step {step}: validation loss " + ", ".join(f"sigma {s:.2f}: {v:.4f}" for s, v in losses.items())
+        )
         return losses
 
     def _log_tensorboard(self, index: int, step: int) -> None:

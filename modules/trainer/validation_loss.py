@@ -27,8 +27,10 @@ def validation_config(config):
     if not path.is_dir():
         from modules.config.validation import ConfigError
 
-        raise ConfigError(f"sampling.validation_concept: {str(path)!r} is not a folder. Fix: give a folder of held-out "
-                          "videos with .txt captions, or leave it empty")
+        raise ConfigError(
+            f"sampling.validation_concept: {str(path)!r} is not a folder. Fix: give a folder of held-out "
+            "videos with .txt captions, or leave it empty"
+        )
     validation = copy.deepcopy(config)
     validation.data.concepts = [ConceptConfig(path=str(path))]
     validation.data.concepts_file = ""
@@ -70,8 +72,10 @@ class ValidationLoss:
         if bad or not self.quantiles:
             from modules.config.validation import ConfigError
 
-            raise ConfigError(f"sampling.validation_quantiles: {bad or 'empty'}; give noise levels between 0 and 1 "
-                              "(exclusive), e.g. [0.1, 0.5, 0.9]")
+            raise ConfigError(
+                f"sampling.validation_quantiles: {bad or 'empty'}; give noise levels between 0 and 1 "
+                "(exclusive), e.g. [0.1, 0.5, 0.9]"
+            )
         self.seed = config.sampling.validation_seed
         self.config = config
         self.data = plugin.data_loader()
@@ -90,8 +94,15 @@ class ValidationLoss:
                 for batch in self.data.batches(0):
                     size = next(iter(batch.values())).shape[0]
                     kwargs = {} if expert == "default" else {"expert": expert}
-                    prediction = setup.predict(model, batch, self.config, progress, generator,
-                                               deterministic_timesteps=torch.full((size,), sigma), **kwargs)
+                    prediction = setup.predict(
+                        model,
+                        batch,
+                        self.config,
+                        progress,
+                        generator,
+                        deterministic_timesteps=torch.full((size,), sigma),
+                        **kwargs,
+                    )
                     total += float(setup.calculate_loss(model, batch, prediction, self.config)) * size
                     count += size
                 losses[sigma] = total / max(count, 1)

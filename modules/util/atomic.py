@@ -123,7 +123,7 @@ def stale_temp_folders(parent: str | Path) -> list[Path]:
     """Temp folders of `atomic_folder` in `parent` whose writing process no longer runs."""
     stale = []
     for folder in Path(parent).glob(f"{TEMP_FOLDER_PREFIX}*"):
-        pid_text = folder.name[len(TEMP_FOLDER_PREFIX):].split("-", 1)[0]
+        pid_text = folder.name[len(TEMP_FOLDER_PREFIX) :].split("-", 1)[0]
         if folder.is_dir() and not (pid_text.isdigit() and _process_alive(int(pid_text))):
             stale.append(folder)
     return stale

@@ -92,6 +92,8 @@ def export_sample(
     if motion.frozen:
         log.warning(
             "sample %s looks frozen: mean difference between consecutive frames %.3f is below %.3f (0..255 scale)",
-            path, motion.mean_frame_difference, motion.threshold,
+            path,
+            motion.mean_frame_difference,
+            motion.threshold,
         )
     return ExportedSample(path=path, sidecar=sidecar, motion=motion, record=full)

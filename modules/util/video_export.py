@@ -39,8 +39,10 @@ def find_ffmpeg() -> str:
         candidate = imageio_ffmpeg.get_ffmpeg_exe()
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-        reasons.append(f"imageio-ffmpeg named {candidate!r}, which is not an executable file"
-                       + (" (set by IMAGEIO_FFMPEG_EXE)" if os.environ.get("IMAGEIO_FFMPEG_EXE") else ""))
+        reasons.append(
+            f"imageio-ffmpeg named {candidate!r}, which is not an executable file"
+            + (" (set by IMAGEIO_FFMPEG_EXE)" if os.environ.get("IMAGEIO_FFMPEG_EXE") else "")
+        )
     except ImportError:
         reasons.append("imageio-ffmpeg is not installed")
     except RuntimeError as error:  # imageio-ffmpeg found no binary of its own
@@ -63,8 +65,10 @@ def _ffmpeg_report(ffmpeg: str) -> tuple[str, str]:
         version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, timeout=30)
         encoders = subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise VideoExportError(f"Cannot run {ffmpeg} ({error}). Fix: `pip install imageio-ffmpeg`, or point "
-                               "IMAGEIO_FFMPEG_EXE / PATH at a working ffmpeg.") from None
+        raise VideoExportError(
+            f"Cannot run {ffmpeg} ({error}). Fix: `pip install imageio-ffmpeg`, or point "
+            "IMAGEIO_FFMPEG_EXE / PATH at a working ffmpeg."
+        ) from None
     lines = version.stdout.strip().splitlines()
     return (lines[0] if lines else "ffmpeg (unknown version)"), encoders.stdout
 
@@ -104,7 +108,9 @@ def as_uint8_frames(frames: np.ndarray | torch.Tensor) -> np.ndarray:
         frames = frames.detach().cpu().numpy()
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
-        raise TypeError(f"frames must be uint8 (0..255), got {frames.dtype}; convert with (x * 255).round().clip(0, 255)")
+        raise TypeError(
+            f"frames must be uint8 (0..255), got {frames.dtype}; convert with (x * 255).round().clip(0, 255)"
+        )
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
         raise ValueError(f"frames must have shape (frames, height, width, 3), got {frames.shape}")
     return np.ascontiguousarray(frames)
@@ -142,9 +148,24 @@ def write_video(
     ffmpeg = find_ffmpeg()  # before any file is created: a missing encoder leaves nothing behind
     with atomic_path(path) as tmp:
         command = [
-            ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
-            *pad, *codec, str(tmp),
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            str(fps),
+            "-i",
+            "-",
+            *pad,
+            *codec,
+            str(tmp),
         ]
         result = subprocess.run(command, input=frames.tobytes(), capture_output=True)
         if result.returncode != 0:

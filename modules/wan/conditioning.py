@@ -20,7 +20,9 @@ def i2v_condition_pixels(first_frame: torch.Tensor, frames: int) -> torch.Tensor
     return torch.cat([image, zeros], dim=2)
 
 
-def i2v_mask(batch_size: int, frames: int, latent_height: int, latent_width: int, temporal_stride: int = 4) -> torch.Tensor:
+def i2v_mask(
+    batch_size: int, frames: int, latent_height: int, latent_width: int, temporal_stride: int = 4
+) -> torch.Tensor:
     """I2V-A14B: the 4-channel mask that marks the first latent frame as given.
 
     Built at pixel-frame resolution and folded by the VAE's temporal stride, as the pipeline does,
@@ -34,7 +36,9 @@ def i2v_mask(batch_size: int, frames: int, latent_height: int, latent_width: int
     return mask.transpose(1, 2)
 
 
-def i2v_transformer_input(noisy: torch.Tensor, condition_latents: torch.Tensor, frames: int, temporal_stride: int = 4) -> torch.Tensor:
+def i2v_transformer_input(
+    noisy: torch.Tensor, condition_latents: torch.Tensor, frames: int, temporal_stride: int = 4
+) -> torch.Tensor:
     """I2V-A14B transformer input: concat(noisy 16, mask 4, normalised condition latents 16) = 36 channels."""
     batch, _, _, height, width = noisy.shape
     mask = i2v_mask(batch, frames, height, width, temporal_stride).to(noisy.device, noisy.dtype)

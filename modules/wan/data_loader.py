@@ -63,10 +63,14 @@ class WanBaseDataLoader(BaseDataLoader):
         model.encoders_to(device)
         try:
             self.samples = build_cached_dataset(
-                [_concept(c) for c in data.concepts], settings, self.cache, encode_video, encode_text,
+                [_concept(c) for c in data.concepts],
+                settings,
+                self.cache,
+                encode_video,
+                encode_text,
                 video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}",
                 text_identity=f"{model.text_encoder_identity}:{model.text_encoder.dtype}:max_length={model.text_max_length}"
-                              + embeddings_key,
+                + embeddings_key,
                 report=self.report,
             )
         finally:
@@ -75,7 +79,10 @@ class WanBaseDataLoader(BaseDataLoader):
             log.warning(self.report.summary())
         log.info(
             "cache: %d training windows; %d latents and %d captions encoded now, the rest reused from %s",
-            len(self.samples), self.stats.videos_encoded, self.stats.texts_encoded, cache_dir,
+            len(self.samples),
+            self.stats.videos_encoded,
+            self.stats.texts_encoded,
+            cache_dir,
         )
         if not self.samples:
             from modules.config.validation import ConfigError

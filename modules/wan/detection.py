@@ -33,7 +33,9 @@ def read_json(path: Path) -> dict[str, Any] | None:
             "Fix: re-download or restore this file."
         ) from error
     if not isinstance(data, dict):
-        raise ModelLoadError(f"{path}: expected a JSON object, found {type(data).__name__}. Fix: re-download this file.")
+        raise ModelLoadError(
+            f"{path}: expected a JSON object, found {type(data).__name__}. Fix: re-download this file."
+        )
     return data
 
 
@@ -58,25 +60,35 @@ def describe_model_folder(path: Path | str) -> dict[str, Any]:
         return found
     found["pipeline"] = model_index.get("_class_name")
     found["components"] = {
-        k: _listed(model_index, k) for k, v in sorted(model_index.items()) if not k.startswith("_") and isinstance(v, list)
+        k: _listed(model_index, k)
+        for k, v in sorted(model_index.items())
+        if not k.startswith("_") and isinstance(v, list)
     }
     found["boundary_ratio"] = model_index.get("boundary_ratio")
     found["expand_timesteps"] = model_index.get("expand_timesteps")
     for part in ("transformer", "transformer_2"):
         config = read_json(path / part / "config.json")
-        found[part] = None if config is None else {
-            "class": config.get("_class_name"),
-            "in_channels": config.get("in_channels"),
-            "out_channels": config.get("out_channels"),
-            "image_dim": config.get("image_dim"),
-        }
+        found[part] = (
+            None
+            if config is None
+            else {
+                "class": config.get("_class_name"),
+                "in_channels": config.get("in_channels"),
+                "out_channels": config.get("out_channels"),
+                "image_dim": config.get("image_dim"),
+            }
+        )
     vae = read_json(path / "vae" / "config.json")
-    found["vae"] = None if vae is None else {
-        "class": vae.get("_class_name"),
-        "z_dim": vae.get("z_dim"),
-        "is_residual": vae.get("is_residual", False),
-        "patch_size": vae.get("patch_size"),
-    }
+    found["vae"] = (
+        None
+        if vae is None
+        else {
+            "class": vae.get("_class_name"),
+            "z_dim": vae.get("z_dim"),
+            "is_residual": vae.get("is_residual", False),
+            "patch_size": vae.get("patch_size"),
+        }
+    )
     return found
 
 
@@ -130,48 +142,96 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
             "Fix: set model.variant to one of those."
         )
     if not found["exists"]:
-        raise _fail(path, "the model folder does not exist", found, "a diffusers folder of a WAN 2.2 model",
-                    f"check the path, or give a hub id ({_REPOS})")
+        raise _fail(
+            path,
+            "the model folder does not exist",
+            found,
+            "a diffusers folder of a WAN 2.2 model",
+            f"check the path, or give a hub id ({_REPOS})",
+        )
     if not found["is_dir"]:
-        raise _fail(path, "this is a single file, not a diffusers folder", found,
-                    "a diffusers folder (model_index.json plus transformer/, vae/, text_encoder/, tokenizer/, scheduler/)",
-                    f"point to the folder of a diffusers repo such as {TI2V_5B.real_repo_id}; single-file checkpoints are not supported")
+        raise _fail(
+            path,
+            "this is a single file, not a diffusers folder",
+            found,
+            "a diffusers folder (model_index.json plus transformer/, vae/, text_encoder/, tokenizer/, scheduler/)",
+            f"point to the folder of a diffusers repo such as {TI2V_5B.real_repo_id}; single-file checkpoints are not supported",
+        )
     if not found["has_model_index"]:
-        raise _fail(path, "not a diffusers model folder (no model_index.json)", found,
-                    "model_index.json plus transformer/, vae/, text_encoder/, tokenizer/, scheduler/",
-                    _nested_hint(path) or f"download a diffusers repo ({_REPOS}) or point to the folder that holds model_index.json")
+        raise _fail(
+            path,
+            "not a diffusers model folder (no model_index.json)",
+            found,
+            "model_index.json plus transformer/, vae/, text_encoder/, tokenizer/, scheduler/",
+            _nested_hint(path)
+            or f"download a diffusers repo ({_REPOS}) or point to the folder that holds model_index.json",
+        )
 
     pipeline = found["pipeline"]
     listed = found["components"]
     transformer = found["transformer"]
     # Other families first: their structure means nothing to the WAN rules below.
     if not (isinstance(pipeline, str) and pipeline.startswith("Wan")):
-        raise _fail(path, f"this is not a WAN model (pipeline {pipeline})", found,
-                    f"a WAN 2.2 pipeline ({' or '.join(WAN22_PIPELINES)})", f"use a WAN 2.2 diffusers folder ({_REPOS})")
+        raise _fail(
+            path,
+            f"this is not a WAN model (pipeline {pipeline})",
+            found,
+            f"a WAN 2.2 pipeline ({' or '.join(WAN22_PIPELINES)})",
+            f"use a WAN 2.2 diffusers folder ({_REPOS})",
+        )
     if pipeline not in WAN22_PIPELINES:
-        raise _fail(path, f"{pipeline} is a WAN pipeline this trainer does not support", found,
-                    f"{' or '.join(WAN22_PIPELINES)}", f"use a WAN 2.2 T2V, I2V or TI2V diffusers folder ({_REPOS})")
+        raise _fail(
+            path,
+            f"{pipeline} is a WAN pipeline this trainer does not support",
+            found,
+            f"{' or '.join(WAN22_PIPELINES)}",
+            f"use a WAN 2.2 T2V, I2V or TI2V diffusers folder ({_REPOS})",
+        )
     if transformer is None:
-        raise _fail(path, "transformer/config.json is missing", found, f"transformer/ with a {TRANSFORMER_CLASS} config",
-                    "re-download the transformer/ folder of this model")
+        raise _fail(
+            path,
+            "transformer/config.json is missing",
+            found,
+            f"transformer/ with a {TRANSFORMER_CLASS} config",
+            "re-download the transformer/ folder of this model",
+        )
     for part in ("transformer", "transformer_2"):
         info = found[part]
         classes = {listed.get(part), None if info is None else info["class"]} - {None}
         if classes - {TRANSFORMER_CLASS}:
-            raise _fail(path, f"{part} is {', '.join(sorted(classes - {TRANSFORMER_CLASS}))}, not a WAN 2.2 transformer", found,
-                        f"{TRANSFORMER_CLASS}", f"use a WAN 2.2 diffusers folder ({_REPOS}); VACE/Animate models are not supported")
+            raise _fail(
+                path,
+                f"{part} is {', '.join(sorted(classes - {TRANSFORMER_CLASS}))}, not a WAN 2.2 transformer",
+                found,
+                f"{TRANSFORMER_CLASS}",
+                f"use a WAN 2.2 diffusers folder ({_REPOS}); VACE/Animate models are not supported",
+            )
     if found["vae"] is None:
-        raise _fail(path, "vae/config.json is missing", found, f"vae/ with an {VAE_CLASS} config",
-                    "copy vae/ from the diffusers repo of this model")
+        raise _fail(
+            path,
+            "vae/config.json is missing",
+            found,
+            f"vae/ with an {VAE_CLASS} config",
+            "copy vae/ from the diffusers repo of this model",
+        )
     if found["vae"]["class"] != VAE_CLASS:
-        raise _fail(path, f"vae is {found['vae']['class']}, not the WAN VAE", found, VAE_CLASS,
-                    "copy vae/ from the diffusers repo of this model")
+        raise _fail(
+            path,
+            f"vae is {found['vae']['class']}, not the WAN VAE",
+            found,
+            VAE_CLASS,
+            "copy vae/ from the diffusers repo of this model",
+        )
 
     variant = _structure(path, found)
     if expected_variant not in (None, "auto") and expected_variant != variant.name:
-        raise _fail(path, f"the folder holds {variant.name}, but the config asks for {expected_variant}", found,
-                    f"a folder holding {expected_variant} ({VARIANTS[expected_variant].real_repo_id})",
-                    f"set model.variant to 'auto' or '{variant.name}', or point model.base_path to a {expected_variant} folder")
+        raise _fail(
+            path,
+            f"the folder holds {variant.name}, but the config asks for {expected_variant}",
+            found,
+            f"a folder holding {expected_variant} ({VARIANTS[expected_variant].real_repo_id})",
+            f"set model.variant to 'auto' or '{variant.name}', or point model.base_path to a {expected_variant} folder",
+        )
     return variant
 
 
@@ -185,77 +245,155 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
     t2_listed = found["components"].get("transformer_2") is not None
     t2_on_disk = (path / "transformer_2").is_dir()
     boundary = found["boundary_ratio"]
-    wan21_fix = f"WAN 2.2 is needed: download {T2V_A14B.real_repo_id}, {I2V_A14B.real_repo_id} or {TI2V_5B.real_repo_id}"
+    wan21_fix = (
+        f"WAN 2.2 is needed: download {T2V_A14B.real_repo_id}, {I2V_A14B.real_repo_id} or {TI2V_5B.real_repo_id}"
+    )
 
     # WAN 2.1 I2V/FLF2V condition on CLIP image features; WAN 2.2 does not.
     if found["components"].get("image_encoder") is not None or t1.get("image_dim") is not None:
-        raise _fail(path, "this is a WAN 2.1 model (it has a CLIP image_encoder / transformer image_dim)", found,
-                    "a WAN 2.2 model (no image encoder)", wan21_fix)
+        raise _fail(
+            path,
+            "this is a WAN 2.1 model (it has a CLIP image_encoder / transformer image_dim)",
+            found,
+            "a WAN 2.2 model (no image encoder)",
+            wan21_fix,
+        )
 
     if in_ch == TI2V_5B.transformer_in_channels:
         variant = TI2V_5B
         if t2_listed or t2_on_disk or boundary is not None:
-            raise _fail(path, "a TI2V-5B transformer (48 channels) next to a second expert / boundary_ratio", found,
-                        "TI2V-5B has one transformer and boundary_ratio null",
-                        "remove transformer_2 and boundary_ratio, or use an A14B folder")
+            raise _fail(
+                path,
+                "a TI2V-5B transformer (48 channels) next to a second expert / boundary_ratio",
+                found,
+                "TI2V-5B has one transformer and boundary_ratio null",
+                "remove transformer_2 and boundary_ratio, or use an A14B folder",
+            )
         if pipeline != "WanPipeline":
-            raise _fail(path, f"TI2V-5B transformer in a {pipeline} folder", found, "pipeline WanPipeline for TI2V-5B",
-                        f"set _class_name to WanPipeline in model_index.json or re-download {TI2V_5B.real_repo_id}")
+            raise _fail(
+                path,
+                f"TI2V-5B transformer in a {pipeline} folder",
+                found,
+                "pipeline WanPipeline for TI2V-5B",
+                f"set _class_name to WanPipeline in model_index.json or re-download {TI2V_5B.real_repo_id}",
+            )
         if found["expand_timesteps"] is not True:
-            raise _fail(path, "TI2V-5B folder with expand_timesteps not true", found,
-                        "expand_timesteps: true (one timestep per latent token)",
-                        f"set \"expand_timesteps\": true in model_index.json or re-download {TI2V_5B.real_repo_id}")
+            raise _fail(
+                path,
+                "TI2V-5B folder with expand_timesteps not true",
+                found,
+                "expand_timesteps: true (one timestep per latent token)",
+                f"set \"expand_timesteps\": true in model_index.json or re-download {TI2V_5B.real_repo_id}",
+            )
     elif in_ch in (T2V_A14B.transformer_in_channels, I2V_A14B.transformer_in_channels):
         if not (t2_listed or t2_on_disk or boundary is not None):
             kind = "T2V" if in_ch == 16 else "I2V"
-            raise _fail(path, f"this is a WAN 2.1 {kind} model (a single {in_ch}-channel transformer, no transformer_2, "
-                        "no boundary_ratio)", found, "a WAN 2.2 model", wan21_fix)
+            raise _fail(
+                path,
+                f"this is a WAN 2.1 {kind} model (a single {in_ch}-channel transformer, no transformer_2, "
+                "no boundary_ratio)",
+                found,
+                "a WAN 2.2 model",
+                wan21_fix,
+            )
         variant = I2V_A14B if in_ch == I2V_A14B.transformer_in_channels else T2V_A14B
         wanted_pipeline = "WanImageToVideoPipeline" if variant is I2V_A14B else "WanPipeline"
         if pipeline != wanted_pipeline:
-            which = "an I2V transformer (36 in-channels)" if variant is I2V_A14B else "a T2V transformer (16 in-channels)"
+            which = (
+                "an I2V transformer (36 in-channels)" if variant is I2V_A14B else "a T2V transformer (16 in-channels)"
+            )
             folder_kind = T2V_A14B if pipeline == "WanPipeline" else I2V_A14B
-            raise _fail(path, f"mismatched parts: {which} in a {pipeline} ({WAN22_PIPELINES[pipeline]}) folder", found,
-                        f"{wanted_pipeline} for a {variant.transformer_in_channels}-channel transformer, "
-                        f"or a {folder_kind.transformer_in_channels}-channel transformer in {pipeline}",
-                        f"take transformer/ and transformer_2/ from {folder_kind.real_repo_id}, "
-                        f"or use the whole {variant.real_repo_id} folder")
+            raise _fail(
+                path,
+                f"mismatched parts: {which} in a {pipeline} ({WAN22_PIPELINES[pipeline]}) folder",
+                found,
+                f"{wanted_pipeline} for a {variant.transformer_in_channels}-channel transformer, "
+                f"or a {folder_kind.transformer_in_channels}-channel transformer in {pipeline}",
+                f"take transformer/ and transformer_2/ from {folder_kind.real_repo_id}, "
+                f"or use the whole {variant.real_repo_id} folder",
+            )
         if not t2_on_disk or t2 is None:
             why = "model_index.json lists transformer_2" if t2_listed else f"boundary_ratio is {boundary}"
-            raise _fail(path, f"the transformer_2 folder (low-noise expert) is missing though {why}", found,
-                        f"transformer_2/ with config.json and weights ({variant.name} has two experts)",
-                        f"download transformer_2/ of {variant.real_repo_id} into this folder")
+            raise _fail(
+                path,
+                f"the transformer_2 folder (low-noise expert) is missing though {why}",
+                found,
+                f"transformer_2/ with config.json and weights ({variant.name} has two experts)",
+                f"download transformer_2/ of {variant.real_repo_id} into this folder",
+            )
         if not t2_listed:
-            raise _fail(path, "transformer_2/ is on disk but model_index.json does not list it", found,
-                        "\"transformer_2\": [\"diffusers\", \"WanTransformer3DModel\"] in model_index.json",
-                        f"add that entry to model_index.json or re-download {variant.real_repo_id}")
+            raise _fail(
+                path,
+                "transformer_2/ is on disk but model_index.json does not list it",
+                found,
+                "\"transformer_2\": [\"diffusers\", \"WanTransformer3DModel\"] in model_index.json",
+                f"add that entry to model_index.json or re-download {variant.real_repo_id}",
+            )
         if (t2["in_channels"], t2["out_channels"]) != (in_ch, out_ch):
-            raise _fail(path, "mismatched parts: transformer and transformer_2 have different channels "
-                        f"({in_ch}/{out_ch} vs {t2['in_channels']}/{t2['out_channels']})", found,
-                        "both experts of the same model", f"take transformer/ and transformer_2/ from {variant.real_repo_id}")
+            raise _fail(
+                path,
+                "mismatched parts: transformer and transformer_2 have different channels "
+                f"({in_ch}/{out_ch} vs {t2['in_channels']}/{t2['out_channels']})",
+                found,
+                "both experts of the same model",
+                f"take transformer/ and transformer_2/ from {variant.real_repo_id}",
+            )
         if boundary is None:
-            raise _fail(path, "two experts but no boundary_ratio", found, f"boundary_ratio {variant.boundary_ratio} for {variant.name}",
-                        f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json")
+            raise _fail(
+                path,
+                "two experts but no boundary_ratio",
+                found,
+                f"boundary_ratio {variant.boundary_ratio} for {variant.name}",
+                f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
+            )
         if boundary != variant.boundary_ratio:
             # A reused T2V boundary (0.875) on I2V is a known mistake of other trainers: refuse it.
-            raise _fail(path, f"boundary_ratio {boundary} is not the {variant.name} value", found,
-                        f"boundary_ratio {variant.boundary_ratio}",
-                        f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json")
+            raise _fail(
+                path,
+                f"boundary_ratio {boundary} is not the {variant.name} value",
+                found,
+                f"boundary_ratio {variant.boundary_ratio}",
+                f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
+            )
         if found["expand_timesteps"]:
-            raise _fail(path, f"expand_timesteps is true in a {variant.name} folder", found,
-                        "expand_timesteps false (it is a TI2V-5B feature)", "set \"expand_timesteps\": false in model_index.json")
+            raise _fail(
+                path,
+                f"expand_timesteps is true in a {variant.name} folder",
+                found,
+                "expand_timesteps false (it is a TI2V-5B feature)",
+                "set \"expand_timesteps\": false in model_index.json",
+            )
     else:
-        raise _fail(path, f"transformer in_channels {in_ch} fits no WAN 2.2 model", found,
-                    "in_channels 48 (TI2V-5B), 16 (T2V-A14B) or 36 (I2V-A14B)", f"use a WAN 2.2 diffusers folder ({_REPOS})")
+        raise _fail(
+            path,
+            f"transformer in_channels {in_ch} fits no WAN 2.2 model",
+            found,
+            "in_channels 48 (TI2V-5B), 16 (T2V-A14B) or 36 (I2V-A14B)",
+            f"use a WAN 2.2 diffusers folder ({_REPOS})",
+        )
 
     if out_ch != variant.transformer_out_channels:
-        raise _fail(path, f"transformer out_channels {out_ch} does not fit {variant.name}", found,
-                    f"out_channels {variant.transformer_out_channels}", f"re-download transformer/ of {variant.real_repo_id}")
+        raise _fail(
+            path,
+            f"transformer out_channels {out_ch} does not fit {variant.name}",
+            found,
+            f"out_channels {variant.transformer_out_channels}",
+            f"re-download transformer/ of {variant.real_repo_id}",
+        )
     wan22_vae = variant.latent_channels == 48
     vae_patch = vae["patch_size"] or 1
-    if vae["z_dim"] != variant.latent_channels or bool(vae["is_residual"]) != wan22_vae or (vae_patch == 2) != wan22_vae:
+    if (
+        vae["z_dim"] != variant.latent_channels
+        or bool(vae["is_residual"]) != wan22_vae
+        or (vae_patch == 2) != wan22_vae
+    ):
         vae_name = "the Wan2.2 VAE (z_dim 48, is_residual, patch_size 2)" if wan22_vae else "the Wan2.1 VAE (z_dim 16)"
-        raise _fail(path, f"mismatched parts: the VAE (z_dim {vae['z_dim']}) does not fit the {variant.name} transformer "
-                    f"({in_ch} in-channels)", found, f"{vae_name} for {variant.name}",
-                    f"copy vae/ from {variant.real_repo_id}")
+        raise _fail(
+            path,
+            f"mismatched parts: the VAE (z_dim {vae['z_dim']}) does not fit the {variant.name} transformer "
+            f"({in_ch} in-channels)",
+            found,
+            f"{vae_name} for {variant.name}",
+            f"copy vae/ from {variant.real_repo_id}",
+        )
     return variant

@@ -25,7 +25,11 @@ from safetensors import safe_open
 from modules.util.atomic import save_safetensors_atomic
 
 VECTORS_KEY = "umt5"
-PLACEHOLDER_KEY, NUM_VECTORS_KEY, FORMAT_KEY = "wan.embedding_placeholder", "wan.embedding_num_vectors", "wan.embedding_format"
+PLACEHOLDER_KEY, NUM_VECTORS_KEY, FORMAT_KEY = (
+    "wan.embedding_placeholder",
+    "wan.embedding_num_vectors",
+    "wan.embedding_format",
+)
 FORMAT_VERSION = "1"
 SAVE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -48,13 +52,23 @@ def token_names(placeholder: str, num_vectors: int) -> list[str]:
 
 
 # ---- files -------------------------------------------------------------------------------------------
-def save_embedding_file(path: str | Path, placeholder: str, vectors: torch.Tensor, metadata: dict[str, str] | None = None,
-                        dtype: str = "float32") -> Path:
+def save_embedding_file(
+    path: str | Path,
+    placeholder: str,
+    vectors: torch.Tensor,
+    metadata: dict[str, str] | None = None,
+    dtype: str = "float32",
+) -> Path:
     if dtype not in SAVE_DTYPES:
         raise EmbeddingError(f"dtype {dtype!r} is unknown; choose one of {', '.join(SAVE_DTYPES)}")
-    file_metadata = {**(metadata or {}), "format": "pt", PLACEHOLDER_KEY: placeholder,
-                     NUM_VECTORS_KEY: str(vectors.shape[0]), FORMAT_KEY: FORMAT_VERSION,
-                     "wan.embedding_tokens": json.dumps(token_names(placeholder, vectors.shape[0]))}
+    file_metadata = {
+        **(metadata or {}),
+        "format": "pt",
+        PLACEHOLDER_KEY: placeholder,
+        NUM_VECTORS_KEY: str(vectors.shape[0]),
+        FORMAT_KEY: FORMAT_VERSION,
+        "wan.embedding_tokens": json.dumps(token_names(placeholder, vectors.shape[0])),
+    }
     return save_safetensors_atomic({VECTORS_KEY: vectors.detach().to("cpu", SAVE_DTYPES[dtype])}, path, file_metadata)
 
 
@@ -62,7 +76,9 @@ def read_embedding_file(path: str | Path) -> tuple[str, torch.Tensor, dict[str, 
     """(placeholder, float32 vectors of shape (num_vectors, dim), metadata)."""
     path = Path(path)
     if not path.is_file():
-        raise EmbeddingError(f"{path}: no such embedding file. Fix: check embedding.continue_from / embedding.frozen_embeddings")
+        raise EmbeddingError(
+            f"{path}: no such embedding file. Fix: check embedding.continue_from / embedding.frozen_embeddings"
+        )
     try:
         with safe_open(str(path), framework="pt") as file:
             metadata = dict(file.metadata() or {})

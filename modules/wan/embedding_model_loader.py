@@ -21,7 +21,12 @@ class WanModelWithEmbeddingsLoader(WanModelLoader):
         settings = config.embedding
         for path in settings.frozen_embeddings:
             embedding = load_embedding(model, path)
-            log.info("embedding %s loaded (frozen, %d vectors) from %s", embedding.placeholder, len(embedding.token_ids), path)
+            log.info(
+                "embedding %s loaded (frozen, %d vectors) from %s",
+                embedding.placeholder,
+                len(embedding.token_ids),
+                path,
+            )
         if config.training_method == "embedding":
             if settings.continue_from:
                 placeholder, vectors, _ = read_embedding_file(settings.continue_from)

@@ -26,8 +26,10 @@ log = logging.getLogger("wan_trainer")
 def trained_embedding(model: WanModel) -> LoadedEmbedding:
     found = [e for e in loaded_embeddings(model).values() if e.trainable]
     if len(found) != 1:
-        raise ConfigError("training_method 'embedding' needs the model loaded by WanModelWithEmbeddingsLoader "
-                          "(modules/registry.py), which adds the trained embedding")
+        raise ConfigError(
+            "training_method 'embedding' needs the model loaded by WanModelWithEmbeddingsLoader "
+            "(modules/registry.py), which adds the trained embedding"
+        )
     return found[0]
 
 
@@ -50,8 +52,16 @@ class WanEmbeddingSetup(WanLoRASetup):
         model.text_encoder.to(device)  # the text encoder runs in every step of embedding training
         self.vectors.data = self.vectors.data.to(device)
 
-    def predict(self, model: WanModel, batch: dict, config, progress: TrainProgress, generator: torch.Generator,
-                deterministic_timesteps: torch.Tensor | None = None, expert: str | None = None) -> dict[str, torch.Tensor]:
+    def predict(
+        self,
+        model: WanModel,
+        batch: dict,
+        config,
+        progress: TrainProgress,
+        generator: torch.Generator,
+        deterministic_timesteps: torch.Tensor | None = None,
+        expert: str | None = None,
+    ) -> dict[str, torch.Tensor]:
         self.write_back(model)
         model.text_encoder.to(self.device)  # sampling between steps moves the encoders back to the CPU
         captions = batch.get("captions") or []
@@ -65,8 +75,10 @@ class WanEmbeddingSetup(WanLoRASetup):
                 rows[i] = torch.cat([embeds, embeds.new_zeros(cached.shape[1] - embeds.shape[0], embeds.shape[1])])
             batch = {**batch, "text_embeds": torch.stack(rows)}
         elif not self.warned_unused:
-            log.warning("a batch without the placeholder %r in its captions: it cannot train the embedding",
-                        self.embedding.placeholder)
+            log.warning(
+                "a batch without the placeholder %r in its captions: it cannot train the embedding",
+                self.embedding.placeholder,
+            )
             self.warned_unused = True
         return super().predict(model, batch, config, progress, generator, deterministic_timesteps, expert)
 

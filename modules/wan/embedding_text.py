@@ -13,7 +13,9 @@ from modules.wan.embedding_loader import LoadedEmbedding, expand_prompt, input_e
 from modules.wan.model import trim_to_tokens
 
 
-def encode_text_with_vectors(model, prompts: list[str], embedding: LoadedEmbedding, vectors: torch.Tensor) -> list[torch.Tensor]:
+def encode_text_with_vectors(
+    model, prompts: list[str], embedding: LoadedEmbedding, vectors: torch.Tensor
+) -> list[torch.Tensor]:
     """UMT5 hidden states of each prompt trimmed to its real tokens (float32, on the text encoder's device)."""
     ids, mask = model.tokenize([expand_prompt(model, p) for p in prompts])
     embeds = input_embeddings(model)(ids)

@@ -42,8 +42,12 @@ def high_noise_share(training, experts_config, boundary: float) -> float:
     if experts_config.high_noise_step_ratio is not None:
         return experts_config.high_noise_step_ratio
     below = sigma_cdf(
-        boundary, distribution=training.timestep_distribution, shift=training.flow_shift,
-        logit_mean=training.logit_mean, logit_std=training.logit_std, sigmoid_scale=training.sigmoid_scale,
+        boundary,
+        distribution=training.timestep_distribution,
+        shift=training.flow_shift,
+        logit_mean=training.logit_mean,
+        logit_std=training.logit_std,
+        sigmoid_scale=training.sigmoid_scale,
     )
     return 1.0 - below
 

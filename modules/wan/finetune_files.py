@@ -39,7 +39,9 @@ def save_dtype(name: str | torch.dtype) -> torch.dtype:
 
 
 def _cast(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu() for k, v in state_dict.items()}
+    return {
+        k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu() for k, v in state_dict.items()
+    }
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -52,7 +54,9 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 # ---- single file ---------------------------------------------------------------------------------------
 def save_single_file(
-    state_dict: dict[str, torch.Tensor], path: str | Path, dtype: str | torch.dtype = "bfloat16",
+    state_dict: dict[str, torch.Tensor],
+    path: str | Path,
+    dtype: str | torch.dtype = "bfloat16",
     metadata: dict[str, str] | None = None,
 ) -> Path:
     """Write a transformer state dict (diffusers names) as one file with the original WAN names."""
@@ -84,7 +88,9 @@ def read_transformer_folder(folder: str | Path) -> tuple[dict[str, torch.Tensor]
     return state_dict, json.loads(config_path.read_text(encoding="utf-8"))
 
 
-def write_transformer_folder(state_dict: dict[str, torch.Tensor], config: dict, folder: Path, dtype: str | torch.dtype) -> None:
+def write_transformer_folder(
+    state_dict: dict[str, torch.Tensor], config: dict, folder: Path, dtype: str | torch.dtype
+) -> None:
     """Fill `folder` (already existing, e.g. inside an atomic_folder) with config.json and one weights file."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -99,8 +105,12 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def write_model_folder(base: Path, destination: Path, transformers: dict[str, tuple[dict[str, torch.Tensor], dict]],
-                       dtype: str | torch.dtype) -> Path:
+def write_model_folder(
+    base: Path,
+    destination: Path,
+    transformers: dict[str, tuple[dict[str, torch.Tensor], dict]],
+    dtype: str | torch.dtype,
+) -> Path:
     """`destination` := the base folder with each `transformers[subfolder] = (state_dict, config)` replaced.
 
     An existing destination is replaced only after the new folder is complete, so a crash leaves the old one or

@@ -41,14 +41,18 @@ class WanFineTuneSaver(BaseModelSaver):
         dtype = config.output.save_dtype
         written: list[Path] = []
         if config.finetune.save_single_file:
-            metadata = {**_model_spec(model.variant.name), **training_metadata(config),
-                        "wan.finetune_block_filter": config.finetune.block_filter}
+            metadata = {
+                **_model_spec(model.variant.name),
+                **training_metadata(config),
+                "wan.finetune_block_filter": config.finetune.block_filter,
+            }
             for expert, path in expert_paths(destination, trained, model.variant.has_transformer_2).items():
                 metadata[EXPERT_KEY] = EXPERT_FILE_SUFFIX[expert] if model.variant.has_transformer_2 else "single"
                 written.append(save_single_file(getattr(model, expert).state_dict(), path, dtype, metadata))
         if config.finetune.save_diffusers:
             transformers = {
-                name: (getattr(model, name).state_dict(), json.loads(getattr(model, name).to_json_string())) for name in trained
+                name: (getattr(model, name).state_dict(), json.loads(getattr(model, name).to_json_string()))
+                for name in trained
             }
             written.append(write_model_folder(model.model_path, diffusers_folder_for(destination), transformers, dtype))
         return written

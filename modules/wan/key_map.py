@@ -100,7 +100,7 @@ def strip_original_prefix(key: str) -> str:
     """`model.diffusion_model.x` / `diffusion_model.x` -> `x` (other keys unchanged)."""
     for prefix in ORIGINAL_PREFIXES:
         if key.startswith(prefix):
-            return key[len(prefix):]
+            return key[len(prefix) :]
     return key
 
 

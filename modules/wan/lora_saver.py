@@ -164,8 +164,10 @@ def load_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
         )
     ranks = {down.shape[0] for down, _ in lora_modules(state_dict).values()}
     if len(ranks) != 1 or len(set(alphas)) > 1:
-        raise LoraFileError(f"{path}: modules differ in rank {sorted(ranks)} or alpha {sorted(set(alphas))}; "
-                            "one adapter needs one rank and one alpha")
+        raise LoraFileError(
+            f"{path}: modules differ in rank {sorted(ranks)} or alpha {sorted(set(alphas))}; "
+            "one adapter needs one rank and one alpha"
+        )
     rank = ranks.pop()
     metadata[RANK_KEY] = str(rank)
     metadata[ALPHA_KEY] = repr(float(alphas[0])) if alphas else repr(float(rank))  # no alpha: scale 1
@@ -190,7 +192,7 @@ def _read_comfyui(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
 def _read_diffusers(
     tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
-    state_dict = {k[len(DIFFUSERS_PREFIX):]: v.float() for k, v in tensors.items()}
+    state_dict = {k[len(DIFFUSERS_PREFIX) :]: v.float() for k, v in tensors.items()}
     lora_modules(state_dict)  # validates the keys
     adapter = json.loads(metadata.get(DIFFUSERS_ADAPTER_METADATA_KEY) or "{}")
     alpha = adapter.get(f"{DIFFUSERS_PREFIX}lora_alpha")
@@ -206,7 +208,9 @@ def expert_paths(destination: Path, experts: list[str], two_expert_model: bool =
     beside it, even when only one expert trained, so a file never leaves its expert in doubt."""
     if not two_expert_model:
         return {experts[0]: destination}
-    return {e: destination.with_name(f"{destination.stem}_{EXPERT_FILE_SUFFIX[e]}{destination.suffix}") for e in experts}
+    return {
+        e: destination.with_name(f"{destination.stem}_{EXPERT_FILE_SUFFIX[e]}{destination.suffix}") for e in experts
+    }
 
 
 def training_metadata(config) -> dict[str, str]:
@@ -242,14 +246,16 @@ class WanLoRASaver(BaseModelSaver):
         for expert, path in expert_paths(Path(destination), experts, model.variant.has_transformer_2).items():
             metadata = training_metadata(config)
             metadata["wan.expert"] = EXPERT_FILE_SUFFIX[expert] if model.variant.has_transformer_2 else "single"
-            written.append(save_lora_file(
-                lora_state_dict(getattr(model, expert)),
-                path,
-                format=config.output.lora_format,
-                rank=config.lora.rank,
-                alpha=config.lora.alpha,
-                metadata=metadata,
-                variant=model.variant.name,
-                dtype=config.output.save_dtype,
-            ))
+            written.append(
+                save_lora_file(
+                    lora_state_dict(getattr(model, expert)),
+                    path,
+                    format=config.output.lora_format,
+                    rank=config.lora.rank,
+                    alpha=config.lora.alpha,
+                    metadata=metadata,
+                    variant=model.variant.name,
+                    dtype=config.output.save_dtype,
+                )
+            )
         return written

@@ -22,7 +22,9 @@ class WanLoRASetup(BaseModelSetup):
         model.trained_experts = experts.trained_experts(model.variant, config.experts.train)
         self.boundary = experts.boundary_ratio(model.variant, config.experts)
         self.high_share = (
-            experts.high_noise_share(config.training, config.experts, self.boundary) if self.boundary is not None else 1.0
+            experts.high_noise_share(config.training, config.experts, self.boundary)
+            if self.boundary is not None
+            else 1.0
         )
 
     def setup_model(self, model: WanModel, config) -> None:
@@ -53,7 +55,11 @@ class WanLoRASetup(BaseModelSetup):
             params = [p for p in getattr(model, name).parameters() if p.requires_grad and id(p) not in seen]
             seen.update(id(p) for p in params)
             if params:
-                lr = rates[name] if rates[name] is not None and model.variant.has_transformer_2 else config.training.learning_rate
+                lr = (
+                    rates[name]
+                    if rates[name] is not None and model.variant.has_transformer_2
+                    else config.training.learning_rate
+                )
                 groups.append({"params": params, "lr": lr, "name": name})
         return groups
 
@@ -79,8 +85,11 @@ class WanLoRASetup(BaseModelSetup):
 
     def expert_for(self, model: WanModel, config, progress: TrainProgress) -> str:
         return experts.expert_for_step(
-            progress.global_step, model.trained_experts, self.high_share,
-            config.experts.switch_every_steps, config.training.seed,
+            progress.global_step,
+            model.trained_experts,
+            self.high_share,
+            config.experts.switch_every_steps,
+            config.training.seed,
         )
 
     def predict(
@@ -114,7 +123,10 @@ class WanLoRASetup(BaseModelSetup):
             sigma = deterministic_timesteps.float()
         # Noise and the image-to-video draw come from the CPU generator: reproducible on any device.
         noise = torch.randn(latents.shape, generator=generator).to(device)
-        image_to_video = training.image_to_video_ratio > 0 and float(torch.rand(1, generator=generator)) < training.image_to_video_ratio
+        image_to_video = (
+            training.image_to_video_ratio > 0
+            and float(torch.rand(1, generator=generator)) < training.image_to_video_ratio
+        )
         sigma = sigma.to(device)
         t = sigma * 1000.0
         x_t = noisy_input(latents, noise, sigma)
@@ -159,7 +171,9 @@ class WanLoRASetup(BaseModelSetup):
         return (squared * mask).sum() / mask.sum().clamp(min=1)
 
     def trainable_state_dict(self, model: WanModel) -> dict[str, torch.Tensor]:
-        return {f"{name}.{k}": v for name in model.trained_experts for k, v in lora_state_dict(getattr(model, name)).items()}
+        return {
+            f"{name}.{k}": v for name in model.trained_experts for k, v in lora_state_dict(getattr(model, name)).items()
+        }
 
 
 def _share_lora_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:

@@ -43,7 +43,9 @@ def to_dtype(value: str | torch.dtype, what: str, choices: dict[str, torch.dtype
     if isinstance(value, torch.dtype):
         return value
     if value not in choices:
-        raise ModelLoadError(f"{what}: unknown dtype {value!r}. Expected one of {', '.join(choices)}. Fix: set {what} to one of those.")
+        raise ModelLoadError(
+            f"{what}: unknown dtype {value!r}. Expected one of {', '.join(choices)}. Fix: set {what} to one of those."
+        )
     return choices[value]
 
 
@@ -65,22 +67,38 @@ def resolve_model_path(model_path: str | Path, allow_download: bool = False, par
     local_only = offline or not allow_download
     try:
         if file_match:
-            return Path(hf_hub_download(file_match.group(1), file_match.group(2), cache_dir=cache_dir, local_files_only=local_only))
+            return Path(
+                hf_hub_download(
+                    file_match.group(1), file_match.group(2), cache_dir=cache_dir, local_files_only=local_only
+                )
+            )
         # Weights as safetensors only: never fetch pickle files we would refuse to load anyway.
         only = ["model_index.json", f"{part}/*"] if part else None
-        return Path(snapshot_download(text, cache_dir=cache_dir, local_files_only=local_only, allow_patterns=only,
-                                      ignore_patterns=[f"*{s}" for s in _PICKLE_SUFFIXES]))
+        return Path(
+            snapshot_download(
+                text,
+                cache_dir=cache_dir,
+                local_files_only=local_only,
+                allow_patterns=only,
+                ignore_patterns=[f"*{s}" for s in _PICKLE_SUFFIXES],
+            )
+        )
     except Exception as error:  # huggingface_hub raises several types (not cached, offline, unknown repo, HTTP)
         cached = f"no local {'file' if file_match else 'folder'} of that name and no copy in the local Hugging Face cache ({cache_dir})"
         if allow_download and offline:
-            found, fix = cached + "; downloads are allowed but HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE or download it first"
+            found, fix = (
+                cached + "; downloads are allowed but HF_HUB_OFFLINE is set",
+                "unset HF_HUB_OFFLINE or download it first",
+            )
         elif allow_download:
             found = f"the download failed ({type(error).__name__}: {error})"
             fix = "check the id, your network and HF token, or download it yourself (huggingface-cli download)"
         else:
             found = cached
-            fix = (f"download it first (huggingface-cli download {' '.join(file_match.groups()) if file_match else text}) "
-                   "or set model.allow_download (allow_download=True) to let the trainer download it")
+            fix = (
+                f"download it first (huggingface-cli download {' '.join(file_match.groups()) if file_match else text}) "
+                "or set model.allow_download (allow_download=True) to let the trainer download it"
+            )
         raise ModelLoadError(
             f"{text}: cannot resolve this hub id. Found: {found}. Expected: a local diffusers folder, a local file or a "
             f"cached hub snapshot. Fix: {fix}."
@@ -110,7 +128,11 @@ def _part_files(path: Path, subfolder: str, config_name: str = "config.json") ->
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-        found = f"only pickle weights ({', '.join(pickles)}), which are never loaded (they can run code)" if pickles else "no weight files"
+        found = (
+            f"only pickle weights ({', '.join(pickles)}), which are never loaded (they can run code)"
+            if pickles
+            else "no weight files"
+        )
         raise ModelLoadError(
             f"{folder}: the {subfolder} part has no .safetensors weights. Found: {found}. Expected: *.safetensors. "
             "Fix: download the safetensors version of this model (the Wan-AI diffusers repos have it)."
@@ -171,7 +193,9 @@ def source_identity(model_path: Path, variant: WanVariant, parts: list[str]) -> 
     Cheap by design: stat calls instead of hashing gigabytes; a re-download or edit changes it.
     """
     digest = hashlib.sha256(f"wan-2.2:{variant.name}".encode())
-    for name in ["model_index.json"] + [f"{part}/{f.name}" for part in parts for f in sorted((model_path / part).iterdir()) if f.is_file()]:
+    for name in ["model_index.json"] + [
+        f"{part}/{f.name}" for part in parts for f in sorted((model_path / part).iterdir()) if f.is_file()
+    ]:
         file = model_path / name
         stat = file.stat()
         digest.update(f"\0{name}\0{stat.st_size}".encode())
@@ -197,7 +221,9 @@ def _load_scheduler(path: Path) -> Any:
             "Fix: restore the scheduler/ folder of the Wan-AI diffusers repo."
         )
     cls = getattr(diffusers, name)
-    return _load_part(path, "scheduler", lambda: cls.from_pretrained(path, subfolder="scheduler", local_files_only=True))
+    return _load_part(
+        path, "scheduler", lambda: cls.from_pretrained(path, subfolder="scheduler", local_files_only=True)
+    )
 
 
 def load_wan_model(
@@ -222,9 +248,15 @@ def load_wan_model(
     `model_path`; then single_file_model.py assembles the model (docs/model_loading.md).
     """
     if not 1 <= text_max_length <= 512:
-        raise ModelLoadError(f"text_max_length {text_max_length}: expected 1..512 (UMT5 in WAN uses 512). Fix: set it in that range.")
-    part_paths = {"transformer": transformer_path, "transformer_2": transformer_2_path, "vae": vae_path,
-                  "text_encoder": text_encoder_path}
+        raise ModelLoadError(
+            f"text_max_length {text_max_length}: expected 1..512 (UMT5 in WAN uses 512). Fix: set it in that range."
+        )
+    part_paths = {
+        "transformer": transformer_path,
+        "transformer_2": transformer_2_path,
+        "vae": vae_path,
+        "text_encoder": text_encoder_path,
+    }
     if any(part_paths.values()) or model_path is None or Path(str(model_path)).is_file():
         from modules.wan.single_file_model import CONFIGS_DIR, load_wan_model_from_parts
 
@@ -236,9 +268,15 @@ def load_wan_model(
             )
         base = resolve_model_path(model_path, allow_download) if model_path else None
         return load_wan_model_from_parts(
-            base, part_paths, resolve=lambda p, part: resolve_model_path(p, allow_download, part),
-            transformer_dtype=transformer_dtype, text_encoder_dtype=text_encoder_dtype, vae_dtype=vae_dtype,
-            text_max_length=text_max_length, expected_variant=expected_variant, load_transformer_2=load_transformer_2,
+            base,
+            part_paths,
+            resolve=lambda p, part: resolve_model_path(p, allow_download, part),
+            transformer_dtype=transformer_dtype,
+            text_encoder_dtype=text_encoder_dtype,
+            vae_dtype=vae_dtype,
+            text_max_length=text_max_length,
+            expected_variant=expected_variant,
+            load_transformer_2=load_transformer_2,
             configs_dir=configs_dir or CONFIGS_DIR,
         )
     path = resolve_model_path(model_path, allow_download)
@@ -256,16 +294,23 @@ def load_wan_model(
     for part in ["text_encoder", "vae", *loaded_experts]:
         _part_files(path, part)
     if not (path / "tokenizer").is_dir():
-        raise ModelLoadError(f"{path / 'tokenizer'}: the tokenizer folder is missing. Expected: the UMT5 tokenizer files. "
-                             "Fix: copy tokenizer/ from a Wan-AI diffusers repo.")
+        raise ModelLoadError(
+            f"{path / 'tokenizer'}: the tokenizer folder is missing. Expected: the UMT5 tokenizer files. "
+            "Fix: copy tokenizer/ from a Wan-AI diffusers repo."
+        )
 
     # `dtype` (torch_dtype's new name in diffusers 0.42 and transformers 5) makes the libraries build each
     # model on the meta device and load the weights directly in that dtype: a bf16 load never holds an fp32 copy.
-    tokenizer = _load_part(path, "tokenizer", lambda: AutoTokenizer.from_pretrained(
-        path / "tokenizer", local_files_only=True, trust_remote_code=False))
+    tokenizer = _load_part(
+        path,
+        "tokenizer",
+        lambda: AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True, trust_remote_code=False),
+    )
     text_encoder = _load_weights(path, "text_encoder", UMT5EncoderModel, dtype=text_encoder_dtype)
     vae = _load_weights(path, "vae", AutoencoderKLWan, dtype=vae_dtype)
-    experts_ = {part: _load_weights(path, part, WanTransformer3DModel, dtype=transformer_dtype) for part in loaded_experts}
+    experts_ = {
+        part: _load_weights(path, part, WanTransformer3DModel, dtype=transformer_dtype) for part in loaded_experts
+    }
     scheduler = _load_scheduler(path)
 
     model = WanModel(
@@ -296,10 +341,15 @@ class WanModelLoader(BaseModelLoader):
 
         check_fp8_storage(config)  # also for configs built in code, which skip the file loader's checks
         m = config.model
-        parts = {name: getattr(m, f"{name}_path", "") or None for name in ("transformer", "transformer_2", "vae", "text_encoder")}
+        parts = {
+            name: getattr(m, f"{name}_path", "") or None
+            for name in ("transformer", "transformer_2", "vae", "text_encoder")
+        }
         if not m.base_path and not any(parts.values()):
-            raise ModelLoadError("model.base_path is empty. Expected: a WAN 2.2 diffusers folder or a hub id such as "
-                                 "Wan-AI/Wan2.2-TI2V-5B-Diffusers. Fix: set model.base_path.")
+            raise ModelLoadError(
+                "model.base_path is empty. Expected: a WAN 2.2 diffusers folder or a hub id such as "
+                "Wan-AI/Wan2.2-TI2V-5B-Diffusers. Fix: set model.base_path."
+            )
         return load_wan_model(
             m.base_path or None,
             **{f"{name}_path": value for name, value in parts.items()},

@@ -19,9 +19,18 @@ from modules.base.model_loader import ModelLoadError
 
 # safetensors dtype codes (the format's own names) -> torch dtypes.
 DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
 }
 # A real header is a few hundred KB; anything this large is not a safetensors header.
 _MAX_HEADER_BYTES = 100 << 20
@@ -65,11 +74,17 @@ def read_header(path: str | Path, what: str = "weights") -> SafetensorsHeader:
                 raise _broken(path, f"{size} bytes, too short for a safetensors header", what)
             length = int.from_bytes(head, "little")
             if length > min(size - 8, _MAX_HEADER_BYTES):
-                raise _broken(path, f"{size} bytes, but its first 8 bytes announce a {length}-byte header "
-                              "(truncated, or not a safetensors file)", what)
+                raise _broken(
+                    path,
+                    f"{size} bytes, but its first 8 bytes announce a {length}-byte header "
+                    "(truncated, or not a safetensors file)",
+                    what,
+                )
             raw = json.loads(f.read(length))
     except OSError as error:
-        raise ModelLoadError(f"{path}: cannot read the {what} file ({error}). Fix: check the path and its permissions.") from error
+        raise ModelLoadError(
+            f"{path}: cannot read the {what} file ({error}). Fix: check the path and its permissions."
+        ) from error
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise _broken(path, f"a header that is not JSON ({error})", what) from error
     if not isinstance(raw, dict):
@@ -84,8 +99,10 @@ def read_header(path: str | Path, what: str = "weights") -> SafetensorsHeader:
         except (KeyError, TypeError, ValueError) as error:
             raise _broken(path, f"a malformed header entry for {name!r} ({error})", what) from error
         if dtype not in DTYPES:
-            raise ModelLoadError(f"{path}: tensor {name!r} has dtype {dtype}, which this trainer cannot load. "
-                                 f"Expected one of {', '.join(DTYPES)}. Fix: convert the file to bf16/fp16 safetensors.")
+            raise ModelLoadError(
+                f"{path}: tensor {name!r} has dtype {dtype}, which this trainer cannot load. "
+                f"Expected one of {', '.join(DTYPES)}. Fix: convert the file to bf16/fp16 safetensors."
+            )
         if end - begin != math.prod(shape) * DTYPES[dtype].itemsize or begin < 0:
             raise _broken(path, f"tensor {name!r}: {end - begin} bytes for shape {list(shape)} {dtype}", what)
         tensors[name] = TensorInfo(dtype, shape, data_start + begin, data_start + end)

@@ -87,7 +87,9 @@ def _file_expert(path: Path) -> str | None:
 def resolve_lora_files(spec: LoraSpec, two_experts: bool) -> dict[str, Path]:
     """Which file goes into which expert (attribute names "transformer" / "transformer_2")."""
     if spec.expert not in LORA_EXPERT_CHOICES:
-        raise SampleError(f"LoRA {spec.path}: expert {spec.expert!r} is unknown; choose one of {', '.join(LORA_EXPERT_CHOICES)}")
+        raise SampleError(
+            f"LoRA {spec.path}: expert {spec.expert!r} is unknown; choose one of {', '.join(LORA_EXPERT_CHOICES)}"
+        )
     path = Path(spec.path)
     if not two_experts:
         if not path.is_file():
@@ -101,14 +103,19 @@ def resolve_lora_files(spec: LoraSpec, two_experts: bool) -> dict[str, Path]:
             log.info("LoRA %s names no expert; it is applied to both experts (set expert to choose one)", path)
             return {HIGH: path, LOW: path}
         return {expert: path}
-    pair = {e: path.with_name(f"{path.stem}_{suffix}{path.suffix or '.safetensors'}") for e, suffix in EXPERT_FILE_SUFFIX.items()}
+    pair = {
+        e: path.with_name(f"{path.stem}_{suffix}{path.suffix or '.safetensors'}")
+        for e, suffix in EXPERT_FILE_SUFFIX.items()
+    }
     found = {e: p for e, p in pair.items() if p.is_file()}
     if spec.expert != "auto":
         found = {e: p for e, p in found.items() if e in _EXPERTS_OF_CHOICE[spec.expert]}
     if not found:
         tried = ", ".join(str(p) for p in [path, *pair.values()])
-        raise SampleError(f"LoRA {path}: no such file. Tried: {tried}. Fix: give an existing LoRA file or the stem of a "
-                          "<stem>_high_noise/<stem>_low_noise pair")
+        raise SampleError(
+            f"LoRA {path}: no such file. Tried: {tried}. Fix: give an existing LoRA file or the stem of a "
+            "<stem>_high_noise/<stem>_low_noise pair"
+        )
     for expert in set(pair) - set(found):
         log.info("LoRA %s: no %s file; that expert samples without it", path, EXPERT_FILE_SUFFIX[expert])
     return found
@@ -131,8 +138,13 @@ def apply_loras(model: WanModel, specs: list[LoraSpec]) -> list[LoadedLora]:
             modules = sorted({key.rsplit(".lora_", 1)[0] for key in state_dict})
             expert = getattr(model, expert_name)
             try:
-                attach_lora(expert, rank=int(metadata[RANK_KEY]), alpha=float(metadata[ALPHA_KEY]),
-                            target_modules=modules, adapter_name=adapter)
+                attach_lora(
+                    expert,
+                    rank=int(metadata[RANK_KEY]),
+                    alpha=float(metadata[ALPHA_KEY]),
+                    target_modules=modules,
+                    adapter_name=adapter,
+                )
                 set_lora_state_dict(expert, state_dict, adapter_name=adapter)
             except (KeyError, ValueError, RuntimeError) as error:
                 raise SampleError(f"LoRA {path} does not fit the {model.variant.name} {expert_name}: {error}") from None
@@ -165,7 +177,9 @@ def check_embeddings(paths: list[str]) -> list[str]:
     paths = [str(p) for p in paths or []]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        raise SampleError(f"embeddings: not found: {', '.join(missing)}. Fix: give existing .safetensors embedding files")
+        raise SampleError(
+            f"embeddings: not found: {', '.join(missing)}. Fix: give existing .safetensors embedding files"
+        )
     return paths
 
 
@@ -174,8 +188,10 @@ def _embedding_loader():
     try:
         from modules.wan import embedding_loader
     except ImportError:
-        raise SampleError("embeddings: this install has no embedding loader (modules/wan/embedding_loader.py). "
-                          "Fix: sample without embeddings, or update the trainer") from None
+        raise SampleError(
+            "embeddings: this install has no embedding loader (modules/wan/embedding_loader.py). "
+            "Fix: sample without embeddings, or update the trainer"
+        ) from None
     return embedding_loader
 
 

@@ -20,7 +20,6 @@ from modules.wan.model import WanModel
 from modules.wan.sample_loras import prompt_with_embeddings
 from modules.wan.sample_settings import SampleSettings, make_scheduler
 
-
 # Eval mode (no LoRA dropout) and no autograd while sampling, every part's train flag restored after: the same
 # rule as the validation loss, so one implementation.
 sampling_mode = eval_mode
@@ -110,8 +109,11 @@ def encode_prompts(pipe, arguments: dict, model: WanModel, device: torch.device 
     try:
         text_encoder.to(target)
         positive, negative_embeds = pipe.encode_prompt(
-            prompt=prompt, negative_prompt=negative, do_classifier_free_guidance=True,
-            max_sequence_length=arguments["max_sequence_length"], device=target,
+            prompt=prompt,
+            negative_prompt=negative,
+            do_classifier_free_guidance=True,
+            max_sequence_length=arguments["max_sequence_length"],
+            device=target,
         )
     finally:
         text_encoder.to(home)

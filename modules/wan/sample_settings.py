@@ -14,7 +14,9 @@ from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from modules.config.sampling_config import SCHEDULERS
 from modules.wan.model import WanModel
 
-FRAMES_RULE = "rounded up to the nearest 4n+1 at or above the request (the VAE compresses time by 4 after the first frame)"
+FRAMES_RULE = (
+    "rounded up to the nearest 4n+1 at or above the request (the VAE compresses time by 4 after the first frame)"
+)
 
 
 class SampleError(ValueError):
@@ -98,7 +100,9 @@ def resolve_settings(model: WanModel, sample_config, boundary_ratio: float | Non
         raise SampleError("prompt: empty; a sample needs a prompt")
     two_experts = variant.has_transformer_2
     if two_experts and model.transformer_2 is None:
-        raise SampleError(f"{variant.name} samples need both experts, but the low-noise expert (transformer_2) is not loaded")
+        raise SampleError(
+            f"{variant.name} samples need both experts, but the low-noise expert (transformer_2) is not loaded"
+        )
     guidance = sample_config.guidance_scale
     guidance_2 = sample_config.guidance_scale_2
     if guidance is None:
@@ -112,12 +116,18 @@ def resolve_settings(model: WanModel, sample_config, boundary_ratio: float | Non
         shift = model_flow_shift(model.scheduler) or variant.sample_flow_shift
     start_image = sample_config.start_image or ""
     if start_image and variant.image_conditioning == "none":
-        raise SampleError(f"start_image: {variant.name} is text-to-video only; use I2V-A14B or TI2V-5B for image-to-video")
+        raise SampleError(
+            f"start_image: {variant.name} is text-to-video only; use I2V-A14B or TI2V-5B for image-to-video"
+        )
     if variant.image_conditioning == "channel_concat" and not start_image:
-        raise SampleError(f"start_image: {variant.name} is image-to-video and needs one. Fix: set start_image to an image file")
+        raise SampleError(
+            f"start_image: {variant.name} is image-to-video and needs one. Fix: set start_image to an image file"
+        )
     if sample_config.clips > 1 and variant.image_conditioning == "none":
-        raise SampleError(f"clips: {variant.name} cannot continue a clip from its last frame (no image conditioning); "
-                          "use clips 1, or I2V-A14B / TI2V-5B")
+        raise SampleError(
+            f"clips: {variant.name} cannot continue a clip from its last frame (no image conditioning); "
+            "use clips 1, or I2V-A14B / TI2V-5B"
+        )
     if start_image and not Path(start_image).is_file():
         raise SampleError(f"start_image: {start_image!r} is not a file. Fix: give the path of a PNG/JPEG image")
     return SampleSettings(
@@ -135,7 +145,9 @@ def resolve_settings(model: WanModel, sample_config, boundary_ratio: float | Non
         guidance_scale_2=float(guidance_2) if two_experts else None,
         flow_shift=float(shift),
         scheduler=sample_config.scheduler,
-        boundary_ratio=(boundary_ratio if boundary_ratio is not None else variant.boundary_ratio) if two_experts else None,
+        boundary_ratio=(boundary_ratio if boundary_ratio is not None else variant.boundary_ratio)
+        if two_experts
+        else None,
         fps=float(sample_config.fps or variant.fps),
         start_image=start_image,
     )
@@ -151,8 +163,13 @@ def make_scheduler(model_scheduler, name: str, flow_shift: float):
     if name == "unipc":
         if isinstance(model_scheduler, UniPCMultistepScheduler):
             return UniPCMultistepScheduler.from_config(model_scheduler.config, flow_shift=flow_shift)
-        return UniPCMultistepScheduler(num_train_timesteps=num_train_timesteps, prediction_type="flow_prediction",
-                                       use_flow_sigmas=True, flow_shift=flow_shift, solver_order=2)
+        return UniPCMultistepScheduler(
+            num_train_timesteps=num_train_timesteps,
+            prediction_type="flow_prediction",
+            use_flow_sigmas=True,
+            flow_shift=flow_shift,
+            solver_order=2,
+        )
     if name == "euler":
         if isinstance(model_scheduler, FlowMatchEulerDiscreteScheduler):
             return FlowMatchEulerDiscreteScheduler.from_config(model_scheduler.config, shift=flow_shift)

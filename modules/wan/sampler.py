@@ -24,6 +24,7 @@ from modules.util.video_export import check_encoder
 from modules.wan.model import WanModel
 from modules.wan.sample_loras import LoadedLora, LoraSpec, apply_loras, check_embeddings, load_embeddings, remove_loras
 from modules.wan.sample_pipeline import generate_clip, to_uint8
+
 # Re-exported: the rounding rules are part of the sampler's public surface.
 from modules.wan.sample_settings import SampleError, SampleSettings, resolve_settings, round_frames, round_size  # noqa: F401
 
@@ -103,15 +104,17 @@ class WanModelSampler(BaseModelSampler):
     @classmethod
     def for_training(cls, config, device: torch.device) -> WanModelSampler:
         sampling = config.sampling
-        return cls(SamplerOptions(
-            format=sampling.format,
-            quality=sampling.quality,
-            static_threshold=sampling.static_threshold,
-            device=device,
-            # Both experts sample as at inference; the offloading choice of training applies here too.
-            offload_experts=config.experts.offload_inactive_expert,
-            boundary_ratio=config.experts.boundary_ratio,
-        ))
+        return cls(
+            SamplerOptions(
+                format=sampling.format,
+                quality=sampling.quality,
+                static_threshold=sampling.static_threshold,
+                device=device,
+                # Both experts sample as at inference; the offloading choice of training applies here too.
+                offload_experts=config.experts.offload_inactive_expert,
+                boundary_ratio=config.experts.boundary_ratio,
+            )
+        )
 
     def preflight(self) -> str:
         """Fail before minutes of sampling if the video encoder is missing; returns its version."""
@@ -155,9 +158,17 @@ class WanModelSampler(BaseModelSampler):
             clip_settings = settings.for_clip(index, prompts[index] if index < len(prompts) else settings.prompt)
             frames = self._generate(model, clip_settings, start_image)
             record = self._record(model, clip_settings, start_image is not None, extra)
-            record["chain"] = {"clip": index + 1, "clips": sample_config.clips, "start": (
-                "start_image" if index == 0 and start_image is not None else "text" if index == 0
-                else f"last frame of clip {index}: {clips[-1].last_frame.name}")}
+            record["chain"] = {
+                "clip": index + 1,
+                "clips": sample_config.clips,
+                "start": (
+                    "start_image"
+                    if index == 0 and start_image is not None
+                    else "text"
+                    if index == 0
+                    else f"last frame of clip {index}: {clips[-1].last_frame.name}"
+                ),
+            }
             clip_path = destination.with_name(f"{stem}-clip{index + 1:02d}{destination.suffix}")
             exported = self._export(frames, clip_path, record)
             pipelines.append(record["pipeline"])
@@ -180,13 +191,26 @@ class WanModelSampler(BaseModelSampler):
         return exported.path
 
     def _generate(self, model: WanModel, settings: SampleSettings, start_image: Image.Image | None) -> np.ndarray:
-        frames = generate_clip(model, settings, start_image, device=self.options.device,
-                               offload_experts=self.options.offload_experts, progress_bar=self.options.progress_bar)
+        frames = generate_clip(
+            model,
+            settings,
+            start_image,
+            device=self.options.device,
+            offload_experts=self.options.offload_experts,
+            progress_bar=self.options.progress_bar,
+        )
         return to_uint8(frames)
 
     def _export(self, frames: np.ndarray, path: Path, record: dict) -> ExportedSample:
-        return export_sample(frames, path, fps=record["fps"], format=self.options.format, quality=self.options.quality,
-                             static_threshold=self.options.static_threshold, record=record)
+        return export_sample(
+            frames,
+            path,
+            fps=record["fps"],
+            format=self.options.format,
+            quality=self.options.quality,
+            static_threshold=self.options.static_threshold,
+            record=record,
+        )
 
     def _record(self, model: WanModel, settings: SampleSettings, image_to_video: bool, extra: dict | None) -> dict:
         variant = model.variant
@@ -197,8 +221,12 @@ class WanModelSampler(BaseModelSampler):
             "fps": settings.fps,
             "start_image": settings.start_image or None,
             "pipeline": "WanImageToVideoPipeline" if image_to_video else "WanPipeline",
-            "model": {"path": str(model.model_path), "variant": variant.name, "identity": model.source_identity,
-                      "experts": ["high_noise", "low_noise"] if variant.has_transformer_2 else ["single"]},
+            "model": {
+                "path": str(model.model_path),
+                "variant": variant.name,
+                "identity": model.source_identity,
+                "experts": ["high_noise", "low_noise"] if variant.has_transformer_2 else ["single"],
+            },
             "loras": [lora.sidecar() for lora in self.loras],
             # Adapters the sampler did not load: during training, the LoRA being trained.
             "adapters_in_model": others,
@@ -208,5 +236,15 @@ class WanModelSampler(BaseModelSampler):
 
     def _result(self, exported: ExportedSample, frames: np.ndarray, settings, clips=()) -> SampleResult:
         count, height, width, _ = frames.shape
-        return SampleResult(path=exported.path, sidecar=exported.sidecar, frames=count, width=width, height=height,
-                            fps=settings.fps, motion=exported.motion, settings=settings, clips=list(clips), video=frames)
+        return SampleResult(
+            path=exported.path,
+            sidecar=exported.sidecar,
+            frames=count,
+            width=width,
+            height=height,
+            fps=settings.fps,
+            motion=exported.motion,
+            settings=settings,
+            clips=list(clips),
+            video=frames,
+        )

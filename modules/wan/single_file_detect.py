@@ -26,8 +26,10 @@ _HIGH = re.compile(r"high[_\- ]?noise|(?:^|[_\-.])high(?:[_\-.]|$)", re.IGNORECA
 _LOW = re.compile(r"low[_\- ]?noise|(?:^|[_\-.])low(?:[_\-.]|$)", re.IGNORECASE)
 _WAN21_NAME = re.compile(r"wan[_\- ]?2[._]?1(?!\d)", re.IGNORECASE)
 EXPERT_PARTS = {"high_noise": "transformer", "low_noise": "transformer_2"}
-_WAN21_FIX = (f"WAN 2.2 is needed: use the WAN 2.2 files (wan2.2_t2v_high/low_noise_14B, wan2.2_i2v_high/low_noise_14B, "
-              f"wan2.2_ti2v_5B) or {', '.join(v.real_repo_id for v in VARIANTS.values())}")
+_WAN21_FIX = (
+    f"WAN 2.2 is needed: use the WAN 2.2 files (wan2.2_t2v_high/low_noise_14B, wan2.2_i2v_high/low_noise_14B, "
+    f"wan2.2_ti2v_5B) or {', '.join(v.real_repo_id for v in VARIANTS.values())}"
+)
 
 
 @dataclass
@@ -48,8 +50,11 @@ class SingleFileInfo:
         return None if self.z_dim is None else ("Wan2.2 VAE" if self.z_dim == 48 else "Wan2.1 VAE")
 
     def describe(self) -> str:
-        what = {"transformer": f"a {self.variant.name if self.variant else '?'} transformer",
-                "vae": f"the {self.vae_kind} (z_dim {self.z_dim})", "text_encoder": "a UMT5 text encoder"}[self.part]
+        what = {
+            "transformer": f"a {self.variant.name if self.variant else '?'} transformer",
+            "vae": f"the {self.vae_kind} (z_dim {self.z_dim})",
+            "text_encoder": "a UMT5 text encoder",
+        }[self.part]
         return f"{what}, {self.dtype}{' scaled' if self.fp8_scaled else ''}, {self.naming} names"
 
 
@@ -60,15 +65,22 @@ def expert_from_name(path: Path) -> str | None:
 
 
 def _strip(keys: list[str]) -> tuple[str, list[str]]:
-    for prefix in ORIGINAL_PREFIXES + ("first_stage_model.", "vae.", "text_encoders.umt5xxl.transformer.", "text_encoder."):
+    for prefix in ORIGINAL_PREFIXES + (
+        "first_stage_model.",
+        "vae.",
+        "text_encoders.umt5xxl.transformer.",
+        "text_encoder.",
+    ):
         if keys and all(k.startswith(prefix) or k in EXTRA_KEYS for k in keys):
-            return prefix, [k[len(prefix):] if k.startswith(prefix) else k for k in keys]
+            return prefix, [k[len(prefix) :] if k.startswith(prefix) else k for k in keys]
     return "", keys
 
 
 def _storage_dtype(file: WeightFile, names: list[str]) -> str:
     # The dtype of most matrices: fp8 files keep norms and biases in higher precision.
-    counts = Counter(file.dtypes[n] for n in names if len(file.shapes[n]) >= 2) or Counter(file.dtypes[n] for n in names)
+    counts = Counter(file.dtypes[n] for n in names if len(file.shapes[n]) >= 2) or Counter(
+        file.dtypes[n] for n in names
+    )
     code = counts.most_common(1)[0][0] if counts else "F32"
     return _DTYPE_NAMES.get(code, code)
 
@@ -92,27 +104,46 @@ def _detect(file: WeightFile, what: str) -> SingleFileInfo:
     path = file.path
     raw = list(file.shapes)
     prefix, stripped = _strip(raw)
-    shapes = {s: file.shapes[r] for r, s in zip(raw, stripped) if s not in EXTRA_KEYS and not s.endswith(SCALE_SUFFIXES)}
+    shapes = {
+        s: file.shapes[r] for r, s in zip(raw, stripped) if s not in EXTRA_KEYS and not s.endswith(SCALE_SUFFIXES)
+    }
     names = [r for r, s in zip(raw, stripped) if s in shapes]
     fp8_scaled = "scaled_fp8" in raw or any(k.endswith(".scale_weight") for k in raw)
-    common = dict(path=path, prefix=prefix, dtype=_storage_dtype(file, names), fp8_scaled=fp8_scaled,
-                  expert=expert_from_name(path), shapes=shapes)
+    common = dict(
+        path=path,
+        prefix=prefix,
+        dtype=_storage_dtype(file, names),
+        fp8_scaled=fp8_scaled,
+        expert=expert_from_name(path),
+        shapes=shapes,
+    )
     if "patch_embedding.weight" in shapes:
         return _transformer(path, shapes, common)
     for naming, quant in (("original", "conv1.weight"), ("diffusers", "quant_conv.weight")):
-        if quant in shapes and ("decoder.middle.0.residual.0.gamma" in shapes or "decoder.mid_block.resnets.0.norm1.gamma" in shapes):
+        if quant in shapes and (
+            "decoder.middle.0.residual.0.gamma" in shapes or "decoder.mid_block.resnets.0.norm1.gamma" in shapes
+        ):
             return SingleFileInfo(part="vae", naming=naming, z_dim=shapes[quant][0] // 2, **common)
     if "encoder.block.0.layer.0.SelfAttention.q.weight" in shapes or "blocks.0.attn.q.weight" in shapes:
         return _text_encoder(path, shapes, common)
-    foreign = next((k for k in shapes if "text_model.encoder.layers" in k or k.startswith(("model.layers.", "layers."))), None)
+    foreign = next(
+        (k for k in shapes if "text_model.encoder.layers" in k or k.startswith(("model.layers.", "layers."))), None
+    )
     if foreign and what == "text_encoder":
-        raise _fail(path, f"wrong text encoder: this is a CLIP / LLM text encoder, not UMT5 (found {foreign})",
-                    "umt5_xxl_fp16.safetensors, umt5_xxl_fp8_e4m3fn_scaled.safetensors or models_t5_umt5-xxl-enc-bf16.pth",
-                    "use the UMT5-XXL encoder WAN was trained with")
+        raise _fail(
+            path,
+            f"wrong text encoder: this is a CLIP / LLM text encoder, not UMT5 (found {foreign})",
+            "umt5_xxl_fp16.safetensors, umt5_xxl_fp8_e4m3fn_scaled.safetensors or models_t5_umt5-xxl-enc-bf16.pth",
+            "use the UMT5-XXL encoder WAN was trained with",
+        )
     looks = f" (it looks like a CLIP / LLM text encoder: {foreign})" if foreign else ""
     sample = ", ".join(list(shapes)[:4]) or "no tensors"
-    raise _fail(path, f"unsupported format: not a WAN 2.2 transformer, WAN VAE or UMT5 encoder{looks} (first names: {sample})",
-                "a WAN 2.2 single file (ComfyUI or Wan-AI) or a diffusers folder", f"check that this is the file meant for the {what}")
+    raise _fail(
+        path,
+        f"unsupported format: not a WAN 2.2 transformer, WAN VAE or UMT5 encoder{looks} (first names: {sample})",
+        "a WAN 2.2 single file (ComfyUI or Wan-AI) or a diffusers folder",
+        f"check that this is the file meant for the {what}",
+    )
 
 
 def _transformer(path: Path, shapes: dict[str, tuple[int, ...]], common: dict) -> SingleFileInfo:
@@ -120,18 +151,30 @@ def _transformer(path: Path, shapes: dict[str, tuple[int, ...]], common: dict) -
     dim, in_channels = shapes["patch_embedding.weight"][:2]
     found = f"patch_embedding {list(shapes['patch_embedding.weight'])}"
     if any(k.startswith(("vace_blocks.", "motion_encoder.", "face_adapter.")) for k in shapes):
-        raise _fail(path, f"this is a WAN VACE / Animate transformer ({found}), which this trainer does not train",
-                    "a WAN 2.2 T2V, I2V or TI2V transformer", "use one of the files named in docs/model_loading.md")
+        raise _fail(
+            path,
+            f"this is a WAN VACE / Animate transformer ({found}), which this trainer does not train",
+            "a WAN 2.2 T2V, I2V or TI2V transformer",
+            "use one of the files named in docs/model_loading.md",
+        )
     if any(k.startswith(("img_emb.", "condition_embedder.image_embedder.")) for k in shapes):
-        raise _fail(path, f"this is a WAN 2.1 image-to-video transformer (it has a CLIP image embedding, {found})",
-                    "a WAN 2.2 transformer (no image embedding)", _WAN21_FIX)
+        raise _fail(
+            path,
+            f"this is a WAN 2.1 image-to-video transformer (it has a CLIP image embedding, {found})",
+            "a WAN 2.2 transformer (no image embedding)",
+            _WAN21_FIX,
+        )
     if _WAN21_NAME.search(path.name) or dim == 1536:
         why = "the file name says WAN 2.1" if _WAN21_NAME.search(path.name) else "dim 1536 is the WAN 2.1 1.3B model"
         raise _fail(path, f"this is a WAN 2.1 transformer ({why}; {found})", "a WAN 2.2 transformer", _WAN21_FIX)
     by_channels = {v.transformer_in_channels: v for v in (T2V_A14B, I2V_A14B, TI2V_5B)}
     if in_channels not in by_channels:
-        raise _fail(path, f"transformer in_channels {in_channels} fits no WAN 2.2 model ({found})",
-                    "16 (T2V-A14B), 36 (I2V-A14B) or 48 (TI2V-5B)", "use a WAN 2.2 transformer file")
+        raise _fail(
+            path,
+            f"transformer in_channels {in_channels} fits no WAN 2.2 model ({found})",
+            "16 (T2V-A14B), 36 (I2V-A14B) or 48 (TI2V-5B)",
+            "use a WAN 2.2 transformer file",
+        )
     variant = by_channels[in_channels]
     if not variant.has_transformer_2 and common["expert"]:
         common = {**common, "expert": None}  # "high"/"low" in a 5B file name means nothing
@@ -142,10 +185,18 @@ def _text_encoder(path: Path, shapes: dict[str, tuple[int, ...]], common: dict) 
     naming = "diffusers" if "encoder.block.0.layer.0.SelfAttention.q.weight" in shapes else "wan_t5"
     block = re.compile(r"^(?:encoder\.block|blocks)\.(\d+)\.")
     blocks = {int(m.group(1)) for k in shapes if (m := block.match(k))}
-    with_bias = {int(m.group(1)) for k in shapes if (m := block.match(k)) and ("relative_attention_bias" in k or "pos_embedding" in k)}
+    with_bias = {
+        int(m.group(1))
+        for k in shapes
+        if (m := block.match(k)) and ("relative_attention_bias" in k or "pos_embedding" in k)
+    }
     # UMT5 gives every block its own relative position bias; T5 (Flux, SD3) only the first.
     if len(blocks) > 1 and with_bias != blocks:
-        raise _fail(path, f"this text encoder is T5, not UMT5 (relative position bias in blocks {sorted(with_bias)} "
-                    f"of {len(blocks)})", "the UMT5-XXL encoder (umt5_xxl_fp16.safetensors or "
-                    "models_t5_umt5-xxl-enc-bf16.pth)", "t5xxl files of Flux/SD3 do not work with WAN; use umt5_xxl")
+        raise _fail(
+            path,
+            f"this text encoder is T5, not UMT5 (relative position bias in blocks {sorted(with_bias)} "
+            f"of {len(blocks)})",
+            "the UMT5-XXL encoder (umt5_xxl_fp16.safetensors or models_t5_umt5-xxl-enc-bf16.pth)",
+            "t5xxl files of Flux/SD3 do not work with WAN; use umt5_xxl",
+        )
     return SingleFileInfo(part="text_encoder", naming=naming, **common)

@@ -17,7 +17,9 @@ from modules.wan.single_file_detect import EXPERT_PARTS, SingleFileInfo
 from modules.wan.variants import WanVariant
 
 EXPERT_SETTINGS = {"transformer": "model.transformer_path", "transformer_2": "model.transformer_2_path"}
-SLOT_EXPERT = {part: expert for expert, part in EXPERT_PARTS.items()}  # transformer -> high_noise, transformer_2 -> low_noise
+SLOT_EXPERT = {
+    part: expert for expert, part in EXPERT_PARTS.items()
+}  # transformer -> high_noise, transformer_2 -> low_noise
 
 
 class ExpertSource(Protocol):
@@ -48,8 +50,11 @@ def check_expert_slots(sources: dict[str, ExpertSource | None], variant: WanVari
         slot, other = SLOT_EXPERT[part], _other(part)
         if not expert or expert == slot:
             continue
-        fix = ("swap the two settings" if sources.get(other) is not None else
-               f"move it to {EXPERT_SETTINGS[other]} and set {EXPERT_SETTINGS[part]} to the {_words(slot)} file")
+        fix = (
+            "swap the two settings"
+            if sources.get(other) is not None
+            else f"move it to {EXPERT_SETTINGS[other]} and set {EXPERT_SETTINGS[part]} to the {_words(slot)} file"
+        )
         raise ModelLoadError(
             f"{sources[part].path}: swapped experts: the file name says {_words(expert)} but it is set as "
             f"{EXPERT_SETTINGS[part]} (the {_words(slot)} expert). Expected: the high-noise file in "

@@ -15,8 +15,13 @@ from __future__ import annotations
 import re
 
 # Inside one residual block: diffusers -> original (the original is an nn.Sequential: 0 norm, 2 conv, 3 norm, 6 conv).
-_VAE_RESNET = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3", "conv2": "residual.6",
-               "conv_shortcut": "shortcut"}
+_VAE_RESNET = {
+    "norm1": "residual.0",
+    "conv1": "residual.2",
+    "norm2": "residual.3",
+    "conv2": "residual.6",
+    "conv_shortcut": "shortcut",
+}
 _VAE_TOP = {"quant_conv": "conv1", "post_quant_conv": "conv2"}
 _VAE_SIDE = {"conv_in": "conv1", "norm_out": "head.0", "conv_out": "head.2"}
 
@@ -37,7 +42,9 @@ def vae_diffusers_to_original_key(key: str, num_res_blocks: int, is_residual: bo
     if side == "mid_block":
         kind, index, tail = rest.split(".", 2)
         # The original middle is Sequential(resblock, attention, resblock).
-        return f"{top}.middle.{2 * int(index) if kind == 'resnets' else 1}.{_resnet(tail) if kind == 'resnets' else tail}"
+        return (
+            f"{top}.middle.{2 * int(index) if kind == 'resnets' else 1}.{_resnet(tail) if kind == 'resnets' else tail}"
+        )
     if side not in ("down_blocks", "up_blocks"):
         raise KeyError(f"{key!r}: not a weight of AutoencoderKLWan")
     stage, _, rest = rest.partition(".")

@@ -36,7 +36,9 @@ def build_empty(part: str, config: dict) -> torch.nn.Module:
         with init_empty_weights():
             return PART_CLASSES[part].from_config(config)
     with init_empty_weights():
-        module = UMT5EncoderModel(UMT5Config(**{k: v for k, v in config.items() if k not in ("architectures", "dtype")}))
+        module = UMT5EncoderModel(
+            UMT5Config(**{k: v for k, v in config.items() if k not in ("architectures", "dtype")})
+        )
     # encoder.embed_tokens is `shared` (as from_pretrained ties them): one tensor in the files and the model.
     # Outside init_empty_weights, which would register a fresh meta copy instead of the same parameter.
     module.encoder.embed_tokens.weight = module.shared.weight
@@ -116,7 +118,9 @@ def _assign(module: torch.nn.Module, name: str, value: torch.nn.Parameter) -> No
     module.get_submodule(owner)._parameters[leaf] = value
 
 
-def plan_load(info: SingleFileInfo, config: dict, config_source: str) -> tuple[torch.nn.Module, list[tuple[list[str], str]]]:
+def plan_load(
+    info: SingleFileInfo, config: dict, config_source: str
+) -> tuple[torch.nn.Module, list[tuple[list[str], str]]]:
     """The empty module and, per weight (tied names together), the file key to read; refuses any misfit."""
     module = build_empty(info.part, config)
     to_file = file_key_function(info, config)
@@ -152,7 +156,12 @@ def check_names_and_shapes(info: SingleFileInfo, config: dict, config_source: st
 
 
 def load_part_from_file(
-    info: SingleFileInfo, config: dict, dtype: torch.dtype, *, config_source: str, file: WeightFile | None = None,
+    info: SingleFileInfo,
+    config: dict,
+    dtype: torch.dtype,
+    *,
+    config_source: str,
+    file: WeightFile | None = None,
 ) -> torch.nn.Module:
     """Build `info.part` with `config` and fill it from `info.path`; `config_source` names the config in errors."""
     module, chosen = plan_load(info, config, config_source)

@@ -71,8 +71,13 @@ def _source(part: str, given: str | Path | None, base: Path | None, resolve) -> 
 
 
 def _missing(part: str, variant: WanVariant | None, base: Path | None) -> ModelLoadError:
-    which = {"transformer": "the transformer (high-noise expert for A14B)", "transformer_2": "the low-noise expert (transformer_2)",
-             "vae": "the VAE", "text_encoder": "the UMT5 text encoder", "tokenizer": "the UMT5 tokenizer"}[part]
+    which = {
+        "transformer": "the transformer (high-noise expert for A14B)",
+        "transformer_2": "the low-noise expert (transformer_2)",
+        "vae": "the VAE",
+        "text_encoder": "the UMT5 text encoder",
+        "tokenizer": "the UMT5 tokenizer",
+    }[part]
     where = f"{base} has no {part}/ folder" if base else "model.base_path is empty"
     setting = PART_SETTINGS.get(part, "model.base_path")
     needed = f" ({variant.name} needs it)" if variant else ""
@@ -89,7 +94,9 @@ def _variant_of(sources: dict[str, PartSource], base_variant: WanVariant | None)
         in_ch = (read_json(first.path / "config.json") or {}).get("in_channels")
         variant = next((v for v in VARIANTS.values() if v.transformer_in_channels == in_ch), None)
         if variant is None:
-            raise ModelLoadError(f"{first.path}: transformer in_channels {in_ch} fits no WAN 2.2 model. Fix: use a WAN 2.2 transformer.")
+            raise ModelLoadError(
+                f"{first.path}: transformer in_channels {in_ch} fits no WAN 2.2 model. Fix: use a WAN 2.2 transformer."
+            )
     for part in ("transformer", "transformer_2"):
         src = sources.get(part)
         if src is None or not src.is_file:
@@ -130,12 +137,18 @@ def _config_for(src: PartSource, base: Path | None, variant: WanVariant, configs
     if base is not None and (base / src.part / "config.json").is_file():
         path = base / src.part / "config.json"
     else:
-        name = {"transformer": f"transformer_{variant.name}.json", "transformer_2": f"transformer_{variant.name}.json",
-                "vae": f"vae_wan{'2.2' if src.file.z_dim == 48 else '2.1'}.json", "text_encoder": "text_encoder_umt5-xxl.json"}[src.part]
+        name = {
+            "transformer": f"transformer_{variant.name}.json",
+            "transformer_2": f"transformer_{variant.name}.json",
+            "vae": f"vae_wan{'2.2' if src.file.z_dim == 48 else '2.1'}.json",
+            "text_encoder": "text_encoder_umt5-xxl.json",
+        }[src.part]
         path = configs_dir / name
     config = read_json(path)
     if config is None:
-        raise ModelLoadError(f"{path}: the config for {src.path.name} is missing. Fix: restore resources/model_configs/.")
+        raise ModelLoadError(
+            f"{path}: the config for {src.path.name} is missing. Fix: restore resources/model_configs/."
+        )
     return config, str(path)
 
 
@@ -143,7 +156,9 @@ def _load(src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVa
     cls = PART_CLASSES["transformer" if src.part == "transformer_2" else src.part]
     if src.is_file:
         config, config_source = _config_for(src, base, variant, configs_dir)
-        info = src.file if src.part != "transformer_2" else SingleFileInfo(**{**src.file.__dict__, "part": "transformer"})
+        info = (
+            src.file if src.part != "transformer_2" else SingleFileInfo(**{**src.file.__dict__, "part": "transformer"})
+        )
         return load_part_from_file(info, config, dtype, config_source=config_source)
     from modules.wan.model_loader import _load_weights  # the folder path of the diffusers loader, with its checks
 
@@ -192,10 +207,16 @@ def load_wan_model_from_parts(
             f"Fix: set model.variant to 'auto' or '{variant.name}', or point the transformer settings to a {expected_variant} model."
         )
     if not variant.has_transformer_2 and part_paths.get("transformer_2"):
-        raise ModelLoadError(f"{sources['transformer_2'].path}: {variant.name} has one transformer, but "
-                             f"{PART_SETTINGS['transformer_2']} is set. Fix: leave {PART_SETTINGS['transformer_2']} empty.")
+        raise ModelLoadError(
+            f"{sources['transformer_2'].path}: {variant.name} has one transformer, but "
+            f"{PART_SETTINGS['transformer_2']} is set. Fix: leave {PART_SETTINGS['transformer_2']} empty."
+        )
     check_expert_slots(sources, variant, need_both=load_transformer_2)
-    for part in ("transformer",) + (("transformer_2",) if variant.has_transformer_2 and load_transformer_2 else ()) + ("vae", "text_encoder"):
+    for part in (
+        ("transformer",)
+        + (("transformer_2",) if variant.has_transformer_2 and load_transformer_2 else ())
+        + ("vae", "text_encoder")
+    ):
         if sources[part] is None:
             raise _missing(part, variant, base)
     _check_vae(sources["vae"], variant)
@@ -213,12 +234,22 @@ def load_wan_model_from_parts(
 
         scheduler = _load_scheduler(base)
     else:  # the Wan-AI repos' scheduler: UniPC in flow-matching mode with the variant's shift
-        scheduler = UniPCMultistepScheduler(num_train_timesteps=1000, prediction_type="flow_prediction",
-                                            use_flow_sigmas=True, flow_shift=variant.sample_flow_shift, solver_order=2)
+        scheduler = UniPCMultistepScheduler(
+            num_train_timesteps=1000,
+            prediction_type="flow_prediction",
+            use_flow_sigmas=True,
+            flow_shift=variant.sample_flow_shift,
+            solver_order=2,
+        )
     every = [s for s in sources.values() if s is not None]
     model = WanModel(
-        variant=variant, tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
-        transformer=loaded["transformer"], transformer_2=loaded.get("transformer_2"), scheduler=scheduler,
+        variant=variant,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=loaded["transformer"],
+        transformer_2=loaded.get("transformer_2"),
+        scheduler=scheduler,
         model_path=base or sources["transformer"].path,
         source_identity=_identity([*every, base / "tokenizer"], variant),
         vae_identity=_identity([sources["vae"]], variant),

@@ -42,8 +42,15 @@ class WeightFile:
             self.shapes = {k: tuple(v.shape) for k, v in self._state.items()}
             self.dtypes = {k: _CODES.get(v.dtype, str(v.dtype)) for k, v in self._state.items()}
         else:
-            hint = "GGUF files are quantised for inference only" if suffix == ".gguf" else (
-                "pickled checkpoints can run code when loaded" if suffix in (".ckpt", ".bin", ".pkl") else "unknown file type")
+            hint = (
+                "GGUF files are quantised for inference only"
+                if suffix == ".gguf"
+                else (
+                    "pickled checkpoints can run code when loaded"
+                    if suffix in (".ckpt", ".bin", ".pkl")
+                    else "unknown file type"
+                )
+            )
             raise ModelLoadError(
                 f"{self.path}: unsupported format for the {what} ({suffix or 'no suffix'}: {hint}). Expected: a .safetensors "
                 "single file (fp32, bf16, fp16, fp8 or fp8 scaled), a Wan-AI .pth file, or a diffusers folder. "
@@ -90,5 +97,7 @@ def _torch_load(path: Path, what: str) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelLoadError(f"{path}: the {what} .pth file is not a dict of tensors. Fix: use the .safetensors version.")
+        raise ModelLoadError(
+            f"{path}: the {what} .pth file is not a dict of tensors. Fix: use the .safetensors version."
+        )
     return state

@@ -27,8 +27,14 @@ _CODES = {dtype: code for code, dtype in DTYPES.items()}
 
 
 def single_file_state_dict(
-    module: torch.nn.Module, part: str, *, naming: str, prefix: str = "", dtype: torch.dtype = torch.float32,
-    fp8_scaled: bool = False, config: dict | None = None,
+    module: torch.nn.Module,
+    part: str,
+    *,
+    naming: str,
+    prefix: str = "",
+    dtype: torch.dtype = torch.float32,
+    fp8_scaled: bool = False,
+    config: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """The module's weights under the layout's names (tied weights once), cast or fp8-quantised as asked."""
     info = SingleFileInfo(path=Path("."), part=part, naming=naming, prefix=prefix, dtype=str(dtype))
@@ -42,8 +48,13 @@ def single_file_state_dict(
             continue
         seen.add(id(param))
         key, value = to_file(name), param.detach()
-        if (fp8_scaled or dtype == torch.float8_e4m3fn) and value.dim() == 2 and name.endswith("weight") and "embed" not in name \
-                and "shared" not in name:
+        if (
+            (fp8_scaled or dtype == torch.float8_e4m3fn)
+            and value.dim() == 2
+            and name.endswith("weight")
+            and "embed" not in name
+            and "shared" not in name
+        ):
             if fp8_scaled:
                 value, scale = quantise_fp8(value)  # ComfyUI's form: scale = absmax / 448
                 out[key[: -len("weight")] + "scale_weight"] = scale
@@ -96,8 +107,11 @@ def write_header_only(path: str | Path, tensors: dict[str, tuple[torch.dtype, tu
     return path
 
 
-def write_streamed(path: str | Path, tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]],
-                   make: Callable[[str, torch.dtype, tuple[int, ...]], torch.Tensor]) -> Path:
+def write_streamed(
+    path: str | Path,
+    tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]],
+    make: Callable[[str, torch.dtype, tuple[int, ...]], torch.Tensor],
+) -> Path:
     """A safetensors file whose tensors `make(name, dtype, shape)` produces one at a time (for large test files:
     memory holds one tensor, never the model). Written atomically."""
     head, _ = _header_bytes(tensors)

@@ -12,7 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
+from diffusers import (
+    AutoencoderKLWan,
+    UniPCMultistepScheduler,
+    WanImageToVideoPipeline,
+    WanPipeline,
+    WanTransformer3DModel,
+)
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
 
@@ -45,7 +51,9 @@ def build_tokenizer() -> T5TokenizerFast:
     tokenizer.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
     )
-    return T5TokenizerFast(tokenizer_object=tokenizer, extra_ids=0, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    return T5TokenizerFast(
+        tokenizer_object=tokenizer, extra_ids=0, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def build_text_encoder() -> UMT5EncoderModel:
@@ -67,8 +75,12 @@ def build_text_encoder() -> UMT5EncoderModel:
 
 
 def build_vae(
-    variant: WanVariant, generator: torch.Generator, base_dim: int = 16, decoder_base_dim: int | None = None,
-    num_res_blocks: int = 1, dim_mult: tuple[int, ...] = (1, 1, 1, 1),
+    variant: WanVariant,
+    generator: torch.Generator,
+    base_dim: int = 16,
+    decoder_base_dim: int | None = None,
+    num_res_blocks: int = 1,
+    dim_mult: tuple[int, ...] = (1, 1, 1, 1),
 ) -> AutoencoderKLWan:
     sizes = dict(base_dim=base_dim, num_res_blocks=num_res_blocks, dim_mult=list(dim_mult))
     if variant.latent_channels == 48:
@@ -77,15 +89,24 @@ def build_vae(
         mean = (torch.randn(48, generator=generator) * 0.5).tolist()
         std = (torch.rand(48, generator=generator) * 1.5 + 0.5).tolist()
         return AutoencoderKLWan(
-            **sizes, decoder_base_dim=decoder_base_dim or base_dim, z_dim=48,
-            is_residual=True, patch_size=2, in_channels=12, out_channels=12,
-            scale_factor_spatial=16, latents_mean=mean, latents_std=std,
+            **sizes,
+            decoder_base_dim=decoder_base_dim or base_dim,
+            z_dim=48,
+            is_residual=True,
+            patch_size=2,
+            in_channels=12,
+            out_channels=12,
+            scale_factor_spatial=16,
+            latents_mean=mean,
+            latents_std=std,
         )
     # The Wan2.1 VAE used by both A14B models (its default statistics are the real ones).
     return AutoencoderKLWan(**sizes, decoder_base_dim=decoder_base_dim, z_dim=16)
 
 
-def build_transformer(variant: WanVariant, num_layers: int = 2, heads: int = 2, head_dim: int = 16) -> WanTransformer3DModel:
+def build_transformer(
+    variant: WanVariant, num_layers: int = 2, heads: int = 2, head_dim: int = 16
+) -> WanTransformer3DModel:
     return WanTransformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=heads,
@@ -105,12 +126,17 @@ def build_transformer(variant: WanVariant, num_layers: int = 2, heads: int = 2, 
 def build_scheduler(variant: WanVariant) -> UniPCMultistepScheduler:
     # The Wan-AI diffusers repos ship UniPC in flow-matching mode with the variant's shift.
     return UniPCMultistepScheduler(
-        num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True,
-        flow_shift=variant.sample_flow_shift, solver_order=2,
+        num_train_timesteps=1000,
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=variant.sample_flow_shift,
+        solver_order=2,
     )
 
 
-def build_tiny_pipeline(variant_name: str, seed: int = 0, transformer_size: dict | None = None, vae_size: dict | None = None):
+def build_tiny_pipeline(
+    variant_name: str, seed: int = 0, transformer_size: dict | None = None, vae_size: dict | None = None
+):
     """The tiny model as an in-memory diffusers pipeline (WanPipeline or WanImageToVideoPipeline).
 
     `transformer_size` (num_layers, heads, head_dim) and `vae_size` (base_dim, decoder_base_dim,
