@@ -20,26 +20,26 @@ class Plugin:
 
 
 def _wan_lora() -> Plugin:
-    from modules.wan.data_loader import WanBaseDataLoader
-    from modules.wan.embedding_model_loader import WanModelWithEmbeddingsLoader
-    from modules.wan.lora_saver import WanLoRASaver
-    from modules.wan.lora_setup import WanLoRASetup
-    from modules.wan.sampler import WanModelSampler
+    from modules.wan.embeddings.model_loader import WanModelWithEmbeddingsLoader
+    from modules.wan.sampling.sampler import WanModelSampler
+    from modules.wan.saving.lora_saver import WanLoRASaver
+    from modules.wan.training.data_loader import WanBaseDataLoader
+    from modules.wan.training.lora_setup import WanLoRASetup
 
     # Every method loads embedding.frozen_embeddings (and "embedding" its trained one) right after the model.
     return Plugin(WanModelWithEmbeddingsLoader, WanLoRASetup, WanLoRASaver, WanModelSampler, WanBaseDataLoader)
 
 
 def _wan_full() -> Plugin:
-    from modules.wan.finetune_saver import WanFineTuneSaver
-    from modules.wan.finetune_setup import WanFineTuneSetup
+    from modules.wan.saving.full_saver import WanFineTuneSaver
+    from modules.wan.training.full_setup import WanFineTuneSetup
 
     return replace(_wan_lora(), setup=WanFineTuneSetup, saver=WanFineTuneSaver)
 
 
 def _wan_embedding() -> Plugin:
-    from modules.wan.embedding_saver import WanEmbeddingSaver
-    from modules.wan.embedding_setup import WanEmbeddingSetup
+    from modules.wan.saving.embedding_saver import WanEmbeddingSaver
+    from modules.wan.training.embedding_setup import WanEmbeddingSetup
 
     return replace(_wan_lora(), setup=WanEmbeddingSetup, saver=WanEmbeddingSaver)
 

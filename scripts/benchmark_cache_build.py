@@ -24,9 +24,9 @@ from modules.data.demo_data import DemoClip, write_clip
 from modules.data.pipeline import Pipeline
 from modules.data.report import DataReport
 from modules.data.stages import AssignBuckets, CacheLatents, CollectMedia, PlanWindows, ProbeMedia
-from modules.wan.data_loader import wan_video_latents
-from modules.wan.model_loader import WanModelLoader
+from modules.wan.loading.loader import WanModelLoader
 from modules.wan.tiny_models import write_tiny_model
+from modules.wan.training.data_loader import wan_video_latents
 
 # A VAE with the real structure and enough width that encoding, not bookkeeping, is the work being compared.
 VAE = dict(base_dim=32, num_res_blocks=2, dim_mult=(1, 2, 2, 2))

@@ -23,10 +23,10 @@ from pathlib import Path
 import _repo_path  # noqa: F401
 import torch
 
-from modules.wan.detection import read_json
-from modules.wan.single_file_load import build_empty
-from modules.wan.single_file_model import CONFIGS_DIR
-from modules.wan.single_file_write import single_file_state_dict, write_streamed
+from modules.wan.formats.single_file_writer import single_file_state_dict, write_streamed
+from modules.wan.loading.detection import read_json
+from modules.wan.loading.part_load import build_empty
+from modules.wan.loading.parts import CONFIGS_DIR
 
 FILE_DTYPES = {
     "bf16": dict(dtype=torch.bfloat16),
@@ -85,8 +85,8 @@ def measure_in_this_process(path: Path, config: dict, load_dtype: str = "bf16") 
 
     import psutil
 
-    from modules.wan.single_file_detect import detect_single_file
-    from modules.wan.single_file_load import load_part_from_file
+    from modules.wan.loading.file_detection import detect_single_file
+    from modules.wan.loading.part_load import load_part_from_file
 
     build_empty("transformer", config)  # imports diffusers' lazily loaded modules before the baseline
     gc.collect()

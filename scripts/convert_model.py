@@ -22,7 +22,7 @@ from pathlib import Path
 import _repo_path  # noqa: F401
 from safetensors import safe_open
 
-from modules.wan.finetune_files import (
+from modules.wan.formats.model_files import (
     SAVE_DTYPES,
     ModelFileError,
     read_single_file,
@@ -30,7 +30,7 @@ from modules.wan.finetune_files import (
     save_single_file,
     write_model_folder,
 )
-from modules.wan.lora_saver import (
+from modules.wan.saving.lora_saver import (
     ALPHA_KEY,
     DIFFUSERS_ADAPTER_METADATA_KEY,
     FORMAT_KEY,

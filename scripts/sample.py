@@ -22,10 +22,10 @@ import torch
 from modules.base.model_loader import ModelLoadError
 from modules.config.sampling_config import SAMPLE_FORMATS, SCHEDULERS, SampleConfig
 from modules.util.video_export import VideoExportError
-from modules.wan.model_loader import load_wan_model, to_dtype
-from modules.wan.sample_loras import parse_lora_argument
-from modules.wan.sample_settings import SampleError
-from modules.wan.sampler import SamplerOptions, WanModelSampler
+from modules.wan.loading.loader import load_wan_model, to_dtype
+from modules.wan.sampling.loras import parse_lora_argument
+from modules.wan.sampling.sampler import SamplerOptions, WanModelSampler
+from modules.wan.sampling.settings import SampleError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -17,7 +17,7 @@ from modules.base.model_setup import TrainProgress
 from modules.config.loading import load_config
 from modules.module.lora import lora_layers, lora_state_dict
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.wan import experts
+from modules.wan.training import experts
 from tests.lora_checks import assert_no_key_problems, captured_logs
 from tests.test_lora_format import forward, transformer_inputs
 

@@ -3,8 +3,8 @@
 import torch
 from diffusers import WanImageToVideoPipeline
 
-from modules.wan import conditioning
-from modules.wan.model_loader import load_wan_model
+from modules.wan.loading.loader import load_wan_model
+from modules.wan.training import conditioning
 
 HEIGHT, WIDTH, FRAMES = 64, 64, 9
 

@@ -15,8 +15,8 @@ from modules.data.concepts import DataError
 from modules.data.demo_data import DemoClip, moving_shape_frames, write_clip
 from modules.data.video_dataset import load_sample
 from modules.util.video_export import write_video
-from modules.wan.data_loader import WanBaseDataLoader
-from modules.wan.model_loader import load_wan_model
+from modules.wan.loading.loader import load_wan_model
+from modules.wan.training.data_loader import WanBaseDataLoader
 
 CPU = torch.device("cpu")
 

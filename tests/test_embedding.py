@@ -13,7 +13,8 @@ from modules.config.sampling_config import SampleConfig
 from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.wan.embedding_loader import (
+from modules.wan.embeddings.text import encode_text_with_vectors
+from modules.wan.embeddings.vectors import (
     EmbeddingError,
     add_embedding,
     expand_prompt,
@@ -22,9 +23,8 @@ from modules.wan.embedding_loader import (
     read_embedding_file,
     save_embedding_file,
 )
-from modules.wan.embedding_text import encode_text_with_vectors
-from modules.wan.model_loader import load_wan_model
-from modules.wan.sampler import SamplerOptions, WanModelSampler, generate_float_frames
+from modules.wan.loading.loader import load_wan_model
+from modules.wan.sampling.sampler import SamplerOptions, WanModelSampler, generate_float_frames
 
 TEXT_TOKENS = 32  # model.text_max_length: short captions keep the tiny UMT5 fast
 PROMPT = "a <concept> moves"

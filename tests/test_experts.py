@@ -5,7 +5,7 @@ import torch
 
 from modules.config.train_config import ExpertsConfig, TrainingConfig
 from modules.module.flow_matching import sample_sigmas
-from modules.wan import experts
+from modules.wan.training import experts
 from modules.wan.variants import I2V_A14B, T2V_A14B, TI2V_5B
 
 DRAWS = 10_000

@@ -11,10 +11,10 @@ from safetensors import safe_open
 from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.wan.finetune_saver import WanFineTuneSaver, diffusers_folder_for
-from modules.wan.finetune_setup import block_filter_matcher
-from modules.wan.key_map import diffusers_to_original_key
-from modules.wan.model_loader import load_wan_model
+from modules.wan.formats.key_map import diffusers_to_original_key
+from modules.wan.loading.loader import load_wan_model
+from modules.wan.saving.full_saver import WanFineTuneSaver, diffusers_folder_for
+from modules.wan.training.full_setup import block_filter_matcher
 
 
 def one_clip(folder: Path) -> Path:

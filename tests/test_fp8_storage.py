@@ -18,11 +18,11 @@ from modules.module import fp8_linear
 from modules.module.fp8_linear import FP8_DTYPE, Fp8Linear, convert_to_fp8_storage, fp8_storage_names, quantise_fp8
 from modules.module.lora import DEFAULT_TARGET_MODULES, attach_lora, lora_parameters, lora_state_dict
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.wan.key_map import diffusers_to_original_key
-from modules.wan.model_loader import load_wan_model
-from modules.wan.sample_pipeline import generate_clip
-from modules.wan.sample_settings import resolve_settings
-from modules.wan.single_file_write import write_single_file
+from modules.wan.formats.key_map import diffusers_to_original_key
+from modules.wan.formats.single_file_writer import write_single_file
+from modules.wan.loading.loader import load_wan_model
+from modules.wan.sampling.pipeline import generate_clip
+from modules.wan.sampling.settings import resolve_settings
 from modules.wan.tiny_models import build_transformer
 from modules.wan.variants import VARIANTS
 from tests.lora_checks import assert_no_key_problems, captured_logs

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
-from modules.wan.key_map import (
+from modules.wan.formats.key_map import (
     diffusers_to_original_key,
     diffusers_to_original_state_dict,
     original_to_diffusers_key,

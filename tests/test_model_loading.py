@@ -18,8 +18,8 @@ from transformers import UMT5EncoderModel
 
 from modules.base.model_loader import ModelLoadError
 from modules.config.train_config import ModelConfig
-from modules.wan.detection import describe_model_folder, detect_variant
-from modules.wan.model_loader import WanModelLoader, load_wan_model
+from modules.wan.loading.detection import describe_model_folder, detect_variant
+from modules.wan.loading.loader import WanModelLoader, load_wan_model
 from modules.wan.variants import VARIANTS
 
 ALL = list(VARIANTS)

@@ -20,8 +20,8 @@ from modules.config.sampling_config import SampleConfig
 from modules.util.sample_export import export_sample
 from modules.util.video_checks import check_motion
 from modules.util.video_export import VideoExportError, find_ffmpeg
-from modules.wan.model_loader import load_wan_model
-from modules.wan.sampler import SamplerOptions, WanModelSampler
+from modules.wan.loading.loader import load_wan_model
+from modules.wan.sampling.sampler import SamplerOptions, WanModelSampler
 
 TEXT_LEN = 64
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from modules.config.sampling_config import SampleConfig
-from modules.wan.model_loader import load_wan_model
-from modules.wan.sample_loras import LoraSpec
-from modules.wan.sampler import SamplerOptions, WanModelSampler
+from modules.wan.loading.loader import load_wan_model
+from modules.wan.sampling.loras import LoraSpec
+from modules.wan.sampling.sampler import SamplerOptions, WanModelSampler
 from tests.test_sampler_equality import write_random_lora
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,10 +10,10 @@ from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffu
 from safetensors import safe_open
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.key_map import diffusers_to_original_key
-from modules.wan.model_loader import load_wan_model
-from modules.wan.single_file_keys import vae_diffusers_to_original_key
-from modules.wan.single_file_write import write_single_file
+from modules.wan.formats.key_map import diffusers_to_original_key
+from modules.wan.formats.part_keys import vae_diffusers_to_original_key
+from modules.wan.formats.single_file_writer import write_single_file
+from modules.wan.loading.loader import load_wan_model
 from modules.wan.tiny_models import build_vae
 from modules.wan.variants import T2V_A14B
 

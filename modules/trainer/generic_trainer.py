@@ -18,13 +18,13 @@ from accelerate import Accelerator
 from modules.base.model_setup import TrainProgress
 from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
-from modules.trainer.device import resolve_device
 from modules.trainer.ema import create_ema, ema_weights_in_use
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
 from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
 from modules.trainer.sample_hooks import SampleHooks
+from modules.util.device import resolve_device
 
 log = logging.getLogger("wan_trainer")
 

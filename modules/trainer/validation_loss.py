@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copy
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from modules.module.eval_mode import eval_mode
 
 log = logging.getLogger("wan_trainer")
 
@@ -37,21 +38,6 @@ def validation_config(config):
     return validation
 
 
-@contextmanager
-def eval_mode(model):
-    """No dropout and no autograd while measuring; every module part of the model keeps its train flag after."""
-    parts = [part for part in vars(model).values() if isinstance(part, torch.nn.Module)]
-    flags = [part.training for part in parts]
-    try:
-        for part in parts:
-            part.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for part, flag in zip(parts, flags):
-            part.train(flag)
-
-
 def expert_for_sigma(setup, model, sigma: float) -> str | None:
     """Which trained expert serves `sigma` (two-expert models split at the setup's boundary), or None if the
     expert serving it is not trained (its loss cannot change, so it is not measured)."""
@@ -59,7 +45,7 @@ def expert_for_sigma(setup, model, sigma: float) -> str | None:
     trained = getattr(model, "trained_experts", None)
     if boundary is None or trained is None:
         return trained[0] if trained else "default"
-    from modules.wan.experts import HIGH, LOW  # the only two-expert family so far
+    from modules.wan.training.experts import HIGH, LOW  # the only two-expert family so far
 
     expert = HIGH if sigma >= boundary else LOW
     return expert if expert in trained else None

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.key_map import ORIGINAL_PREFIXES
-from modules.wan.single_file_source import WeightFile
+from modules.wan.formats.key_map import ORIGINAL_PREFIXES
+from modules.wan.loading.weight_file import WeightFile
 from modules.wan.variants import I2V_A14B, T2V_A14B, TI2V_5B, VARIANTS, WanVariant
 
 # Tensors that describe fp8 scaling or ship extras, not weights of the model.

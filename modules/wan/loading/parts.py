@@ -21,15 +21,15 @@ from diffusers import UniPCMultistepScheduler
 from transformers import AutoTokenizer
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.detection import read_json
+from modules.util.resources import MODEL_CONFIGS_DIR as CONFIGS_DIR
+from modules.wan.loading.detection import read_json
+from modules.wan.loading.expert_slots import EXPERT_SETTINGS, check_expert_slots
+from modules.wan.loading.file_detection import SingleFileInfo, detect_single_file
+from modules.wan.loading.part_load import PART_CLASSES, load_part_from_file
+from modules.wan.loading.weight_file import WeightFile
 from modules.wan.model import WanModel
-from modules.wan.single_file_detect import SingleFileInfo, detect_single_file
-from modules.wan.single_file_experts import EXPERT_SETTINGS, check_expert_slots
-from modules.wan.single_file_load import PART_CLASSES, load_part_from_file
-from modules.wan.single_file_source import WeightFile
 from modules.wan.variants import VARIANTS, WanVariant
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "resources" / "model_configs"
 PART_SETTINGS = {**EXPERT_SETTINGS, "vae": "model.vae_path", "text_encoder": "model.text_encoder_path"}
 
 
@@ -160,7 +160,7 @@ def _load(src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVa
             src.file if src.part != "transformer_2" else SingleFileInfo(**{**src.file.__dict__, "part": "transformer"})
         )
         return load_part_from_file(info, config, dtype, config_source=config_source)
-    from modules.wan.model_loader import _load_weights  # the folder path of the diffusers loader, with its checks
+    from modules.wan.loading.loader import _load_weights  # the folder path of the diffusers loader, with its checks
 
     return _load_weights(src.path.parent, src.path.name, cls, dtype=dtype)
 
@@ -194,7 +194,7 @@ def load_wan_model_from_parts(
 ) -> WanModel:
     base_variant = None
     if base is not None and (base / "model_index.json").is_file() and (base / "transformer" / "config.json").is_file():
-        from modules.wan.detection import detect_variant
+        from modules.wan.loading.detection import detect_variant
 
         base_variant = detect_variant(base)
     sources = {part: _source(part, part_paths.get(part), base, resolve) for part in PART_SETTINGS}
@@ -230,7 +230,7 @@ def load_wan_model_from_parts(
     experts = ["transformer", "transformer_2"] if variant.has_transformer_2 and load_transformer_2 else ["transformer"]
     loaded = {part: _load(sources[part], transformer_dtype, base, variant, configs_dir) for part in experts}
     if (base / "scheduler" / "scheduler_config.json").is_file():
-        from modules.wan.model_loader import _load_scheduler
+        from modules.wan.loading.loader import _load_scheduler
 
         scheduler = _load_scheduler(base)
     else:  # the Wan-AI repos' scheduler: UniPC in flow-matching mode with the variant's shift
@@ -264,7 +264,7 @@ def check_file_fits(path: str | Path, config: dict) -> SingleFileInfo:
     """Detect a file and check its names and shapes against a config, reading the header only (no data)."""
     with WeightFile(path, "model") as file:
         info = detect_single_file(path, file=file)
-    from modules.wan.single_file_load import check_names_and_shapes
+    from modules.wan.loading.part_load import check_names_and_shapes
 
     check_names_and_shapes(info, config, str(path))
     return info

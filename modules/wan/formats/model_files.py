@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 
 from modules.util.atomic import atomic_folder, save_safetensors_atomic
-from modules.wan.key_map import diffusers_to_original_state_dict, original_to_diffusers_state_dict
+from modules.wan.formats.key_map import diffusers_to_original_state_dict, original_to_diffusers_state_dict
 
 SAVE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"

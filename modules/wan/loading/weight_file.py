@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.safetensors_header import DTYPES, TensorReader, read_header
+from modules.wan.loading.headers import DTYPES, TensorReader, read_header
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 TORCH_SUFFIXES = (".pth", ".pt")

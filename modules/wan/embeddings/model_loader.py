@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from modules.wan.embedding_loader import add_embedding, initial_vectors, load_embedding, read_embedding_file
+from modules.wan.embeddings.vectors import add_embedding, initial_vectors, load_embedding, read_embedding_file
+from modules.wan.loading.loader import WanModelLoader
 from modules.wan.model import WanModel
-from modules.wan.model_loader import WanModelLoader
 
 log = logging.getLogger("wan_trainer")
 

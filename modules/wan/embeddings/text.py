@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from modules.wan.embedding_loader import LoadedEmbedding, expand_prompt, input_embeddings
+from modules.wan.embeddings.vectors import LoadedEmbedding, expand_prompt, input_embeddings
 from modules.wan.model import trim_to_tokens
 
 

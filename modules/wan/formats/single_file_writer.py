@@ -19,9 +19,9 @@ from safetensors.torch import save_file
 
 from modules.module.fp8_linear import quantise_fp8
 from modules.util.atomic import atomic_path
-from modules.wan.safetensors_header import DTYPES
-from modules.wan.single_file_detect import SingleFileInfo
-from modules.wan.single_file_load import file_key_function
+from modules.wan.loading.file_detection import SingleFileInfo
+from modules.wan.loading.headers import DTYPES
+from modules.wan.loading.part_load import file_key_function
 
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
 

@@ -20,10 +20,10 @@ from transformers import UMT5Config, UMT5EncoderModel
 
 from modules.base.model_loader import ModelLoadError
 from modules.module.fp8_linear import convert_to_fp8_storage, quantise_fp8
-from modules.wan.key_map import diffusers_to_original_key
-from modules.wan.single_file_detect import SingleFileInfo
-from modules.wan.single_file_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
-from modules.wan.single_file_source import WeightFile
+from modules.wan.formats.key_map import diffusers_to_original_key
+from modules.wan.formats.part_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
+from modules.wan.loading.file_detection import SingleFileInfo
+from modules.wan.loading.weight_file import WeightFile
 
 PART_CLASSES = {"transformer": WanTransformer3DModel, "vae": AutoencoderKLWan, "text_encoder": UMT5EncoderModel}
 FP8_STORAGE = (torch.float8_e4m3fn, torch.float8_e5m2)

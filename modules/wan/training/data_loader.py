@@ -14,9 +14,9 @@ from modules.data.cache import DiskCache
 from modules.data.concepts import Concept
 from modules.data.report import DataReport
 from modules.data.video_dataset import DatasetSettings, build_cached_dataset, load_sample
-from modules.wan import conditioning
-from modules.wan.embedding_loader import embedding_identity, expand_prompt
+from modules.wan.embeddings.vectors import embedding_identity, expand_prompt
 from modules.wan.model import WanModel
+from modules.wan.training import conditioning
 
 log = logging.getLogger("wan_trainer.data")
 
@@ -44,7 +44,7 @@ class WanBaseDataLoader(BaseDataLoader):
 
         def encode_text(captions: list[str]) -> list[torch.Tensor]:
             self.stats.texts_encoded += len(captions)
-            # A multi-vector embedding's placeholder stands for all its tokens (modules/wan/embedding_loader.py).
+            # A multi-vector embedding's placeholder stands for all its tokens (modules/wan/embeddings/vectors.py).
             return model.encode_text([expand_prompt(model, caption) for caption in captions])
 
         settings = DatasetSettings(

@@ -12,9 +12,9 @@ import torch
 
 from modules.config.validation import ConfigError
 from modules.module.lora import filter_matcher
-from modules.trainer.device import DTYPES
-from modules.wan.lora_setup import WanLoRASetup
+from modules.util.device import DTYPES
 from modules.wan.model import WanModel
+from modules.wan.training.lora_setup import WanLoRASetup
 
 # "3" or "0-9": block indices; every other filter item is a name substring or regex (modules/module/lora.py).
 _BLOCK_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")

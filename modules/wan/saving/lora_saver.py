@@ -20,7 +20,8 @@ from safetensors import safe_open
 
 from modules.base.model_saver import BaseModelSaver
 from modules.util.atomic import save_safetensors_atomic
-from modules.wan.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
+from modules.util.resources import MODEL_SPECS_DIR
+from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
 
 LORA_FORMATS = ("comfyui", "diffusers")
 SAVE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -28,7 +29,6 @@ COMFYUI_PREFIX = "diffusion_model."
 DIFFUSERS_PREFIX = "transformer."
 # The safetensors metadata key diffusers reads LoraConfig kwargs from (diffusers.loaders.lora_base).
 DIFFUSERS_ADAPTER_METADATA_KEY = "lora_adapter_metadata"
-MODEL_SPECS_DIR = Path(__file__).resolve().parents[2] / "resources" / "model_specs"
 # Rank and alpha under the names kohya-style tools and model sites read.
 RANK_KEY, ALPHA_KEY, FORMAT_KEY = "ss_network_dim", "ss_network_alpha", "wan.lora_format"
 

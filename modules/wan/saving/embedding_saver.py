@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from modules.base.model_saver import BaseModelSaver
-from modules.wan.embedding_loader import save_embedding_file, write_vectors
-from modules.wan.embedding_setup import trained_embedding
-from modules.wan.lora_saver import training_metadata
+from modules.wan.embeddings.vectors import save_embedding_file, write_vectors
 from modules.wan.model import WanModel
+from modules.wan.saving.lora_saver import training_metadata
+from modules.wan.training.embedding_setup import trained_embedding
 
 
 class WanEmbeddingSaver(BaseModelSaver):

@@ -15,10 +15,10 @@ import torch
 
 from modules.base.model_setup import TrainProgress
 from modules.config.validation import ConfigError
-from modules.wan.embedding_loader import LoadedEmbedding, loaded_embeddings, read_vectors, write_vectors
-from modules.wan.embedding_text import encode_text_with_vectors
-from modules.wan.lora_setup import WanLoRASetup
+from modules.wan.embeddings.text import encode_text_with_vectors
+from modules.wan.embeddings.vectors import LoadedEmbedding, loaded_embeddings, read_vectors, write_vectors
 from modules.wan.model import WanModel
+from modules.wan.training.lora_setup import WanLoRASetup
 
 log = logging.getLogger("wan_trainer")
 

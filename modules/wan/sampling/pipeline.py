@@ -15,10 +15,10 @@ import torch
 from diffusers import WanImageToVideoPipeline, WanPipeline
 from PIL import Image
 
-from modules.trainer.validation_loss import eval_mode
+from modules.module.eval_mode import eval_mode
 from modules.wan.model import WanModel
-from modules.wan.sample_loras import prompt_with_embeddings
-from modules.wan.sample_settings import SampleSettings, make_scheduler
+from modules.wan.sampling.loras import prompt_with_embeddings
+from modules.wan.sampling.settings import SampleSettings, make_scheduler
 
 # Eval mode (no LoRA dropout) and no autograd while sampling, every part's train flag restored after: the same
 # rule as the validation loss, so one implementation.

@@ -20,9 +20,9 @@ from transformers import AutoTokenizer, UMT5EncoderModel
 
 from modules.base.model_loader import BaseModelLoader, ModelLoadError
 from modules.module.fp8_linear import convert_to_fp8_storage
-from modules.wan.detection import detect_variant, read_json
+from modules.wan.loading.detection import detect_variant, read_json
+from modules.wan.loading.headers import read_header
 from modules.wan.model import WanModel
-from modules.wan.safetensors_header import read_header
 from modules.wan.variants import WanVariant
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -258,7 +258,7 @@ def load_wan_model(
         "text_encoder": text_encoder_path,
     }
     if any(part_paths.values()) or model_path is None or Path(str(model_path)).is_file():
-        from modules.wan.single_file_model import CONFIGS_DIR, load_wan_model_from_parts
+        from modules.wan.loading.parts import CONFIGS_DIR, load_wan_model_from_parts
 
         if model_path is not None and Path(str(model_path)).is_file():
             raise ModelLoadError(

@@ -22,11 +22,18 @@ from modules.util.sample_export import ExportedSample, export_sample, video_path
 from modules.util.video_checks import DEFAULT_STATIC_THRESHOLD, MotionCheck
 from modules.util.video_export import check_encoder
 from modules.wan.model import WanModel
-from modules.wan.sample_loras import LoadedLora, LoraSpec, apply_loras, check_embeddings, load_embeddings, remove_loras
-from modules.wan.sample_pipeline import generate_clip, to_uint8
+from modules.wan.sampling.loras import (
+    LoadedLora,
+    LoraSpec,
+    apply_loras,
+    check_embeddings,
+    load_embeddings,
+    remove_loras,
+)
+from modules.wan.sampling.pipeline import generate_clip, to_uint8
 
 # Re-exported: the rounding rules are part of the sampler's public surface.
-from modules.wan.sample_settings import SampleError, SampleSettings, resolve_settings, round_frames, round_size  # noqa: F401
+from modules.wan.sampling.settings import SampleError, SampleSettings, resolve_settings, round_frames, round_size  # noqa: F401
 
 log = logging.getLogger("wan_trainer.samples")
 JOIN_RULE = "clip 1, then every later clip without its first frame (it re-renders the previous clip's last frame)"

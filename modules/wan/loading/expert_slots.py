@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.single_file_detect import EXPERT_PARTS, SingleFileInfo
+from modules.wan.loading.file_detection import EXPERT_PARTS, SingleFileInfo
 from modules.wan.variants import WanVariant
 
 EXPERT_SETTINGS = {"transformer": "model.transformer_path", "transformer_2": "model.transformer_2_path"}

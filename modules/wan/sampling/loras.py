@@ -15,10 +15,10 @@ from pathlib import Path
 from safetensors import safe_open
 
 from modules.module.lora import attach_lora, set_lora_state_dict
-from modules.wan.experts import HIGH, LOW
-from modules.wan.lora_saver import ALPHA_KEY, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
 from modules.wan.model import WanModel
-from modules.wan.sample_settings import SampleError
+from modules.wan.sampling.settings import SampleError
+from modules.wan.saving.lora_saver import ALPHA_KEY, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
+from modules.wan.training.experts import HIGH, LOW
 
 log = logging.getLogger("wan_trainer.samples")
 LORA_EXPERT_CHOICES = ("auto", "high_noise", "low_noise", "both")
@@ -184,12 +184,12 @@ def check_embeddings(paths: list[str]) -> list[str]:
 
 
 def _embedding_loader():
-    """modules.wan.embedding_loader (UMT5 textual inversion), or a clear error where this install lacks it."""
+    """modules.wan.embeddings.vectors (UMT5 textual inversion), or a clear error where this install lacks it."""
     try:
-        from modules.wan import embedding_loader
+        from modules.wan.embeddings import vectors as embedding_loader
     except ImportError:
         raise SampleError(
-            "embeddings: this install has no embedding loader (modules/wan/embedding_loader.py). "
+            "embeddings: this install has no embedding loader (modules/wan/embeddings/vectors.py). "
             "Fix: sample without embeddings, or update the trainer"
         ) from None
     return embedding_loader

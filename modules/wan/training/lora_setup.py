@@ -7,9 +7,9 @@ import torch
 from modules.base.model_setup import BaseModelSetup, TrainProgress
 from modules.module.flow_matching import noisy_input, sample_sigmas, velocity_target
 from modules.module.lora import attach_lora, lora_layers, lora_state_dict
-from modules.trainer.device import autocast
-from modules.wan import conditioning, experts
+from modules.util.device import autocast
 from modules.wan.model import WanModel
+from modules.wan.training import conditioning, experts
 
 
 class WanLoRASetup(BaseModelSetup):
