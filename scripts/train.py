@@ -2,10 +2,14 @@
 
 python scripts/train.py --config-path training_presets/demo_ti2v_5b_lora.json
 python scripts/train.py --config-path my.json --config-value training.max_steps=200 --config-value lora.rank=16
+python scripts/train.py --config-path my.json --num-processes 4       # 4 GPUs of this machine (docs/multi_gpu.md)
+accelerate launch --multi_gpu --num_processes 4 scripts/train.py --config-path my.json   # the same via accelerate
 """
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
 
 import _repo_path  # noqa: F401
@@ -14,6 +18,7 @@ from modules.base.model_loader import ModelLoadError
 from modules.config.loading import load_config
 from modules.config.validation import ConfigError
 from modules.trainer.backups import BackupError
+from modules.trainer.distributed import DistributedError
 from modules.trainer.generic_trainer import GenericTrainer, TrainingError
 
 
@@ -27,14 +32,31 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="override one setting, e.g. training.learning_rate=1e-4 (repeatable; VALUE is JSON or a string)",
     )
+    parser.add_argument(
+        "--num-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N processes of this machine (N GPUs, or N CPU processes on a machine without one) by "
+        "starting them with torchrun; for several machines use accelerate launch (docs/multi_gpu.md)",
+    )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_processes(args.num_processes)
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    # Only the main process speaks; the others report warnings and their own failure.
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         config = load_config(args.config_path, args.config_value)
         result = GenericTrainer(config).train()
-    except (ConfigError, ModelLoadError, TrainingError, BackupError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ConfigError, ModelLoadError, TrainingError, BackupError, DistributedError) as error:
+        where = f" (process {rank} of {world_size})" if world_size > 1 else ""
+        print(f"error{where}: {error}", file=sys.stderr)
         return 2
+    if rank != 0:
+        return 0
     print(f"\nTrained {result.steps} steps. Workspace: {result.workspace}")
     for path in result.output_files:
         print(f"  model:  {path}")
@@ -42,6 +64,19 @@ def main() -> int:
         print(f"  sample: {path}")
     print(f"  TensorBoard: tensorboard --logdir {result.workspace / 'tensorboard'}")
     return 0
+
+
+def launch_processes(count: int) -> int:
+    """Run this script again in `count` processes of this machine under torchrun (the launcher accelerate uses
+    for several GPUs). torchrun ends every process when one fails and reports which one."""
+    arguments, skip = [], False
+    for argument in sys.argv[1:]:
+        if skip or argument.startswith("--num-processes"):
+            skip = argument == "--num-processes"
+            continue
+        arguments.append(argument)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={count}"]
+    return subprocess.call([*command, __file__, *arguments])
 
 
 if __name__ == "__main__":

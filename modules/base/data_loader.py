@@ -11,6 +11,17 @@ from modules.base.model import BaseModel
 
 
 class BaseDataLoader(ABC):
+    #: This process's number and the number of processes; each step's batch is split between them.
+    process_index: int = 0
+    num_processes: int = 1
+
+    def share_between(self, process_index: int, num_processes: int) -> None:
+        """Called before `prepare` when several processes train: `batches` must then yield this process's
+        share of every step's batch, the same bucket (shapes) on every process. A batch may carry
+        `share` = (start, stop, total): its samples' positions in the whole step's batch, so that random draws
+        made for the whole batch can be sliced and equal those of one process with the whole batch."""
+        self.process_index, self.num_processes = process_index, num_processes
+
     @abstractmethod
     def prepare(self, model: BaseModel, config, device: torch.device) -> None:
         """Probe, plan and cache everything training will read (the only step that decodes media).

@@ -52,6 +52,14 @@ class BaseModelSetup(ABC):
     def calculate_loss(self, model: BaseModel, batch: dict, prediction: dict, config) -> torch.Tensor:
         """Scalar loss from `predict`'s output."""
 
+    def sharding_plan(self, model: BaseModel) -> list[tuple[torch.nn.Module, list[torch.nn.Module]]]:
+        """For several processes: the trained modules to shard (FSDP), each with the blocks to shard one by one.
+
+        Empty (the default): the method trains data parallel, each process holding the whole model
+        (modules/trainer/distributed.py). Full fine-tuning returns each trained expert with its blocks.
+        """
+        return []
+
     def trainable_state_dict(self, model: BaseModel) -> dict[str, torch.Tensor]:
         """The trained weights only, under stable names (for backups, EMA and equality checks)."""
         raise NotImplementedError

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 
 from modules.base.model_setup import TrainProgress
 from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
+from modules.trainer.distributed import Distributed, QuietSampleHooks, create_accelerator
 from modules.trainer.ema import create_ema, ema_weights_in_use
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
 from modules.trainer.resume import BackupController
@@ -48,9 +48,12 @@ class GenericTrainer:
         self.plugin = plugin or plugin_for(config.model_type, config.training_method)
         self.workspace = Path(config.output.workspace_dir)
         requested = resolve_device(config.training.device)
-        # Accelerate owns process placement so that multi-GPU later needs no change to this loop.
-        self.accelerator = Accelerator(cpu=requested.type == "cpu")
-        self.device = requested if requested.index is not None else self.accelerator.device
+        # Accelerate owns process placement: with several processes each gets its own device (docs/multi_gpu.md).
+        self.accelerator = create_accelerator(cpu=requested.type == "cpu")
+        self.distributed = Distributed(self.accelerator)
+        self.device = (
+            requested if requested.index is not None and not self.distributed.several else self.accelerator.device
+        )
         self.model = None
         self.data = None
         self.setup = None
@@ -62,13 +65,16 @@ class GenericTrainer:
         """Load the model and build (or reuse) the cache; after this, no step decodes media."""
         self.model = self.plugin.loader().load(self.config)
         self.data = self.plugin.data_loader()
-        self.data.prepare(self.model, self.config, self.device)
+        self.data.share_between(self.distributed.rank, self.distributed.world_size)
+        with self.distributed.main_first():  # the main process builds the cache; the others then only read it
+            self.data.prepare(self.model, self.config, self.device)
 
     def set_up_training(self) -> None:
         seed_all(self.config.training.seed)  # adapter initialisation draws from the global RNGs
         self.setup = self.plugin.setup()
         self.setup.setup_model(self.model, self.config)
         self.setup.setup_train_device(self.model, self.config, self.device)
+        self.distributed.prepare_model(self.setup, self.model, self.config)  # FSDP shards before the optimizer
         groups = self.setup.parameter_groups(self.model, self.config)
         self.parameters = [p for group in groups for p in group["params"]]
         self.optimizer = create_optimizer(groups, self.config.training)
@@ -90,10 +96,12 @@ class GenericTrainer:
         result = TrainResult(workspace=self.workspace)
         config = self.config
         tensorboard_dir = self.workspace / "tensorboard" if config.output.tensorboard else None
-        run_log = RunLog(config.training.max_steps, self.progress.global_step, tensorboard_dir)
+        main = self.distributed.is_main  # only the main process writes outputs and shows progress
+        run_log = RunLog(config.training.max_steps, self.progress.global_step, tensorboard_dir if main else None, main)
+        run_log.message(f"batch: {self.distributed.describe_batch(config)}")
         try:
             # Checks the video encoder and prepares validation data before the first step.
-            self.sample_hooks = SampleHooks(self, run_log)
+            self.sample_hooks = SampleHooks(self, run_log) if main else QuietSampleHooks()
             self.sample_hooks.before_training()
             self._loop(run_log, result)
             result.output_files = self.save(self.output_path())
@@ -139,7 +147,7 @@ class GenericTrainer:
     def _forward_backward(self, batch: dict, accumulation: int) -> float:
         prediction = self.setup.predict(self.model, batch, self.config, self.progress, self.generator)
         loss = self.setup.calculate_loss(self.model, batch, prediction, self.config)
-        value = loss.item()
+        value = self.distributed.mean(loss)  # every process sees the same value, so all stop together
         if not math.isfinite(value):
             raise TrainingError(
                 f"the loss became {value} at step {self.progress.global_step}; lower training.learning_rate, "
@@ -149,6 +157,7 @@ class GenericTrainer:
         return value / accumulation
 
     def _optimizer_step(self) -> None:
+        self.distributed.average_gradients(self.parameters)
         if self.config.training.max_grad_norm > 0:
             self.accelerator.clip_grad_norm_(self.parameters, self.config.training.max_grad_norm)
         self.optimizer.step()
@@ -164,8 +173,10 @@ class GenericTrainer:
     def save(self, destination: Path) -> list[Path]:
         destination.parent.mkdir(parents=True, exist_ok=True)
         self.backups.before_save()
-        with ema_weights_in_use(self.ema):
-            return self.plugin.saver().save(self.model, self.config, destination)
+        with ema_weights_in_use(self.ema), self.distributed.full_weights_for_saving():
+            files = self.plugin.saver().save(self.model, self.config, destination) if self.distributed.is_main else []
+        self.distributed.barrier()  # no process runs ahead of a save (a later failure must not cut it short)
+        return files
 
     def _save_on_schedule(self, run_log: RunLog) -> None:
         every = self.config.output.save_every_steps

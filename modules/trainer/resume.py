@@ -5,6 +5,12 @@ the position in the data order (TrainProgress: global step, epoch, batches done 
 resumed from it draws the same batches, noise and timesteps as an uninterrupted run, so the weights end
 bit-identical (tests/test_resume.py). Tensors go to safetensors and everything else to JSON: nothing is
 pickled.
+
+With several processes every process gathers the state (sharded FSDP tensors are gathered whole, so the
+files are those one process writes) and the main one writes it; every process reads the same backup when
+resuming. The random states are the main process's: every process draws the same numbers (each draws for
+the whole batch and keeps its rows), so they are the same on all. A backup resumes only with the number of
+processes that wrote it (docs/multi_gpu.md).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from modules.trainer.backups import (
     remove_stale_temp_folders,
     write_backup,
 )
+from modules.trainer.distributed import copy_into, shard_optimizer_state
 from modules.trainer.rng_state import capture_rng_state, restore_rng_state
 
 log = logging.getLogger("wan_trainer.backups")
@@ -36,6 +43,7 @@ def trainer_contents(trainer) -> BackupContents:
     rng_json, rng_tensors = capture_rng_state(trainer.generator)
     config = trainer.config
     state = {
+        "num_processes": trainer.distributed.world_size,
         "model_type": config.model_type,
         "training_method": config.training_method,
         "progress": dataclasses.asdict(trainer.progress),
@@ -55,6 +63,7 @@ def trainer_contents(trainer) -> BackupContents:
     }
     if trainer.ema is not None:
         tensors["ema"] = trainer.ema.state_tensors()
+    tensors = {stem: trainer.distributed.full_tensors(part) for stem, part in tensors.items()}
     return BackupContents(state=state, tensors=tensors)
 
 
@@ -65,6 +74,14 @@ def check_contents_fit(trainer, contents: BackupContents, folder: Path) -> None:
         raise BackupError(
             f"{folder}: written for {state.get('model_type')}/{state.get('training_method')}, "
             f"this run trains {config.model_type}/{config.training_method}"
+        )
+    written_by, running = state.get("num_processes", 1), trainer.distributed.world_size
+    if written_by != running:
+        # Each step's batch is split between the processes: another count changes which samples a step holds
+        # and where in the epoch the run stands, so the continuation would not be the run that was backed up.
+        raise BackupError(
+            f"{folder}: written by a run with {written_by} process(es), this run has {running}; resume with "
+            f"{written_by} (scripts/train.py --num-processes {written_by}), or start a new run from the saved model"
         )
     expected = [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in trainer.parameters]
     if state.get("parameters") != expected:
@@ -90,10 +107,11 @@ def apply_contents(trainer, contents: BackupContents) -> None:
     state = contents.state
     with torch.no_grad():
         for index, parameter in enumerate(trainer.parameters):
-            parameter.copy_(contents.tensors["weights"][f"param.{index}"])
-    trainer.optimizer.load_state_dict(
-        _join_optimizer_state(state["optimizer"], contents.tensors["optimizer"], trainer.optimizer.state_dict())
+            copy_into(parameter, contents.tensors["weights"][f"param.{index}"])
+    optimizer_state = _join_optimizer_state(
+        state["optimizer"], contents.tensors["optimizer"], trainer.optimizer.state_dict()
     )
+    trainer.optimizer.load_state_dict(shard_optimizer_state(optimizer_state, trainer.parameters))
     trainer.lr_scheduler.load_state_dict(state["lr_scheduler"])
     if trainer.ema is not None:
         if state.get("ema") is None:
@@ -160,7 +178,9 @@ class BackupController:
         self.root = Path(trainer.config.output.workspace_dir) / "backups"
         self.last_time = time.monotonic()
         self.last_step: int | None = None
-        remove_stale_temp_folders(self.root)
+        self.main = trainer.distributed.is_main  # with several processes only the main one writes backups
+        if self.main:
+            remove_stale_temp_folders(self.root)
 
     def resume_if_configured(self) -> Path | None:
         if not self.settings.continue_last_backup:
@@ -195,7 +215,8 @@ class BackupController:
         every_steps, every_minutes = self.settings.every_steps, self.settings.every_minutes
         if every_steps and step % every_steps == 0:
             return self.write(f"every {every_steps} steps")
-        if every_minutes and time.monotonic() - self.last_time >= every_minutes * 60:
+        due = bool(every_minutes) and time.monotonic() - self.last_time >= every_minutes * 60
+        if every_minutes and self.trainer.distributed.main_decides(due):  # clocks differ between processes
             return self.write(f"every {every_minutes:g} minutes")
         return None
 
@@ -206,8 +227,11 @@ class BackupController:
         step = self.trainer.progress.global_step
         if step == self.last_step:
             return None  # this exact state is already backed up (or was resumed from)
-        folder = write_backup(self.root, trainer_contents(self.trainer), step)
+        contents = trainer_contents(self.trainer)  # every process: gathering sharded tensors is collective
         self.last_step, self.last_time = step, time.monotonic()
+        if not self.main:
+            return None
+        folder = write_backup(self.root, contents, step)
         removed = prune_backups(self.root, self.settings.rolling_count)
         log.info(
             "step %d: backup (%s) written to %s%s",

@@ -8,8 +8,12 @@ from tqdm import tqdm
 
 
 class RunLog:
-    def __init__(self, total_steps: int, start_step: int, tensorboard_dir: Path | None):
-        self.bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True)
+    def __init__(self, total_steps: int, start_step: int, tensorboard_dir: Path | None, visible: bool = True):
+        # Not visible: a process other than the main one of several, which shows nothing.
+        self.visible = visible
+        self.bar = tqdm(
+            total=total_steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True, disable=not visible
+        )
         self.smoothed_loss: float | None = None
         self.writer = None
         if tensorboard_dir is not None:
@@ -30,7 +34,8 @@ class RunLog:
             self.writer.add_scalar("lr", learning_rate, global_step)
 
     def message(self, text: str) -> None:
-        self.bar.write(text)
+        if self.visible:
+            self.bar.write(text)
 
     def close(self) -> None:
         self.bar.close()

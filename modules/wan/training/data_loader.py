@@ -89,18 +89,25 @@ class WanBaseDataLoader(BaseDataLoader):
 
             raise ConfigError(f"data.concepts: no usable training items were found. {self.report.summary()}")
         self.sampler = BucketBatchSampler(
-            [s.bucket for s in self.samples], batch_size=config.training.batch_size, seed=config.training.seed
+            [s.bucket for s in self.samples],
+            batch_size=config.training.batch_size,
+            seed=config.training.seed,
+            rank=self.process_index,
+            world_size=self.num_processes,
         )
 
     def batches_per_epoch(self) -> int:
         return self.sampler.num_batches()
 
     def batches(self, epoch: int, skip: int = 0) -> Iterator[dict]:
-        for indices in self.sampler.batches(epoch)[skip:]:
+        for step_batch in self.sampler.step_batches(epoch)[skip:]:
+            indices, start, total = self.sampler.share(step_batch)
             items = [load_sample(self.samples[i], self.cache) for i in indices]
             batch = {key: torch.stack([item[key] for item in items]) for key in items[0] if key != "text_embeds"}
             batch["text_embeds"] = self.model.pad_text_embeds([item["text_embeds"] for item in items])
             batch["captions"] = [self.samples[i].caption for i in indices]  # embedding training re-encodes some
+            if self.num_processes > 1:
+                batch["share"] = (start, start + len(indices), total)  # see BaseDataLoader.share_between
             yield batch
 
 

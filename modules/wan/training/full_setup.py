@@ -82,6 +82,10 @@ class WanFineTuneSetup(WanLoRASetup):
                 expert.enable_gradient_checkpointing()
             expert.train()
 
+    def sharding_plan(self, model: WanModel) -> list[tuple[torch.nn.Module, list[torch.nn.Module]]]:
+        # One FSDP unit per WanTransformerBlock: only one block's full weights are gathered at a time.
+        return [(getattr(model, name), list(getattr(model, name).blocks)) for name in model.trained_experts]
+
     def trainable_state_dict(self, model: WanModel) -> dict[str, torch.Tensor]:
         return {
             f"{name}.{key}": parameter

@@ -108,9 +108,12 @@ class WanLoRASetup(BaseModelSetup):
         device = self.device
         latents = batch["latents"].to(device, torch.float32)
         batch_size, _, latent_frames, latent_height, latent_width = latents.shape
+        # With several processes, noise levels and noise are drawn for the step's whole batch and this process
+        # takes its rows: the generators stay in step and the draws equal one process's with the whole batch.
+        start, stop, drawn = batch.get("share", (0, batch_size, batch_size))
         if deterministic_timesteps is None:
             sigma = sample_sigmas(
-                batch_size,
+                drawn,
                 generator,
                 distribution=training.timestep_distribution,
                 shift=training.flow_shift,
@@ -118,11 +121,11 @@ class WanLoRASetup(BaseModelSetup):
                 logit_std=training.logit_std,
                 sigmoid_scale=training.sigmoid_scale,
                 sigma_range=experts.sigma_range(expert, self.boundary),
-            )
+            )[start:stop]
         else:
             sigma = deterministic_timesteps.float()
         # Noise and the image-to-video draw come from the CPU generator: reproducible on any device.
-        noise = torch.randn(latents.shape, generator=generator).to(device)
+        noise = torch.randn((drawn, *latents.shape[1:]), generator=generator)[start:stop].to(device)
         image_to_video = (
             training.image_to_video_ratio > 0
             and float(torch.rand(1, generator=generator)) < training.image_to_video_ratio
