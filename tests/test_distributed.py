@@ -67,14 +67,17 @@ def flat(tensors: dict) -> torch.Tensor:
 
 
 def assert_gradients_agree(left: dict, right: dict) -> None:
-    """The same gradients up to float32 summation order: every tensor within 1e-4 of its norm."""
+    """The same gradients up to float32 summation order: all of them within 1e-5 of their norm, each tensor
+    within 1e-3 of its own."""
     assert left.keys() == right.keys() and left
     relative = {
         key: (left[key].double() - right[key].double()).norm().item() / max(left[key].double().norm().item(), 1e-30)
         for key in left
     }
-    print("gradients: relative differences, largest", sorted(relative.values())[-3:])
-    assert max(relative.values()) <= 1e-4, relative
+    overall = (flat(left) - flat(right)).norm().item() / flat(left).norm().item()
+    print(f"gradients: {overall:.1e} apart overall; largest per tensor {max(relative.values()):.1e}")
+    # A tensor whose gradient mostly cancelled keeps more of the rounding (see the module docstring).
+    assert overall <= 1e-5 and max(relative.values()) <= 1e-3, relative
 
 
 def assert_weights_agree(initial: dict, left: dict, right: dict) -> None:
