@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import _quiet_other_ranks  # noqa: F401
 import _repo_path  # noqa: F401
 
 from modules.base.model_loader import ModelLoadError

@@ -55,7 +55,10 @@ class ProbeMedia(PipelineStage):
 
     def process(self, items):
         out = []
-        for item in tqdm(items, desc="probing media", unit="file", disable=not items):
+        # `disable` only when there is nothing: otherwise tqdm's default, which TQDM_DISABLE (set in the
+        # processes other than the main one of several) turns off.
+        quiet = {} if items else {"disable": True}
+        for item in tqdm(items, desc="probing media", unit="file", **quiet):
             try:
                 out.append({**item, "info": media_io.probe(item["path"], self.backend)})
             except media_io.MediaError as error:
