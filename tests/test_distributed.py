@@ -16,6 +16,7 @@ compared by the distance between the two runs relative to how far training moved
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from safetensors.torch import load_file
 
 from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
+from modules.trainer.backups import backup_folders, check_backup
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.training.experts import HIGH, LOW
@@ -128,6 +130,7 @@ def test_fsdp_full_finetune_shards_and_equals_one_process(tiny_model_dir, two_bu
     base = tiny_model_dir("TI2V-5B")
     one = train_recorded(GenericTrainer(make_config(base, two_bucket_data, tmp_path / "one", "full", 2, 3)))
     config = make_config(base, two_bucket_data, tmp_path / "two", "full", 1, 3)
+    config.backup.every_steps = 1
     ranks = run_processes(config, 2, tmp_path / "rec")
 
     # Really sharded: every block weight is a DTensor of which each process holds about half the rows.
@@ -137,6 +140,7 @@ def test_fsdp_full_finetune_shards_and_equals_one_process(tiny_model_dir, two_bu
         split = [(full, local) for full, local, _ in blocks.values() if full[0] >= 2]
         assert split and all(local[0] == -(-full[0] // 2) or local[0] == full[0] // 2 for full, local in split)
         assert all(local[1:] == full[1:] for full, local in split)
+    first = next(iter(ranks[0]["layout"]))
     # Both processes trained; the gradients FSDP averaged (reduce-scatter) equal one process's batch of two.
     assert all(s["changed"] == [HIGH] for s in ranks[0]["steps"])
     assert [s["loss"] for s in ranks[0]["steps"]] == pytest.approx([s["loss"] for s in one["steps"]], rel=1e-5)
@@ -166,3 +170,15 @@ def test_fsdp_full_finetune_shards_and_equals_one_process(tiny_model_dir, two_bu
         Path(single_two).with_name(Path(single_two).stem + "-diffusers"), subfolder="transformer", local_files_only=True
     ).state_dict()
     assert loaded.keys() == folder_two.keys() and all(torch.equal(loaded[k], folder_two[k]) for k in loaded)
+
+    # The backups hold whole tensors (gathered from the shards). Resuming from step 2 with two processes
+    # continues exactly: each process ends with the same shard as in the uninterrupted run.
+    backups = backup_folders(tmp_path / "two" / "backups")
+    assert check_backup(backups[0])["global_step"] == 3
+    assert load_file(backups[0] / "weights.safetensors")["param.0"].shape == tuple(ranks[0]["layout"][first][0])
+    shutil.rmtree(backups[0])
+    config.backup.continue_last_backup = True
+    resumed = run_processes(config, 2, tmp_path / "rec-resumed")
+    assert [s["step"] for s in resumed[0]["steps"]] == [3]
+    for before, after in zip(ranks, resumed):
+        assert all(torch.equal(before["final"][k], after["final"][k]) for k in before["final"])

@@ -128,10 +128,13 @@ class Distributed:
         if not self.several or self.sharded:
             return
         with_grad = [p for p in parameters if p.grad is not None]
-        counts = self.accelerator.gather(torch.tensor([len(with_grad)], device=self.accelerator.device))
-        if len(set(counts.tolist())) != 1:
+        # Which tensors have a gradient, as (count, sum of positions): the processes must agree, or the
+        # all-reduce below would add up gradients of different tensors.
+        which = [len(with_grad), sum(i for i, p in enumerate(parameters) if p.grad is not None)]
+        seen = self.accelerator.gather(torch.tensor([which], device=self.accelerator.device)).tolist()
+        if any(other != which for other in seen):
             raise DistributedError(
-                f"the processes computed gradients for different parameters ({counts.tolist()} tensors); every "
+                f"the processes computed gradients for different parameters (count, positions: {seen}); every "
                 "process must train the same expert on a step"
             )
         by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
