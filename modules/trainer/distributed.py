@@ -119,7 +119,7 @@ class Distributed:
     def mean(self, value: torch.Tensor) -> float:
         """The mean of a scalar over every process (the loss as one process with the whole batch sees it)."""
         if not self.several:
-            return float(value)
+            return float(value.detach())
         return float(self.accelerator.reduce(value.detach().float().reshape(1).clone(), reduction="mean"))
 
     def average_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
