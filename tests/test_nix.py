@@ -191,6 +191,18 @@ def test_hook_cuda_without_driver_says_why(checkout):
     assert "libcuda.so.1 is on no LD_LIBRARY_PATH folder" in proc.stderr
 
 
+needs_shellcheck = pytest.mark.skipif(
+    shutil.which("shellcheck") is None, reason="shellcheck is not installed (Debian/Ubuntu: apt-get install shellcheck)"
+)
+
+
+@needs_shellcheck
+def test_hook_passes_shellcheck():
+    scripts = [HOOK, REPO_ROOT / "scripts" / "install.sh", REPO_ROOT / "scripts" / "ci_install_nix.sh"]
+    proc = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
 # --- the flake, evaluated by the real nix with the nixpkgs stand-in -----------------------------------------------
 
 NIX = shutil.which("nix")
@@ -325,6 +337,18 @@ def test_apps_run_their_script_in_the_trainer_environment(flake):
         assert f'"$WAN_TRAINER_ROOT/{script}" "$@"' in text
         assert "wan_trainer_enter" in text and f"export LD_LIBRARY_PATH={DRIVER_LIB}:" in text
         assert "WAN_TRAINER_PLATFORM=" not in text  # the platform is install.sh's choice or the caller's
+
+
+@needs_nix
+@needs_shellcheck
+def test_app_scripts_pass_shellcheck(flake, tmp_path):
+    """writeShellApplication refuses to build a script shellcheck complains about: check the bodies likewise."""
+    for name in APPS:
+        script = tmp_path / f"{name}.sh"
+        body = flake.eval(f"packages.{SYSTEM}.{name}.text")
+        script.write_text("#!/usr/bin/env bash\nset -o errexit\nset -o nounset\nset -o pipefail\n" + body)
+        proc = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout
 
 
 @needs_nix
