@@ -37,6 +37,8 @@
       # venv that install.sh creates cannot see Nix's tkinter module (it lives in its own store path), so it goes
       # on PYTHONPATH for the GUI.
       environment = ''
+        # mkShell's stdenv sets it to 1980; building a wheel from an sdist with pip then fails (nixpkgs manual).
+        unset SOURCE_DATE_EPOCH
         export LD_LIBRARY_PATH=${pkgs.lib.makeLibraryPath wheelLibraries}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
         export PYTHONPATH=${python.pkgs.tkinter}/${python.sitePackages}''${PYTHONPATH:+:$PYTHONPATH}
       '';

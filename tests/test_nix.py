@@ -103,13 +103,16 @@ def test_hook_reuses_venv_and_reports_cpu(checkout):
 
 def test_hook_warns_about_a_venv_from_another_python(checkout):
     root = checkout("default")
-    python_dir = Path(shutil.which("python3")).parent
     config = root / ".venv" / "pyvenv.cfg"
-    config.write_text(f"home = {python_dir}\ninclude-system-site-packages = false\n")
-    proc, _ = run_bash(ENTER, cwd=root, strict=True)
+    home = next(line.split("=", 1)[1].strip() for line in config.read_text().splitlines() if line.startswith("home"))
+    # The Python that made the venv: no warning.
+    proc, env = run_bash(ENTER, cwd=root, env={"PYTHON": f"{home}/python3"}, strict=True)
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    # Entering again from inside (the venv's python3 first on PATH) is still that Python.
+    proc, _ = run_bash(f"export PATH={env['PATH']}\n{ENTER}", cwd=root, strict=True)
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
     config.write_text("home = /usr/local/other-python/bin\ninclude-system-site-packages = false\n")
-    proc, _ = run_bash(ENTER, cwd=root, strict=True)
+    proc, _ = run_bash(ENTER, cwd=root, env={"PYTHON": f"{home}/python3"}, strict=True)
     assert proc.returncode == 0, proc.stderr
     assert f"warning: {root}/.venv was made by the Python in /usr/local/other-python/bin" in proc.stderr
 

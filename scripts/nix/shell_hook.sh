@@ -161,7 +161,8 @@ _wan_check_venv_python() {
   home="$(awk -F' *= *' '$1 == "home" {print $2}' "$cfg")"
   python_bin="$(command -v "${PYTHON:-python3}" || true)"
   [ -n "$home" ] && [ -n "$python_bin" ] || return 0
-  [ "$home" = "$(dirname "$python_bin")" ] && return 0
+  # Resolved, so that .venv/bin/python3 (first on PATH in a shell already entered) counts as the Python it links to.
+  [ "$(readlink -f "$python_bin")" = "$(readlink -f "$home/$(basename "$python_bin")")" ] && return 0
   _wan_say "warning: $1/.venv was made by the Python in $home, not this environment's ($python_bin);" \
     "if imports fail, remove .venv and enter again"
 }
