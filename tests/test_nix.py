@@ -314,6 +314,13 @@ def test_shell_hook_sets_platform_and_runs_install(flake, checkout, platform):
         assert on_library_path[0] == DRIVER_LIB
         assert "nvidia-smi" in proc.stderr or "NVIDIA GPU found" in proc.stderr  # the GPU, or why none
 
+    # A venv installed for another platform: the shell runs install.sh for its own (pip is absent here, so the
+    # attempt shows, then the hook stops with a message).
+    checkout("cuda" if platform == "default" else "default")
+    proc, env = run_bash(flake.in_private_store(hook), cwd=root)
+    assert f"install.sh: installing requirements-{platform}.txt into .venv (platform: {platform})" in proc.stderr
+    assert "scripts/install.sh failed" in proc.stderr and env["VIRTUAL_ENV"] == ""
+
 
 @needs_nix
 def test_rocm_shell_passes_gfx_override_through(flake, checkout, tmp_path):
