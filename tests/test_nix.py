@@ -64,7 +64,8 @@ def run_bash(script: str, cwd: Path, env: dict[str, str] | None = None, strict: 
     """Runs `script` in bash, then prints the variables the hook sets, one per line, after a marker."""
     probe = 'echo "=== $?"; for v in WAN_TRAINER_PLATFORM WAN_TRAINER_ROOT VIRTUAL_ENV LD_LIBRARY_PATH PATH'
     probe += ' HSA_OVERRIDE_GFX_VERSION; do echo "$v=${!v:-}"; done'
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("WAN_TRAINER_", "HSA_OVERRIDE", "VIRTUAL_ENV"))}
+    own = ("WAN_TRAINER_", "HSA_OVERRIDE", "VIRTUAL_ENV", "LD_LIBRARY_PATH")  # what the hook sets, from a clean start
+    base = {k: v for k, v in os.environ.items() if not k.startswith(own)}
     base["WAN_TRAINER_SKIP_GPU_CHECK"] = "1"  # the venv has no torch; the report must not need it
     args = ["bash", "-euo", "pipefail", "-c"] if strict else ["bash", "-c"]
     proc = subprocess.run(
