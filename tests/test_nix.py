@@ -212,7 +212,7 @@ def test_hook_passes_shellcheck():
 NIX = shutil.which("nix")
 needs_nix = pytest.mark.skipif(
     NIX is None and os.environ.get("CI") != "true",
-    reason="nix is not installed (Debian/Ubuntu: apt-get install nix-bin; scripts/ci_install_nix.sh does in CI)",
+    reason="nix is not installed (Debian/Ubuntu: apt-get install nix-bin; scripts/ci_install_nix.sh does it in CI)",
 )
 
 
