@@ -4,10 +4,12 @@
     python scripts/convert_model.py lora in.safetensors out.safetensors --format diffusers [--dtype bfloat16]
 
     # full model: diffusers folder -> one single file with original WAN names (what ComfyUI loads)
-    python scripts/convert_model.py to-single-file path/to/model-folder out.safetensors [--expert transformer_2] [--dtype float16]
+    python scripts/convert_model.py to-single-file path/to/model-folder out.safetensors
+        [--expert transformer_2] [--dtype float16]
 
     # full model: single file -> diffusers folder (the base folder supplies the config and the other parts)
-    python scripts/convert_model.py to-diffusers in.safetensors out-folder --base path/to/base-folder [--expert transformer]
+    python scripts/convert_model.py to-diffusers in.safetensors out-folder --base path/to/base-folder
+        [--expert transformer]
 
 Outputs are written atomically. See docs/full_finetune.md and docs/lora_format.md.
 """

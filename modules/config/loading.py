@@ -94,14 +94,17 @@ def check_fp8_storage(config: TrainConfig) -> None:
         return
     if config.training.train_dtype not in ("bfloat16", "float16"):
         raise ConfigError(
-            f"model.transformer_dtype: float8_e4m3fn stores the weights only; they are computed in training.train_dtype, "
+            f"model.transformer_dtype: float8_e4m3fn stores the weights only; they are computed in "
+            f"training.train_dtype, "
             f"which is {config.training.train_dtype!r}. Fix: set training.train_dtype to bfloat16 (or float16), or "
             "model.transformer_dtype to bfloat16."
         )
     if config.training_method == "full":
         raise ConfigError(
-            "model.transformer_dtype: float8_e4m3fn cannot be used with training_method 'full': a fully fine-tuned expert "
-            "trains in finetune.weight_dtype, and fp8 storage is for frozen weights. Fix: set model.transformer_dtype to "
+            "model.transformer_dtype: float8_e4m3fn cannot be used with training_method 'full': a fully fine-tuned "
+            "expert "
+            "trains in finetune.weight_dtype, and fp8 storage is for frozen weights. Fix: set model.transformer_dtype "
+            "to "
             "bfloat16 (or train a LoRA: training_method 'lora')."
         )
 

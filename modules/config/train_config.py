@@ -16,7 +16,8 @@ VARIANT_CHOICES = ("auto", "TI2V-5B", "T2V-A14B", "I2V-A14B")
 @dataclass
 class ModelConfig:
     base_path: str = setting(
-        help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers; gives the tokenizer and every part without its own *_path"
+        help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers; gives the "
+        "tokenizer and every part without its own *_path"
     )
     variant: str = setting(
         "auto", help="Which WAN 2.2 model; 'auto' detects it from the folder", choices=VARIANT_CHOICES
@@ -24,23 +25,29 @@ class ModelConfig:
     allow_download: bool = setting(False, help="Allow downloading a hub id that is not in the local Hugging Face cache")
     transformer_path: str = setting(
         "",
-        help="Optional source of the transformer (high-noise expert for A14B): a single file such as wan2.2_t2v_high_noise_14B_fp16.safetensors, a part folder, or a diffusers folder; empty: from base_path",
+        help="Optional source of the transformer (high-noise expert for A14B): a single file such as "
+        "wan2.2_t2v_high_noise_14B_fp16.safetensors, a part folder, or a diffusers folder; empty: from base_path",
     )
     transformer_2_path: str = setting(
         "",
-        help="Optional source of the low-noise expert (A14B), e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors; empty: from base_path",
+        help="Optional source of the low-noise expert (A14B), e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors; "
+        "empty: from base_path",
     )
     vae_path: str = setting(
         "",
-        help="Optional source of the VAE: wan_2.1_vae / wan2.2_vae .safetensors, Wan2.1_VAE.pth / Wan2.2_VAE.pth, or a folder; empty: from base_path",
+        help="Optional source of the VAE: wan_2.1_vae / wan2.2_vae .safetensors, Wan2.1_VAE.pth / Wan2.2_VAE.pth, or "
+        "a folder; empty: from base_path",
     )
     text_encoder_path: str = setting(
         "",
-        help="Optional source of the UMT5 encoder: umt5_xxl_fp16 / fp8_e4m3fn_scaled .safetensors, models_t5_umt5-xxl-enc-bf16.pth, or a folder; empty: from base_path",
+        help="Optional source of the UMT5 encoder: umt5_xxl_fp16 / fp8_e4m3fn_scaled .safetensors, "
+        "models_t5_umt5-xxl-enc-bf16.pth, or a folder; empty: from base_path",
     )
     transformer_dtype: str = setting(
         "bfloat16",
-        help="Storage dtype of the frozen transformer weights; float8_e4m3fn is storage only (block linears in fp8 with a scale, 1 byte per weight; everything computes in training.train_dtype, which must then be bfloat16 or float16; not for training_method full)",
+        help="Storage dtype of the frozen transformer weights; float8_e4m3fn is storage only (block linears in fp8 "
+        "with a scale, 1 byte per weight; everything computes in training.train_dtype, which must then be "
+        "bfloat16 or float16; not for training_method full)",
         choices=(*DTYPES, "float8_e4m3fn"),
     )
     text_encoder_dtype: str = setting(
@@ -57,7 +64,8 @@ class LoraConfig:
     dropout: float = setting(0.0, help="Dropout on the LoRA input", min=0.0, max=1.0)
     layer_filter: str = setting(
         "",
-        help="Comma-separated substrings or a regex of module names to train (empty: all attention and feed-forward linears)",
+        help="Comma-separated substrings or a regex of module names to train (empty: all attention and feed-forward "
+        "linears)",
     )
 
 
@@ -67,7 +75,8 @@ class FineTuneConfig:
 
     block_filter: str = setting(
         "",
-        help="Which transformer weights train: comma-separated block indices or ranges ('0-9,30') and/or name substrings or regexes ('attn2', 'ffn'); empty: every weight",
+        help="Which transformer weights train: comma-separated block indices or ranges ('0-9,30') and/or name "
+        "substrings or regexes ('attn2', 'ffn'); empty: every weight",
     )
     weight_dtype: str = setting(
         "float32",
@@ -91,15 +100,18 @@ class EmbeddingConfig:
     num_vectors: int = setting(1, help="Token vectors of the embedding (more vectors hold more detail)", min=1, max=75)
     init_text: str = setting(
         "",
-        help="Text whose token embeddings initialise the vectors (cycled to num_vectors); empty: random at the scale of the embedding table",
+        help="Text whose token embeddings initialise the vectors (cycled to num_vectors); empty: random at the scale "
+        "of the embedding table",
     )
     continue_from: str = setting(
         "",
-        help="An embedding .safetensors file to continue training (its placeholder and vectors replace the settings above)",
+        help="An embedding .safetensors file to continue training (its placeholder and vectors replace the settings "
+        "above)",
     )
     frozen_embeddings: list[str] = setting(
         default_factory=list,
-        help="Embedding files loaded, not trained, in every training method; their placeholders may be used in captions",
+        help="Embedding files loaded, not trained, in every training method; "
+        "their placeholders may be used in captions",
     )
 
 
@@ -127,7 +139,8 @@ class ExpertsConfig:
     )
     high_noise_step_ratio: float | None = setting(
         None,
-        help="Share of steps given to the high-noise expert; empty: the share of the timestep distribution above the boundary",
+        help="Share of steps given to the high-noise expert; empty: the share of the timestep distribution above the "
+        "boundary",
         min=0.0,
         max=1.0,
     )
@@ -150,7 +163,8 @@ class ConceptConfig:
     )
     caption_text: str = setting(
         "",
-        help="The caption when caption_source is 'text', and the fallback for missing captions when on_missing_caption is 'use_text'",
+        help="The caption when caption_source is 'text', and the fallback for missing captions when "
+        "on_missing_caption is 'use_text'",
     )
     on_missing_caption: str = setting(
         "skip", help="What to do with media that has no caption file", choices=("skip", "use_text", "error")
@@ -172,7 +186,8 @@ class DataConfig:
     )
     min_frames: int = setting(
         1,
-        help="Clips shorter than this (after fps resampling) are skipped; shorter clips above it go to a smaller 4n+1 bucket",
+        help="Clips shorter than this (after fps resampling) are skipped; shorter clips above it go to a smaller 4n+1 "
+        "bucket",
         min=1,
     )
     fps: float = setting(

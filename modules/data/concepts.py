@@ -38,7 +38,8 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
     folder = Path(concept.path)
     if not folder.is_dir():
         raise DataError(
-            f"{folder}: the concept folder does not exist. Fix: point data.concepts[].path at a folder of videos/images."
+            f"{folder}: the concept folder does not exist. Fix: point data.concepts[].path at a folder of "
+            f"videos/images."
         )
     pattern = "**/*" if concept.include_subdirectories else "*"
     items = []

@@ -118,8 +118,13 @@ def add_embedding(model, placeholder: str, vectors: torch.Tensor, trainable: boo
     taken = [name for name in names if name in vocab or "\u2581" + name in vocab]
     if taken or not placeholder.strip() or placeholder != placeholder.strip():
         raise EmbeddingError(
-            f"embedding placeholder {placeholder!r}: {'tokens ' + str(taken) + ' are already known to the tokenizer' if taken else 'must be a word without surrounding spaces'}"
-            " (a placeholder must be a new word, and each embedding may be loaded once). "
+            f"embedding placeholder {placeholder!r}: "
+            + (
+                f"tokens {taken} are already known to the tokenizer"
+                if taken
+                else "must be a word without surrounding spaces"
+            )
+            + " (a placeholder must be a new word, and each embedding may be loaded once). "
             "Fix: choose another placeholder such as '<my-concept>'."
         )
     model.tokenizer.add_tokens(names)

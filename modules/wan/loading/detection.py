@@ -155,7 +155,8 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
             "this is a single file, not a diffusers folder",
             found,
             "a diffusers folder (model_index.json plus transformer/, vae/, text_encoder/, tokenizer/, scheduler/)",
-            f"point to the folder of a diffusers repo such as {TI2V_5B.real_repo_id}; single-file checkpoints are not supported",
+            f"point to the folder of a diffusers repo such as {TI2V_5B.real_repo_id}; single-file checkpoints are not "
+            f"supported",
         )
     if not found["has_model_index"]:
         raise _fail(

@@ -84,7 +84,10 @@ def resolve_model_path(model_path: str | Path, allow_download: bool = False, par
             )
         )
     except Exception as error:  # huggingface_hub raises several types (not cached, offline, unknown repo, HTTP)
-        cached = f"no local {'file' if file_match else 'folder'} of that name and no copy in the local Hugging Face cache ({cache_dir})"
+        cached = (
+            f"no local {'file' if file_match else 'folder'} of that name and no copy in the local Hugging Face "
+            f"cache ({cache_dir})"
+        )
         if allow_download and offline:
             found, fix = (
                 cached + "; downloads are allowed but HF_HUB_OFFLINE is set",
@@ -100,7 +103,8 @@ def resolve_model_path(model_path: str | Path, allow_download: bool = False, par
                 "or set model.allow_download (allow_download=True) to let the trainer download it"
             )
         raise ModelLoadError(
-            f"{text}: cannot resolve this hub id. Found: {found}. Expected: a local diffusers folder, a local file or a "
+            f"{text}: cannot resolve this hub id. Found: {found}. Expected: a local diffusers folder, a local file or "
+            f"a "
             f"cached hub snapshot. Fix: {fix}."
         ) from error
 
@@ -122,7 +126,8 @@ def _part_files(path: Path, subfolder: str, config_name: str = "config.json") ->
     if not (folder / config_name).is_file():
         raise ModelLoadError(
             f"{folder}: the {subfolder} part has no {config_name}. Found: "
-            f"{'an empty or partial folder' if folder.is_dir() else 'no such folder'}. Expected: {subfolder}/{config_name} "
+            f"{'an empty or partial folder' if folder.is_dir() else 'no such folder'}. Expected: "
+            f"{subfolder}/{config_name} "
             f"and its weights. Fix: re-download the {subfolder}/ folder of this model."
         )
     weights = sorted(folder.glob("*.safetensors"))
@@ -262,7 +267,8 @@ def load_wan_model(
 
         if model_path is not None and Path(str(model_path)).is_file():
             raise ModelLoadError(
-                f"{model_path}: model.base_path is a single file. Expected: a diffusers folder or hub id there (it gives the "
+                f"{model_path}: model.base_path is a single file. Expected: a diffusers folder or hub id there (it "
+                f"gives the "
                 "tokenizer and any part without its own source). Fix: set model.transformer_path (and "
                 "model.transformer_2_path, model.vae_path, model.text_encoder_path) to single files instead."
             )
@@ -287,7 +293,8 @@ def load_wan_model(
     if text_config and text_config.get("model_type") != "umt5":
         raise ModelLoadError(
             f"{path / 'text_encoder'}: the text encoder is {text_config.get('model_type')!r}. Expected: umt5 "
-            "(UMT5EncoderModel, as in every WAN 2.2 repo). Fix: copy text_encoder/ and tokenizer/ from a Wan-AI diffusers repo."
+            "(UMT5EncoderModel, as in every WAN 2.2 repo). Fix: copy text_encoder/ and tokenizer/ from a Wan-AI "
+            "diffusers repo."
         )
     experts = ["transformer", "transformer_2"] if variant.has_transformer_2 else ["transformer"]
     loaded_experts = experts if load_transformer_2 else experts[:1]

@@ -54,15 +54,18 @@ def _source(part: str, given: str | Path | None, base: Path | None, resolve) -> 
                 settings = [s for p, s in PART_SETTINGS.items() if p.replace("_2", "") == info.part]
                 raise ModelLoadError(
                     f"{path}: wrong part: this file is {info.describe()}, but it is set as {PART_SETTINGS[part]}. "
-                    f"Expected: the {part} there. Fix: set it as {' or '.join(settings)} and give {PART_SETTINGS[part]} its own file."
+                    f"Expected: the {part} there. Fix: set it as {' or '.join(settings)} and give "
+                    f"{PART_SETTINGS[part]} its own file."
                 )
             return PartSource(part, path, info)
         if (path / "model_index.json").is_file():
             path = path / part
         if not (path / "config.json").is_file():
             raise ModelLoadError(
-                f"{path}: {PART_SETTINGS[part]} names no usable {part}. Found: {'a folder without config.json' if path.is_dir() else 'nothing at this path'}. "
-                f"Expected: a single file, a {part} folder with config.json, or a diffusers folder. Fix: correct {PART_SETTINGS[part]}."
+                f"{path}: {PART_SETTINGS[part]} names no usable {part}. Found: "
+                f"{'a folder without config.json' if path.is_dir() else 'nothing at this path'}. "
+                f"Expected: a single file, a {part} folder with config.json, or a diffusers folder. Fix: correct "
+                f"{PART_SETTINGS[part]}."
             )
         return PartSource(part, path)
     if base is not None and (base / part / "config.json").is_file():
@@ -83,7 +86,8 @@ def _missing(part: str, variant: WanVariant | None, base: Path | None) -> ModelL
     needed = f" ({variant.name} needs it)" if variant else ""
     return ModelLoadError(
         f"missing part: {which}{needed}. Found: {where} and {setting} is not set. Expected: a source for every part. "
-        f"Fix: set {setting} to its file or folder, or set model.base_path to a diffusers folder or hub id that has {part}/."
+        f"Fix: set {setting} to its file or folder, or set model.base_path to a diffusers folder or hub id that has "
+        f"{part}/."
     )
 
 
@@ -103,8 +107,10 @@ def _variant_of(sources: dict[str, PartSource], base_variant: WanVariant | None)
             continue
         if src.file.variant is not variant:
             raise ModelLoadError(
-                f"{src.path}: mismatched experts: this is a {src.file.variant.name} transformer but the other expert is "
-                f"{variant.name}. Expected: both experts of the same model. Fix: set {PART_SETTINGS['transformer']} and "
+                f"{src.path}: mismatched experts: this is a {src.file.variant.name} transformer but the other expert "
+                f"is "
+                f"{variant.name}. Expected: both experts of the same model. Fix: set {PART_SETTINGS['transformer']} "
+                f"and "
                 f"{PART_SETTINGS['transformer_2']} to the high- and low-noise files of one model."
             )
     return variant
@@ -115,9 +121,15 @@ def _check_vae(src: PartSource, variant: WanVariant) -> None:
     if z_dim != variant.latent_channels:
         kind = {16: "the Wan2.1 VAE (wan_2.1_vae)", 48: "the Wan2.2 VAE (wan2.2_vae)"}
         raise ModelLoadError(
-            f"{src.path}: this VAE does not fit the {variant.name} transformer. Found: {kind.get(z_dim, f'a VAE with z_dim {z_dim}')}. "
+            f"{src.path}: this VAE does not fit the {variant.name} transformer. Found: "
+            f"{kind.get(z_dim, f'a VAE with z_dim {z_dim}')}. "
             f"Expected: {kind[variant.latent_channels]} for {variant.name}. Fix: set {PART_SETTINGS['vae']} to "
-            f"{'wan2.2_vae.safetensors / Wan2.2_VAE.pth' if variant.latent_channels == 48 else 'wan_2.1_vae.safetensors / Wan2.1_VAE.pth'}."
+            + (
+                "wan2.2_vae.safetensors / Wan2.2_VAE.pth"
+                if variant.latent_channels == 48
+                else "wan_2.1_vae.safetensors / Wan2.1_VAE.pth"
+            )
+            + "."
         )
 
 
@@ -127,7 +139,8 @@ def _check_text_encoder(src: PartSource) -> None:
     model_type = (read_json(src.path / "config.json") or {}).get("model_type")
     if model_type != "umt5":
         raise ModelLoadError(
-            f"{src.path}: the text encoder is {model_type!r}. Expected: umt5 (UMT5EncoderModel, as in every WAN 2.2 repo). "
+            f"{src.path}: the text encoder is {model_type!r}. Expected: umt5 (UMT5EncoderModel, as in every WAN 2.2 "
+            f"repo). "
             f"Fix: set {PART_SETTINGS['text_encoder']} to umt5_xxl_fp16.safetensors or a Wan-AI text_encoder/ folder."
         )
 
@@ -203,8 +216,10 @@ def load_wan_model_from_parts(
     variant = _variant_of(sources, base_variant)
     if expected_variant not in (None, "auto") and expected_variant != variant.name:
         raise ModelLoadError(
-            f"{(sources['transformer'] or sources['transformer_2']).path}: this is {variant.name}, but model.variant asks for {expected_variant}. "
-            f"Fix: set model.variant to 'auto' or '{variant.name}', or point the transformer settings to a {expected_variant} model."
+            f"{(sources['transformer'] or sources['transformer_2']).path}: this is {variant.name}, but model.variant "
+            f"asks for {expected_variant}. "
+            f"Fix: set model.variant to 'auto' or '{variant.name}', or point the transformer settings to a "
+            f"{expected_variant} model."
         )
     if not variant.has_transformer_2 and part_paths.get("transformer_2"):
         raise ModelLoadError(
