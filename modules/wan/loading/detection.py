@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.variants import I2V_A14B, T2V_A14B, TI2V_5B, VARIANTS, WanVariant
+from modules.wan.variants import (
+    I2V_A14B,
+    T2V_A14B,
+    TI2V_5B,
+    VARIANTS,
+    WanVariant,
+    check_expected_variant,
+    check_variant_name,
+    variant_for_in_channels,
+)
 
 WAN22_PIPELINES = {"WanPipeline": "text-to-video", "WanImageToVideoPipeline": "image-to-video"}
 TRANSFORMER_CLASS = "WanTransformer3DModel"
@@ -136,11 +145,7 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
     """
     path = Path(model_path)
     found = describe_model_folder(path)
-    if expected_variant not in (None, "auto") and expected_variant not in VARIANTS:
-        raise ModelLoadError(
-            f"{path}: unknown variant {expected_variant!r}. Expected one of: auto, {', '.join(VARIANTS)}. "
-            "Fix: set model.variant to one of those."
-        )
+    check_variant_name(expected_variant, str(path))
     if not found["exists"]:
         raise _fail(
             path,
@@ -225,14 +230,7 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
         )
 
     variant = _structure(path, found)
-    if expected_variant not in (None, "auto") and expected_variant != variant.name:
-        raise _fail(
-            path,
-            f"the folder holds {variant.name}, but the config asks for {expected_variant}",
-            found,
-            f"a folder holding {expected_variant} ({VARIANTS[expected_variant].real_repo_id})",
-            f"set model.variant to 'auto' or '{variant.name}', or point model.base_path to a {expected_variant} folder",
-        )
+    check_expected_variant(variant, expected_variant, str(path), "the folder", summarize(found))
     return variant
 
 
@@ -260,7 +258,8 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
             wan21_fix,
         )
 
-    if in_ch == TI2V_5B.transformer_in_channels:
+    by_channels = variant_for_in_channels(in_ch)
+    if by_channels is TI2V_5B:
         variant = TI2V_5B
         if t2_listed or t2_on_disk or boundary is not None:
             raise _fail(
@@ -286,7 +285,7 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
                 "expand_timesteps: true (one timestep per latent token)",
                 f"set \"expand_timesteps\": true in model_index.json or re-download {TI2V_5B.real_repo_id}",
             )
-    elif in_ch in (T2V_A14B.transformer_in_channels, I2V_A14B.transformer_in_channels):
+    elif by_channels is not None:
         if not (t2_listed or t2_on_disk or boundary is not None):
             kind = "T2V" if in_ch == 16 else "I2V"
             raise _fail(
@@ -297,7 +296,7 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
                 "a WAN 2.2 model",
                 wan21_fix,
             )
-        variant = I2V_A14B if in_ch == I2V_A14B.transformer_in_channels else T2V_A14B
+        variant = by_channels
         wanted_pipeline = "WanImageToVideoPipeline" if variant is I2V_A14B else "WanPipeline"
         if pipeline != wanted_pipeline:
             which = (

@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.loading.headers import DTYPES, TensorReader, read_header
+from modules.wan.loading.headers import SAFETENSORS_DTYPES, TensorReader, read_header
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 TORCH_SUFFIXES = (".pth", ".pt")
-_CODES = {dtype: code for code, dtype in DTYPES.items()}
+_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 
 
 class WeightFile:
