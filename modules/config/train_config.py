@@ -9,8 +9,12 @@ from modules.config.fields import setting
 # Re-exported: sampling settings live in their own file (scripts/sample.py uses them without a TrainConfig).
 from modules.config.sampling_config import SampleConfig, SamplingConfig  # noqa: F401
 
+# The one home of these names: modules/util/device.py maps the dtype names to torch dtypes, and
+# modules/wan/variants.py checks that its table holds exactly these variants.
 DTYPES = ("float32", "bfloat16", "float16")
 VARIANT_CHOICES = ("auto", "TI2V-5B", "T2V-A14B", "I2V-A14B")
+CAPTION_SOURCES = ("txt", "filename", "text")  # a .txt beside the media, the file name, or caption_text
+MISSING_CAPTION_RULES = ("skip", "use_text", "error")
 
 
 @dataclass
@@ -159,7 +163,7 @@ class ConceptConfig:
     caption_source: str = setting(
         "txt",
         help="Caption from a .txt file beside the media, the file name, or caption_text",
-        choices=("txt", "filename", "text"),
+        choices=CAPTION_SOURCES,
     )
     caption_text: str = setting(
         "",
@@ -167,7 +171,7 @@ class ConceptConfig:
         "on_missing_caption is 'use_text'",
     )
     on_missing_caption: str = setting(
-        "skip", help="What to do with media that has no caption file", choices=("skip", "use_text", "error")
+        "skip", help="What to do with media that has no caption file", choices=MISSING_CAPTION_RULES
     )
     include_subdirectories: bool = setting(False, help="Also collect media from subfolders")
 

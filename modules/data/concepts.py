@@ -8,9 +8,6 @@ from pathlib import Path
 from modules.data.media_io import is_media
 from modules.data.report import DataReport
 
-CAPTION_SOURCES = ("txt", "filename", "text")
-MISSING_CAPTION_RULES = ("skip", "use_text", "error")
-
 
 class DataError(ValueError):
     """The training data cannot be used as configured; the message names the file or folder and the fix."""

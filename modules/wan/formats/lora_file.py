@@ -5,7 +5,7 @@ default file uses those: `diffusion_model.blocks.0.self_attn.q.lora_A.weight` pl
 diffusers' WanLoraLoaderMixin reads that layout too. The diffusers layout
 (`transformer.blocks.0.attn1.to_q.lora_A.weight`) cannot carry `.alpha` keys (diffusers rejects keys without
 "lora"), so rank and alpha go into the `lora_adapter_metadata` JSON that diffusers' own saver writes.
-See docs/lora_format.md.
+See docs/lora_format.md. Also the file names per expert and the training metadata every saver writes.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from modules.base.model_saver import BaseModelSaver
 from modules.util.atomic import save_safetensors_atomic
+from modules.util.device import DTYPES
 from modules.util.resources import MODEL_SPECS_DIR
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
 
 LORA_FORMATS = ("comfyui", "diffusers")
-SAVE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 COMFYUI_PREFIX = "diffusion_model."
 DIFFUSERS_PREFIX = "transformer."
 # The safetensors metadata key diffusers reads LoraConfig kwargs from (diffusers.loaders.lora_base).
@@ -116,7 +115,7 @@ def save_lora_file(
     """Write one LoRA file. `metadata` (training settings) is merged over the variant's model spec."""
     if format not in LORA_FORMATS:
         raise LoraFileError(f"LoRA format {format!r} is unknown; choose one of {', '.join(LORA_FORMATS)}")
-    torch_dtype = SAVE_DTYPES[dtype] if isinstance(dtype, str) else dtype
+    torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
     modules = lora_modules(peft_state_dict)
     wrong_rank = sorted(m for m, (down, _) in modules.items() if down.shape[0] != rank)
     if wrong_rank:
@@ -199,7 +198,7 @@ def _read_diffusers(
     return state_dict, [] if alpha is None else [float(alpha)]
 
 
-# ---- the trainer's saver -----------------------------------------------------------------------------
+# ---- file names and metadata of what a training run writes ---------------------------------------------
 EXPERT_FILE_SUFFIX = {"transformer": "high_noise", "transformer_2": "low_noise"}
 
 
@@ -235,27 +234,3 @@ def training_metadata(config) -> dict[str, str]:
         "wan.image_to_video_ratio": training.image_to_video_ratio,
     }
     return {k: _as_metadata_value(v) for k, v in values.items()}
-
-
-class WanLoRASaver(BaseModelSaver):
-    def save(self, model, config, destination: Path) -> list[Path]:
-        from modules.module.lora import lora_state_dict
-
-        experts = model.trained_experts or ["transformer"]
-        written = []
-        for expert, path in expert_paths(Path(destination), experts, model.variant.has_transformer_2).items():
-            metadata = training_metadata(config)
-            metadata["wan.expert"] = EXPERT_FILE_SUFFIX[expert] if model.variant.has_transformer_2 else "single"
-            written.append(
-                save_lora_file(
-                    lora_state_dict(getattr(model, expert)),
-                    path,
-                    format=config.output.lora_format,
-                    rank=config.lora.rank,
-                    alpha=config.lora.alpha,
-                    metadata=metadata,
-                    variant=model.variant.name,
-                    dtype=config.output.save_dtype,
-                )
-            )
-        return written

@@ -27,7 +27,7 @@ def trained_embedding(model: WanModel) -> LoadedEmbedding:
     found = [e for e in loaded_embeddings(model).values() if e.trainable]
     if len(found) != 1:
         raise ConfigError(
-            "training_method 'embedding' needs the model loaded by WanModelWithEmbeddingsLoader "
+            "training_method 'embedding' needs the model loaded by WanTrainingModelLoader "
             "(modules/registry.py), which adds the trained embedding"
         )
     return found[0]
