@@ -247,7 +247,11 @@ class TrainingConfig:
 @dataclass
 class OutputConfig:
     workspace_dir: str = setting("workspace/run", help="Folder for the cache, TensorBoard logs, samples and saves")
-    output_path: str = setting("", help="Final LoRA file (default: <workspace>/output/lora.safetensors)")
+    output_path: str = setting(
+        "",
+        help="Final output file (default: <workspace>/output/<training_method>.safetensors); A14B LoRAs are written "
+        "as <name>_high_noise / <name>_low_noise beside it (full saves too)",
+    )
     lora_format: str = setting("comfyui", help="Key layout of saved LoRAs", choices=("comfyui", "diffusers"))
     save_dtype: str = setting("bfloat16", help="Dtype of saved weights", choices=DTYPES)
     save_every_steps: int = setting(0, help="Also save every N steps into <workspace>/save (0: only at the end)", min=0)
