@@ -146,6 +146,15 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
     path = Path(model_path)
     found = describe_model_folder(path)
     check_variant_name(expected_variant, str(path))
+    _check_folder_shape(path, found)
+    _check_part_classes(path, found)
+    variant = _structure(path, found)
+    check_expected_variant(variant, expected_variant, str(path), "the folder", summarize(found))
+    return variant
+
+
+def _check_folder_shape(path: Path, found: dict[str, Any]) -> None:
+    """An existing folder with model_index.json (users often point at a file or one level too high)."""
     if not found["exists"]:
         raise _fail(
             path,
@@ -173,6 +182,9 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
             or f"download a diffusers repo ({_REPOS}) or point to the folder that holds model_index.json",
         )
 
+
+def _check_part_classes(path: Path, found: dict[str, Any]) -> None:
+    """A WAN 2.2 pipeline with WAN transformer and VAE classes; other families are refused first."""
     pipeline = found["pipeline"]
     listed = found["components"]
     transformer = found["transformer"]
@@ -229,17 +241,11 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
             "copy vae/ from the diffusers repo of this model",
         )
 
-    variant = _structure(path, found)
-    check_expected_variant(variant, expected_variant, str(path), "the folder", summarize(found))
-    return variant
-
 
 def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
     """The variant from channels, VAE kind, experts and flags, checking that every part agrees."""
     pipeline = found["pipeline"]
     t1 = found["transformer"]
-    t2 = found["transformer_2"]
-    vae = found["vae"]
     in_ch, out_ch = t1["in_channels"], t1["out_channels"]
     t2_listed = found["components"].get("transformer_2") is not None
     t2_on_disk = (path / "transformer_2").is_dir()
@@ -286,83 +292,7 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
                 f"set \"expand_timesteps\": true in model_index.json or re-download {TI2V_5B.real_repo_id}",
             )
     elif by_channels is not None:
-        if not (t2_listed or t2_on_disk or boundary is not None):
-            kind = "T2V" if in_ch == 16 else "I2V"
-            raise _fail(
-                path,
-                f"this is a WAN 2.1 {kind} model (a single {in_ch}-channel transformer, no transformer_2, "
-                "no boundary_ratio)",
-                found,
-                "a WAN 2.2 model",
-                wan21_fix,
-            )
-        variant = by_channels
-        wanted_pipeline = "WanImageToVideoPipeline" if variant is I2V_A14B else "WanPipeline"
-        if pipeline != wanted_pipeline:
-            which = (
-                "an I2V transformer (36 in-channels)" if variant is I2V_A14B else "a T2V transformer (16 in-channels)"
-            )
-            folder_kind = T2V_A14B if pipeline == "WanPipeline" else I2V_A14B
-            raise _fail(
-                path,
-                f"mismatched parts: {which} in a {pipeline} ({WAN22_PIPELINES[pipeline]}) folder",
-                found,
-                f"{wanted_pipeline} for a {variant.transformer_in_channels}-channel transformer, "
-                f"or a {folder_kind.transformer_in_channels}-channel transformer in {pipeline}",
-                f"take transformer/ and transformer_2/ from {folder_kind.real_repo_id}, "
-                f"or use the whole {variant.real_repo_id} folder",
-            )
-        if not t2_on_disk or t2 is None:
-            why = "model_index.json lists transformer_2" if t2_listed else f"boundary_ratio is {boundary}"
-            raise _fail(
-                path,
-                f"the transformer_2 folder (low-noise expert) is missing though {why}",
-                found,
-                f"transformer_2/ with config.json and weights ({variant.name} has two experts)",
-                f"download transformer_2/ of {variant.real_repo_id} into this folder",
-            )
-        if not t2_listed:
-            raise _fail(
-                path,
-                "transformer_2/ is on disk but model_index.json does not list it",
-                found,
-                "\"transformer_2\": [\"diffusers\", \"WanTransformer3DModel\"] in model_index.json",
-                f"add that entry to model_index.json or re-download {variant.real_repo_id}",
-            )
-        if (t2["in_channels"], t2["out_channels"]) != (in_ch, out_ch):
-            raise _fail(
-                path,
-                "mismatched parts: transformer and transformer_2 have different channels "
-                f"({in_ch}/{out_ch} vs {t2['in_channels']}/{t2['out_channels']})",
-                found,
-                "both experts of the same model",
-                f"take transformer/ and transformer_2/ from {variant.real_repo_id}",
-            )
-        if boundary is None:
-            raise _fail(
-                path,
-                "two experts but no boundary_ratio",
-                found,
-                f"boundary_ratio {variant.boundary_ratio} for {variant.name}",
-                f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
-            )
-        if boundary != variant.boundary_ratio:
-            # A reused T2V boundary (0.875) on I2V is a known mistake of other trainers: refuse it.
-            raise _fail(
-                path,
-                f"boundary_ratio {boundary} is not the {variant.name} value",
-                found,
-                f"boundary_ratio {variant.boundary_ratio}",
-                f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
-            )
-        if found["expand_timesteps"]:
-            raise _fail(
-                path,
-                f"expand_timesteps is true in a {variant.name} folder",
-                found,
-                "expand_timesteps false (it is a TI2V-5B feature)",
-                "set \"expand_timesteps\": false in model_index.json",
-            )
+        variant = _a14b_variant(path, found, by_channels, wan21_fix)
     else:
         raise _fail(
             path,
@@ -380,6 +310,98 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
             f"out_channels {variant.transformer_out_channels}",
             f"re-download transformer/ of {variant.real_repo_id}",
         )
+    _check_vae_kind(path, found, variant)
+    return variant
+
+
+def _a14b_variant(path: Path, found: dict[str, Any], by_channels: WanVariant, wan21_fix: str) -> WanVariant:
+    """T2V-A14B or I2V-A14B: two experts of one model, the matching pipeline, boundary and flags."""
+    pipeline, t2 = found["pipeline"], found["transformer_2"]
+    in_ch, out_ch = found["transformer"]["in_channels"], found["transformer"]["out_channels"]
+    t2_listed = found["components"].get("transformer_2") is not None
+    t2_on_disk = (path / "transformer_2").is_dir()
+    boundary = found["boundary_ratio"]
+    if not (t2_listed or t2_on_disk or boundary is not None):
+        kind = "T2V" if in_ch == 16 else "I2V"
+        raise _fail(
+            path,
+            f"this is a WAN 2.1 {kind} model (a single {in_ch}-channel transformer, no transformer_2, "
+            "no boundary_ratio)",
+            found,
+            "a WAN 2.2 model",
+            wan21_fix,
+        )
+    variant = by_channels
+    wanted_pipeline = "WanImageToVideoPipeline" if variant is I2V_A14B else "WanPipeline"
+    if pipeline != wanted_pipeline:
+        which = "an I2V transformer (36 in-channels)" if variant is I2V_A14B else "a T2V transformer (16 in-channels)"
+        folder_kind = T2V_A14B if pipeline == "WanPipeline" else I2V_A14B
+        raise _fail(
+            path,
+            f"mismatched parts: {which} in a {pipeline} ({WAN22_PIPELINES[pipeline]}) folder",
+            found,
+            f"{wanted_pipeline} for a {variant.transformer_in_channels}-channel transformer, "
+            f"or a {folder_kind.transformer_in_channels}-channel transformer in {pipeline}",
+            f"take transformer/ and transformer_2/ from {folder_kind.real_repo_id}, "
+            f"or use the whole {variant.real_repo_id} folder",
+        )
+    if not t2_on_disk or t2 is None:
+        why = "model_index.json lists transformer_2" if t2_listed else f"boundary_ratio is {boundary}"
+        raise _fail(
+            path,
+            f"the transformer_2 folder (low-noise expert) is missing though {why}",
+            found,
+            f"transformer_2/ with config.json and weights ({variant.name} has two experts)",
+            f"download transformer_2/ of {variant.real_repo_id} into this folder",
+        )
+    if not t2_listed:
+        raise _fail(
+            path,
+            "transformer_2/ is on disk but model_index.json does not list it",
+            found,
+            "\"transformer_2\": [\"diffusers\", \"WanTransformer3DModel\"] in model_index.json",
+            f"add that entry to model_index.json or re-download {variant.real_repo_id}",
+        )
+    if (t2["in_channels"], t2["out_channels"]) != (in_ch, out_ch):
+        raise _fail(
+            path,
+            "mismatched parts: transformer and transformer_2 have different channels "
+            f"({in_ch}/{out_ch} vs {t2['in_channels']}/{t2['out_channels']})",
+            found,
+            "both experts of the same model",
+            f"take transformer/ and transformer_2/ from {variant.real_repo_id}",
+        )
+    if boundary is None:
+        raise _fail(
+            path,
+            "two experts but no boundary_ratio",
+            found,
+            f"boundary_ratio {variant.boundary_ratio} for {variant.name}",
+            f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
+        )
+    if boundary != variant.boundary_ratio:
+        # A reused T2V boundary (0.875) on I2V is a known mistake of other trainers: refuse it.
+        raise _fail(
+            path,
+            f"boundary_ratio {boundary} is not the {variant.name} value",
+            found,
+            f"boundary_ratio {variant.boundary_ratio}",
+            f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
+        )
+    if found["expand_timesteps"]:
+        raise _fail(
+            path,
+            f"expand_timesteps is true in a {variant.name} folder",
+            found,
+            "expand_timesteps false (it is a TI2V-5B feature)",
+            "set \"expand_timesteps\": false in model_index.json",
+        )
+    return variant
+
+
+def _check_vae_kind(path: Path, found: dict[str, Any], variant: WanVariant) -> None:
+    """The VAE must be the one of the variant: Wan2.2 (z_dim 48) for TI2V-5B, Wan2.1 (z_dim 16) for A14B."""
+    vae, in_ch = found["vae"], found["transformer"]["in_channels"]
     wan22_vae = variant.latent_channels == 48
     vae_patch = vae["patch_size"] or 1
     if (
@@ -396,4 +418,3 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
             f"{vae_name} for {variant.name}",
             f"copy vae/ from {variant.real_repo_id}",
         )
-    return variant
