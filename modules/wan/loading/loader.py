@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import UniPCMultistepScheduler
 from transformers import AutoTokenizer
 
 from modules.base.model_loader import BaseModelLoader, ModelLoadError
@@ -24,7 +23,13 @@ from modules.wan.loading.expert_slots import check_expert_slots
 from modules.wan.loading.file_detection import SingleFileInfo
 from modules.wan.loading.hub import resolve_model_path
 from modules.wan.loading.identity import source_identity
-from modules.wan.loading.part_folder import check_part_folder, load_library_part, load_part_folder, load_scheduler
+from modules.wan.loading.part_folder import (
+    check_part_folder,
+    load_library_part,
+    load_part_folder,
+    load_scheduler,
+    official_scheduler,
+)
 from modules.wan.loading.part_load import PART_CLASSES, load_part_from_file
 from modules.wan.loading.sources import (
     PART_SETTINGS,
@@ -180,14 +185,7 @@ def _scheduler(base: Path, variant: WanVariant, required: bool):
     """base_path's scheduler (a whole diffusers folder must have one), else the variant's official one."""
     if required or (base / "scheduler" / "scheduler_config.json").is_file():
         return load_scheduler(base)
-    # The Wan-AI repos' scheduler: UniPC in flow-matching mode with the variant's shift.
-    return UniPCMultistepScheduler(
-        num_train_timesteps=1000,
-        prediction_type="flow_prediction",
-        use_flow_sigmas=True,
-        flow_shift=variant.sample_flow_shift,
-        solver_order=2,
-    )
+    return official_scheduler(variant)
 
 
 def _identities(sources: dict[str, PartSource | None], base: Path, variant: WanVariant) -> dict[str, str]:

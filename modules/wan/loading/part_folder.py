@@ -12,12 +12,14 @@ from typing import Any
 
 import diffusers
 import torch
+from diffusers import UniPCMultistepScheduler
 
 from modules.base.model_loader import ModelLoadError
 from modules.module.fp8_linear import convert_to_fp8_storage
 from modules.wan.loading.detection import read_json
 from modules.wan.loading.headers import read_header
 from modules.wan.loading.hub import PICKLE_SUFFIXES
+from modules.wan.variants import WanVariant
 
 # Schedulers the WAN repos ship or that diffusers documents for WAN; anything else may not speak flow matching.
 SCHEDULERS = ("UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler", "DPMSolverMultistepScheduler")
@@ -93,6 +95,17 @@ def load_part_folder(path: Path, subfolder: str, cls: type, **kwargs: Any) -> An
             f"Fix: take config.json and the weights of {subfolder}/ from the same download."
         )
     return model
+
+
+def official_scheduler(variant: WanVariant) -> UniPCMultistepScheduler:
+    """The scheduler the Wan-AI diffusers repos ship: UniPC in flow-matching mode with the variant's shift."""
+    return UniPCMultistepScheduler(
+        num_train_timesteps=1000,
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=variant.sample_flow_shift,
+        solver_order=2,
+    )
 
 
 def load_scheduler(path: Path) -> Any:

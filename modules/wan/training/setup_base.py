@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from modules.base.model_setup import BaseModelSetup, TrainProgress, ValidationRoute
-from modules.module.flow_matching import noisy_input, sample_sigmas, velocity_target
+from modules.module.flow_matching import distribution_settings, noisy_input, sample_sigmas, velocity_target
 from modules.util.device import autocast
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning, experts
@@ -98,11 +98,7 @@ class WanTrainingSetup(BaseModelSetup):
             sigma = sample_sigmas(
                 batch_size,
                 generator,
-                distribution=training.timestep_distribution,
-                shift=training.flow_shift,
-                logit_mean=training.logit_mean,
-                logit_std=training.logit_std,
-                sigmoid_scale=training.sigmoid_scale,
+                **distribution_settings(training),
                 sigma_range=experts.sigma_range(expert, self.boundary),
             )
         else:
