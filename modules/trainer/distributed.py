@@ -52,11 +52,12 @@ def _dtensor_class():
 
 
 class Distributed:
-    def __init__(self, accelerator: Accelerator):
+    def __init__(self, accelerator: Accelerator | None = None):
+        """`accelerator` None: one process (for callers that build a training state without a trainer)."""
         self.accelerator = accelerator
-        self.rank = accelerator.process_index
-        self.world_size = accelerator.num_processes
-        self.is_main = accelerator.is_main_process
+        self.rank = accelerator.process_index if accelerator else 0
+        self.world_size = accelerator.num_processes if accelerator else 1
+        self.is_main = accelerator.is_main_process if accelerator else True
         self.several = self.world_size > 1
         self.sharded_roots: list[torch.nn.Module] = []
 
