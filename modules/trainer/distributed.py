@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -62,9 +62,16 @@ class Distributed:
         self.sharded_roots: list[torch.nn.Module] = []
 
     # ---- start -----------------------------------------------------------------------------------
-    def main_first(self):
-        """Rank 0 runs the block first (building the cache); the others wait, then run it and read the cache."""
-        return self.accelerator.main_process_first() if self.several else nullcontext()
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Process 0 runs the block first (building the cache) while the others wait; then the first process of
+        each other machine (finding the cache built if the machines share it, else building its machine's copy);
+        then the rest, which only read. No two processes ever build at the same time."""
+        if not self.several:
+            yield
+            return
+        with self.accelerator.main_process_first(), self.accelerator.local_main_process_first():
+            yield
 
     def describe_batch(self, config) -> str:
         training = config.training
