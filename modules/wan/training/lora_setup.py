@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from modules.base.model_setup import BaseModelSetup, TrainProgress
+from modules.module.compile import compile_transformer
 from modules.module.flow_matching import noisy_input, sample_sigmas, velocity_target
 from modules.module.lora import attach_lora, lora_layers, lora_state_dict
 from modules.util.device import autocast
@@ -71,6 +72,8 @@ class WanLoRASetup(BaseModelSetup):
         if not self.offload:
             for name in model.trained_experts:
                 getattr(model, name).to(device)
+        for name in model.trained_experts:  # after adapters and checkpointing, so the compiled code includes them
+            compile_transformer(getattr(model, name), config.training.compile)
         self.active = None
 
     def _activate(self, model: WanModel, name: str) -> torch.nn.Module:
