@@ -52,6 +52,32 @@ PLUGINS = {
 }
 
 
+def _wan_describe_source(path: str) -> str:
+    """What a model path holds, in one line ("TI2V-5B transformer, bf16, original names") or the loader's error."""
+    from pathlib import Path
+
+    from modules.base.model_loader import ModelLoadError
+    from modules.wan.detection import describe_model_folder, detect_variant, summarize
+    from modules.wan.single_file_detect import detect_single_file
+
+    try:
+        if Path(path).is_dir():
+            return f"{detect_variant(path).name} diffusers folder: {summarize(describe_model_folder(path))}"
+        if Path(path).is_file():
+            return detect_single_file(path).describe()
+        return f"{path}: nothing at this path (a hub id is checked when training starts)"
+    except ModelLoadError as error:
+        return str(error)
+
+
+# What a model family's source paths hold, for the GUI's Model tab (it never imports a plugin itself).
+SOURCE_DESCRIBERS = {"wan_2_2": _wan_describe_source}
+
+
+def describe_source(model_type: str, path: str) -> str:
+    return SOURCE_DESCRIBERS[model_type](path)
+
+
 def plugin_for(model_type: str, training_method: str) -> Plugin:
     try:
         return PLUGINS[(model_type, training_method)]()

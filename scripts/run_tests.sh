@@ -4,4 +4,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/install.sh
+bash scripts/install_display.sh  # Xvfb for the GUI tests (they start it themselves)
 exec .venv/bin/python -m pytest -q tests "$@"

@@ -13,16 +13,25 @@ import sys
 
 import _repo_path  # noqa: F401
 
-from modules.base.model_loader import ModelLoadError
-from modules.config.loading import load_config
-from modules.config.validation import ConfigError
 from modules.trainer import run_events
-from modules.trainer.backups import BackupError
-from modules.trainer.generic_trainer import GenericTrainer, TrainingError
-from modules.trainer.stop_request import EXIT_STOPPED, TrainingStopped, install_stop_handlers, stop_message
+from modules.trainer.stop_request import (
+    EXIT_STOPPED,
+    TrainingStopped,
+    install_stop_handlers,
+    stop_if_requested_before_training,
+    stop_message,
+)
 
 
 def main() -> int:
+    install_stop_handlers()  # first, so a Ctrl-C even while torch is imported is a clean stop, never a traceback
+    # Imported after the handlers: they take seconds (torch, diffusers).
+    from modules.base.model_loader import ModelLoadError
+    from modules.config.loading import load_config
+    from modules.config.validation import ConfigError
+    from modules.trainer.backups import BackupError
+    from modules.trainer.generic_trainer import GenericTrainer, TrainingError
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-path", required=True, help="JSON training config (see training_presets/)")
     parser.add_argument(
@@ -41,10 +50,13 @@ def main() -> int:
     if args.events_file:
         run_events.open_events_file(args.events_file)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    install_stop_handlers()  # Ctrl-C / SIGTERM: finish the step, back up, exit EXIT_STOPPED (3)
     try:
         config = load_config(args.config_path, args.config_value)
-        result = GenericTrainer(config).train()
+        trainer = GenericTrainer(config)
+        stop_if_requested_before_training()
+        trainer.load_and_cache()  # the model, then the cache: a stop asked for meanwhile ends the run here
+        stop_if_requested_before_training()
+        result = trainer.train()
     except (ConfigError, ModelLoadError, TrainingError, BackupError) as error:
         print(f"error: {error}", file=sys.stderr)
         run_events.emit("error", text=str(error))

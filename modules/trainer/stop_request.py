@@ -61,6 +61,12 @@ def install_stop_handlers() -> None:
         signal.signal(signum, STOP.handle)
 
 
+def stop_if_requested_before_training() -> None:
+    """Between loading phases (config, model, cache): a stop asked for there ends the run before any step."""
+    if STOP.signal_name is not None:
+        raise TrainingStopped(0, STOP.signal_name, None)
+
+
 def stop_if_requested(trainer) -> None:
     """Called by the loop after each optimizer step (and before the first): back up and raise TrainingStopped."""
     if STOP.signal_name is None:
