@@ -17,6 +17,7 @@ from modules.config.fields import setting
 from modules.config.loading import load_config
 from modules.config.train_config import TrainConfig, TrainingConfig
 from modules.config.validation import ConfigError, to_dict
+from modules.registry import describe_source
 from modules.trainer.backups import backup_folders, check_backup
 from modules.ui.field_specs import field_specs
 from tests.x_display import x_display
@@ -216,6 +217,9 @@ def test_preset_change_save_start_runs_to_the_end(window, tiny, tmp_path):
     assert window.open_config(PRESET)
     workspace = tmp_path / "run"
     overrides = point_at_tiny_model(window, model, data, workspace, cache, RUN_STEPS)
+    # The Model tab shows what the chosen path holds, as the plugin's detection (via the registry) sees it.
+    assert window.model_info.text.startswith(f"base_path: {describe_source('wan_2_2', str(model))}")
+    assert "TI2V-5B diffusers folder" in window.model_info.text
     set_field(window, "lora.rank", 4)
     saved = tmp_path / "saved.json"
     assert window.save_config(saved)
@@ -289,6 +293,43 @@ def test_a_failing_run_shows_its_error_and_the_window_stays_usable(window, tiny,
     assert not start_enabled(window)
     set_field(window, "training.max_steps", 3)
     assert start_enabled(window)
+
+
+def test_data_preview_shows_clips_with_captions_and_the_skip_report(window, tiny, tmp_path):
+    import shutil
+
+    _, data, _ = tiny
+    concept = tmp_path / "concept"
+    shutil.copytree(data, concept)
+    clips = sorted(p for p in concept.iterdir() if p.suffix != ".txt")
+    uncaptioned = clips[0].with_suffix(".txt")
+    uncaptioned.unlink()  # this clip has no caption now: on_missing_caption 'skip' skips it
+    (concept / "broken.mp4").write_bytes(b"not a video")
+    (concept / "broken.txt").write_text("a caption for a broken file")
+    assert window.open_config(PRESET)
+    set_field(window, "data.concepts.0.path", str(concept))
+    window.data_preview.scan()
+    window.tabs.set("Data")
+    pump(window)
+    shown = window.data_preview.shown
+    assert len(shown) == 3 and shown[0][0] == clips[1]
+    assert shown[0][1] == clips[1].with_suffix(".txt").read_text().strip()
+    report = window.data_preview.report_label.cget("text")
+    assert f"{clips[0].name}: missing caption" in report and "broken.mp4: unreadable media" in report
+    screenshot(window, "data-preview")
+
+
+def test_without_a_display_the_window_says_so_in_one_line():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train_ui.py")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: cannot open a window") and "xvfb-run" in line
 
 
 # ---- boundaries ----------------------------------------------------------------------------------------

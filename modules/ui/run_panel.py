@@ -104,8 +104,11 @@ class RunPanel(ctk.CTkFrame):
         save_config(config, config_path)
         self.error_text, self.outputs, self.step_times = None, [], []
         self.step = self.total_steps = 0
+        self.progress_bar.set(0)
+        self.progress_label.configure(text="starting...")
         if not resume:
             self.loss_plot.clear()
+            self.sample_view.clear()
         self.run = RunProcess(config_path, folder / "events.jsonl", RESUME_ARGS if resume else [])
         self._append_log(f"$ {' '.join(self.run.command)}")
         self._status("running", "resuming from the latest backup..." if resume else "loading and caching...")
@@ -187,6 +190,8 @@ class RunPanel(ctk.CTkFrame):
         elif code == EXIT_ABORTED or code < 0:
             self._status("killed", f"the run was ended at once (exit {code}); earlier backups are kept")
         else:
+            if self.step == 0:
+                self.progress_label.configure(text="no step done")
             self.error_text = self.error_text or self._last_log_line()
             self._status("failed", f"training failed (exit {code}): {self.error_text}")
 

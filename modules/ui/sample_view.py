@@ -43,6 +43,13 @@ class SampleView(ctk.CTkFrame):
         for column, label in enumerate(self.images):
             label.grid(row=1, column=column, padx=2, pady=2)
 
+    def clear(self) -> None:
+        self.path, self.frames = None, []
+        for label in self.images:
+            label.configure(image=None)
+        self.caption.configure(text="no sample yet")
+        self.open_button.configure(state="disabled")
+
     def show(self, path: Path) -> None:
         self.path = Path(path)
         try:
