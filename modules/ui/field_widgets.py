@@ -130,11 +130,37 @@ class EntryField(FieldWidget):
         self.variable.set(self._to_text(value))
 
 
+class PathField(EntryField):
+    """A text entry with buttons that pick a file or a folder (a model source may be either)."""
+
+    def _make_input(self, parent):
+        frame = ctk.CTkFrame(parent, fg_color="transparent")
+        frame.grid_columnconfigure(0, weight=1)
+        self.entry = super()._make_input(frame)
+        self.entry.grid(row=0, column=0, sticky="ew")
+        for column, (text, folder) in enumerate((("File", False), ("Folder", True)), start=1):
+            button = ctk.CTkButton(frame, text=text, width=52, command=lambda f=folder: self._browse(f))
+            button.grid(row=0, column=column, padx=(4, 0))
+        return frame
+
+    def _browse(self, folder: bool) -> None:
+        from tkinter import filedialog
+
+        chosen = filedialog.askdirectory() if folder else filedialog.askopenfilename()
+        if chosen:
+            self.set(chosen)
+
+
+PATH_SUFFIXES = ("path", "_dir", "_file")
+
+
 def make_field_widget(parent, spec: FieldSpec, row: int, on_change: Callable[[], None]) -> FieldWidget:
     if spec.kind is bool:
         return CheckField(parent, spec, row, on_change)
     if spec.choices:
         return ChoiceField(parent, spec, row, on_change)
+    if spec.kind is str and spec.name.endswith(PATH_SUFFIXES):
+        return PathField(parent, spec, row, on_change)
     return EntryField(parent, spec, row, on_change)
 
 

@@ -71,7 +71,10 @@ class SampleView(ctk.CTkFrame):
     def open(self) -> None:
         if self.path is None:
             return
-        if sys.platform == "win32":
-            os.startfile(self.path)  # noqa: S606
-        else:
-            subprocess.Popen(["open" if sys.platform == "darwin" else "xdg-open", str(self.path)])
+        try:
+            if sys.platform == "win32":
+                os.startfile(self.path)  # noqa: S606
+            else:
+                subprocess.Popen(["open" if sys.platform == "darwin" else "xdg-open", str(self.path)])
+        except OSError as error:
+            self.caption.configure(text=f"cannot open {self.path} ({error}); open it with a video player")
