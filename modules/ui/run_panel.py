@@ -6,6 +6,7 @@ output and events only from Tk's main thread, polling with `after()`.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from modules.ui.sample_view import SampleView
 POLL_MS = 100
 LOG_LINES = 2000
 RESUME_ARGS = ["--config-value", "backup.continue_last_backup=true"]
+PROGRESS_BAR = re.compile(r"^(.{1,60}?):\s+\d+%\|")  # tqdm's "caching latents:  44%|###"
 
 
 def workspace_of(config) -> Path:
@@ -40,6 +42,7 @@ class RunPanel(ctk.CTkFrame):
         self.status_kind = "idle"  # idle, running, done, stopped, failed, killed
         self.error_text: str | None = None
         self.outputs: list[str] = []
+        self.last_bar: str | None = None
         self.grid_columnconfigure(0, weight=1)
 
         buttons = ctk.CTkFrame(self, fg_color="transparent")
@@ -197,6 +200,11 @@ class RunPanel(ctk.CTkFrame):
 
     # ---- log ----------------------------------------------------------------------------------------
     def _append_log(self, line: str) -> None:
+        # A progress bar (caching) redraws itself with carriage returns: each redraw replaces the last one.
+        bar = PROGRESS_BAR.match(line)
+        if bar and self.last_bar == bar.group(1):
+            self.log.delete("end-2l", "end-1l")
+        self.last_bar = bar.group(1) if bar else None
         self.log.insert("end", line + "\n")
         lines = int(self.log.index("end-1c").split(".")[0])
         if lines > LOG_LINES:
