@@ -85,7 +85,8 @@ def main() -> int:
     except TrainingStopped as stopped:
         if rank != 0:
             return EXIT_STOPPED
-        text = stop_message(stopped, sys.argv)
+        # Resuming needs the same number of processes (docs/multi_gpu.md).
+        text = stop_message(stopped, sys.argv + (["--num-processes", str(world_size)] if world_size > 1 else []))
         print(text, file=sys.stderr)
         run_events.emit("stopped", step=stopped.step, backup=stopped.backup and str(stopped.backup), text=text)
         return EXIT_STOPPED

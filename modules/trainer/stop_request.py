@@ -78,7 +78,9 @@ def stop_if_requested(trainer) -> None:
         from modules.trainer.backups import backup_folders
 
         # write() returns None when this step is already backed up (by the schedule, or it was resumed from).
-        backup = trainer.backups.write(f"stop on {STOP.signal_name}") or backup_folders(trainer.backups.root)[0]
+        backup = trainer.backups.write(f"stop on {STOP.signal_name}")
+        if backup is None and trainer.distributed.is_main:  # the other processes of several write no backup
+            backup = backup_folders(trainer.backups.root)[0]
     raise TrainingStopped(step, STOP.signal_name or "the main process's stop", backup)
 
 
