@@ -24,9 +24,9 @@ from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
 from modules.trainer.sample_hooks import SampleHooks
+from modules.trainer.stop_request import stop_if_requested
 from modules.trainer.training_state import TrainingState
 from modules.util.device import resolve_device
-from modules.trainer.stop_request import stop_if_requested
 
 log = logging.getLogger("wan_trainer")
 
