@@ -76,3 +76,4 @@ def test_an_empty_concept_folder_lists_the_accepted_extensions(tmp_path):
     assert "no videos or images found" in note
     for extension in (".mp4", ".mov", ".webm", ".gif", ".png", ".jpg", ".webp"):
         assert extension in note
+    assert note in report.summary()  # the "no usable training items" error quotes the summary

@@ -65,7 +65,7 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
     if not items and not report.skipped:
         accepted = " ".join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))
         subfolders = "" if concept.include_subdirectories else " (subfolders are not read: include_subdirectories)"
-        report.note(f"{folder}: no videos or images found{subfolders}; accepted extensions: {accepted}")
+        report.empty_folder(f"{folder}: no videos or images found{subfolders}; accepted extensions: {accepted}")
     return items
 
 

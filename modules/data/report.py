@@ -27,6 +27,7 @@ class DataReport:
     skipped: list[SkippedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     corrected: dict[Path, list[str]] = field(default_factory=dict)
+    empty_folders: list[str] = field(default_factory=list)  # messages, also in the summary: "no usable items" says why
 
     def skip(self, path: Path, category: str, reason: str) -> None:
         self.skipped.append(SkippedFile(Path(path), category, reason))
@@ -35,6 +36,10 @@ class DataReport:
     def note(self, message: str) -> None:
         self.notes.append(message)
         log.info(message)
+
+    def empty_folder(self, message: str) -> None:
+        self.empty_folders.append(message)
+        self.note(message)
 
     def correct(self, path: Path, what: str) -> None:
         """`path` is used as a viewer sees it after `what` ("rotated 90", "SAR 32:27 -> 853x480", ...)."""
@@ -55,6 +60,7 @@ class DataReport:
 
     def summary(self) -> str:
         corrections = f"\n{self.corrections_summary()}" if self.corrected else ""
+        corrections += "".join(f"\n{message}" for message in self.empty_folders)
         if not self.skipped:
             return "no files were skipped" + corrections
         counts = Counter(s.category for s in self.skipped)
