@@ -43,6 +43,7 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
             "Fix: point data.concepts[].path at a folder of videos/images."
         )
     items = []
+    skipped_before = len(report.skipped)
     for path in media_files(folder, concept.include_subdirectories, report):
         try:
             caption = caption_for(path, concept)
@@ -62,9 +63,10 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
                 continue
             caption = concept.caption_text.strip()
         items.append(MediaItem(path, caption, concept.repeats))
-    if not items and not report.skipped:
+    if not items and len(report.skipped) == skipped_before:
         accepted = " ".join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))
-        subfolders = "" if concept.include_subdirectories else " (subfolders are not read: include_subdirectories)"
+        has_subfolders = not concept.include_subdirectories and any(p.is_dir() for p in folder.iterdir())
+        subfolders = " (its subfolders are read only with include_subdirectories: true)" if has_subfolders else ""
         report.empty_folder(f"{folder}: no videos or images found{subfolders}; accepted extensions: {accepted}")
     return items
 
