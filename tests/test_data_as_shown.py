@@ -74,6 +74,10 @@ def test_rotated_video_is_read_upright_by_both_readers(files, degrees, backend):
     check_frames(frames, indices, degrees)
     player = player_frames(path, info.width, info.height)  # ffmpeg's autorotate
     assert np.abs(frames.astype(int) - player[indices]).mean() < 3
+    [item] = AssignBuckets(64 * 64, 16).process([{"info": info, "frames": 1}])
+    bucket = (item["bucket"].width, item["bucket"].height)
+    assert bucket == resolution_bucket(info.width, info.height, 64 * 64, 16)
+    assert (bucket[0] < bucket[1]) == (degrees in (90, 270))  # portrait buckets for portrait display
 
 
 def test_rotated_av1_that_only_pyav_reads_is_upright_and_gets_new_cache_entries(files):

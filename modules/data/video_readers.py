@@ -138,7 +138,12 @@ def probe_decord(path: Path) -> MediaInfo:
 
 
 def read_decord(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
-    frames = _decord_reader(path).get_batch(list(indices)).asnumpy()
+    reader = _decord_reader(path)
+    if len(reader) != info.frame_count:
+        # decord numbers frames differently from what a player shows (the probe's count): its index i would
+        # not be shown frame i. Raised as a MediaError, so 'auto' reads the file with PyAV instead.
+        raise MediaError(path, f"decord counts {len(reader)} frames where a player shows {info.frame_count}")
+    frames = reader.get_batch(list(indices)).asnumpy()
     return to_displayed(frames, info.width, info.height, info.rotation, already_rotated=True)
 
 
