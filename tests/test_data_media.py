@@ -1,6 +1,5 @@
 """Media reading (decord and the PyAV fallback agree), pipeline wiring checks and bucketed batching."""
 
-
 import numpy as np
 import pytest
 

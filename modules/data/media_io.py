@@ -34,7 +34,11 @@ def is_image(path: Path) -> bool:
 
 
 def probe(path: Path, backend: str = "auto") -> MediaInfo:
-    """Shown frame count, rate, displayed size and what was corrected, decoding one frame at most."""
+    """Shown frame count, rate, displayed size and what was corrected, decoding one frame at most.
+
+    Metadata comes from PyAV whatever the backend (decord cannot report rotation, pixel aspect or edit
+    lists); decord probes only when PyAV cannot open the file, and never under backend "pyav".
+    """
     _check_backend(backend)
     _check_not_empty(path)
     if is_image(path):
