@@ -8,6 +8,7 @@ from modules.base.model_setup import BaseModelSetup, TrainProgress
 from modules.module.flow_matching import noisy_input, sample_sigmas, velocity_target
 from modules.module.lora import attach_lora, lora_layers, lora_state_dict
 from modules.util.device import autocast
+from modules.wan.memory import apply_memory_settings
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning, experts
 
@@ -64,6 +65,8 @@ class WanLoRASetup(BaseModelSetup):
         return groups
 
     def setup_train_device(self, model: WanModel, config, device: torch.device) -> None:
+        # What trains is known now: swapping keeps it on the device and moves only frozen weights.
+        apply_memory_settings(model, config)
         # Encoders are needed only while caching; training steps never touch them.
         model.encoders_to(torch.device("cpu"))
         self.device = device
