@@ -22,8 +22,11 @@ def swapped_blocks(num_blocks: int, blocks_to_swap: int) -> list[int]:
     return list(range(num_blocks - blocks_to_swap, num_blocks))
 
 
-def install_block_swap(model, blocks_to_swap: int) -> list[BlockSwapper]:
-    """Swap the last `blocks_to_swap` blocks of every expert (once; a second call finds them installed)."""
+def install_block_swap(model, blocks_to_swap: int, *, sampling_only: bool = False) -> list[BlockSwapper]:
+    """Swap the last `blocks_to_swap` blocks of every expert (once; a second call finds them installed).
+
+    `sampling_only` (scripts/sample.py): the model never trains, so its weights are frozen first (a freshly loaded
+    model's parameters require grad, which would otherwise read as trained weights)."""
     if not blocks_to_swap:
         return []
     swappers = []
@@ -32,6 +35,8 @@ def install_block_swap(model, blocks_to_swap: int) -> list[BlockSwapper]:
             continue
         swapper = expert.__dict__.get("block_swapper")
         if swapper is None:
+            if sampling_only:
+                expert.requires_grad_(False)
             indices = swapped_blocks(len(expert.blocks), blocks_to_swap)
             _refuse_trained_blocks(expert, name, indices)
             try:
