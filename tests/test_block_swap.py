@@ -274,3 +274,25 @@ def test_swapping_a_fully_trained_block_or_more_blocks_than_exist_is_refused(tin
     model.transformer.blocks[0].ffn.requires_grad_(True)  # block 0 trains: swapping block 1 is fine
     (swapper,) = install_block_swap(model, 1)
     assert swapper.swapped == [1] and install_block_swap(model, 1) == [swapper]  # installed once
+
+
+def test_sample_script_with_swapping_and_the_text_phase_on_cpu_equals_plain_sampling(tiny_model_dir, tmp_path):
+    import numpy as np
+
+    from modules.wan.sampling.sampler import SamplerOptions, WanModelSampler
+    from tests.test_sample_script import png_frames, run_script
+
+    folder = tiny_model_dir("TI2V-5B")
+    done = run_script(
+        *("--model", str(folder), "--prompt", "a red circle moves", "--width", "32", "--height", "32"),
+        *("--frames", "5", "--steps", "2", "--seed", "4", "--dtype", "float32", "--device", "cpu"),
+        *("--text-max-length", "64", "--format", "png", "--out", str(tmp_path / "out")),
+        *("--blocks-to-swap", "2", "--text-encoder-on-cpu"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = load_wan_model(
+        folder, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32, text_max_length=64
+    )
+    config = SampleConfig(prompt="a red circle moves", width=32, height=32, frames=5, steps=2, seed=4)
+    plain = WanModelSampler(SamplerOptions(format="png")).sample(model, config, tmp_path / "plain")
+    assert np.array_equal(png_frames(plain), png_frames(tmp_path / "out" / "sample-000-seed4"))

@@ -64,11 +64,16 @@ def convert_text_encoder_to_fp8(text_encoder: nn.Module) -> list[str]:
 
 
 def apply_storage(model, config) -> None:
-    storage = config.model.transformer_dtype
-    if storage in QUANTISED_DTYPES:
-        compute = DTYPES[config.training.train_dtype]
+    apply_storage_choices(
+        model, config.model.transformer_dtype, config.model.text_encoder_dtype, DTYPES[config.training.train_dtype]
+    )
+
+
+def apply_storage_choices(model, transformer_storage: str, text_encoder_storage: str, compute_dtype) -> None:
+    """int8/nf4 experts and/or an fp8 UMT5 (other values: nothing to do); also used by scripts/sample.py."""
+    if transformer_storage in QUANTISED_DTYPES:
         for expert in model.experts():
-            convert_to_quantised_storage(expert, storage, compute)
-    if config.model.text_encoder_dtype == FP8:
+            convert_to_quantised_storage(expert, transformer_storage, compute_dtype)
+    if text_encoder_storage == FP8:
         convert_text_encoder_to_fp8(model.text_encoder)
         model.text_encoder_identity = f"{model.text_encoder_identity}:linears=float8_e4m3fn"
