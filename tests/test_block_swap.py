@@ -16,6 +16,7 @@ from modules.config.sampling_config import SampleConfig
 from modules.config.validation import ConfigError, to_dict
 from modules.module.activation_offload import offload_activations, offloaded_checkpoint
 from modules.module.block_swap import BlockSwapper
+from modules.module.fp8_linear import Fp8Linear, convert_to_fp8_storage
 from modules.module.lora import attach_lora, lora_parameters
 from modules.wan.loading.loader import load_wan_model
 from modules.wan.memory import install_block_swap
@@ -36,10 +37,12 @@ def bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
 
 
-def lora_transformer(seed: int = 0) -> torch.nn.Module:
+def lora_transformer(seed: int = 0, fp8: bool = False) -> torch.nn.Module:
     torch.manual_seed(seed)
     transformer = build_transformer(VARIANTS["TI2V-5B"], num_layers=BLOCKS)
     transformer.requires_grad_(False)
+    if fp8:
+        convert_to_fp8_storage(transformer)
     attach_lora(transformer, rank=4, alpha=3.0)
     with torch.no_grad():  # B is zero after init: give every adapter a gradient path through both factors
         for parameter in lora_parameters(transformer):
@@ -57,15 +60,22 @@ def inputs(transformer) -> dict:
     )
 
 
-def step(transformer, checkpointing: bool):
+def step(transformer, checkpointing: bool, autocast: torch.dtype | None = None, text_grad: bool = False):
+    """One forward + backward; returns the output, the loss and every gradient (with `text_grad`, also the text
+    states' gradient, the path an embedding trains through)."""
     if checkpointing and not transformer.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     transformer.train()
     transformer.zero_grad(set_to_none=True)
-    output = transformer(**inputs(transformer))[0]
-    loss = output.square().mean()
+    arguments = inputs(transformer)
+    text = arguments["encoder_hidden_states"].requires_grad_(text_grad)
+    with torch.autocast("cpu", dtype=autocast or torch.float32, enabled=autocast is not None):
+        output = transformer(**arguments)[0]
+    loss = output.float().square().mean()
     loss.backward()
     grads = {n: p.grad.clone() for n, p in transformer.named_parameters() if p.requires_grad}
+    if text_grad:
+        grads["text"] = text.grad.clone()
     return output.detach().clone(), loss.detach().clone(), grads
 
 
@@ -131,6 +141,39 @@ def test_lora_step_is_bit_equal_and_each_swapped_block_visits_once_per_pass(chec
         for slot in slots
         if slot.is_parameter
     )
+
+
+def assert_same_step(reference, got) -> None:
+    assert bit_equal(got[0], reference[0]) and bit_equal(got[1], reference[1])
+    assert got[2].keys() == reference[2].keys() and all(bit_equal(got[2][k], reference[2][k]) for k in got[2])
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointing"])
+def test_fp8_storage_with_swapping_is_bit_equal(checkpointing):
+    reference = step(lora_transformer(fp8=True), checkpointing, autocast=torch.bfloat16)
+    transformer = lora_transformer(fp8=True)
+    swapper = BlockSwapper(transformer.blocks, range(1, BLOCKS))
+    swapped = [n for n, m in transformer.blocks[BLOCKS - 1].named_modules() if isinstance(m, Fp8Linear)]
+    assert len(swapped) == 10  # the fp8 layers of a swapped block, weight and scale both in CPU storage
+    assert {slot.name for slot in swapper.slots[BLOCKS - 1]} >= {"weight", "scale_weight"}
+    assert_same_step(reference, step(transformer, checkpointing, autocast=torch.bfloat16))
+
+
+def full_finetune_transformer() -> torch.nn.Module:
+    """finetune.block_filter '0' on top of the LoRA model: block 0's own weights train too."""
+    transformer = lora_transformer()
+    transformer.blocks[0].requires_grad_(True)
+    return transformer
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointing"])
+def test_full_finetune_of_a_block_filter_and_embedding_gradients_are_bit_equal(checkpointing):
+    reference = step(full_finetune_transformer(), checkpointing, text_grad=True)
+    transformer = full_finetune_transformer()
+    BlockSwapper(transformer.blocks, range(1, BLOCKS))
+    got = step(transformer, checkpointing, text_grad=True)
+    assert any(k.startswith("blocks.0.ffn") and "lora" not in k for k in got[2]) and "text" in got[2]
+    assert_same_step(reference, got)
 
 
 def test_moving_the_model_leaves_swapped_weights_in_cpu_memory():
