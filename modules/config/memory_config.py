@@ -34,7 +34,8 @@ class MemoryConfig:
 
 def check_memory(config) -> None:
     """Combinations that cannot work, refused before loading, each with the setting that fixes it."""
-    memory, model = config.memory, config.model
+    # A config may be a bare object with a model section (tests, scripts): the defaults apply then.
+    memory, model = getattr(config, "memory", None) or MemoryConfig(), config.model
     if memory.offload_activations and not config.training.gradient_checkpointing:
         raise ConfigError(
             "memory.offload_activations: keeps the inputs of checkpointed blocks in CPU memory, but "

@@ -154,9 +154,10 @@ class BlockSwapper:
                             f"block {index}: {full} is a {type(tensor).__name__}, whose state lives outside the "
                             "tensor data (as in bitsandbytes' quantised weights); it cannot be swapped by copying"
                         )
-                    storage = tensor.detach().to("cpu", copy=True)
-                    if self.pin:
-                        storage = storage.pin_memory()
+                    if self.pin:  # straight into page-locked memory: one CPU copy, not an extra one to pin
+                        storage = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True).copy_(tensor.detach())
+                    else:  # a CPU tensor is its own storage (the resident copies are the fresh ones)
+                        storage = tensor.detach().to("cpu")
                     tensor.data = storage
                     slots.append(_Slot(module, name, is_parameter, storage))
         return slots

@@ -64,9 +64,9 @@ def convert_text_encoder_to_fp8(text_encoder: nn.Module) -> list[str]:
 
 
 def apply_storage(model, config) -> None:
-    apply_storage_choices(
-        model, config.model.transformer_dtype, config.model.text_encoder_dtype, DTYPES[config.training.train_dtype]
-    )
+    storage = config.model.transformer_dtype
+    compute = DTYPES[config.training.train_dtype] if storage in QUANTISED_DTYPES else None
+    apply_storage_choices(model, storage, config.model.text_encoder_dtype, compute)
 
 
 def apply_storage_choices(model, transformer_storage: str, text_encoder_storage: str, compute_dtype) -> None:
