@@ -96,3 +96,21 @@ def test_fp8_umt5_encodes_close_to_bf16_and_changes_the_caption_cache_key(tiny_m
     (expected,), (got,) = plain.encode_text(prompt), fp8.encode_text(prompt)
     relative = (got - expected).norm() / expected.norm()
     assert 0 < relative < 0.1  # fp8 weights (3 mantissa bits) through a tiny random UMT5
+
+
+@needs_bitsandbytes
+def test_sampling_runs_on_an_nf4_base_close_to_the_float_base(tiny_model_dir, tmp_path):
+    from modules.config.sampling_config import SampleConfig
+    from modules.wan.loading.loader import WanModelLoader
+    from modules.wan.sampling.pipeline import generate_clip
+    from modules.wan.sampling.settings import resolve_settings
+
+    config = lora_config(tiny_model_dir("TI2V-5B"), one_clip(tmp_path / "data"), tmp_path / "run")
+    plain = WanModelLoader().load(config)
+    config.model.transformer_dtype = "nf4"
+    nf4 = WanModelLoader().load(config)
+    assert type(nf4.transformer.blocks[0].attn1.to_q.weight).__name__ == "Params4bit"
+    sample = SampleConfig(prompt="a red circle moves", width=32, height=32, frames=5, steps=2)
+    expected = generate_clip(plain, resolve_settings(plain, sample))
+    got = generate_clip(nf4, resolve_settings(nf4, sample))
+    assert got.shape == expected.shape and 0 < abs(got - expected).mean() < 0.05

@@ -57,6 +57,10 @@ def quantised_linear(linear: nn.Linear, kind: str, compute_dtype: torch.dtype) -
             device="meta",
         )
         layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4")
+        # bitsandbytes' CPU inference path repacks the weight in place for AVX512-BF16 on the first no-grad eval
+        # call; it fails for layers narrower than its 64-value block and would switch layouts between sampling and
+        # training. Sampling and training share the one (training) layout instead.
+        layer.support_avx512bf16_for_cpu = False
     else:
         raise ValueError(f"quantised storage {kind!r}: choose one of {', '.join(KINDS)}")
     layer.weight = layer.weight.to(device)  # bitsandbytes quantises on the first move to a real device
