@@ -19,16 +19,26 @@ QUANTISED_DTYPES = ("int8", "nf4")  # bitsandbytes storage of the block linears 
 class MemoryConfig:
     blocks_to_swap: int = setting(
         0,
-        help="Transformer blocks (the last N) whose frozen weights stay in CPU memory and are copied to the GPU just before they run, overlapping compute; LoRA adapters and trained weights stay on the GPU (0: off; see docs/block_swap.md)",
+        help=(
+            "Transformer blocks (the last N) whose frozen weights stay in CPU memory and are copied to the "
+            "GPU just before they run, overlapping compute; LoRA adapters and trained weights stay on the "
+            "GPU (0: off; see docs/block_swap.md)"
+        ),
         min=0,
     )
     offload_activations: bool = setting(
         False,
-        help="Keep each checkpointed block input in CPU memory instead of GPU memory until the backward pass (for long clips; needs training.gradient_checkpointing)",
+        help=(
+            "Keep each checkpointed block input in CPU memory instead of GPU memory until the backward pass "
+            "(for long clips; needs training.gradient_checkpointing)"
+        ),
     )
     text_encoder_on_cpu: bool = setting(
         False,
-        help="Run UMT5 on the CPU for caching captions and for the prompts of samples, so the text encoder never takes GPU memory (slower text phase)",
+        help=(
+            "Run UMT5 on the CPU for caching captions and for the prompts of samples, so the text encoder "
+            "never takes GPU memory (slower text phase)"
+        ),
     )
 
 
