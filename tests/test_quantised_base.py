@@ -114,3 +114,17 @@ def test_sampling_runs_on_an_nf4_base_close_to_the_float_base(tiny_model_dir, tm
     expected = generate_clip(plain, resolve_settings(plain, sample))
     got = generate_clip(nf4, resolve_settings(nf4, sample))
     assert got.shape == expected.shape and 0 < abs(got - expected).mean() < 0.05
+
+
+def test_a_missing_bitsandbytes_is_named_before_any_loading(tmp_path, monkeypatch):
+    import sys
+
+    from modules.config.validation import ConfigError
+    from modules.wan.loading.loader import WanModelLoader
+
+    config = lora_config(tmp_path / "no_model_here", tmp_path / "data", tmp_path / "run")
+    config.model.transformer_dtype = "int8"
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # what an install without the package looks like
+    # The model folder does not exist: the bitsandbytes message comes first, before the loader looks at it.
+    with pytest.raises(ConfigError, match=r"int8/nf4 storage needs bitsandbytes.*pip install bitsandbytes==0.50.2"):
+        WanModelLoader().load(config)
