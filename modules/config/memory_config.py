@@ -52,6 +52,13 @@ def check_memory(config) -> None:
             "training.gradient_checkpointing is off. Fix: set training.gradient_checkpointing to true, or "
             "memory.offload_activations to false."
         )
+    compile_mode = getattr(config.training, "compile", "none") if hasattr(config, "training") else "none"
+    if memory.blocks_to_swap and compile_mode != "none":
+        raise ConfigError(
+            f"memory.blocks_to_swap: block swapping hooks into every block call to move its weights, which "
+            f"training.compile {compile_mode!r} would trace into the compiled code. Fix: set training.compile to "
+            "none, or memory.blocks_to_swap to 0."
+        )
     if model.transformer_dtype in QUANTISED_DTYPES:
         if config.training_method == "full":
             raise ConfigError(
