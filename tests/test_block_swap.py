@@ -295,6 +295,8 @@ def test_config_refuses_combinations_that_cannot_work():
         config_from_dict(demo_config(memory={"offload_activations": True}, training={"gradient_checkpointing": False}))
     with pytest.raises(ConfigError, match="memory.blocks_to_swap.*int8"):
         config_from_dict(demo_config(memory={"blocks_to_swap": 2}, model={"transformer_dtype": "int8"}))
+    with pytest.raises(ConfigError, match="memory.blocks_to_swap.*training.compile 'blocks'"):
+        config_from_dict(demo_config(memory={"blocks_to_swap": 2}, training={"compile": "blocks"}))
     with pytest.raises(ConfigError, match="nf4.*training_method 'full'"):
         config_from_dict(demo_config(training_method="full", model={"transformer_dtype": "nf4"}))
     config = config_from_dict(
