@@ -102,6 +102,11 @@ class Distributed:
                 "sampling.samples to [] and sampling.validation_concept to '', then sample the saved model "
                 "with scripts/sample.py"
             )
+        if config.memory.blocks_to_swap:
+            raise DistributedError(
+                "memory.blocks_to_swap: block swapping is not supported for full fine-tuning on several processes; "
+                "FSDP already splits each block's weights between the processes. Set it to 0"
+            )
         if config.experts.offload_inactive_expert and len(plan) > 1:
             raise DistributedError(
                 "experts.offload_inactive_expert: not supported for full fine-tuning on several processes; FSDP "
