@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.sample_schedule import SampleSchedule
 from modules.trainer.validation_loss import ValidationLoss
 
@@ -90,18 +91,21 @@ class SampleHooks:
         self.written += written
         return written
 
+    @contextlib.contextmanager
     def _weights_to_show(self):
-        """The EMA weights while sampling when EMA is on (what will be saved), else the live weights."""
-        ema = getattr(self.trainer, "ema", None)
-        if ema is None:
-            return contextlib.nullcontext()
+        """What will be saved: the EMA weights when EMA is on, else the live weights (a schedule-free
+        optimizer's averaged ones)."""
         from modules.trainer.ema import ema_weights_in_use
 
-        return ema_weights_in_use(ema)
+        ema = getattr(self.trainer, "ema", None)
+        with optimizer_eval_weights(getattr(self.trainer, "optimizer", None)):
+            with ema_weights_in_use(ema):
+                yield
 
     def measure_validation(self) -> dict[float, float]:
         trainer = self.trainer
-        losses = self.validation.measure(trainer.model, trainer.setup, trainer.progress)
+        with optimizer_eval_weights(getattr(trainer, "optimizer", None)):  # schedule-free: the averaged weights
+            losses = self.validation.measure(trainer.model, trainer.setup, trainer.progress)
         step = trainer.progress.global_step
         for sigma, loss in losses.items():
             if self.run_log.writer is not None:
