@@ -86,6 +86,14 @@ def check_consistency(config: TrainConfig) -> None:
         if not sample.prompt:
             raise ConfigError(f"sampling.samples[{i}].prompt: empty")
     check_fp8_storage(config)
+    from modules.trainer.optimizer_registry import check_optimizer_settings  # imports no optimizer library
+
+    check_optimizer_settings(config.training)
+    if config.lora.type != "lora" and config.output.lora_format != "comfyui":
+        raise ConfigError(
+            f"output.lora_format: diffusers cannot load lora.type {config.lora.type!r} adapters. "
+            "Fix: set output.lora_format to comfyui (docs/lora_format.md)"
+        )
 
 
 def check_fp8_storage(config: TrainConfig) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 
 import torch
-from peft import LoraConfig
 from peft.tuners.lora import LoraLayer
+from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+from modules.module.lora_variants import adapter_config, make_adapter_float32
 
 # The linears of each transformer block: self- and cross-attention q/k/v/out and the feed-forward pair.
 DEFAULT_TARGET_MODULES: list[str] = [
@@ -71,7 +73,7 @@ def filter_matcher(layer_filter: str | None):
 
 def _is_linear(module: torch.nn.Module) -> bool:
     # A linear that already carries an adapter is a peft wrapper around it; it may take a second adapter.
-    if isinstance(module, LoraLayer):
+    if isinstance(module, BaseTunerLayer):
         return isinstance(module.get_base_layer(), torch.nn.Linear)
     return isinstance(module, torch.nn.Linear)
 
@@ -107,20 +109,16 @@ def attach_lora(
     target_modules: list[str] | None = None,
     layer_filter: str | None = None,
     adapter_name: str = "default",
+    kind: str = "lora",
+    factor: int = -1,
 ) -> list[str]:
-    """Add a LoRA adapter (B initialised to zero, so the model is unchanged) and return the module names."""
+    """Add an adapter (its update starts at zero, so the model is unchanged) and return the module names.
+    `kind` is lora, loha or lokr (modules/module/lora_variants.py); `factor` is LoKr's decompose factor."""
     names = select_lora_modules(transformer, target_modules, layer_filter)
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        # Full names: peft matches a name exactly (or as a dotted suffix), so nothing else is picked up.
-        target_modules=names,
-        init_lora_weights=True,
-    )
+    # Full names: peft matches a name exactly (or as a dotted suffix), so nothing else is picked up.
+    config = adapter_config(kind, rank=rank, alpha=alpha, dropout=dropout, target_modules=names, factor=factor)
     transformer.add_adapter(config, adapter_name=adapter_name)
-    for param in lora_parameters(transformer, adapter_name):
-        param.data = param.data.float()
+    make_adapter_float32(transformer, adapter_name)
     return names
 
 

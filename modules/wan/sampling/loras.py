@@ -15,6 +15,12 @@ from pathlib import Path
 from safetensors import safe_open
 
 from modules.module.lora import attach_lora, set_lora_state_dict
+from modules.wan.formats.lycoris_keys import (
+    file_rank_and_alpha,
+    from_comfyui_variant_state_dict,
+    is_variant_file,
+    read_tensors,
+)
 from modules.wan.model import WanModel
 from modules.wan.sampling.settings import SampleError
 from modules.wan.saving.lora_saver import ALPHA_KEY, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
@@ -134,17 +140,18 @@ def apply_loras(model: WanModel, specs: list[LoraSpec]) -> list[LoadedLora]:
         taken.add(adapter)
         files = resolve_lora_files(spec, model.variant.has_transformer_2)
         for expert_name, path in files.items():
-            state_dict, metadata = load_lora_file(path)
-            modules = sorted({key.rsplit(".lora_", 1)[0] for key in state_dict})
             expert = getattr(model, expert_name)
             try:
-                attach_lora(
-                    expert,
-                    rank=int(metadata[RANK_KEY]),
-                    alpha=float(metadata[ALPHA_KEY]),
-                    target_modules=modules,
-                    adapter_name=adapter,
-                )
+                if is_variant_file(path):  # LoHa / LoKr (formats/lycoris_keys.py)
+                    tensors, metadata = read_tensors(path)
+                    rank, alpha = file_rank_and_alpha(tensors, metadata)
+                    kind, state_dict = from_comfyui_variant_state_dict(tensors, rank, alpha)
+                    modules = sorted({key.rsplit(".", 1)[0] for key in state_dict})
+                else:
+                    state_dict, metadata = load_lora_file(path)
+                    modules = sorted({key.rsplit(".lora_", 1)[0] for key in state_dict})
+                    kind, rank, alpha = "lora", int(metadata[RANK_KEY]), float(metadata[ALPHA_KEY])
+                attach_lora(expert, rank=rank, alpha=alpha, target_modules=modules, adapter_name=adapter, kind=kind)
                 set_lora_state_dict(expert, state_dict, adapter_name=adapter)
             except (KeyError, ValueError, RuntimeError) as error:
                 raise SampleError(f"LoRA {path} does not fit the {model.variant.name} {expert_name}: {error}") from None

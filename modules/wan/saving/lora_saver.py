@@ -22,6 +22,7 @@ from modules.base.model_saver import BaseModelSaver
 from modules.util.atomic import save_safetensors_atomic
 from modules.util.resources import MODEL_SPECS_DIR
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
+from modules.wan.formats.lycoris_keys import to_comfyui_variant_state_dict
 
 LORA_FORMATS = ("comfyui", "diffusers")
 SAVE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -31,6 +32,7 @@ DIFFUSERS_PREFIX = "transformer."
 DIFFUSERS_ADAPTER_METADATA_KEY = "lora_adapter_metadata"
 # Rank and alpha under the names kohya-style tools and model sites read.
 RANK_KEY, ALPHA_KEY, FORMAT_KEY = "ss_network_dim", "ss_network_alpha", "wan.lora_format"
+LORA_TYPE_KEY = "wan.lora_type"  # lora, loha or lokr
 
 _PEFT_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)\.weight$")
 # Down/up names other tools use for the same two matrices.
@@ -112,11 +114,27 @@ def save_lora_file(
     metadata: dict[str, str] | None = None,
     variant: str | None = None,
     dtype: str | torch.dtype = "float32",
+    kind: str = "lora",
 ) -> Path:
-    """Write one LoRA file. `metadata` (training settings) is merged over the variant's model spec."""
+    """Write one LoRA file. `metadata` (training settings) is merged over the variant's model spec.
+    `kind` loha / lokr: peft's LoHa/LoKr tensors, written in ComfyUI's layout (formats/lycoris_keys.py)."""
     if format not in LORA_FORMATS:
         raise LoraFileError(f"LoRA format {format!r} is unknown; choose one of {', '.join(LORA_FORMATS)}")
     torch_dtype = SAVE_DTYPES[dtype] if isinstance(dtype, str) else dtype
+    if kind != "lora":
+        if format != "comfyui":
+            raise LoraFileError(
+                f"output.lora_format {format!r}: diffusers cannot load {kind} adapters; "
+                "use comfyui (docs/lora_format.md)"
+            )
+        tensors = to_comfyui_variant_state_dict(peft_state_dict, kind, rank, alpha, torch_dtype)
+        file_metadata = {"format": "pt", **(model_spec(variant) if variant else {})}
+        file_metadata["modelspec.date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        file_metadata.update({k: _as_metadata_value(v) for k, v in (metadata or {}).items()})
+        file_metadata.update(
+            {RANK_KEY: str(rank), ALPHA_KEY: repr(float(alpha)), FORMAT_KEY: format, LORA_TYPE_KEY: kind}
+        )
+        return save_safetensors_atomic(tensors, path, file_metadata)
     modules = lora_modules(peft_state_dict)
     wrong_rank = sorted(m for m, (down, _) in modules.items() if down.shape[0] != rank)
     if wrong_rank:
@@ -256,6 +274,7 @@ class WanLoRASaver(BaseModelSaver):
                     metadata=metadata,
                     variant=model.variant.name,
                     dtype=config.output.save_dtype,
+                    kind=config.lora.type,
                 )
             )
         return written

@@ -6,7 +6,8 @@ import torch
 
 from modules.base.model_setup import BaseModelSetup, TrainProgress
 from modules.module.flow_matching import noisy_input, sample_sigmas, velocity_target
-from modules.module.lora import attach_lora, lora_layers, lora_state_dict
+from modules.module.lora import attach_lora, lora_state_dict
+from modules.module.lora_variants import share_adapter_weights
 from modules.util.device import autocast
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning, experts
@@ -37,12 +38,14 @@ class WanLoRASetup(BaseModelSetup):
                 alpha=config.lora.alpha,
                 dropout=config.lora.dropout,
                 layer_filter=config.lora.layer_filter or None,
+                kind=config.lora.type,
+                factor=config.lora.factor,
             )
             if config.training.gradient_checkpointing:
                 expert.enable_gradient_checkpointing()
             expert.train()
         if config.experts.shared_lora and len(model.trained_experts) == 2:
-            _share_lora_weights(model.transformer, model.transformer_2)
+            share_adapter_weights(model.transformer, model.transformer_2)
 
     def parameter_groups(self, model: WanModel, config) -> list[dict]:
         groups, seen = [], set()
@@ -174,12 +177,3 @@ class WanLoRASetup(BaseModelSetup):
         return {
             f"{name}.{k}": v for name in model.trained_experts for k, v in lora_state_dict(getattr(model, name)).items()
         }
-
-
-def _share_lora_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
-    """Make `target`'s LoRA layers use `source`'s parameters, so both experts train one LoRA."""
-    source_layers, target_layers = lora_layers(source), lora_layers(target)
-    for name, layer in target_layers.items():
-        for part in ("lora_A", "lora_B"):
-            for adapter, module in getattr(layer, part).items():
-                module.weight = getattr(source_layers[name], part)[adapter].weight
