@@ -1,8 +1,8 @@
-"""LoHa and LoKr (lora.type) on the tiny T2V-A14B through GenericTrainer with both experts: each adapter changes only on
-its expert's steps; every key of the saved files names a module of ComfyUI's (original-named) model; our sampler,
-loading the files into a fresh model, computes what the trained adapters computed; and so does the base model with
-the files merged by ComfyUI's formula, written out here independently of peft. The options really change something:
-their outputs differ from a plain LoRA trained the same way.
+"""DoRA (lora.use_dora), LoHa and LoKr (lora.type) on the tiny T2V-A14B through GenericTrainer with both experts:
+each adapter changes only on its expert's steps; every key of the saved files names a module of ComfyUI's
+(original-named) model; our sampler, loading the files into a fresh model, computes what the trained adapters
+computed; and so does the base model with the files merged by ComfyUI's formulas, written out here independently
+of peft. The options really change something: their outputs differ from a plain LoRA trained the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +28,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ALPHA = 3.0
 # rank 3 decomposes LoKr's second factor on the tiny layers (ComfyUI's alpha / r rule); rank 4 keeps both factors
 # full (ComfyUI's scale 1, so the saver folds alpha / rank in): test_lokr_with_full_factors covers that case.
-RUNS = {"lora": 4, "loha": 4, "lokr": 3}
+RUNS = {
+    "lora": ["lora.type=lora", "lora.rank=4"],
+    "dora": ["lora.type=lora", "lora.use_dora=true", "lora.rank=4"],
+    "loha": ["lora.type=loha", "lora.rank=4"],
+    "lokr": ["lora.type=lokr", "lora.rank=3"],
+}
+VARIANTS = ["dora", "loha", "lokr"]
+# The tensors each variant's adapter holds (peft's names, which the file keeps).
+PARTS = {"dora": {"lora_A", "lora_B", "dora_scale"}, **{k: set(v) for k, v in VARIANT_TENSORS.items()}}
 ATOL = 1e-5  # fp32 throughout; the merged and the sampler's forward differ from training's only by rounding
 
 
@@ -36,15 +44,14 @@ ATOL = 1e-5  # fp32 throughout; the merged and the sampler's forward differ from
 def runs(tiny_model_dir, demo_data_dir, tmp_path_factory):
     cache = tmp_path_factory.mktemp("variants_cache")
     done = {}
-    for kind, rank in RUNS.items():
+    for kind, settings in RUNS.items():
         workspace = tmp_path_factory.mktemp(f"variant_{kind}")
         trainer = make_trainer(
             tiny_model_dir("T2V-A14B"),
             demo_data_dir,
             cache,
             workspace,
-            f"lora.type={kind}",
-            f"lora.rank={rank}",
+            *settings,
             f"lora.alpha={ALPHA}",
             "training.learning_rate=0.01",
         )
@@ -54,13 +61,15 @@ def runs(tiny_model_dir, demo_data_dir, tmp_path_factory):
     return done
 
 
-@pytest.mark.parametrize("kind", ["loha", "lokr"])
+@pytest.mark.parametrize("kind", VARIANTS)
 def test_each_adapter_changes_only_on_its_experts_steps(runs, kind):
     trainer, result, snapshots, used = runs[kind]
     assert result.steps == STEPS and len(used) == STEPS
     assert {expert for expert, _ in used} == {experts.HIGH, experts.LOW}
-    parts = {key.rsplit(".", 1)[1] for key in snapshots[0][experts.HIGH]}
-    assert parts <= set(VARIANT_TENSORS[kind]) and parts, parts  # really a LoHa / LoKr adapter
+    parts = {key.removesuffix(".weight").rsplit(".", 1)[1] for key in snapshots[0][experts.HIGH]}
+    assert parts <= PARTS[kind] and parts, parts  # really a DoRA / LoHa / LoKr adapter
+    if kind == "dora":
+        assert parts == PARTS["dora"]
     for step, (expert, _) in enumerate(used):
         other = experts.LOW if expert == experts.HIGH else experts.HIGH
         before, after = snapshots[step], snapshots[step + 1]
@@ -68,8 +77,14 @@ def test_each_adapter_changes_only_on_its_experts_steps(runs, kind):
         assert not changed(before[other], after[other]), f"step {step + 1}: the inactive {other} adapter changed"
 
 
-def comfyui_delta(parts: dict[str, torch.Tensor], alpha: float | None, shape: torch.Size) -> torch.Tensor:
-    """The weight update ComfyUI adds for one module (its LoHa / LoKr formulas, strength 1)."""
+def comfyui_delta(parts: dict[str, torch.Tensor], alpha: float | None, base: torch.Tensor) -> torch.Tensor:
+    """The weight update ComfyUI makes for one module (its LoRA + DoRA / LoHa / LoKr formulas, strength 1)."""
+    if "dora_scale" in parts:
+        scale = alpha / parts["lora_A"].shape[0]
+        weight = base + parts["lora_B"] @ parts["lora_A"] * scale
+        # ComfyUI's weight_decompose: each column rescaled to dora_scale (its norm over the output dimension).
+        column_norms = weight.transpose(0, 1).reshape(weight.shape[1], -1).norm(dim=1, keepdim=True).transpose(0, 1)
+        return weight * (parts["dora_scale"] / column_norms) - base
     if "hada_w1_a" in parts:
         rank = parts["hada_w1_b"].shape[0]
         scale = alpha / rank if alpha is not None else 1.0
@@ -82,7 +97,7 @@ def comfyui_delta(parts: dict[str, torch.Tensor], alpha: float | None, shape: to
     if "lokr_w2" not in parts:
         dim = parts["lokr_w2_b"].shape[0]
     scale = alpha / dim if alpha is not None and dim is not None else 1.0
-    return torch.kron(w1, w2).reshape(shape) * scale
+    return torch.kron(w1, w2).reshape(base.shape) * scale
 
 
 def merged_by_comfyui_rule(folder: Path, subfolder: str, lora_file: Path) -> WanTransformer3DModel:
@@ -94,20 +109,19 @@ def merged_by_comfyui_rule(folder: Path, subfolder: str, lora_file: Path) -> Wan
     modules: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         assert key.startswith("diffusion_model."), key
-        module, part = key.removeprefix("diffusion_model.").rsplit(".", 1)
+        name = key.removeprefix("diffusion_model.").removesuffix(".weight")  # lora_A.weight -> lora_A
+        module, part = name.rsplit(".", 1)
         assert f"{module}.weight" in weights, f"{key}: no module {module} in ComfyUI's model"
         modules.setdefault(module, {})[part] = value.float()
     for module, parts in modules.items():
         alpha = parts.pop("alpha", None)
         weight = weights[f"{module}.weight"]
-        weights[f"{module}.weight"] = weight + comfyui_delta(
-            parts, None if alpha is None else alpha.item(), weight.shape
-        )
+        weights[f"{module}.weight"] = weight + comfyui_delta(parts, None if alpha is None else alpha.item(), weight)
     base.load_state_dict(original_to_diffusers_state_dict(weights))
     return base.eval()
 
 
-@pytest.mark.parametrize("kind", ["loha", "lokr"])
+@pytest.mark.parametrize("kind", VARIANTS)
 def test_files_load_in_our_sampler_and_by_comfyuis_rule_to_what_training_computed(runs, kind, tiny_model_dir):
     trainer, result, _, _ = runs[kind]
     folder = tiny_model_dir("T2V-A14B")
@@ -116,9 +130,10 @@ def test_files_load_in_our_sampler_and_by_comfyuis_rule_to_what_training_compute
     for path in files.values():
         with safe_open(str(path), framework="pt") as file:
             keys = list(file.keys())
-            assert file.metadata()["wan.lora_type"] == kind
-        assert any(k.endswith(f".{VARIANT_TENSORS[kind][0]}") or k.endswith(".lokr_w1") for k in keys)
-        modules = {k.rsplit(".", 1)[0] for k in keys}
+            assert file.metadata().get("wan.lora_type", "lora") == ("lora" if kind == "dora" else kind)
+        parts = {k.removesuffix(".weight").rsplit(".", 1)[1] for k in keys} - {"alpha"}
+        assert parts <= PARTS[kind] and (parts == PARTS[kind] or kind == "lokr"), parts
+        modules = {k.removesuffix(".weight").rsplit(".", 1)[0] for k in keys}
         assert {f"{m}.alpha" for m in modules} <= set(keys)  # every module carries its alpha
 
     fresh = load_wan_model(folder, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32)
@@ -136,7 +151,7 @@ def test_files_load_in_our_sampler_and_by_comfyuis_rule_to_what_training_compute
         assert (expected - base).abs().max() > 1e-3  # the adapter does change the output
 
 
-@pytest.mark.parametrize("kind", ["loha", "lokr"])
+@pytest.mark.parametrize("kind", VARIANTS)
 def test_the_type_really_changes_the_result(runs, kind):
     plain = runs["lora"][0].model.transformer.eval()
     other = runs[kind][0].model.transformer.eval()

@@ -89,9 +89,13 @@ def check_consistency(config: TrainConfig) -> None:
     from modules.trainer.optimizer_registry import check_optimizer_settings  # imports no optimizer library
 
     check_optimizer_settings(config.training)
-    if config.lora.type != "lora" and config.output.lora_format != "comfyui":
+    if config.lora.use_dora and config.lora.type != "lora":
         raise ConfigError(
-            f"output.lora_format: diffusers cannot load lora.type {config.lora.type!r} adapters. "
+            f"lora.use_dora: DoRA applies to lora.type 'lora', not {config.lora.type!r}. Fix: turn one of them off"
+        )
+    if (config.lora.type != "lora" or config.lora.use_dora) and config.output.lora_format != "comfyui":
+        raise ConfigError(
+            f"output.lora_format: diffusers cannot load lora.type {config.lora.type!r} / DoRA adapters. "
             "Fix: set output.lora_format to comfyui (docs/lora_format.md)"
         )
 

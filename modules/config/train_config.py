@@ -73,6 +73,10 @@ class LoraConfig:
     dropout: float = setting(
         0.0, help="Dropout on the LoRA input (loha/lokr: rank dropout of the update)", min=0.0, max=1.0
     )
+    use_dora: bool = setting(
+        False,
+        help="DoRA: also train a magnitude per input column of each weight, as ComfyUI applies dora_scale (lora.type lora only)",
+    )
     factor: int = setting(
         -1,
         help="lokr: size of the first Kronecker factor's dimensions (-1: as square as the layer allows)",

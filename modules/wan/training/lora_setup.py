@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from modules.base.model_setup import BaseModelSetup, TrainProgress
+from modules.module.dora import share_dora
 from modules.module.flow_matching import noisy_input, sample_sigmas, velocity_target
 from modules.module.lora import attach_lora, lora_state_dict
 from modules.module.lora_variants import share_adapter_weights
@@ -40,12 +41,14 @@ class WanLoRASetup(BaseModelSetup):
                 layer_filter=config.lora.layer_filter or None,
                 kind=config.lora.type,
                 factor=config.lora.factor,
+                use_dora=config.lora.use_dora,
             )
             if config.training.gradient_checkpointing:
                 expert.enable_gradient_checkpointing()
             expert.train()
         if config.experts.shared_lora and len(model.trained_experts) == 2:
             share_adapter_weights(model.transformer, model.transformer_2)
+            share_dora(model.transformer, model.transformer_2)
 
     def parameter_groups(self, model: WanModel, config) -> list[dict]:
         groups, seen = [], set()
