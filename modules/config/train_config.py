@@ -211,6 +211,12 @@ class DataConfig:
     max_windows_per_video: int = setting(1, help="Upper bound of windows per clip (chunk, slide, uniform)", min=1)
     slide_stride: int = setting(8, help="Frames between window starts in 'slide' mode (at the target fps)", min=1)
     cache_dir: str = setting("", help="Where cached latents and text embeddings live (default: <workspace>/cache)")
+    caption_dropout: float = setting(
+        0.0,
+        help="Share of batches trained with the empty prompt instead of their captions (keeps classifier-free guidance working; 0.05-0.1 is usual)",
+        min=0.0,
+        max=1.0,
+    )
 
 
 @dataclass
