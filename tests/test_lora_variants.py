@@ -16,10 +16,10 @@ from safetensors import safe_open
 
 from modules.module.lora import attach_lora, lora_state_dict, set_lora_state_dict
 from modules.wan.formats.key_map import diffusers_to_original_state_dict, original_to_diffusers_state_dict
+from modules.wan.formats.lora_file import save_lora_file
 from modules.wan.formats.lycoris_keys import VARIANT_TENSORS, from_comfyui_variant_state_dict, read_tensors
 from modules.wan.loading.loader import load_wan_model
 from modules.wan.sampling.loras import LoraSpec, apply_loras
-from modules.wan.saving.lora_saver import save_lora_file
 from modules.wan.training import experts
 from tests.test_both_experts import STEPS, changed, make_trainer, record_steps
 from tests.test_lora_format import forward, transformer_inputs

@@ -1,6 +1,6 @@
 """LoRAs (a weight per LoRA and per expert) and embeddings for sampling a base model.
 
-LoRA files are read with lora_saver.load_lora_file (ComfyUI or diffusers layout, alpha kept) and attached
+LoRA files are read with formats/lora_file.load_lora_file (ComfyUI or diffusers layout, alpha kept) and attached
 as named peft adapters, the same layers diffusers' loader would create; each expert gets its own weight
 through diffusers' `set_adapters`. An A14B LoRA saved by this trainer is a pair of files
 `<stem>_high_noise.safetensors` / `<stem>_low_noise.safetensors`; giving `<stem>.safetensors` finds both.
@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 from modules.module.dora import remove_dora
 from modules.module.lora import attach_lora, set_lora_state_dict
+from modules.wan.formats.lora_file import ALPHA_KEY, DORA_SUFFIX, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
 from modules.wan.formats.lycoris_keys import (
     file_rank_and_alpha,
     from_comfyui_variant_state_dict,
@@ -24,7 +25,6 @@ from modules.wan.formats.lycoris_keys import (
 )
 from modules.wan.model import WanModel
 from modules.wan.sampling.settings import SampleError
-from modules.wan.saving.lora_saver import ALPHA_KEY, DORA_SUFFIX, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
 from modules.wan.training.experts import HIGH, LOW
 
 log = logging.getLogger("wan_trainer.samples")
