@@ -17,6 +17,7 @@ from modules.config.optimizer_config import OPTIMIZERS
 from modules.config.train_config import TrainingConfig
 from modules.config.validation import ConfigError
 from modules.trainer.backups import BackupContents, read_backup, write_backup
+from modules.trainer.lr_schedules import lr_factor
 from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.optimizer_registry import create_optimizer
 from modules.trainer.resume import _join_optimizer_state, _split_optimizer_state
@@ -115,3 +116,40 @@ def test_schedule_free_rejects_a_schedule():
         create_optimizer(
             [{"params": parameters(0), "lr": 1e-3}], training_settings("schedule_free_adamw", lr_scheduler="cosine")
         )
+
+
+@pytest.mark.parametrize("cycles", [1, 3])
+def test_cosine_with_restarts_equals_transformers_after_warmup(cycles):
+    from transformers.optimization import get_cosine_with_hard_restarts_schedule_with_warmup
+
+    warmup, total = 5, 65
+    reference = get_cosine_with_hard_restarts_schedule_with_warmup(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), warmup, total, num_cycles=cycles
+    ).lr_lambdas[0]
+    ours = [
+        lr_factor(s, warmup_steps=warmup, max_steps=total, schedule="cosine_with_restarts", cycles=cycles)
+        for s in range(total + 3)
+    ]
+    assert ours[warmup:] == pytest.approx([reference(s) for s in range(warmup, total + 3)], abs=1e-12)
+    # Warmup rises linearly to the peak on the last warmup step, for this schedule like every other.
+    assert ours[:warmup] == pytest.approx([(s + 1) / warmup for s in range(warmup)])
+    restarts = [s for s in range(warmup + 1, total) if ours[s] > ours[s - 1] + 0.5]
+    assert len(restarts) == cycles - 1
+
+
+def test_polynomial_equals_transformers_and_min_factor_holds():
+    from transformers.optimization import get_polynomial_decay_schedule_with_warmup
+
+    warmup, total, power, end = 4, 40, 2.0, 0.1
+    reference = get_polynomial_decay_schedule_with_warmup(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), warmup, total, lr_end=end, power=power
+    ).lr_lambdas[0]
+    ours = [
+        lr_factor(s, warmup_steps=warmup, max_steps=total, schedule="polynomial", power=power, min_factor=end)
+        for s in range(warmup, total + 2)
+    ]
+    assert ours == pytest.approx([reference(s) for s in range(warmup, total + 2)], abs=1e-12)
+    for schedule in ("linear", "cosine", "cosine_with_restarts", "polynomial"):
+        assert lr_factor(
+            total, warmup_steps=warmup, max_steps=total, schedule=schedule, min_factor=end
+        ) == pytest.approx(end)
