@@ -73,6 +73,10 @@ def check_consistency(config: TrainConfig) -> None:
     if (config.data.frames - 1) % 4:
         lower = (config.data.frames - 1) // 4 * 4 + 1
         raise ConfigError(f"data.frames: {config.data.frames} is not 4n+1; use {lower} or {lower + 4}")
+    for i, concept in enumerate(config.data.concepts):
+        if concept.frames is not None and (concept.frames - 1) % 4:
+            lower = (concept.frames - 1) // 4 * 4 + 1
+            raise ConfigError(f"data.concepts[{i}].frames: {concept.frames} is not 4n+1; use {lower} or {lower + 4}")
     if not config.data.concepts:
         raise ConfigError("data.concepts: at least one concept is needed (or a concepts_file that lists them)")
     for i, sample in enumerate(config.sampling.samples):

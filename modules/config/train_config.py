@@ -202,6 +202,18 @@ class ConceptConfig:
         "skip", help="What to do with media that has no caption file", choices=MISSING_CAPTION_RULES
     )
     include_subdirectories: bool = setting(False, help="Also collect media from subfolders")
+    loss_weight: float = setting(1.0, help="Multiplier of this concept's loss (2: counts twice as much)", min=0.0)
+    resolution: int | None = setting(
+        None, help="This concept's training area as the side of a square; empty: data.resolution", min=16, max=4096
+    )
+    frames: int | None = setting(
+        None, help="This concept's frames per window (4n+1); empty: data.frames", min=1, max=1025
+    )
+    flip: bool = setting(
+        False,
+        help="Also train every window mirrored left-right (cached as its own entries); off when captions say "
+        "left or right",
+    )
 
 
 @dataclass

@@ -17,6 +17,7 @@ from modules.data import media_io
 from modules.data.buckets import Bucket, resize_and_crop, resolution_bucket
 from modules.data.cache import DiskCache, cache_key, file_identity
 from modules.data.concepts import Concept, collect_media
+from modules.data.flip import flip_horizontally
 from modules.data.frame_windows import is_4n1, plan_windows, resampled_source_indices, window_source_indices
 from modules.data.pipeline import PipelineStage
 from modules.data.report import DataReport
@@ -164,6 +165,8 @@ class CacheLatents(PipelineStage):
                 "size": [bucket.frames, bucket.height, bucket.width],
                 "resize": RESIZE_METHOD,
                 "encoder": self.encoder_identity,
+                # Only a mirrored window names the flip, so keys of unflipped windows stay as they were.
+                **({"flip": True} if item.get("flip") else {}),
             }
         )
 
@@ -200,7 +203,8 @@ class CacheLatents(PipelineStage):
     def _pixels(self, item: dict) -> torch.Tensor:
         bucket: Bucket = item["bucket"]
         frames = media_io.read_frames(item["path"], list(item["source_indices"]), self.backend)
-        return resize_and_crop(frames, bucket.width, bucket.height)
+        pixels = resize_and_crop(frames, bucket.width, bucket.height)
+        return flip_horizontally(pixels) if item.get("flip") else pixels
 
 
 class CacheCaptions(PipelineStage):

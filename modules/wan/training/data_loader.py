@@ -12,6 +12,7 @@ from modules.base.data_loader import BaseDataLoader
 from modules.data.batching import BucketBatchSampler
 from modules.data.cache import DiskCache
 from modules.data.caption_dropout import EMPTY_PROMPT, drops_caption
+from modules.data.concept_options import concept_settings
 from modules.data.concepts import Concept
 from modules.data.report import DataReport
 from modules.data.stages import CacheCaptions
@@ -68,16 +69,21 @@ class WanBaseDataLoader(BaseDataLoader):
         )
         model.encoders_to(device)
         try:
-            self.samples = build_cached_dataset(
-                [_concept(c) for c in data.concepts],
-                settings,
-                self.cache,
-                encode_video,
-                encode_text,
-                video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}",
-                text_identity=text_identity,
-                report=self.report,
-            )
+            # One pass per concept: each may override the resolution, frame count and flip (concept_options.py).
+            self.samples, self.loss_weights = [], []
+            for concept_config in data.concepts:
+                samples = build_cached_dataset(
+                    [_concept(concept_config)],
+                    concept_settings(settings, concept_config),
+                    self.cache,
+                    encode_video,
+                    encode_text,
+                    video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}",
+                    text_identity=text_identity,
+                    report=self.report,
+                )
+                self.samples += samples
+                self.loss_weights += [concept_config.loss_weight] * len(samples)
             # The empty prompt of caption dropout, cached like any caption (data.caption_dropout).
             self.empty_text_key = None
             if data.caption_dropout > 0:
@@ -117,6 +123,7 @@ class WanBaseDataLoader(BaseDataLoader):
                 texts = [self.cache.get("text", self.empty_text_key)["text_embeds"]] * len(indices)
             batch["text_embeds"] = self.model.pad_text_embeds(texts)
             batch["captions"] = captions  # embedding training re-encodes some
+            batch["loss_weight"] = torch.tensor([self.loss_weights[i] for i in indices], dtype=torch.float32)
             yield batch
 
 
