@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from modules.config.migrations import migrate
+from modules.config.optimizer_config import check_optimizer_settings
 from modules.config.train_config import TrainConfig
 from modules.config.validation import ConfigError, from_dict
 
@@ -83,8 +84,6 @@ def check_consistency(config: TrainConfig) -> None:
         if not sample.prompt:
             raise ConfigError(f"sampling.samples[{i}].prompt: empty")
     check_fp8_storage(config)
-    from modules.trainer.optimizer_registry import check_optimizer_settings  # imports no optimizer library
-
     check_optimizer_settings(config.training)
     if config.lora.use_dora and config.lora.type != "lora":
         raise ConfigError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modules.config.fields import setting
+from modules.config.validation import ConfigError
 
 OPTIMIZERS = (
     "adamw",
@@ -22,6 +23,8 @@ OPTIMIZERS = (
     "lion_8bit",
     "schedule_free_adamw",
 )
+# Optimizers that keep a train-mode and an eval-mode copy of the weights (modules/trainer/optimizer_modes.py).
+SCHEDULE_FREE = ("schedule_free_adamw",)
 
 
 @dataclass
@@ -79,3 +82,16 @@ class ScheduleFreeConfig:
 
     r: float = setting(0.0, help="Polynomial weighting power of the average", min=0.0)
     weight_lr_power: float = setting(2.0, help="Power of the learning rate in the averaging weights", min=0.0)
+
+
+def check_optimizer_settings(training) -> None:
+    """Combinations the field declarations alone cannot reject."""
+    if training.optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            f"training.optimizer: unknown optimizer {training.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+        )
+    if training.optimizer in SCHEDULE_FREE and training.lr_scheduler != "constant":
+        raise ConfigError(
+            f"training.lr_scheduler: {training.lr_scheduler!r} with {training.optimizer}; a schedule-free optimizer "
+            "needs no schedule (training.warmup_steps is its own warmup). Fix: set training.lr_scheduler to constant"
+        )

@@ -12,10 +12,8 @@ from collections.abc import Callable
 
 import torch
 
+from modules.config.optimizer_config import SCHEDULE_FREE, check_optimizer_settings
 from modules.config.validation import ConfigError
-
-# Optimizers that keep a train-mode and an eval-mode copy of the weights (modules/trainer/optimizer_modes.py).
-SCHEDULE_FREE = ("schedule_free_adamw",)
 
 
 def _need(package: str, optimizer: str, fix: str):
@@ -163,22 +161,10 @@ OPTIMIZER_FACTORIES: dict[str, Callable] = {
 }
 
 
-def check_optimizer_settings(training) -> None:
-    """Combinations the field declarations alone cannot reject."""
-    if training.optimizer not in OPTIMIZER_FACTORIES:
-        raise ConfigError(
-            f"training.optimizer: unknown optimizer {training.optimizer!r}; "
-            f"choose one of {', '.join(OPTIMIZER_FACTORIES)}"
-        )
-    if training.optimizer in SCHEDULE_FREE and training.lr_scheduler != "constant":
-        raise ConfigError(
-            f"training.lr_scheduler: {training.lr_scheduler!r} with {training.optimizer}; a schedule-free optimizer "
-            "needs no schedule (training.warmup_steps is its own warmup). Fix: set training.lr_scheduler to constant"
-        )
-
-
 def create_optimizer(parameter_groups: list[dict], training) -> torch.optim.Optimizer:
     check_optimizer_settings(training)
+    if training.optimizer not in OPTIMIZER_FACTORIES:
+        raise ConfigError(f"training.optimizer: {training.optimizer!r} has no factory in optimizer_registry.py")
     return OPTIMIZER_FACTORIES[training.optimizer](parameter_groups, training)
 
 
