@@ -180,3 +180,28 @@ def test_lokr_with_full_factors_folds_alpha_for_comfyui_and_back(tiny_model_dir,
     attach_lora(again, rank=4, alpha=ALPHA, kind=kind, target_modules=sorted({k.rsplit(".", 1)[0] for k in loaded}))
     set_lora_state_dict(again, loaded)
     torch.testing.assert_close(forward(again.eval(), inputs), expected, atol=ATOL, rtol=0)
+
+
+def test_dora_on_fp8_storage_uses_the_dequantised_weight(tiny_model_dir):
+    from modules.module.fp8_linear import convert_to_fp8_storage, dequantise
+
+    folder = tiny_model_dir("TI2V-5B")
+    stored = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").eval()
+    names = convert_to_fp8_storage(stored)
+    # The same model in float32 with exactly the weights the fp8 layers compute with.
+    dense = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").eval()
+    modules = dict(stored.named_modules())
+    with torch.no_grad():
+        for name in names:
+            layer = modules[name]
+            dense.get_submodule(name).weight.copy_(dequantise(layer.weight, layer.scale_weight, torch.float32))
+    inputs = transformer_inputs(stored)
+    before = forward(stored, inputs)
+    for transformer in (stored, dense):
+        attach_lora(transformer, rank=4, alpha=ALPHA, use_dora=True)
+    assert torch.equal(forward(stored.eval(), inputs), before)  # a fresh adapter changes nothing
+    generator = torch.Generator().manual_seed(5)
+    state = {k: torch.rand(v.shape, generator=generator) + 0.5 for k, v in lora_state_dict(dense).items()}
+    for transformer in (stored, dense):
+        set_lora_state_dict(transformer, state)
+    torch.testing.assert_close(forward(stored.eval(), inputs), forward(dense.eval(), inputs), atol=ATOL, rtol=1e-5)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from peft.tuners.lora import LoraLayer
 
+from modules.module.fp8_linear import dequantise
+
 DORA_SCALE = "dora_scale"  # the key suffix ComfyUI reads; also the parameter's name on the layer
 _ATTRIBUTE = "wan_dora_scale"
 
@@ -22,6 +24,12 @@ _ATTRIBUTE = "wan_dora_scale"
 def column_norm(weight: torch.Tensor) -> torch.Tensor:
     """(1, in): the norm of each column of a linear weight (out, in)."""
     return weight.norm(dim=0, keepdim=True)
+
+
+def _dense_weight(base: torch.nn.Module) -> torch.Tensor:
+    """The base layer's weight in float32; an fp8 layer (fp8_linear.Fp8Linear) with its scale applied."""
+    scale = getattr(base, "scale_weight", None)
+    return base.weight.float() if scale is None else dequantise(base.weight, scale, torch.float32)
 
 
 def _layers(transformer: torch.nn.Module) -> dict[str, LoraLayer]:
@@ -33,10 +41,9 @@ def _scale_input(layer: LoraLayer, args: tuple):
     if layer.disable_adapters or adapter not in layer.active_adapters or not args:
         return None
     x = args[0]
-    base = layer.get_base_layer().weight
     with torch.no_grad():  # a constant in the backward pass
         delta = layer.lora_B[adapter].weight.float() @ layer.lora_A[adapter].weight.float()
-        norm = column_norm(base.float() + layer.scaling[adapter] * delta)
+        norm = column_norm(_dense_weight(layer.get_base_layer()) + layer.scaling[adapter] * delta)
     factor = getattr(layer, _ATTRIBUTE) / norm
     return (x * factor.reshape(-1).to(x.dtype), *args[1:])
 
@@ -52,7 +59,8 @@ def add_dora(transformer: torch.nn.Module, adapter_name: str = "default") -> lis
                 f"{name}: already carries a DoRA adapter ({layer.wan_dora_adapter!r}); one DoRA adapter per layer. "
                 "Fix: sample one DoRA LoRA at a time"
             )
-        weight = layer.get_base_layer().weight.detach().float()
+        with torch.no_grad():
+            weight = _dense_weight(layer.get_base_layer())
         layer.register_parameter(_ATTRIBUTE, torch.nn.Parameter(column_norm(weight)))
         layer.wan_dora_adapter = adapter_name
         layer.wan_dora_hook = layer.register_forward_pre_hook(_scale_input)
