@@ -25,6 +25,7 @@ from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
 from modules.trainer.sample_hooks import SampleHooks
+from modules.trainer.stop_request import stop_if_requested
 from modules.trainer.training_state import TrainingState
 from modules.util.device import resolve_device
 
@@ -125,6 +126,7 @@ class GenericTrainer:
         config, progress = self.config, self.progress
         accumulation = config.training.gradient_accumulation_steps
         micro_step, accumulated_loss = 0, 0.0
+        stop_if_requested(self)  # Ctrl-C while loading/caching: stop before the first step
         while progress.global_step < config.training.max_steps:
             for batch in self.data.batches(progress.epoch, skip=progress.epoch_step):
                 loss = self._forward_backward(batch, accumulation)
@@ -145,6 +147,7 @@ class GenericTrainer:
                 self._save_on_schedule(run_log)
                 self.sample_hooks.after_step()  # samples and validation loss on their schedule
                 self.backups.on_step()  # after saves and samples, so a resume repeats none of them
+                stop_if_requested(self)  # Ctrl-C / SIGTERM / the GUI's Stop: back up and raise TrainingStopped
                 if progress.global_step >= config.training.max_steps:
                     return
             progress.epoch += 1
