@@ -70,12 +70,20 @@ def step(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], see
     optimizer.step()
 
 
+def two_groups(params: list[torch.nn.Parameter], rate: float) -> list[dict]:
+    """Parameter groups as the A14B experts have them: each its own learning rate."""
+    return [
+        {"params": params[:2], "lr": rate, "name": "transformer"},
+        {"params": params[2:], "lr": 2 * rate, "name": "transformer_2"},
+    ]
+
+
 @pytest.mark.parametrize("optimizer_name", OPTIMIZERS)
 def test_optimizer_state_round_trips_through_a_backup_exactly(optimizer_name, tmp_path):
     skip_unless_runs(optimizer_name)
     training = training_settings(optimizer_name)
     original = parameters(0)
-    optimizer = create_optimizer([{"params": original, "lr": training.learning_rate}], training)
+    optimizer = create_optimizer(two_groups(original, training.learning_rate), training)
     for s in range(3):
         step(optimizer, original, s)
 
@@ -84,7 +92,7 @@ def test_optimizer_state_round_trips_through_a_backup_exactly(optimizer_name, tm
     contents = read_backup(folder)
 
     resumed_params = [torch.nn.Parameter(p.detach().clone()) for p in original]
-    resumed = create_optimizer([{"params": resumed_params, "lr": training.learning_rate}], training)
+    resumed = create_optimizer(two_groups(resumed_params, training.learning_rate), training)
     resumed.load_state_dict(
         _join_optimizer_state(contents.state["optimizer"], contents.tensors["optimizer"], resumed.state_dict())
     )
@@ -153,3 +161,27 @@ def test_polynomial_equals_transformers_and_min_factor_holds():
         assert lr_factor(
             total, warmup_steps=warmup, max_steps=total, schedule=schedule, min_factor=end
         ) == pytest.approx(end)
+
+
+@pytest.mark.parametrize("optimizer_name", OPTIMIZERS)
+def test_each_expert_group_keeps_its_own_learning_rate(optimizer_name):
+    """Two parameter groups (the A14B experts) with learning rates 1:2 and equal weights and gradients: every
+    optimizer moves the second group about twice as far in its first step."""
+    skip_unless_runs(optimizer_name)
+    training = training_settings(optimizer_name, weight_decay=0.0)
+    low, high = parameters(0), parameters(0)
+    rate = training.learning_rate
+    optimizer = create_optimizer(
+        [{"params": low, "lr": rate, "name": "transformer"}, {"params": high, "lr": 2 * rate, "name": "transformer_2"}],
+        training,
+    )
+    start = [p.detach().clone() for p in low]
+    for params in (low, high):
+        generator = torch.Generator().manual_seed(9)
+        for param in params:
+            param.grad = torch.randn(param.shape, generator=generator)
+    optimizer.step()
+    moved_low = sum((p - s).abs().sum() for p, s in zip(low, start))
+    moved_high = sum((p - s).abs().sum() for p, s in zip(high, start))
+    assert float(moved_low) > 0
+    assert float(moved_high / moved_low) == pytest.approx(2.0, rel=0.05)

@@ -14,6 +14,7 @@ import torch
 
 from modules.config.optimizer_config import SCHEDULE_FREE, check_optimizer_settings
 from modules.config.validation import ConfigError
+from modules.trainer.per_group_optimizer import PerGroupOptimizer
 
 
 def _need(package: str, optimizer: str, fix: str):
@@ -60,6 +61,8 @@ def _paged_adamw_8bit(groups, training):
 
 
 def _prodigy(groups, training):
+    if len(groups) > 1:  # one Prodigy per expert: it refuses groups with different learning rates
+        return PerGroupOptimizer(groups, lambda group: _prodigy(group, training))
     settings = training.prodigy
     prodigyopt = _need("prodigyopt", "prodigy", "pip install -r requirements-global.txt")
     return prodigyopt.Prodigy(
