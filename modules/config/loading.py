@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from modules.config.memory_config import check_memory
 from modules.config.migrations import migrate
 from modules.config.optimizer_config import check_optimizer_settings
 from modules.config.train_config import TrainConfig
@@ -102,6 +103,7 @@ def check_consistency(config: TrainConfig) -> None:
             f"output.lora_format: diffusers cannot load lora.type {config.lora.type!r} / DoRA adapters. "
             "Fix: set output.lora_format to comfyui (docs/lora_format.md)"
         )
+    check_memory(config)
 
 
 def check_fp8_storage(config: TrainConfig) -> None:

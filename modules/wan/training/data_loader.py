@@ -68,6 +68,8 @@ class WanBaseDataLoader(BaseDataLoader):
             + embeddings_key
         )
         model.encoders_to(device)
+        if config.memory.text_encoder_on_cpu:  # a GPU too small for UMT5: captions are encoded on the CPU
+            model.text_encoder.to("cpu")
         try:
             # One pass per concept: each may override the resolution, frame count and flip (concept_options.py).
             self.samples, self.loss_weights = [], []
