@@ -19,6 +19,7 @@ from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.distributed import Distributed, QuietSampleHooks, create_accelerator
 from modules.trainer.ema import create_ema, ema_weights_in_use
+from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
 from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
@@ -191,7 +192,12 @@ class GenericTrainer:
     def save(self, destination: Path) -> list[Path]:
         destination.parent.mkdir(parents=True, exist_ok=True)
         self.backups.before_save()
-        with ema_weights_in_use(self.ema), self.distributed.full_weights_for_saving():
+        # A schedule-free optimizer's averaged weights are the ones to save (a no-op for other optimizers).
+        with (
+            optimizer_eval_weights(self.optimizer),
+            ema_weights_in_use(self.ema),
+            self.distributed.full_weights_for_saving(),
+        ):
             files = self.plugin.saver().save(self.model, self.config, destination) if self.distributed.is_main else []
         self.distributed.barrier()  # no process runs ahead of a save (a later failure must not cut it short)
         return files
