@@ -13,8 +13,25 @@ import _repo_path  # noqa: F401
 from modules.base.model_loader import ModelLoadError
 from modules.config.loading import load_config
 from modules.config.validation import ConfigError
+from modules.data.concepts import DataError
 from modules.trainer.backups import BackupError
 from modules.trainer.generic_trainer import GenericTrainer, TrainingError
+from modules.trainer.save_fallback import SaveFailedError
+from modules.trainer.workspace_lock import WorkspaceLockError
+from modules.util.disk_space import DiskFullError
+from modules.wan.saving.lora_saver import LoraFileError
+
+KNOWN_ERRORS = (
+    ConfigError,
+    ModelLoadError,
+    TrainingError,
+    BackupError,
+    DataError,
+    WorkspaceLockError,
+    DiskFullError,
+    SaveFailedError,
+    LoraFileError,
+)
 
 
 def main() -> int:
@@ -32,7 +49,7 @@ def main() -> int:
     try:
         config = load_config(args.config_path, args.config_value)
         result = GenericTrainer(config).train()
-    except (ConfigError, ModelLoadError, TrainingError, BackupError) as error:
+    except KNOWN_ERRORS as error:  # the message names the file or setting and the fix; no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"\nTrained {result.steps} steps. Workspace: {result.workspace}")

@@ -19,11 +19,15 @@ from modules.base.model_setup import TrainProgress
 from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.ema import create_ema, ema_weights_in_use
+from modules.trainer.nonfinite_loss import nonfinite_loss_error
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
+from modules.trainer.preflight import check_before_loading
 from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
 from modules.trainer.sample_hooks import SampleHooks
+from modules.trainer.save_fallback import save_or_keep
+from modules.trainer.workspace_lock import WorkspaceLock
 from modules.util.device import resolve_device
 
 log = logging.getLogger("wan_trainer")
@@ -82,6 +86,11 @@ class GenericTrainer:
         self.backups.resume_if_configured()
 
     def train(self) -> TrainResult:
+        check_before_loading(self.config)  # writable outputs, concept folders: seconds, not after the model loads
+        with WorkspaceLock(self.workspace):
+            return self._train()
+
+    def _train(self) -> TrainResult:
         self.workspace.mkdir(parents=True, exist_ok=True)
         if self.model is None:
             self.load_and_cache()
@@ -96,7 +105,7 @@ class GenericTrainer:
             self.sample_hooks = SampleHooks(self, run_log)
             self.sample_hooks.before_training()
             self._loop(run_log, result)
-            result.output_files = self.save(self.output_path())
+            result.output_files = save_or_keep(self, self.output_path())
             run_log.message(f"saved: {', '.join(map(str, result.output_files))}")
             if config.sampling.sample_at_end:
                 result.sample_files = self.sample_all(f"end-step{self.progress.global_step:06d}", run_log)
@@ -141,10 +150,7 @@ class GenericTrainer:
         loss = self.setup.calculate_loss(self.model, batch, prediction, self.config)
         value = loss.item()
         if not math.isfinite(value):
-            raise TrainingError(
-                f"the loss became {value} at step {self.progress.global_step}; lower training.learning_rate, "
-                "or use training.train_dtype bfloat16 instead of float16"
-            )
+            raise nonfinite_loss_error(self, batch, value, TrainingError)  # names the data, keeps a backup
         self.accelerator.backward(loss / accumulation)
         return value / accumulation
 
@@ -172,7 +178,7 @@ class GenericTrainer:
         step = self.progress.global_step
         if every and step % every == 0 and step < self.config.training.max_steps:
             stem = self.output_path().stem
-            files = self.save(self.workspace / "save" / f"{stem}-step{step:06d}.safetensors")
+            files = save_or_keep(self, self.workspace / "save" / f"{stem}-step{step:06d}.safetensors")
             run_log.message(f"step {step}: saved {', '.join(map(str, files))}")
 
     def sample_all(self, tag: str, run_log: RunLog) -> list[Path]:

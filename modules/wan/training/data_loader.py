@@ -101,7 +101,16 @@ class WanBaseDataLoader(BaseDataLoader):
             batch = {key: torch.stack([item[key] for item in items]) for key in items[0] if key != "text_embeds"}
             batch["text_embeds"] = self.model.pad_text_embeds([item["text_embeds"] for item in items])
             batch["captions"] = [self.samples[i].caption for i in indices]  # embedding training re-encodes some
+            # Named when a loss turns non-finite (modules/trainer/nonfinite_loss.py).
+            batch["sources"] = [str(self.samples[i].source) for i in indices]
+            batch["cache_entries"] = [self._entry_paths(self.samples[i]) for i in indices]
             yield batch
+
+    def _entry_paths(self, sample) -> list[str]:
+        return [
+            str(self.cache.path_for("latents", sample.latent_key)),
+            str(self.cache.path_for("text", sample.text_key)),
+        ]
 
 
 def wan_video_latents(model: WanModel, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
