@@ -15,6 +15,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from modules.module.lora import attach_lora, set_lora_state_dict
+from modules.wan.formats.lora_compatibility import check_lora_fits, linear_shapes
 from modules.wan.model import WanModel
 from modules.wan.sampling.settings import SampleError
 from modules.wan.saving.lora_saver import ALPHA_KEY, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
@@ -35,6 +36,7 @@ class LoraSpec:
     weight: float = 1.0
     weight_2: float | None = None
     expert: str = "auto"  # auto: from the file name suffix / wan.expert metadata, else both experts
+    allow_other_model: bool = False  # apply a LoRA whose metadata names another model (shapes must still fit)
 
     def weight_for(self, expert: str) -> float:
         return self.weight if expert == HIGH or self.weight_2 is None else self.weight_2
@@ -134,9 +136,16 @@ def apply_loras(model: WanModel, specs: list[LoraSpec]) -> list[LoadedLora]:
         taken.add(adapter)
         files = resolve_lora_files(spec, model.variant.has_transformer_2)
         for expert_name, path in files.items():
+            expert = getattr(model, expert_name)
+            check_lora_fits(  # header only: another model's LoRA or a broken file is refused before loading
+                path,
+                model.variant.name,
+                linear_shapes(expert),
+                allow_other_model=spec.allow_other_model,
+                override="--allow-other-model-lora",
+            )
             state_dict, metadata = load_lora_file(path)
             modules = sorted({key.rsplit(".lora_", 1)[0] for key in state_dict})
-            expert = getattr(model, expert_name)
             try:
                 attach_lora(
                     expert,

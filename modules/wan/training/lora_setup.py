@@ -10,6 +10,7 @@ from modules.module.lora import attach_lora, lora_layers, lora_state_dict
 from modules.util.device import autocast
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning, experts
+from modules.wan.training.lora_continue import continue_lora_from
 
 
 class WanLoRASetup(BaseModelSetup):
@@ -41,6 +42,7 @@ class WanLoRASetup(BaseModelSetup):
             if config.training.gradient_checkpointing:
                 expert.enable_gradient_checkpointing()
             expert.train()
+        continue_lora_from(model, config)  # lora.continue_from: checked against this model first
         if config.experts.shared_lora and len(model.trained_experts) == 2:
             _share_lora_weights(model.transformer, model.transformer_2)
 
