@@ -2,6 +2,8 @@
 
     # LoRA: ComfyUI layout (original WAN names) <-> diffusers/PEFT layout, either direction (read from the keys)
     python scripts/convert_model.py lora in.safetensors out.safetensors --format diffusers [--dtype bfloat16]
+    # ... and check first that it is a LoRA for this model (its spec and shapes; --allow-other-model overrides)
+    python scripts/convert_model.py lora in.safetensors out.safetensors --format comfyui --model path/to/model-folder
 
     # full model: diffusers folder -> one single file with original WAN names (what ComfyUI loads)
     python scripts/convert_model.py to-single-file path/to/model-folder out.safetensors [--expert transformer_2] [--dtype float16]
