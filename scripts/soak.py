@@ -102,13 +102,19 @@ def main() -> int:
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
         )
         print(f"steps: {result.steps} in {seconds:.0f} s ({seconds / max(1, result.steps) * 1000:.0f} ms/step)")
-        print(f"backups every {args.backup_every} steps: at most {max(backup_counts or [0])} kept during the run, ")
-        print(f"  {final_backups} at the end (rolling_count {args.rolling_count}); temp folders left: {temp_left}")
+        print(
+            f"backups every {args.backup_every} steps: at most {max(backup_counts or [0])} kept during the run, "
+            f"{final_backups} at the end (rolling_count {args.rolling_count}); temp folders left: {temp_left}"
+        )
         print(f"samples written: {samples} sidecars; validation every {args.validation_every} steps")
         print(
             f"resident memory: {rss[0]:.0f} MiB after step 1, {head:.0f} MiB after warm-up (step {warm}), "
             f"{tail:.0f} MiB at the end, max {max(rss):.0f} MiB; growth after warm-up {growth:+.1f} MiB"
         )
+        window = max(1, len(rss) // 20)
+        marks = [int(len(rss) * f) for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
+        profile = ", ".join(f"step {m}: {statistics.median(rss[max(0, m - window) : m]):.0f}" for m in marks)
+        print(f"resident memory (MiB, median of the {window} steps before): {profile}")
         failures = []
         if growth > args.max_growth_mib:
             failures.append(f"resident memory grew by {growth:.1f} MiB (limit {args.max_growth_mib:g})")

@@ -45,7 +45,7 @@ def test_presets_all_load():
             "training.optimizer: 'sgd' is not allowed. Choose one of: adamw, adamw_8bit",
         ),
         ({"lora": {"rank": 0}}, "lora.rank: 0 is out of range; allowed: from 1 to 1024"),
-        ({"lora": {"rnak": 4}}, "lora.rnak: unknown key. Allowed keys here: alpha, dropout, layer_filter, rank"),
+        ({"lora": {"rnak": 4}}, "lora.rnak: unknown key. Allowed keys here: alpha, continue_from, dropout, layer_filter, rank"),
         ({"data": {"concepts": [{"path": "a"}], "frames": 80}}, "data.frames: 80 is not 4n+1; use 77 or 81"),
         ({"data": {"concepts": []}}, "data.concepts: at least one concept is needed"),
         ({"data": {"concepts": [{"repeats": 2}]}}, "data.concepts[0].path: required"),
