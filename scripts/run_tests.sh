@@ -3,5 +3,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+bash scripts/ci_install_nix.sh  # Nix for tests/test_nix.py (installs nix-bin when root on Debian/Ubuntu)
 bash scripts/install.sh
 exec .venv/bin/python -m pytest -q tests "$@"
