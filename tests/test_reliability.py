@@ -127,6 +127,7 @@ def test_failed_final_save_keeps_the_weights_in_a_named_fallback(prepared, tmp_p
         pytest.skip("needs unshare -rm and tmpfs (a mount namespace) to make a small file system")
     workspace = tmp_path / "workspace"
     out = small / "lora.safetensors"
+    cache_before = snapshot(prepared["cache"])
     args = [*values(prepared, workspace), f"output.output_path={out}", "backup.every_steps=0"]
     script = "mount -t tmpfs -o size=32k tmpfs \"$0\" && exec \"$@\""
     done = run_script(
@@ -143,6 +144,7 @@ def test_failed_final_save_keeps_the_weights_in_a_named_fallback(prepared, tmp_p
     assert load_file(str(kept)).keys() == reference.keys()
     for key, tensor in reference.items():
         assert torch.equal(load_file(str(kept))[key], tensor), key
+    assert snapshot(prepared["cache"]) == cache_before
 
 
 # ---- data ----------------------------------------------------------------------------------------------
@@ -190,6 +192,7 @@ def test_non_finite_loss_names_the_batch_and_keeps_the_last_good_step(prepared, 
     step's weights are in a backup; the backups written before are unchanged."""
     workspace, cache = copy_workspace(prepared, tmp_path)
     shutil.rmtree(workspace / "backups")
+    cache_before = snapshot(cache)
     done = train(
         *values(prepared, workspace, cache),
         "training.learning_rate=1e30",
@@ -202,6 +205,7 @@ def test_non_finite_loss_names_the_batch_and_keeps_the_last_good_step(prepared, 
     folders = backup_folders(workspace / "backups")
     assert folders, message
     assert str(folders[0]) in message or "newest backup is" in message
+    assert snapshot(cache) == cache_before
 
 
 # ---- workspace lock -----------------------------------------------------------------------------------
