@@ -20,14 +20,14 @@ class Plugin:
 
 
 def _wan_lora() -> Plugin:
-    from modules.wan.embeddings.model_loader import WanModelWithEmbeddingsLoader
     from modules.wan.sampling.sampler import WanModelSampler
     from modules.wan.saving.lora_saver import WanLoRASaver
     from modules.wan.training.data_loader import WanBaseDataLoader
     from modules.wan.training.lora_setup import WanLoRASetup
+    from modules.wan.training.model_loader import WanTrainingModelLoader
 
     # Every method loads embedding.frozen_embeddings (and "embedding" its trained one) right after the model.
-    return Plugin(WanModelWithEmbeddingsLoader, WanLoRASetup, WanLoRASaver, WanModelSampler, WanBaseDataLoader)
+    return Plugin(WanTrainingModelLoader, WanLoRASetup, WanLoRASaver, WanModelSampler, WanBaseDataLoader)
 
 
 def _wan_full() -> Plugin:

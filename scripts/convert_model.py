@@ -6,10 +6,12 @@
     python scripts/convert_model.py lora in.safetensors out.safetensors --format comfyui --model path/to/model-folder
 
     # full model: diffusers folder -> one single file with original WAN names (what ComfyUI loads)
-    python scripts/convert_model.py to-single-file path/to/model-folder out.safetensors [--expert transformer_2] [--dtype float16]
+    python scripts/convert_model.py to-single-file path/to/model-folder out.safetensors
+        [--expert transformer_2] [--dtype float16]
 
     # full model: single file -> diffusers folder (the base folder supplies the config and the other parts)
-    python scripts/convert_model.py to-diffusers in.safetensors out-folder --base path/to/base-folder [--expert transformer]
+    python scripts/convert_model.py to-diffusers in.safetensors out-folder --base path/to/base-folder
+        [--expert transformer]
 
 Outputs are written atomically. See docs/full_finetune.md and docs/lora_format.md.
 """
@@ -25,17 +27,10 @@ import _repo_path  # noqa: F401
 from safetensors import safe_open
 
 from modules.base.model_loader import ModelLoadError
+from modules.util.device import DTYPES
 from modules.util.disk_space import DiskFullError
 from modules.wan.formats.lora_compatibility import check_lora_fits, model_folder_linears, read_lora_info
-from modules.wan.formats.model_files import (
-    SAVE_DTYPES,
-    ModelFileError,
-    read_single_file,
-    read_transformer_folder,
-    save_single_file,
-    write_model_folder,
-)
-from modules.wan.saving.lora_saver import (
+from modules.wan.formats.lora_file import (
     ALPHA_KEY,
     DIFFUSERS_ADAPTER_METADATA_KEY,
     FORMAT_KEY,
@@ -44,6 +39,13 @@ from modules.wan.saving.lora_saver import (
     LoraFileError,
     load_lora_file,
     save_lora_file,
+)
+from modules.wan.formats.model_files import (
+    ModelFileError,
+    read_single_file,
+    read_transformer_folder,
+    save_single_file,
+    write_model_folder,
 )
 
 
@@ -108,20 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     lora.add_argument("source", type=Path)
     lora.add_argument("destination", type=Path)
     lora.add_argument("--format", choices=LORA_FORMATS, required=True)
-    lora.add_argument("--dtype", choices=tuple(SAVE_DTYPES), default="float32")
+    lora.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     lora.add_argument("--model", type=Path, help="a diffusers model folder the LoRA must fit (checked before writing)")
     lora.add_argument("--allow-other-model", action="store_true", help="convert even if --model is another model")
     single = commands.add_parser("to-single-file", help="diffusers folder -> single file with original WAN names")
     single.add_argument("source", type=Path)
     single.add_argument("destination", type=Path)
     single.add_argument("--expert", choices=("transformer", "transformer_2"), default="transformer")
-    single.add_argument("--dtype", choices=tuple(SAVE_DTYPES), default="bfloat16")
+    single.add_argument("--dtype", choices=tuple(DTYPES), default="bfloat16")
     folder = commands.add_parser("to-diffusers", help="single file -> diffusers folder (other parts from --base)")
     folder.add_argument("source", type=Path)
     folder.add_argument("destination", type=Path)
     folder.add_argument("--base", type=Path, required=True)
     folder.add_argument("--expert", choices=("transformer", "transformer_2"), default="transformer")
-    folder.add_argument("--dtype", choices=tuple(SAVE_DTYPES), default="bfloat16")
+    folder.add_argument("--dtype", choices=tuple(DTYPES), default="bfloat16")
     args = parser.parse_args(argv)
     if not args.source.exists():
         print(f"error: {args.source}: no such file or folder. Fix: check the source path.", file=sys.stderr)

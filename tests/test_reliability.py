@@ -24,7 +24,7 @@ from modules.data.concepts import DataError
 from modules.trainer.backups import backup_folders, check_backup
 from modules.trainer.preflight import check_before_loading, check_writable_folder
 from modules.trainer.workspace_lock import WorkspaceLock
-from modules.wan.saving.lora_saver import save_lora_file
+from modules.wan.formats.lora_file import save_lora_file
 from tests.reliability_cli import DEMO_PRESET, assert_known_error, run_script, snapshot, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -256,7 +256,7 @@ def test_disk_full_while_caching_leaves_no_partial_entry(prepared, tmp_path):
 def other_model_lora(prepared, path: Path, variant: str = "T2V-A14B") -> Path:
     """The prepared TI2V-5B LoRA's tensors saved with another variant's model spec (the tiny models share
     their layer shapes, so only the spec tells them apart)."""
-    from modules.wan.saving.lora_saver import load_lora_file
+    from modules.wan.formats.lora_file import load_lora_file
 
     state_dict, metadata = load_lora_file(prepared["workspace"] / "output" / "lora.safetensors")
     return save_lora_file(state_dict, path, rank=8, alpha=8.0, variant=variant)

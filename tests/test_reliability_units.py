@@ -117,8 +117,8 @@ def test_workspace_lock_refuses_a_live_owner_and_releases_only_its_own(tmp_path)
 
 def test_continue_from_loads_the_files_weights(tiny_model_dir, tmp_path):
     from modules.module.lora import lora_state_dict
+    from modules.wan.formats.lora_file import save_lora_file
     from modules.wan.loading.loader import load_wan_model
-    from modules.wan.saving.lora_saver import save_lora_file
     from modules.wan.training.lora_setup import WanLoRASetup
 
     folder = tiny_model_dir("TI2V-5B")

@@ -27,6 +27,7 @@ from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
 from modules.trainer.sample_hooks import SampleHooks
 from modules.trainer.save_fallback import save_or_keep
+from modules.trainer.training_state import TrainingState
 from modules.trainer.workspace_lock import WorkspaceLock
 from modules.util.device import resolve_device
 
@@ -81,8 +82,21 @@ class GenericTrainer:
         self.generator = torch.Generator().manual_seed(self.config.training.seed)
         self.progress = TrainProgress()
         self.ema = create_ema(self.config.ema, self.parameters, self.device)
+        self.state = TrainingState(
+            config=self.config,
+            model=self.model,
+            setup=self.setup,
+            progress=self.progress,
+            parameters=self.parameters,
+            optimizer=self.optimizer,
+            lr_scheduler=self.lr_scheduler,
+            generator=self.generator,
+            ema=self.ema,
+            device=self.device,
+            workspace=self.workspace,
+        )
         # Resuming here (not in train) lets a caller that sets up first inspect the resumed state.
-        self.backups = BackupController(self)
+        self.backups = BackupController(self.state)
         self.backups.resume_if_configured()
 
     def train(self) -> TrainResult:
@@ -102,7 +116,7 @@ class GenericTrainer:
         run_log = RunLog(config.training.max_steps, self.progress.global_step, tensorboard_dir)
         try:
             # Checks the video encoder and prepares validation data before the first step.
-            self.sample_hooks = SampleHooks(self, run_log)
+            self.sample_hooks = SampleHooks(self.state, self.plugin, run_log)
             self.sample_hooks.before_training()
             self._loop(run_log, result)
             result.output_files = save_or_keep(self, self.output_path())

@@ -14,7 +14,7 @@ from modules.trainer.generic_trainer import TrainingError
 from modules.trainer.save_fallback import SaveFailedError
 from modules.trainer.workspace_lock import WorkspaceLockError
 from modules.util.disk_space import DiskFullError
-from modules.wan.saving.lora_saver import LoraFileError
+from modules.wan.formats.lora_file import LoraFileError
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
