@@ -10,9 +10,29 @@ import sys
 
 import _repo_path  # noqa: F401
 
+from modules.base.model_loader import ModelLoadError
 from modules.config.loading import load_config
-from modules.trainer.generic_trainer import GenericTrainer
-from modules.trainer.known_errors import KNOWN_ERRORS
+from modules.config.validation import ConfigError
+from modules.data.concepts import DataError
+from modules.trainer.backups import BackupError
+from modules.trainer.generic_trainer import GenericTrainer, TrainingError
+from modules.trainer.save_fallback import SaveFailedError
+from modules.trainer.workspace_lock import WorkspaceLockError
+from modules.util.disk_space import DiskFullError
+from modules.wan.formats.lora_file import LoraFileError
+
+# Errors whose message is complete for a user (file or setting, what is wrong, the fix): one line, exit code 2.
+KNOWN_ERRORS = (
+    ConfigError,
+    ModelLoadError,
+    TrainingError,
+    BackupError,
+    DataError,
+    WorkspaceLockError,
+    DiskFullError,
+    SaveFailedError,
+    LoraFileError,
+)
 
 
 def main() -> int:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from modules.config.loading import apply_override, config_from_dict, load_config
 from modules.config.validation import ConfigError
 from modules.data.concepts import DataError
+from modules.registry import plugin_for
 from modules.trainer.backups import backup_folders, check_backup
 from modules.trainer.preflight import check_before_loading, check_writable_folder
 from modules.trainer.workspace_lock import WorkspaceLock
@@ -97,10 +98,10 @@ def test_unwritable_output_or_cache_refused_before_the_model_loads(prepared, tmp
     # The same check covers every folder the run writes (in-process: the cache and the workspace itself).
     config = load_config(DEMO_PRESET, [*values(prepared), f"data.cache_dir={blocker / 'cache'}"])
     with pytest.raises(ConfigError, match=f"data.cache_dir: .*{re.escape(str(blocker))} is a file"):
-        check_before_loading(config)
+        check_before_loading(config, plugin_for(config.model_type, config.training_method).data_loader())
     config = load_config(DEMO_PRESET, [*values(prepared), f"output.workspace_dir={blocker / 'ws'}"])
     with pytest.raises(ConfigError, match="output.workspace_dir: .* is a file"):
-        check_before_loading(config)
+        check_before_loading(config, plugin_for(config.model_type, config.training_method).data_loader())
     if os.geteuid() != 0:  # root writes anyway; elsewhere a read-only folder is refused by the same check
         read_only = tmp_path / "read_only"
         read_only.mkdir(mode=0o555)
@@ -153,7 +154,7 @@ def test_missing_concept_folder_or_caption_refused_before_the_model_loads(prepar
     missing = tmp_path / "no_such_folder"
     config = load_config(DEMO_PRESET, [*values(prepared), f"data.concepts.0.path={missing}"])
     with pytest.raises(DataError, match=f"data.concepts\\[0\\]: {re.escape(str(missing))}: .*does not exist.*Fix"):
-        check_before_loading(config)
+        check_before_loading(config, plugin_for(config.model_type, config.training_method).data_loader())
     uncaptioned = tmp_path / "clips"
     uncaptioned.mkdir()
     clip = sorted(prepared["data"].glob("*.mp4"))[0]

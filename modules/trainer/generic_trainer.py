@@ -100,7 +100,8 @@ class GenericTrainer:
         self.backups.resume_if_configured()
 
     def train(self) -> TrainResult:
-        check_before_loading(self.config)  # writable outputs, concept folders: seconds, not after the model loads
+        # Writable outputs, readable concepts: found in seconds, not after the model has loaded.
+        check_before_loading(self.config, self.plugin.data_loader())
         with WorkspaceLock(self.workspace):
             return self._train()
 

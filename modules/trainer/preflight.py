@@ -4,8 +4,9 @@ should say so in seconds, not after loading 28 GB and training all night.
 - every folder the run writes to (workspace, output file's folder, cache, backups, saves) can be created
   and written: a read-only folder, a path under a regular file or a full permission denial is named with
   its setting now instead of failing at the final save;
-- every concept folder exists and, with on_missing_caption=error, every media file has its caption
-  (modules/data/concepts.collect_media, which only lists files and reads captions).
+- the plugin's data loader checks its sources (BaseDataLoader.check_sources; for WAN: every concept folder
+  exists and, with on_missing_caption=error, every media file has its caption; it only lists files and reads
+  captions).
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import tempfile
 from pathlib import Path
 
 from modules.config.validation import ConfigError
-from modules.data.concepts import Concept, DataError, collect_media
-from modules.data.report import DataReport
 
 
-def check_before_loading(config) -> None:
+def check_before_loading(config, data_loader=None) -> None:
     for setting, folder in output_folders(config):
         check_writable_folder(folder, setting)
     output_path = Path(config.output.output_path) if config.output.output_path else None
@@ -28,11 +27,8 @@ def check_before_loading(config) -> None:
             f"output.output_path: {output_path} is a folder; it must be the path of the file to write, "
             f"e.g. {output_path / 'lora.safetensors'}"
         )
-    for index, concept in enumerate(config.data.concepts):
-        try:
-            collect_media(_as_concept(concept), DataReport())  # lists files and reads captions only
-        except DataError as error:
-            raise DataError(f"data.concepts[{index}]: {error}") from None
+    if data_loader is not None:
+        data_loader.check_sources(config)
 
 
 def output_folders(config) -> list[tuple[str, Path]]:
@@ -86,14 +82,3 @@ def check_writable_folder(folder: Path, setting: str) -> None:
             f"{setting}: {folder} is not writable ({error.strerror or error}). Nothing was trained yet. "
             f"Fix: make {folder} writable, or set {setting} to a folder you can write."
         ) from None
-
-
-def _as_concept(concept_config) -> Concept:
-    return Concept(
-        path=Path(concept_config.path),
-        repeats=concept_config.repeats,
-        caption_source=concept_config.caption_source,
-        caption_text=concept_config.caption_text,
-        on_missing_caption=concept_config.on_missing_caption,
-        include_subdirectories=concept_config.include_subdirectories,
-    )

@@ -11,7 +11,7 @@ import torch
 from modules.base.data_loader import BaseDataLoader
 from modules.data.batching import BucketBatchSampler
 from modules.data.cache import DiskCache
-from modules.data.concepts import Concept
+from modules.data.concepts import Concept, DataError, collect_media
 from modules.data.report import DataReport
 from modules.data.video_dataset import DatasetSettings, build_cached_dataset, load_sample
 from modules.wan.embeddings.vectors import embedding_identity, expand_prompt
@@ -91,6 +91,13 @@ class WanBaseDataLoader(BaseDataLoader):
         self.sampler = BucketBatchSampler(
             [s.bucket for s in self.samples], batch_size=config.training.batch_size, seed=config.training.seed
         )
+
+    def check_sources(self, config) -> None:
+        for index, concept in enumerate(config.data.concepts):
+            try:
+                collect_media(_concept(concept), DataReport())  # lists files and reads captions only
+            except DataError as error:
+                raise DataError(f"data.concepts[{index}]: {error}") from None
 
     def batches_per_epoch(self) -> int:
         return self.sampler.num_batches()
