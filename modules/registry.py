@@ -52,6 +52,21 @@ PLUGINS = {
 }
 
 
+def _wan_describe_source(path: str) -> str:
+    """What a model path holds, in one line, or the loader's error (modules/wan/loading/describe.py)."""
+    from modules.wan.loading.describe import describe_source
+
+    return describe_source(path)
+
+
+# What a model family's source paths hold, for the GUI's Model tab (it never imports a plugin itself).
+SOURCE_DESCRIBERS = {"wan_2_2": _wan_describe_source}
+
+
+def describe_source(model_type: str, path: str) -> str:
+    return SOURCE_DESCRIBERS[model_type](path)
+
+
 def plugin_for(model_type: str, training_method: str) -> Plugin:
     try:
         return PLUGINS[(model_type, training_method)]()

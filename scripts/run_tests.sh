@@ -8,4 +8,5 @@ bash scripts/install.sh
 # Lint first, so CI fails on style and import-order errors too (config: pyproject.toml).
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+bash scripts/install_display.sh  # Xvfb for the GUI tests (they start it themselves)
 exec .venv/bin/python -m pytest -q tests "$@"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from modules.config.migrations import migrate
 from modules.config.train_config import TrainConfig
-from modules.config.validation import ConfigError, from_dict
+from modules.config.validation import ConfigError, from_dict, to_dict
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
@@ -42,6 +42,14 @@ def config_from_dict(data: dict) -> TrainConfig:
     config = from_dict(TrainConfig, migrate(dict(data), "config"))
     check_consistency(config)
     return config
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Write `config` as a JSON file that load_config reads back equal (the GUI's Save and each GUI run)."""
+    from modules.util.atomic import atomic_write
+
+    text = json.dumps(to_dict(config), indent=2)
+    atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
 def apply_override(data: dict, override: str) -> None:

@@ -231,6 +231,12 @@ class TrainingConfig:
         "bfloat16", help="Compute dtype of the forward pass (autocast); adapters stay float32", choices=DTYPES
     )
     gradient_checkpointing: bool = setting(True, help="Recompute activations in the backward pass to save memory")
+    compile: str = setting(
+        "none",
+        help="torch.compile: 'blocks' compiles the repeated transformer block once and reuses it for every block "
+        "(short compile, most of the gain); 'full' compiles the whole transformer; 'none' runs eagerly",
+        choices=("none", "blocks", "full"),
+    )
     seed: int = setting(42, help="Seed of noise, timesteps and data order", min=0)
     timestep_distribution: str = setting(
         "logit_normal", help="How training noise levels are drawn", choices=("uniform", "logit_normal", "sigmoid")

@@ -27,6 +27,7 @@ from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
 from modules.trainer.sample_hooks import SampleHooks
 from modules.trainer.save_fallback import save_or_keep
+from modules.trainer.stop_request import stop_if_requested
 from modules.trainer.training_state import TrainingState
 from modules.trainer.workspace_lock import WorkspaceLock
 from modules.util.device import resolve_device
@@ -59,12 +60,21 @@ class GenericTrainer:
         self.model = None
         self.data = None
         self.setup = None
+        self.workspace_lock: WorkspaceLock | None = None
         # Called after every optimizer step with (progress, loss): for UIs and benchmarks.
         self.step_callbacks: list[Callable[[TrainProgress, float], None]] = []
 
     # ---- phases --------------------------------------------------------------------------------
+    def claim_workspace(self) -> None:
+        """Checks that need no model, then the workspace lock (held until train() ends or the process exits)."""
+        if self.workspace_lock is None:
+            # Writable outputs, readable concepts: found in seconds, not after the model has loaded.
+            check_before_loading(self.config, self.plugin.data_loader())
+            self.workspace_lock = WorkspaceLock(self.workspace).acquire()
+
     def load_and_cache(self) -> None:
         """Load the model and build (or reuse) the cache; after this, no step decodes media."""
+        self.claim_workspace()
         self.model = self.plugin.loader().load(self.config)
         self.data = self.plugin.data_loader()
         self.data.prepare(self.model, self.config, self.device)
@@ -100,10 +110,12 @@ class GenericTrainer:
         self.backups.resume_if_configured()
 
     def train(self) -> TrainResult:
-        # Writable outputs, readable concepts: found in seconds, not after the model has loaded.
-        check_before_loading(self.config, self.plugin.data_loader())
-        with WorkspaceLock(self.workspace):
+        self.claim_workspace()
+        try:
             return self._train()
+        finally:
+            self.workspace_lock.release()
+            self.workspace_lock = None
 
     def _train(self) -> TrainResult:
         self.workspace.mkdir(parents=True, exist_ok=True)
@@ -134,6 +146,7 @@ class GenericTrainer:
         config, progress = self.config, self.progress
         accumulation = config.training.gradient_accumulation_steps
         micro_step, accumulated_loss = 0, 0.0
+        stop_if_requested(self)  # Ctrl-C while loading/caching: stop before the first step
         while progress.global_step < config.training.max_steps:
             for batch in self.data.batches(progress.epoch, skip=progress.epoch_step):
                 loss = self._forward_backward(batch, accumulation)
@@ -154,6 +167,7 @@ class GenericTrainer:
                 self._save_on_schedule(run_log)
                 self.sample_hooks.after_step()  # samples and validation loss on their schedule
                 self.backups.on_step()  # after saves and samples, so a resume repeats none of them
+                stop_if_requested(self)  # Ctrl-C / SIGTERM / the GUI's Stop: back up and raise TrainingStopped
                 if progress.global_step >= config.training.max_steps:
                     return
             progress.epoch += 1

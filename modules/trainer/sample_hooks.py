@@ -85,7 +85,7 @@ class SampleHooks:
                 )
                 continue
             written.append(path)
-            self.run_log.message(f"sample written: {path}")
+            self.run_log.sample_written(path)
             self._log_tensorboard(index, step)
         self.schedule.sampled()
         self.written += written

@@ -7,6 +7,7 @@ reboot) is stale: the next run takes it over and says so. The lock is removed wh
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ class WorkspaceLock:
                     self._refuse_or_clear()
                     continue
                 self.held = True
+                atexit.register(self.release)  # a run that ends without release() (a stop, an error) frees it too
                 return self
         finally:
             tmp.unlink(missing_ok=True)

@@ -77,6 +77,8 @@ class WanBaseDataLoader(BaseDataLoader):
             model.encoders_to(torch.device("cpu"))
         if self.report.skipped_count():
             log.warning(self.report.summary())
+        elif self.report.corrections_summary():  # summary() includes the corrections when files were skipped
+            log.info(self.report.corrections_summary())
         log.info(
             "cache: %d training windows; %d latents and %d captions encoded now, the rest reused from %s",
             len(self.samples),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from modules.base.model_setup import BaseModelSetup, TrainProgress, ValidationRoute
+from modules.module.compile import compile_transformer
 from modules.module.flow_matching import distribution_settings, noisy_input, sample_sigmas, velocity_target
 from modules.util.device import autocast
 from modules.wan.model import WanModel
@@ -57,6 +58,8 @@ class WanTrainingSetup(BaseModelSetup):
         if not self.offload:
             for name in model.trained_experts:
                 getattr(model, name).to(device)
+        for name in model.trained_experts:  # after adapters and checkpointing, so the compiled code includes them
+            compile_transformer(getattr(model, name), config.training.compile)
         self.active = None
 
     def _activate(self, model: WanModel, name: str) -> torch.nn.Module:
