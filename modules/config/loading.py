@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from modules.config.memory_config import check_memory
 from modules.config.migrations import migrate
 from modules.config.train_config import TrainConfig
 from modules.config.validation import ConfigError, from_dict, to_dict
@@ -93,6 +94,7 @@ def check_consistency(config: TrainConfig) -> None:
         if not sample.prompt:
             raise ConfigError(f"sampling.samples[{i}].prompt: empty")
     check_fp8_storage(config)
+    check_memory(config)
 
 
 def check_fp8_storage(config: TrainConfig) -> None:

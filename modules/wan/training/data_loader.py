@@ -61,6 +61,8 @@ class WanBaseDataLoader(BaseDataLoader):
         # (nothing is added without embeddings, so caches made before embeddings existed stay valid).
         embeddings_key = f":embeddings={embedding_identity(model)}" if embedding_identity(model) else ""
         model.encoders_to(device)
+        if config.memory.text_encoder_on_cpu:  # a GPU too small for UMT5: captions are encoded on the CPU
+            model.text_encoder.to("cpu")
         try:
             self.samples = build_cached_dataset(
                 [_concept(c) for c in data.concepts],
