@@ -108,7 +108,8 @@ class LoraConfig:
     )
     continue_from: str = setting(
         "",
-        help="A LoRA file to start from (an A14B pair by its stem); it must be for this model, with this rank and layers",
+        help="A LoRA file to start from (an A14B pair by its stem); it must be for this model, "
+        "with this rank and layers",
     )
 
 
