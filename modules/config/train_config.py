@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modules.config.fields import setting
+from modules.config.memory_config import MemoryConfig
 
 # Re-exported: sampling settings live in their own file (scripts/sample.py uses them without a TrainConfig).
 from modules.config.sampling_config import SampleConfig, SamplingConfig  # noqa: F401
@@ -289,4 +290,7 @@ class TrainConfig:
     backup: BackupConfig = field(default_factory=BackupConfig, metadata={"help": "Backups and resuming"})
     ema: EmaConfig = field(
         default_factory=EmaConfig, metadata={"help": "Exponential moving average of the trained weights"}
+    )
+    memory: MemoryConfig = field(
+        default_factory=MemoryConfig, metadata={"help": "GPU memory: block swapping, offloading"}
     )
