@@ -130,7 +130,10 @@ class MemoryPlan:
             fix = "lower data.resolution or data.frames, or set memory.vae_tiling=on"
         else:
             fix = "lower data.resolution or data.frames"
-        return f"needs ~{plan.peak_gib:.0f} GiB in {plan.peak_phase}: no memory setting makes it fit a {card_name(vram_gib)} card; {fix}"
+        card = card_name(vram_gib)
+        return (
+            f"needs ~{plan.peak_gib:.0f} GiB in {plan.peak_phase}: no memory setting makes it fit a {card} card; {fix}"
+        )
 
     def for_card(self, vram_gib: float | None) -> MemoryPlan:
         """This plan with vae_tiling=auto decided for that card (the planner is cheap: the facts are cached)."""
@@ -138,8 +141,8 @@ class MemoryPlan:
 
     def recommend(self, vram_gib: float) -> Recommendation | None:
         """The least change of memory settings under which this run fits the card, or None. Order of preference:
-        gradient checkpointing, VAE tiling where needed (vae_tiling=auto; cost: time only), block swapping (time, exact), activation
-        offloading (time, exact), fp8 storage (precision), then fp8 with swapping."""
+        gradient checkpointing, VAE tiling where needed (vae_tiling=auto; cost: time only), block swapping (time,
+        exact), activation offloading (time, exact), fp8 storage (precision), then fp8 with swapping."""
         config = self.config
         steps: list[dict[str, object]] = [{}]
         if not config.training.gradient_checkpointing:
