@@ -92,6 +92,20 @@ class MemoryPlan:
     def fits(self, vram_gib: float) -> bool:
         return self.peak_gib <= vram_gib
 
+    def traffic_per_step(self) -> float:
+        """Bytes copied between CPU and GPU per training step by swapping (each swapped block in once per forward
+        and once per backward) and activation offloading (each checkpointed input out and back)."""
+        from modules.memory.phases import block_bytes
+
+        memory = getattr(self.config, "memory", None)
+        expert = self.facts.experts[0]
+        swap = min(getattr(memory, "blocks_to_swap", 0), expert.num_blocks)
+        traffic = 2 * swap * block_bytes(expert, self.config.model.transformer_dtype)
+        if getattr(memory, "offload_activations", False):
+            scale = 2 if self.config.training.train_dtype == "float32" else 1
+            traffic += 2 * expert.num_blocks * self.tokens * 2 * expert.dim * scale
+        return traffic
+
     def in_use(self) -> str:
         """The memory-saving settings this plan relies on, in words."""
         config, bits = self.config, []
@@ -166,12 +180,17 @@ class MemoryPlan:
             steps += [
                 {**fp8, "memory.blocks_to_swap": n, "memory.offload_activations": True} for n in range(blocks + 1)
             ]
+        best = None
         for changes in steps:
             changed = {k: v for k, v in changes.items() if _get(config, k) != v}
             candidate = plan_memory(_with(config, changed), vram_gib, facts=self.facts)
             if candidate.fits(vram_gib):
-                return Recommendation(changed, candidate)
-        return None
+                # Exact settings before fp8 (it changes the base the LoRA trains against); then the least
+                # CPU<->GPU traffic per step; then the earliest (fewest changes).
+                cost = ("model.transformer_dtype" in changed, candidate.traffic_per_step())
+                if best is None or cost < best[0]:
+                    best = (cost, Recommendation(changed, candidate))
+        return None if best is None else best[1]
 
     def table(self) -> str:
         lines = [f"{self.model}: {self.tokens:,} latent tokens per training clip"]
