@@ -78,3 +78,21 @@ def memory_facts_for(config):
     except KeyError:
         raise ConfigError(f"model_type: {config.model_type} has no memory facts for the planner") from None
     return facts(config)
+
+
+def _wan_part_report():
+    from modules.wan.part_report import describe_parts
+
+    return describe_parts
+
+
+# model_type -> factory of `describe(config) -> list[dict]`: each configured model part as the plugin detects it.
+PART_REPORTS = {"wan_2_2": _wan_part_report}
+
+
+def describe_parts_for(config) -> list[dict]:
+    try:
+        describe = PART_REPORTS[config.model_type]()
+    except KeyError:
+        raise ConfigError(f"model_type: {config.model_type} has no part detection for the diagnostics report") from None
+    return describe(config)

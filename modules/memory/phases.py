@@ -50,6 +50,7 @@ class RunSettings:
     blocks_to_swap: int
     offload_activations: bool
     vae_tiling: str  # auto / on / off
+    text_encoder_on_cpu: bool = False  # UMT5 runs on the CPU (caching captions, prompts of samples)
     samples: list[tuple[int, int, int]] = field(default_factory=list)  # (width, height, frames) during training
 
 
@@ -106,7 +107,7 @@ def caching_phase(facts: ModelFacts, run: RunSettings, vae_tiled: bool) -> Phase
     return Phase(
         "caching",
         {
-            "UMT5 weights": text_encoder_bytes(facts, run.text_encoder_dtype),
+            "UMT5 weights": 0.0 if run.text_encoder_on_cpu else text_encoder_bytes(facts, run.text_encoder_dtype),
             "VAE weights": facts.vae.params * DTYPE_BYTES[run.vae_dtype],
             "VAE encode" + (" (tiled)" if vae_tiled else ""): max(
                 vae_pass_bytes(facts.vae, side, side, DTYPE_BYTES[run.vae_dtype], decode=False, tiled=vae_tiled),
@@ -189,7 +190,7 @@ def sampling_phases(facts: ModelFacts, run: RunSettings, vae_tiled: bool) -> lis
     offloaded = len(facts.experts) > 1 and run.experts_resident == 1
     resident = {} if offloaded else _weights_with_swap(expert, run.transformer_storage, run.blocks_to_swap)
     text = {
-        "UMT5 weights": text_encoder_bytes(facts, run.text_encoder_dtype),
+        "UMT5 weights": 0.0 if run.text_encoder_on_cpu else text_encoder_bytes(facts, run.text_encoder_dtype),
         **resident,
         "trained state kept on the GPU": state,
         "VAE weights": vae_weights,

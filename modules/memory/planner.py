@@ -48,6 +48,7 @@ def settings_from_config(config, facts: ModelFacts) -> RunSettings:
         blocks_to_swap=getattr(memory, "blocks_to_swap", 0),
         offload_activations=getattr(memory, "offload_activations", False),
         vae_tiling=getattr(memory, "vae_tiling", "auto"),
+        text_encoder_on_cpu=getattr(memory, "text_encoder_on_cpu", False),
         samples=[(s.width, s.height, s.frames) for s in config.sampling.samples],
     )
 
@@ -164,7 +165,8 @@ class MemoryPlan:
         if getattr(getattr(config, "memory", None), "vae_tiling", "auto") == "off":
             steps.append({**steps[-1], "memory.vae_tiling": "auto"})  # auto tiles only where untiled cannot fit
         base = dict(steps[-1])
-        blocks = self.facts.experts[0].num_blocks
+        # bitsandbytes storage keeps quantisation state that block swapping does not move (config check_memory).
+        blocks = 0 if config.model.transformer_dtype in ("int8", "nf4") else self.facts.experts[0].num_blocks
         swaps = [{**base, "memory.blocks_to_swap": n} for n in range(1, blocks + 1)]
         steps += swaps
         steps += [{**s, "memory.offload_activations": True} for s in [base, *swaps]]
