@@ -19,10 +19,12 @@ from modules.base.model_setup import TrainProgress
 from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.ema import create_ema, ema_weights_in_use
+from modules.trainer.oom import StepGuard
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
 from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
+from modules.trainer.run_start import write_run_report
 from modules.trainer.sample_hooks import SampleHooks
 from modules.util.device import resolve_device
 
@@ -80,9 +82,11 @@ class GenericTrainer:
         # Resuming here (not in train) lets a caller that sets up first inspect the resumed state.
         self.backups = BackupController(self)
         self.backups.resume_if_configured()
+        self.step_guard = StepGuard(self)  # an out-of-memory stop backs up the last completed step
 
     def train(self) -> TrainResult:
         self.workspace.mkdir(parents=True, exist_ok=True)
+        write_run_report(self)  # diagnostics.json, and a warning when the memory plan does not fit this GPU
         if self.model is None:
             self.load_and_cache()
         if self.setup is None:  # callers (tests, benchmarks, the UI) may set up first to inspect the model
@@ -112,7 +116,10 @@ class GenericTrainer:
         micro_step, accumulated_loss = 0, 0.0
         while progress.global_step < config.training.max_steps:
             for batch in self.data.batches(progress.epoch, skip=progress.epoch_step):
-                loss = self._forward_backward(batch, accumulation)
+                try:
+                    loss = self._forward_backward(batch, accumulation)
+                except torch.OutOfMemoryError as error:
+                    raise self.step_guard.handle(error) from error
                 accumulated_loss += loss
                 micro_step += 1
                 progress.epoch_step += 1
@@ -130,15 +137,19 @@ class GenericTrainer:
                 self._save_on_schedule(run_log)
                 self.sample_hooks.after_step()  # samples and validation loss on their schedule
                 self.backups.on_step()  # after saves and samples, so a resume repeats none of them
+                self.step_guard.mark()
                 if progress.global_step >= config.training.max_steps:
                     return
             progress.epoch += 1
             progress.epoch_step = 0
             self.sample_hooks.after_epoch(progress.epoch)
+            self.step_guard.mark()
 
     def _forward_backward(self, batch: dict, accumulation: int) -> float:
+        self.step_guard.running(batch)
         prediction = self.setup.predict(self.model, batch, self.config, self.progress, self.generator)
         loss = self.setup.calculate_loss(self.model, batch, prediction, self.config)
+        self.step_guard.maybe_inject()
         value = loss.item()
         if not math.isfinite(value):
             raise TrainingError(

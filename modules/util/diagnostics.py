@@ -40,7 +40,8 @@ REPORT_SCHEMA: dict = {
                            "compute_capability": _NSTR, "gfx_target": _NSTR}}},
         "gpu_summary": _STR,
         "bitsandbytes": {"type": "object", "required": ["installed", "version", "backend", "usable", "message"],
-                         "properties": {"installed": _BOOL, "version": _NSTR, "backend": _NSTR, "usable": _BOOL,
+                         "properties": {"installed": _BOOL, "version": _NSTR, "backend": _NSTR,
+                                        "usable": {"type": ["boolean", "null"]},
                                         "message": _STR}},
         "ffmpeg": {"type": "object", "required": ["path", "version"], "properties": {"path": _NSTR, "version": _NSTR}},
         "video_readers": {"type": "array", "items": {
@@ -88,12 +89,16 @@ def gpus() -> list[dict]:
     return found
 
 
-def bitsandbytes_status() -> dict:
-    """Whether bitsandbytes is installed and which native backend it loaded (CUDA, ROCm, CPU, ...)."""
+def bitsandbytes_status(probe: bool = True) -> dict:
+    """Whether bitsandbytes is installed and which native backend it loaded (CUDA, ROCm, CPU, ...). Without
+    `probe` it is not imported (seconds) unless already loaded: `usable` is then None."""
     version = _version("bitsandbytes")
     if version is None:
         return {"installed": False, "version": None, "backend": None, "usable": False,
                 "message": "not installed: int8/nf4 storage and 8-bit AdamW are unavailable"}  # fmt: skip
+    if not probe and "bitsandbytes" not in sys.modules:
+        return {"installed": True, "version": version, "backend": None, "usable": None,
+                "message": "not probed (this run does not use it; scripts/diagnose.py probes it)"}  # fmt: skip
     try:
         import bitsandbytes.cextension as native
 
@@ -136,7 +141,7 @@ def memory_plan_entry(config, vram_gib: float | None) -> dict:
         return {"verdict": f"no plan: {error}", "gpu_memory_gib": vram_gib, "error": str(error)}
 
 
-def collect_report(config=None, config_error: str | None = None) -> dict:
+def collect_report(config=None, config_error: str | None = None, probe_bitsandbytes: bool = True) -> dict:
     import torch
 
     found = gpus()
@@ -157,7 +162,7 @@ def collect_report(config=None, config_error: str | None = None) -> dict:
         },  # fmt: skip
         "gpus": found,
         "gpu_summary": ", ".join(f"{g['name']} ({g['memory_gib']:.0f} GiB)" for g in found) or NO_GPU,
-        "bitsandbytes": bitsandbytes_status(),
+        "bitsandbytes": bitsandbytes_status(probe_bitsandbytes),
         "ffmpeg": ffmpeg_status(),
         "video_readers": video_readers(),
         "packages": {

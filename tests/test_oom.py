@@ -1,0 +1,67 @@
+"""Out of memory in a training step: scripts/train.py's main() (in this process, to spare three interpreter starts) on
+the tiny TI2V-5B model, with
+WAN_TRAINER_TEST_OOM_AT_STEP making step 4's forward/backward pass raise torch.OutOfMemoryError (the type torch
+raises) after the step has drawn its noise. The run must stop with exit status 3, say what was running, the peak
+and the planner's advice, and leave a backup of step 3; resuming from it must end bit-identical to a run that
+never failed (the RNG draws of the failed step are undone)."""
+
+from __future__ import annotations
+
+import sys
+
+from modules.trainer.backups import backup_folders, check_backup
+from modules.trainer.oom import EXIT_OUT_OF_MEMORY, TEST_OOM_ENV
+from tests.test_resume import EXACTNESS, REPO, assert_bit_identical, train_command
+
+TOTAL_STEPS = 6
+OOM_STEP = 4
+
+
+def final_state(workspace):
+    from safetensors.torch import load_file
+
+    newest = backup_folders(workspace / "backups")[0]
+    assert check_backup(newest)["global_step"] == TOTAL_STEPS
+    state = {"weights": load_file(newest / "weights.safetensors"), "ema": load_file(newest / "ema.safetensors")}
+    state["lora"] = load_file(workspace / "output" / "lora.safetensors")
+    return state
+
+
+def train_main(overrides, monkeypatch, capsys) -> tuple[int, str]:
+    """scripts/train.py's main() with these overrides: (exit status, stdout + stderr)."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import train
+
+    monkeypatch.setattr(sys, "argv", train_command(overrides)[1:])
+    status = train.main()
+    out = capsys.readouterr()
+    return status, out.out + out.err
+
+
+def test_oom_in_a_step_backs_up_the_last_step_and_resumes_bit_exact(
+    demo_overrides, tmp_path, monkeypatch, capsys, caplog
+):
+    steps = [f"training.max_steps={TOTAL_STEPS}"]
+    reference = tmp_path / "reference"
+    assert train_main(demo_overrides(reference) + EXACTNESS + steps, monkeypatch, capsys)[0] == 0
+
+    failing = tmp_path / "failing"
+    base = demo_overrides(failing) + EXACTNESS
+    monkeypatch.setenv(TEST_OOM_ENV, str(OOM_STEP))
+    status, message = train_main(base + steps, monkeypatch, capsys)
+    monkeypatch.delenv(TEST_OOM_ENV)
+    assert status == EXIT_OUT_OF_MEMORY, message[-3000:]
+    assert f"out of GPU memory during the forward and backward pass of step {OOM_STEP} on latents of shape" in message
+    assert "measured peak: not measured (no CUDA/ROCm device)" in message
+    assert f"a backup of step {OOM_STEP - 1} (the last completed step) is in " in message
+    assert "memory planner: needs ~" in message  # no GPU here: the plan's peak
+    (backup,) = backup_folders(failing / "backups")
+    assert check_backup(backup)["global_step"] == OOM_STEP - 1
+    assert not (failing / "output" / "lora.safetensors").exists()
+    assert (failing / "diagnostics.json").is_file()  # every run writes the report first
+
+    caplog.set_level("INFO", logger="wan_trainer")
+    status, _ = train_main(base + steps + ["backup.continue_last_backup=true"], monkeypatch, capsys)
+    assert status == 0
+    assert f"resumed from {backup} at step {OOM_STEP - 1} " in caplog.text, caplog.text[-3000:]
+    assert_bit_identical(final_state(reference), final_state(failing))
