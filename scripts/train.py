@@ -17,6 +17,7 @@ import _repo_path  # noqa: F401
 from modules.base.model_loader import ModelLoadError
 from modules.config.loading import load_config
 from modules.config.validation import ConfigError
+from modules.data.stages import CachingOutOfMemory
 from modules.trainer.backups import BackupError
 from modules.trainer.generic_trainer import GenericTrainer, TrainingError
 from modules.trainer.oom import OutOfMemoryStop
@@ -47,7 +48,7 @@ def main() -> int:
 
             return print_plan(config, args.vram)
         result = GenericTrainer(config).train()
-    except OutOfMemoryStop as error:
+    except (OutOfMemoryStop, CachingOutOfMemory) as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except (ConfigError, ModelLoadError, TrainingError, BackupError) as error:
