@@ -65,3 +65,28 @@ def test_oom_in_a_step_backs_up_the_last_step_and_resumes_bit_exact(
     assert status == 0
     assert f"resumed from {backup} at step {OOM_STEP - 1} " in caplog.text, caplog.text[-3000:]
     assert_bit_identical(final_state(reference), final_state(failing))
+
+
+def test_oom_in_a_sample_is_logged_and_training_goes_on(demo_overrides, tmp_path, capsys):
+    """The real sampler runs; its VAE decoder raises torch.OutOfMemoryError (as torch does when an allocation
+    fails) through a forward hook, at every sample."""
+    import torch
+
+    from modules.config.loading import load_config
+    from modules.trainer.generic_trainer import GenericTrainer
+
+    overrides = [o for o in demo_overrides(tmp_path / "run") if not o.startswith("sampling.samples")]
+    overrides += ["training.max_steps=2", "sampling.every_steps=1", "sampling.samples.0.steps=2"]
+    trainer = GenericTrainer(load_config(REPO / "training_presets" / "demo_ti2v_5b_lora.json", overrides))
+    trainer.load_and_cache()
+    trainer.set_up_training()
+
+    def run_out_of_memory(module, args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+
+    trainer.model.vae.decoder.register_forward_pre_hook(run_out_of_memory)
+    result = trainer.train()
+    assert result.steps == 2 and result.sample_files == [] and trainer.sample_hooks.failures >= 2
+    assert (tmp_path / "run" / "output" / "lora.safetensors").is_file()
+    out = capsys.readouterr()
+    assert "out of memory while sampling; training goes on. Memory planner: needs ~" in out.out + out.err

@@ -41,6 +41,7 @@ def smooth_clip(height: int, width: int, frames: int = 5) -> torch.Tensor:
 
 @pytest.mark.parametrize("variant_name", ["T2V-A14B", "TI2V-5B"])
 def test_tiled_encode_is_within_the_documented_tolerance(variant_name):
+    torch.manual_seed(0)  # build_vae's layers draw their initial weights from the global RNG
     vae = build_vae(VARIANTS[variant_name], torch.Generator().manual_seed(0)).eval()
     clip = smooth_clip(128, 192)
     with torch.no_grad():

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modules.trainer.oom import sample_oom_note
 from modules.trainer.sample_schedule import SampleSchedule
 from modules.trainer.validation_loss import ValidationLoss
 
@@ -79,9 +80,12 @@ class SampleHooks:
             except Exception as error:  # noqa: BLE001 - any failure of a preview is reported, never fatal
                 self.failures += 1
                 log.warning("sample %d (%s) failed at step %d: %s", index, tag, step, error, exc_info=True)
-                self.run_log.message(
-                    f"sample {index} failed at step {step}: {type(error).__name__}: {error}; training goes on"
+                note = (
+                    sample_oom_note(self.trainer.config, self.trainer.device)
+                    if isinstance(error, torch.OutOfMemoryError)
+                    else "training goes on"
                 )
+                self.run_log.message(f"sample {index} failed at step {step}: {type(error).__name__}: {error}; {note}")
                 continue
             written.append(path)
             self.run_log.message(f"sample written: {path}")
