@@ -206,3 +206,30 @@ def test_verdict_and_recommendation_agree_with_the_plans_they_name():
         assert not plan_memory(_with(config, fewer), 24).fits(24)
     assert plan.verdict(80).startswith("fits a 80 GB card")
     assert "no GPU" in plan.verdict(None)
+
+
+def test_train_plan_prints_the_table_and_the_verdict_without_training(monkeypatch, capsys, tmp_path):
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.syspath_prepend(str(repo / "scripts"))
+    import train
+
+    preset = repo / "training_presets" / "wan22_t2v_a14b_lora_24gb.json"
+    workspace = tmp_path / "never"
+    argv = ["train.py", "--config-path", str(preset), "--config-value", f"output.workspace_dir={workspace}"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--plan", "--vram", "24"])
+    assert train.main() == 0
+    out = capsys.readouterr().out
+    from modules.config.loading import load_config
+
+    plan = plan_memory(load_config(preset), 24)
+    assert plan.table() in out
+    assert f"verdict: fits a 24 GB card ({plan.peak_gib:.1f} GiB peak in training; with " in out
+    assert "blocks_to_swap=24" in out and not workspace.exists()  # nothing was trained or written
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(sys, "argv", [*argv, "--plan"])
+        assert train.main() == 0
+        out = capsys.readouterr().out
+        assert "  16 GB: " in out and "  80 GB: fits a 80 GB card" in out
