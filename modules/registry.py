@@ -20,14 +20,14 @@ class Plugin:
 
 
 def _wan_lora() -> Plugin:
-    from modules.wan.embeddings.model_loader import WanModelWithEmbeddingsLoader
     from modules.wan.sampling.sampler import WanModelSampler
     from modules.wan.saving.lora_saver import WanLoRASaver
     from modules.wan.training.data_loader import WanBaseDataLoader
     from modules.wan.training.lora_setup import WanLoRASetup
+    from modules.wan.training.model_loader import WanTrainingModelLoader
 
     # Every method loads embedding.frozen_embeddings (and "embedding" its trained one) right after the model.
-    return Plugin(WanModelWithEmbeddingsLoader, WanLoRASetup, WanLoRASaver, WanModelSampler, WanBaseDataLoader)
+    return Plugin(WanTrainingModelLoader, WanLoRASetup, WanLoRASaver, WanModelSampler, WanBaseDataLoader)
 
 
 def _wan_full() -> Plugin:
@@ -50,6 +50,21 @@ PLUGINS = {
     ("wan_2_2", "full"): _wan_full,
     ("wan_2_2", "embedding"): _wan_embedding,
 }
+
+
+def _wan_describe_source(path: str) -> str:
+    """What a model path holds, in one line, or the loader's error (modules/wan/loading/describe.py)."""
+    from modules.wan.loading.describe import describe_source
+
+    return describe_source(path)
+
+
+# What a model family's source paths hold, for the GUI's Model tab (it never imports a plugin itself).
+SOURCE_DESCRIBERS = {"wan_2_2": _wan_describe_source}
+
+
+def describe_source(model_type: str, path: str) -> str:
+    return SOURCE_DESCRIBERS[model_type](path)
 
 
 def plugin_for(model_type: str, training_method: str) -> Plugin:

@@ -108,10 +108,12 @@ def main() -> None:
     pipeline_seconds, bare_seconds = statistics.median(pipeline_times), statistics.median(bare_times)
     shapes = sorted({tuple(p.shape[2:]) for p in encoded})
     print(
-        f"torch {torch.__version__}; threads {torch.get_num_threads()}; {len(encoded)} windows, shapes (F, H, W) {shapes}"
+        f"torch {torch.__version__}; threads {torch.get_num_threads()}; {len(encoded)} windows, shapes (F, H, W) "
+        f"{shapes}"
     )
     print(
-        f"pipeline (probe + decode + resize + encode + write), median of {len(pipeline_times)}: {pipeline_seconds:.2f} s"
+        f"pipeline (probe + decode + resize + encode + write), median of {len(pipeline_times)}: "
+        f"{pipeline_seconds:.2f} s"
     )
     print(f"bare VAE encode of the same frames, median of {len(bare_times)}:           {bare_seconds:.2f} s")
     print(f"cache build ratio: {pipeline_seconds / bare_seconds:.3f} (goal <= 1.2)")

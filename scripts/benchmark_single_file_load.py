@@ -4,11 +4,13 @@ Writes a random WanTransformer3DModel (real class, mid-sized; TI2V-5B's structur
 ComfyUI single file (original names under `model.diffusion_model.`), one tensor at a time so that writing never
 holds the model. Then a fresh Python process imports everything, measures its resident memory, loads the file
 through our loader (detect_single_file + load_part_from_file, the path model.transformer_path takes) into
-bfloat16, and reports the peak (VmHWM, reset just before the load) minus that baseline, divided by the loaded model's bytes.
+bfloat16, and reports the peak (VmHWM, reset just before the load) minus that baseline, divided by the loaded
+model's bytes.
 The goal is 1.2 or less; a loader that built an fp32 copy or a state dict of the file would show 3 or 2.
 Results go in docs/benchmarks.md.
 
-    python scripts/benchmark_single_file_load.py [--layers 12] [--heads 8] [--file-dtype bf16|fp16|fp8_scaled] [--load-dtype bf16|fp8]
+    python scripts/benchmark_single_file_load.py [--layers 12] [--heads 8]
+        [--file-dtype bf16|fp16|fp8_scaled] [--load-dtype bf16|fp8]
 """
 
 import argparse
@@ -23,10 +25,10 @@ from pathlib import Path
 import _repo_path  # noqa: F401
 import torch
 
+from modules.util.resources import MODEL_CONFIGS_DIR as CONFIGS_DIR
 from modules.wan.formats.single_file_writer import single_file_state_dict, write_streamed
 from modules.wan.loading.detection import read_json
 from modules.wan.loading.part_load import build_empty
-from modules.wan.loading.parts import CONFIGS_DIR
 
 FILE_DTYPES = {
     "bf16": dict(dtype=torch.bfloat16),

@@ -4,10 +4,12 @@
     python scripts/convert_model.py lora in.safetensors out.safetensors --format diffusers [--dtype bfloat16]
 
     # full model: diffusers folder -> one single file with original WAN names (what ComfyUI loads)
-    python scripts/convert_model.py to-single-file path/to/model-folder out.safetensors [--expert transformer_2] [--dtype float16]
+    python scripts/convert_model.py to-single-file path/to/model-folder out.safetensors
+        [--expert transformer_2] [--dtype float16]
 
     # full model: single file -> diffusers folder (the base folder supplies the config and the other parts)
-    python scripts/convert_model.py to-diffusers in.safetensors out-folder --base path/to/base-folder [--expert transformer]
+    python scripts/convert_model.py to-diffusers in.safetensors out-folder --base path/to/base-folder
+        [--expert transformer]
 
 Outputs are written atomically. See docs/full_finetune.md and docs/lora_format.md.
 """
@@ -22,15 +24,8 @@ from pathlib import Path
 import _repo_path  # noqa: F401
 from safetensors import safe_open
 
-from modules.wan.formats.model_files import (
-    SAVE_DTYPES,
-    ModelFileError,
-    read_single_file,
-    read_transformer_folder,
-    save_single_file,
-    write_model_folder,
-)
-from modules.wan.saving.lora_saver import (
+from modules.util.device import DTYPES
+from modules.wan.formats.lora_file import (
     ALPHA_KEY,
     DIFFUSERS_ADAPTER_METADATA_KEY,
     FORMAT_KEY,
@@ -39,6 +34,13 @@ from modules.wan.saving.lora_saver import (
     LoraFileError,
     load_lora_file,
     save_lora_file,
+)
+from modules.wan.formats.model_files import (
+    ModelFileError,
+    read_single_file,
+    read_transformer_folder,
+    save_single_file,
+    write_model_folder,
 )
 
 
@@ -92,18 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     lora.add_argument("source", type=Path)
     lora.add_argument("destination", type=Path)
     lora.add_argument("--format", choices=LORA_FORMATS, required=True)
-    lora.add_argument("--dtype", choices=tuple(SAVE_DTYPES), default="float32")
+    lora.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     single = commands.add_parser("to-single-file", help="diffusers folder -> single file with original WAN names")
     single.add_argument("source", type=Path)
     single.add_argument("destination", type=Path)
     single.add_argument("--expert", choices=("transformer", "transformer_2"), default="transformer")
-    single.add_argument("--dtype", choices=tuple(SAVE_DTYPES), default="bfloat16")
+    single.add_argument("--dtype", choices=tuple(DTYPES), default="bfloat16")
     folder = commands.add_parser("to-diffusers", help="single file -> diffusers folder (other parts from --base)")
     folder.add_argument("source", type=Path)
     folder.add_argument("destination", type=Path)
     folder.add_argument("--base", type=Path, required=True)
     folder.add_argument("--expert", choices=("transformer", "transformer_2"), default="transformer")
-    folder.add_argument("--dtype", choices=tuple(SAVE_DTYPES), default="bfloat16")
+    folder.add_argument("--dtype", choices=tuple(DTYPES), default="bfloat16")
     args = parser.parse_args(argv)
     try:
         if args.command == "lora":

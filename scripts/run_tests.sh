@@ -3,5 +3,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+bash scripts/ci_install_nix.sh  # Nix for tests/test_nix.py (installs nix-bin when root on Debian/Ubuntu)
 bash scripts/install.sh
+# Lint first, so CI fails on style and import-order errors too (config: pyproject.toml).
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+bash scripts/install_display.sh  # Xvfb for the GUI tests (they start it themselves)
 exec .venv/bin/python -m pytest -q tests "$@"

@@ -1,7 +1,9 @@
 """Videos from a WAN 2.2 base model, optionally with LoRAs (a weight per LoRA and per expert) and embeddings.
 
-    python scripts/sample.py --model Wan-AI/Wan2.2-TI2V-5B-Diffusers --prompt "a red fox runs through snow" --out samples/
-    python scripts/sample.py --model /models/T2V-A14B --lora my_lora.safetensors=1.0,0.6 --prompts-file prompts.txt --out out/
+    python scripts/sample.py --model Wan-AI/Wan2.2-TI2V-5B-Diffusers --prompt "a red fox runs through snow"
+        --out samples/
+    python scripts/sample.py --model /models/T2V-A14B --lora my_lora.safetensors=1.0,0.6 --prompts-file prompts.txt
+        --out out/
     python scripts/sample.py --model /models/I2V-A14B --prompt "..." --start-image first.png --clips 3 --out chain/
 
 Each video gets a JSON sidecar beside it (prompt, seed, settings, LoRAs, frames requested and made, encoder).

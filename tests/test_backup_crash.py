@@ -43,7 +43,8 @@ root, iteration = Path(sys.argv[1]), int(sys.argv[2])
 while True:
     iteration += 1
     big = {{f"t{{k}}": torch.full(({NUMEL},), float(iteration)) for k in range({TENSORS})}}
-    contents = BackupContents(state={{"iteration": iteration}}, tensors={{"weights": big, "rng": {{"g": torch.full((5,), float(iteration))}}}})
+    rng = {{"g": torch.full((5,), float(iteration))}}
+    contents = BackupContents(state={{"iteration": iteration}}, tensors={{"weights": big, "rng": rng}})
     write_backup(root / "backups", contents, iteration)
     prune_backups(root / "backups", 2)
     save_safetensors_atomic(big, root / "model.safetensors", {{"iteration": str(iteration)}})

@@ -8,9 +8,9 @@ import torch
 from safetensors import safe_open
 
 from modules.module.lora import attach_lora, lora_state_dict
+from modules.wan.formats.lora_file import ALPHA_KEY, RANK_KEY, load_lora_file, save_lora_file
 from modules.wan.formats.model_files import read_transformer_folder, save_single_file
 from modules.wan.loading.loader import load_wan_model
-from modules.wan.saving.lora_saver import ALPHA_KEY, RANK_KEY, load_lora_file, save_lora_file
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))

@@ -17,7 +17,7 @@ from modules.config.train_config import ConceptConfig, EmaConfig, ModelConfig, T
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.ema import create_ema
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.wan.saving.lora_saver import load_lora_file
+from modules.wan.formats.lora_file import load_lora_file
 
 STEPS, DECAY, INTERVAL = 5, 0.7, 2  # a small decay and an interval > 1, so both visibly shape the result
 

@@ -57,7 +57,8 @@ def test_quantiser_maps_absmax_to_448_and_rounds_within_e4m3_precision(monkeypat
     assert fp8.dtype == FP8_DTYPE and scale.dtype == torch.float32 and scale.shape == ()
     assert scale == weight.abs().max().float() / 448
     assert fp8.float().abs().max() == 448
-    # e4m3: 3 mantissa bits -> half a step is 2^-4 of the value (normals); subnormals step 2^-9 (half: 2^-10), times scale.
+    # e4m3: 3 mantissa bits -> half a step is 2^-4 of the value (normals);
+    # subnormals step 2^-9 (half: 2^-10), times scale.
     error = (fp8.float() * scale - weight.float()).abs()
     assert (error <= torch.maximum(weight.float().abs() * 2.0**-4, scale * 2.0**-10) * (1 + 1e-6)).all()
 
@@ -296,7 +297,8 @@ def test_config_offers_fp8_storage_with_a_16_bit_compute_dtype_only():
         config_from_dict(config_data(training={"train_dtype": "float32"}))
     with pytest.raises(
         ConfigError,
-        match=r"model\.transformer_dtype: float8_e4m3fn cannot be used with training_method 'full'.*finetune\.weight_dtype",
+        match=r"model\.transformer_dtype: float8_e4m3fn cannot be used with training_method "
+        r"'full'.*finetune\.weight_dtype",
     ):
         config_from_dict(config_data(training_method="full"))
     with pytest.raises(ConfigError, match="float8_e4m3fn"):

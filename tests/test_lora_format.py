@@ -14,8 +14,9 @@ from safetensors import safe_open
 from modules.config.train_config import ModelConfig, TrainConfig
 from modules.module.lora import attach_lora, lora_layers, lora_state_dict, set_lora_state_dict
 from modules.wan.formats.key_map import diffusers_to_original_state_dict
+from modules.wan.formats.lora_file import load_lora_file, save_lora_file
 from modules.wan.model import WanModel
-from modules.wan.saving.lora_saver import WanLoRASaver, load_lora_file, save_lora_file
+from modules.wan.saving.lora_saver import WanLoRASaver
 from modules.wan.variants import VARIANTS
 from tests.lora_checks import assert_no_key_problems, captured_logs
 

@@ -201,7 +201,7 @@ def test_verdict_and_recommendation_agree_with_the_plans_they_name():
     # The advice is the least change: one block fewer swapped does not fit.
     if "memory.blocks_to_swap" in advice.changes:
         fewer = dict(advice.changes, **{"memory.blocks_to_swap": advice.changes["memory.blocks_to_swap"] - 1})
-        from modules.memory.planner import _with
+        from modules.memory.plan import _with
 
         assert not plan_memory(_with(config, fewer), 24).fits(24)
     assert plan.verdict(80).startswith("fits a 80 GB card")

@@ -1,7 +1,7 @@
 """Out of memory in a training step: scripts/train.py's main() (in this process, to spare three interpreter starts) on
 the tiny TI2V-5B model, with
 WAN_TRAINER_TEST_OOM_AT_STEP making step 4's forward/backward pass raise torch.OutOfMemoryError (the type torch
-raises) after the step has drawn its noise. The run must stop with exit status 3, say what was running, the peak
+raises) after the step has drawn its noise. The run must stop with exit status 4, say what was running, the peak
 and the planner's advice, and leave a backup of step 3; resuming from it must end bit-identical to a run that
 never failed (the RNG draws of the failed step are undone)."""
 

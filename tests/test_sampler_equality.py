@@ -25,10 +25,10 @@ from PIL import Image
 
 from modules.config.sampling_config import SampleConfig
 from modules.module.lora import attach_lora, lora_state_dict, set_lora_state_dict
+from modules.wan.formats.lora_file import save_lora_file
 from modules.wan.loading.loader import load_wan_model
 from modules.wan.sampling.loras import LoraSpec
 from modules.wan.sampling.sampler import SamplerOptions, WanModelSampler
-from modules.wan.saving.lora_saver import save_lora_file
 
 TEXT_LEN = 64
 # The 4n+1 rule by formula: 7 requested -> the nearest 4n+1 at or above = 9 (diffusers itself would round to 5).

@@ -14,9 +14,9 @@ from diffusers import WanPipeline
 from modules.config.train_config import SampleConfig
 from modules.module.lora import attach_lora, lora_state_dict, set_lora_state_dict
 from modules.util.video_export import VideoExportError, find_ffmpeg, write_video
+from modules.wan.formats.lora_file import save_lora_file
 from modules.wan.model import WanModel
 from modules.wan.sampling.sampler import WanModelSampler, generate_float_frames, generate_frames, round_frames
-from modules.wan.saving.lora_saver import save_lora_file
 from modules.wan.variants import VARIANTS
 
 RANK, ALPHA = 4, 4.0

@@ -130,7 +130,10 @@ def test_a_file_of_another_part_in_a_slot(t2v, tmp_path):
 
 @pytest.fixture
 def hf_cache(tmp_path, monkeypatch):
-    """`put(repo_id, file_or_folder, relative_path)`: a snapshot in the HF cache layout (refs/main -> snapshots/<commit>), offline."""
+    """`put(repo_id, file_or_folder, relative_path)`: a snapshot in the HF cache layout, offline.
+
+    (refs/main -> snapshots/<commit>)
+    """
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)

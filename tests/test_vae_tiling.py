@@ -17,6 +17,7 @@ import torch
 from modules.config.loading import config_from_dict
 from modules.config.train_config import TrainConfig
 from modules.data.stages import CachingOutOfMemory
+from modules.trainer.oom import EXIT_OUT_OF_MEMORY
 from modules.wan.tiny_models import build_vae
 from modules.wan.training.data_loader import WanBaseDataLoader
 from modules.wan.vae_tiling import apply_vae_tiling, tiling_identity, vae_tiling_wanted
@@ -130,7 +131,7 @@ def test_caching_out_of_memory_names_the_clip_and_keeps_what_was_cached(model, d
     message = str(caught.value)
     assert str(demo_data_dir) in message and "window" in message
     assert "data.resolution or data.frames" in message and "memory.vae_tiling=on" in message
-    assert caught.value.exit_code == 3
+    assert caught.value.exit_code == EXIT_OUT_OF_MEMORY
     # The first clip's entry survived; a rerun without the fault encodes only the rest.
     rerun = prepare(model, demo_data_dir, tmp_path / "oom", vae_tiling="off")
     assert rerun.stats.videos_encoded == len(rerun.samples) - 1

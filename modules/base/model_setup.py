@@ -10,6 +10,14 @@ import torch
 from modules.base.model import BaseModel
 
 
+@dataclass(frozen=True)
+class ValidationRoute:
+    """Where the validation loss at one noise level goes (BaseModelSetup.validation_route)."""
+
+    measure: bool = True  # False: the denoiser serving this level is not trained; its loss cannot change, skip it
+    expert: str | None = None  # passed as predict(expert=...); None: the setup's own choice
+
+
 @dataclass
 class TrainProgress:
     """Where training stands; saved in backups so a resumed run continues at the same place."""
@@ -41,16 +49,26 @@ class BaseModelSetup(ABC):
         progress: TrainProgress,
         generator: torch.Generator,
         deterministic_timesteps: torch.Tensor | None = None,
+        expert: str | None = None,
     ) -> dict[str, torch.Tensor]:
-        """One forward pass on a batch; returns at least `predicted`, `target` and `loss_weight`.
+        """One forward pass on a batch; returns at least `predicted` and `target`, plus what `calculate_loss`
+        reads (WAN: `loss_mask`, 0 where a clean conditioning frame is not trained on, and `sigma`, `expert`).
 
         `deterministic_timesteps` (sigmas in [0, 1], one per sample) replaces the random draw, so that
-        loss can be measured at fixed noise levels (overfit checks, validation).
+        loss can be measured at fixed noise levels (overfit checks, validation). `expert` names the denoiser
+        to run (a name `validation_route` gave); None: the setup routes the step itself.
         """
 
     @abstractmethod
     def calculate_loss(self, model: BaseModel, batch: dict, prediction: dict, config) -> torch.Tensor:
         """Scalar loss from `predict`'s output."""
+
+    def validation_route(self, model: BaseModel, sigma: float) -> ValidationRoute:
+        """Which denoiser the validation loss at noise level `sigma` is measured on, or that it is skipped.
+
+        Models with several denoisers (WAN A14B's noise-level experts) override this; one denoiser: the default.
+        """
+        return ValidationRoute()
 
     def trainable_state_dict(self, model: BaseModel) -> dict[str, torch.Tensor]:
         """The trained weights only, under stable names (for backups, EMA and equality checks)."""

@@ -23,7 +23,8 @@ def render_configuration_doc() -> str:
         "",
         "Generated from modules/config/train_config.py by `python scripts/make_config_docs.py`; do not edit by hand.",
         "A config is a JSON object; unknown keys, wrong types and out-of-range values are errors that name the key.",
-        "Override any key on the command line: `--config-value training.max_steps=100` (lists by index: `data.concepts.0.path=clips`).",
+        "Override any key on the command line: `--config-value training.max_steps=100` (lists by index: "
+        "`data.concepts.0.path=clips`).",
         "",
         "## Training config",
         "",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from modules.config.migrations import migrate
 from modules.config.train_config import TrainConfig
-from modules.config.validation import ConfigError, from_dict, to_dict
+from modules.config.validation import ConfigError, from_dict
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
@@ -42,13 +42,6 @@ def config_from_dict(data: dict) -> TrainConfig:
     config = from_dict(TrainConfig, migrate(dict(data), "config"))
     check_consistency(config)
     return config
-
-
-def save_config(config: TrainConfig, path: Path) -> None:
-    from modules.util.atomic import atomic_write
-
-    text = json.dumps(to_dict(config), indent=2)
-    atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
 def apply_override(data: dict, override: str) -> None:
@@ -94,14 +87,17 @@ def check_fp8_storage(config: TrainConfig) -> None:
         return
     if config.training.train_dtype not in ("bfloat16", "float16"):
         raise ConfigError(
-            f"model.transformer_dtype: float8_e4m3fn stores the weights only; they are computed in training.train_dtype, "
+            f"model.transformer_dtype: float8_e4m3fn stores the weights only; they are computed in "
+            f"training.train_dtype, "
             f"which is {config.training.train_dtype!r}. Fix: set training.train_dtype to bfloat16 (or float16), or "
             "model.transformer_dtype to bfloat16."
         )
     if config.training_method == "full":
         raise ConfigError(
-            "model.transformer_dtype: float8_e4m3fn cannot be used with training_method 'full': a fully fine-tuned expert "
-            "trains in finetune.weight_dtype, and fp8 storage is for frozen weights. Fix: set model.transformer_dtype to "
+            "model.transformer_dtype: float8_e4m3fn cannot be used with training_method 'full': a fully fine-tuned "
+            "expert "
+            "trains in finetune.weight_dtype, and fp8 storage is for frozen weights. Fix: set model.transformer_dtype "
+            "to "
             "bfloat16 (or train a LoRA: training_method 'lora')."
         )
 

@@ -34,7 +34,8 @@ def migrate(data: dict, where: str) -> dict:
         raise ConfigError(f"{where}: version: expected a whole number, got {version!r}")
     if version > CURRENT_VERSION:
         raise ConfigError(
-            f"{where}: version {version} was written by a newer trainer (this one reads up to {CURRENT_VERSION}); update the trainer"
+            f"{where}: version {version} was written by a newer trainer (this one reads up to {CURRENT_VERSION}); "
+            f"update the trainer"
         )
     while version < CURRENT_VERSION:
         if version not in MIGRATIONS:

@@ -32,12 +32,14 @@ class SampleConfig:
     steps: int = setting(30, help="Denoising steps", min=1)
     guidance_scale: float | None = setting(
         None,
-        help="CFG scale (of the high-noise expert for A14B); empty: the model's official value (5.0 TI2V-5B, 4.0 T2V-A14B, 3.5 I2V-A14B)",
+        help="CFG scale (of the high-noise expert for A14B); empty: the model's official value (5.0 TI2V-5B, 4.0 "
+        "T2V-A14B, 3.5 I2V-A14B)",
         min=0.0,
     )
     guidance_scale_2: float | None = setting(
         None,
-        help="CFG scale of the low-noise expert (A14B); empty: the official value if guidance_scale is empty too, else guidance_scale",
+        help="CFG scale of the low-noise expert (A14B); empty: the official value if guidance_scale is empty too, "
+        "else guidance_scale",
         min=0.0,
     )
     flow_shift: float | None = setting(None, help="Sampling flow shift; empty: the model's scheduler default", min=0.01)
@@ -49,11 +51,13 @@ class SampleConfig:
     )
     start_image: str = setting(
         "",
-        help="Start image for image-to-video (required for I2V-A14B, optional for TI2V-5B; not for T2V-A14B); stretched to width x height as diffusers does",
+        help="Start image for image-to-video (required for I2V-A14B, optional for TI2V-5B; not for T2V-A14B); "
+        "stretched to width x height as diffusers does",
     )
     clips: int = setting(
         1,
-        help="Clips chained by continuity: each clip after the first starts from the previous clip's last frame (image-to-video)",
+        help="Clips chained by continuity: each clip after the first starts from the previous clip's last frame "
+        "(image-to-video)",
         min=1,
         max=100,
     )
@@ -86,7 +90,8 @@ class SamplingConfig:
     )
     static_threshold: float = setting(
         1.0,
-        help="A sample whose mean absolute difference between consecutive frames (0..255 scale) is below this is flagged as frozen",
+        help="A sample whose mean absolute difference between consecutive frames (0..255 scale) is below this is "
+        "flagged as frozen",
         min=0.0,
     )
     tensorboard: bool = setting(

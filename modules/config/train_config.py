@@ -10,14 +10,19 @@ from modules.config.memory_config import MemoryConfig
 # Re-exported: sampling settings live in their own file (scripts/sample.py uses them without a TrainConfig).
 from modules.config.sampling_config import SampleConfig, SamplingConfig  # noqa: F401
 
+# The one home of these names: modules/util/device.py maps the dtype names to torch dtypes, and
+# modules/wan/variants.py checks that its table holds exactly these variants.
 DTYPES = ("float32", "bfloat16", "float16")
 VARIANT_CHOICES = ("auto", "TI2V-5B", "T2V-A14B", "I2V-A14B")
+CAPTION_SOURCES = ("txt", "filename", "text")  # a .txt beside the media, the file name, or caption_text
+MISSING_CAPTION_RULES = ("skip", "use_text", "error")
 
 
 @dataclass
 class ModelConfig:
     base_path: str = setting(
-        help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers; gives the tokenizer and every part without its own *_path"
+        help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers; gives the "
+        "tokenizer and every part without its own *_path"
     )
     variant: str = setting(
         "auto", help="Which WAN 2.2 model; 'auto' detects it from the folder", choices=VARIANT_CHOICES
@@ -25,23 +30,29 @@ class ModelConfig:
     allow_download: bool = setting(False, help="Allow downloading a hub id that is not in the local Hugging Face cache")
     transformer_path: str = setting(
         "",
-        help="Optional source of the transformer (high-noise expert for A14B): a single file such as wan2.2_t2v_high_noise_14B_fp16.safetensors, a part folder, or a diffusers folder; empty: from base_path",
+        help="Optional source of the transformer (high-noise expert for A14B): a single file such as "
+        "wan2.2_t2v_high_noise_14B_fp16.safetensors, a part folder, or a diffusers folder; empty: from base_path",
     )
     transformer_2_path: str = setting(
         "",
-        help="Optional source of the low-noise expert (A14B), e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors; empty: from base_path",
+        help="Optional source of the low-noise expert (A14B), e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors; "
+        "empty: from base_path",
     )
     vae_path: str = setting(
         "",
-        help="Optional source of the VAE: wan_2.1_vae / wan2.2_vae .safetensors, Wan2.1_VAE.pth / Wan2.2_VAE.pth, or a folder; empty: from base_path",
+        help="Optional source of the VAE: wan_2.1_vae / wan2.2_vae .safetensors, Wan2.1_VAE.pth / Wan2.2_VAE.pth, or "
+        "a folder; empty: from base_path",
     )
     text_encoder_path: str = setting(
         "",
-        help="Optional source of the UMT5 encoder: umt5_xxl_fp16 / fp8_e4m3fn_scaled .safetensors, models_t5_umt5-xxl-enc-bf16.pth, or a folder; empty: from base_path",
+        help="Optional source of the UMT5 encoder: umt5_xxl_fp16 / fp8_e4m3fn_scaled .safetensors, "
+        "models_t5_umt5-xxl-enc-bf16.pth, or a folder; empty: from base_path",
     )
     transformer_dtype: str = setting(
         "bfloat16",
-        help="Storage dtype of the frozen transformer weights; float8_e4m3fn is storage only (block linears in fp8 with a scale, 1 byte per weight; everything computes in training.train_dtype, which must then be bfloat16 or float16; not for training_method full)",
+        help="Storage dtype of the frozen transformer weights; float8_e4m3fn is storage only (block linears in fp8 "
+        "with a scale, 1 byte per weight; everything computes in training.train_dtype, which must then be "
+        "bfloat16 or float16; not for training_method full)",
         choices=(*DTYPES, "float8_e4m3fn"),
     )
     text_encoder_dtype: str = setting(
@@ -58,7 +69,8 @@ class LoraConfig:
     dropout: float = setting(0.0, help="Dropout on the LoRA input", min=0.0, max=1.0)
     layer_filter: str = setting(
         "",
-        help="Comma-separated substrings or a regex of module names to train (empty: all attention and feed-forward linears)",
+        help="Comma-separated substrings or a regex of module names to train (empty: all attention and feed-forward "
+        "linears)",
     )
 
 
@@ -68,7 +80,8 @@ class FineTuneConfig:
 
     block_filter: str = setting(
         "",
-        help="Which transformer weights train: comma-separated block indices or ranges ('0-9,30') and/or name substrings or regexes ('attn2', 'ffn'); empty: every weight",
+        help="Which transformer weights train: comma-separated block indices or ranges ('0-9,30') and/or name "
+        "substrings or regexes ('attn2', 'ffn'); empty: every weight",
     )
     weight_dtype: str = setting(
         "float32",
@@ -92,15 +105,18 @@ class EmbeddingConfig:
     num_vectors: int = setting(1, help="Token vectors of the embedding (more vectors hold more detail)", min=1, max=75)
     init_text: str = setting(
         "",
-        help="Text whose token embeddings initialise the vectors (cycled to num_vectors); empty: random at the scale of the embedding table",
+        help="Text whose token embeddings initialise the vectors (cycled to num_vectors); empty: random at the scale "
+        "of the embedding table",
     )
     continue_from: str = setting(
         "",
-        help="An embedding .safetensors file to continue training (its placeholder and vectors replace the settings above)",
+        help="An embedding .safetensors file to continue training (its placeholder and vectors replace the settings "
+        "above)",
     )
     frozen_embeddings: list[str] = setting(
         default_factory=list,
-        help="Embedding files loaded, not trained, in every training method; their placeholders may be used in captions",
+        help="Embedding files loaded, not trained, in every training method; "
+        "their placeholders may be used in captions",
     )
 
 
@@ -128,7 +144,8 @@ class ExpertsConfig:
     )
     high_noise_step_ratio: float | None = setting(
         None,
-        help="Share of steps given to the high-noise expert; empty: the share of the timestep distribution above the boundary",
+        help="Share of steps given to the high-noise expert; empty: the share of the timestep distribution above the "
+        "boundary",
         min=0.0,
         max=1.0,
     )
@@ -147,14 +164,15 @@ class ConceptConfig:
     caption_source: str = setting(
         "txt",
         help="Caption from a .txt file beside the media, the file name, or caption_text",
-        choices=("txt", "filename", "text"),
+        choices=CAPTION_SOURCES,
     )
     caption_text: str = setting(
         "",
-        help="The caption when caption_source is 'text', and the fallback for missing captions when on_missing_caption is 'use_text'",
+        help="The caption when caption_source is 'text', and the fallback for missing captions when "
+        "on_missing_caption is 'use_text'",
     )
     on_missing_caption: str = setting(
-        "skip", help="What to do with media that has no caption file", choices=("skip", "use_text", "error")
+        "skip", help="What to do with media that has no caption file", choices=MISSING_CAPTION_RULES
     )
     include_subdirectories: bool = setting(False, help="Also collect media from subfolders")
 
@@ -173,7 +191,8 @@ class DataConfig:
     )
     min_frames: int = setting(
         1,
-        help="Clips shorter than this (after fps resampling) are skipped; shorter clips above it go to a smaller 4n+1 bucket",
+        help="Clips shorter than this (after fps resampling) are skipped; shorter clips above it go to a smaller 4n+1 "
+        "bucket",
         min=1,
     )
     fps: float = setting(
@@ -209,6 +228,12 @@ class TrainingConfig:
         "bfloat16", help="Compute dtype of the forward pass (autocast); adapters stay float32", choices=DTYPES
     )
     gradient_checkpointing: bool = setting(True, help="Recompute activations in the backward pass to save memory")
+    compile: str = setting(
+        "none",
+        help="torch.compile: 'blocks' compiles the repeated transformer block once and reuses it for every block "
+        "(short compile, most of the gain); 'full' compiles the whole transformer; 'none' runs eagerly",
+        choices=("none", "blocks", "full"),
+    )
     seed: int = setting(42, help="Seed of noise, timesteps and data order", min=0)
     timestep_distribution: str = setting(
         "logit_normal", help="How training noise levels are drawn", choices=("uniform", "logit_normal", "sigmoid")
@@ -229,7 +254,11 @@ class TrainingConfig:
 @dataclass
 class OutputConfig:
     workspace_dir: str = setting("workspace/run", help="Folder for the cache, TensorBoard logs, samples and saves")
-    output_path: str = setting("", help="Final LoRA file (default: <workspace>/output/lora.safetensors)")
+    output_path: str = setting(
+        "",
+        help="Final output file (default: <workspace>/output/<training_method>.safetensors); A14B LoRAs are written "
+        "as <name>_high_noise / <name>_low_noise beside it (full saves too)",
+    )
     lora_format: str = setting("comfyui", help="Key layout of saved LoRAs", choices=("comfyui", "diffusers"))
     save_dtype: str = setting("bfloat16", help="Dtype of saved weights", choices=DTYPES)
     save_every_steps: int = setting(0, help="Also save every N steps into <workspace>/save (0: only at the end)", min=0)

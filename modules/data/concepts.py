@@ -8,9 +8,6 @@ from pathlib import Path
 from modules.data.media_io import is_media
 from modules.data.report import DataReport
 
-CAPTION_SOURCES = ("txt", "filename", "text")
-MISSING_CAPTION_RULES = ("skip", "use_text", "error")
-
 
 class DataError(ValueError):
     """The training data cannot be used as configured; the message names the file or folder and the fix."""
@@ -38,7 +35,8 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
     folder = Path(concept.path)
     if not folder.is_dir():
         raise DataError(
-            f"{folder}: the concept folder does not exist. Fix: point data.concepts[].path at a folder of videos/images."
+            f"{folder}: the concept folder does not exist. Fix: point data.concepts[].path at a folder of "
+            f"videos/images."
         )
     pattern = "**/*" if concept.include_subdirectories else "*"
     items = []

@@ -32,7 +32,7 @@ TextEncoder = Callable[[list[str]], list[torch.Tensor]]
 class CachingOutOfMemory(RuntimeError):
     """The VAE ran out of GPU memory on one clip; the message names it and the settings that help."""
 
-    exit_code = 3  # as an out-of-memory stop in training (modules/trainer/oom.py)
+    exit_code = 4  # as an out-of-memory stop in training (modules/trainer/oom.py)
 
 
 class CollectMedia(PipelineStage):

@@ -96,6 +96,17 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
+def distribution_settings(training) -> dict:
+    """The training config's timestep-distribution settings, as the keywords of sample_sigmas and sigma_cdf."""
+    return dict(
+        distribution=training.timestep_distribution,
+        shift=training.flow_shift,
+        logit_mean=training.logit_mean,
+        logit_std=training.logit_std,
+        sigmoid_scale=training.sigmoid_scale,
+    )
+
+
 def sigma_cdf(
     sigma: float,
     *,

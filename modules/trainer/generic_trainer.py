@@ -26,6 +26,8 @@ from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
 from modules.trainer.run_start import write_run_report
 from modules.trainer.sample_hooks import SampleHooks
+from modules.trainer.stop_request import stop_if_requested
+from modules.trainer.training_state import TrainingState
 from modules.util.device import resolve_device
 
 log = logging.getLogger("wan_trainer")
@@ -62,6 +64,8 @@ class GenericTrainer:
     # ---- phases --------------------------------------------------------------------------------
     def load_and_cache(self) -> None:
         """Load the model and build (or reuse) the cache; after this, no step decodes media."""
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        write_run_report(self)  # diagnostics.json, and a warning when the memory plan does not fit this GPU
         self.model = self.plugin.loader().load(self.config)
         self.data = self.plugin.data_loader()
         self.data.prepare(self.model, self.config, self.device)
@@ -79,14 +83,26 @@ class GenericTrainer:
         self.generator = torch.Generator().manual_seed(self.config.training.seed)
         self.progress = TrainProgress()
         self.ema = create_ema(self.config.ema, self.parameters, self.device)
+        self.state = TrainingState(
+            config=self.config,
+            model=self.model,
+            setup=self.setup,
+            progress=self.progress,
+            parameters=self.parameters,
+            optimizer=self.optimizer,
+            lr_scheduler=self.lr_scheduler,
+            generator=self.generator,
+            ema=self.ema,
+            device=self.device,
+            workspace=self.workspace,
+        )
         # Resuming here (not in train) lets a caller that sets up first inspect the resumed state.
-        self.backups = BackupController(self)
+        self.backups = BackupController(self.state)
         self.backups.resume_if_configured()
         self.step_guard = StepGuard(self)  # an out-of-memory stop backs up the last completed step
 
     def train(self) -> TrainResult:
         self.workspace.mkdir(parents=True, exist_ok=True)
-        write_run_report(self)  # diagnostics.json, and a warning when the memory plan does not fit this GPU
         if self.model is None:
             self.load_and_cache()
         if self.setup is None:  # callers (tests, benchmarks, the UI) may set up first to inspect the model
@@ -97,7 +113,7 @@ class GenericTrainer:
         run_log = RunLog(config.training.max_steps, self.progress.global_step, tensorboard_dir)
         try:
             # Checks the video encoder and prepares validation data before the first step.
-            self.sample_hooks = SampleHooks(self, run_log)
+            self.sample_hooks = SampleHooks(self.state, self.plugin, run_log)
             self.sample_hooks.before_training()
             self._loop(run_log, result)
             result.output_files = self.save(self.output_path())
@@ -114,6 +130,7 @@ class GenericTrainer:
         config, progress = self.config, self.progress
         accumulation = config.training.gradient_accumulation_steps
         micro_step, accumulated_loss = 0, 0.0
+        stop_if_requested(self)  # Ctrl-C while loading/caching: stop before the first step
         while progress.global_step < config.training.max_steps:
             for batch in self.data.batches(progress.epoch, skip=progress.epoch_step):
                 try:
@@ -138,6 +155,7 @@ class GenericTrainer:
                 self.sample_hooks.after_step()  # samples and validation loss on their schedule
                 self.backups.on_step()  # after saves and samples, so a resume repeats none of them
                 self.step_guard.mark()
+                stop_if_requested(self)  # Ctrl-C / SIGTERM / the GUI's Stop: back up and raise TrainingStopped
                 if progress.global_step >= config.training.max_steps:
                     return
             progress.epoch += 1

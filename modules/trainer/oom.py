@@ -1,4 +1,4 @@
-"""Running out of GPU memory in a training step: keep what was trained, say why, stop with its own exit code.
+"""Running out of GPU memory in a training step: keep what was trained, say why, stop with its own exit code (4).
 
 `StepGuard` remembers the state at the end of the last completed optimizer step: the RNG states and the position
 in the data (weights, optimizer, LR schedule and EMA change only inside the optimizer step, so they are still that
@@ -22,7 +22,7 @@ from modules.trainer.rng_state import capture_rng_state, restore_rng_state
 
 log = logging.getLogger("wan_trainer.oom")
 
-EXIT_OUT_OF_MEMORY = 3  # scripts/train.py's exit status after an out-of-memory stop (2: other errors)
+EXIT_OUT_OF_MEMORY = 4  # scripts/train.py's exit status after an out-of-memory stop (2: errors, 3: stopped)
 TEST_OOM_ENV = "WAN_TRAINER_TEST_OOM_AT_STEP"
 
 

@@ -26,47 +26,48 @@ from modules.trainer.backups import (
     write_backup,
 )
 from modules.trainer.rng_state import capture_rng_state, restore_rng_state
+from modules.trainer.training_state import TrainingState
 
 log = logging.getLogger("wan_trainer.backups")
 
 
-# ---- trainer <-> backup contents ---------------------------------------------------------------------
-def trainer_contents(trainer) -> BackupContents:
-    optimizer_json, optimizer_tensors = _split_optimizer_state(trainer.optimizer.state_dict())
-    rng_json, rng_tensors = capture_rng_state(trainer.generator)
-    config = trainer.config
+# ---- training state <-> backup contents ---------------------------------------------------------------------
+def run_contents(run_state: TrainingState) -> BackupContents:
+    optimizer_json, optimizer_tensors = _split_optimizer_state(run_state.optimizer.state_dict())
+    rng_json, rng_tensors = capture_rng_state(run_state.generator)
+    config = run_state.config
     state = {
         "model_type": config.model_type,
         "training_method": config.training_method,
-        "progress": dataclasses.asdict(trainer.progress),
-        "parameters": [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in trainer.parameters],
+        "progress": dataclasses.asdict(run_state.progress),
+        "parameters": [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in run_state.parameters],
         "optimizer": optimizer_json,
-        "lr_scheduler": trainer.lr_scheduler.state_dict(),
+        "lr_scheduler": run_state.lr_scheduler.state_dict(),
         "rng": rng_json,
         "ema": None
-        if trainer.ema is None
-        else {"decay": trainer.ema.decay, "update_interval": trainer.ema.update_interval},
+        if run_state.ema is None
+        else {"decay": run_state.ema.decay, "update_interval": run_state.ema.update_interval},
     }
     _check_json(state)
     tensors = {
-        "weights": {f"param.{i}": p.detach() for i, p in enumerate(trainer.parameters)},
+        "weights": {f"param.{i}": p.detach() for i, p in enumerate(run_state.parameters)},
         "optimizer": optimizer_tensors,
         "rng": rng_tensors,
     }
-    if trainer.ema is not None:
-        tensors["ema"] = trainer.ema.state_tensors()
+    if run_state.ema is not None:
+        tensors["ema"] = run_state.ema.state_tensors()
     return BackupContents(state=state, tensors=tensors)
 
 
-def check_contents_fit(trainer, contents: BackupContents, folder: Path) -> None:
+def check_contents_fit(run_state: TrainingState, contents: BackupContents, folder: Path) -> None:
     """Raise BackupError unless the backup was written by a run with the same trainable parameters."""
-    state, config = contents.state, trainer.config
+    state, config = contents.state, run_state.config
     if (state.get("model_type"), state.get("training_method")) != (config.model_type, config.training_method):
         raise BackupError(
             f"{folder}: written for {state.get('model_type')}/{state.get('training_method')}, "
             f"this run trains {config.model_type}/{config.training_method}"
         )
-    expected = [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in trainer.parameters]
+    expected = [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in run_state.parameters]
     if state.get("parameters") != expected:
         raise BackupError(
             f"{folder}: its trainable parameters ({len(state.get('parameters') or [])} tensors) differ in "
@@ -74,37 +75,37 @@ def check_contents_fit(trainer, contents: BackupContents, folder: Path) -> None:
             "lora.layer_filter, experts.train or a dtype changed? Resume with the original settings"
         )
     weights = contents.tensors.get("weights", {})
-    for index, parameter in enumerate(trainer.parameters):
+    for index, parameter in enumerate(run_state.parameters):
         tensor = weights.get(f"param.{index}")
         if tensor is None or tensor.shape != parameter.shape or tensor.dtype != parameter.dtype:
             raise BackupError(f"{folder}: weights.safetensors lacks param.{index} or holds it with another shape/dtype")
     for key in ("optimizer", "rng"):
         if key not in contents.tensors:
             raise BackupError(f"{folder}: {key}.safetensors is missing")
-    if trainer.ema is not None and state.get("ema") is not None and "ema" not in contents.tensors:
+    if run_state.ema is not None and state.get("ema") is not None and "ema" not in contents.tensors:
         raise BackupError(f"{folder}: ema.safetensors is missing")
 
 
-def apply_contents(trainer, contents: BackupContents) -> None:
-    """Put a checked backup into the trainer (weights, optimizer, scheduler, EMA, RNG, progress)."""
+def apply_contents(run_state: TrainingState, contents: BackupContents) -> None:
+    """Put a checked backup into the run's state (weights, optimizer, scheduler, EMA, RNG, progress)."""
     state = contents.state
     with torch.no_grad():
-        for index, parameter in enumerate(trainer.parameters):
+        for index, parameter in enumerate(run_state.parameters):
             parameter.copy_(contents.tensors["weights"][f"param.{index}"])
-    trainer.optimizer.load_state_dict(
-        _join_optimizer_state(state["optimizer"], contents.tensors["optimizer"], trainer.optimizer.state_dict())
+    run_state.optimizer.load_state_dict(
+        _join_optimizer_state(state["optimizer"], contents.tensors["optimizer"], run_state.optimizer.state_dict())
     )
-    trainer.lr_scheduler.load_state_dict(state["lr_scheduler"])
-    if trainer.ema is not None:
+    run_state.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    if run_state.ema is not None:
         if state.get("ema") is None:
             log.warning("the backup has no EMA (ema.enabled was off); the EMA starts from the resumed weights")
-            trainer.ema.load_state_tensors({f"ema.{i}": p.detach() for i, p in enumerate(trainer.parameters)})
+            run_state.ema.load_state_tensors({f"ema.{i}": p.detach() for i, p in enumerate(run_state.parameters)})
         else:
-            trainer.ema.load_state_tensors(contents.tensors["ema"])
+            run_state.ema.load_state_tensors(contents.tensors["ema"])
     # Last: nothing after this may draw random numbers before the first resumed step.
-    restore_rng_state(state["rng"], contents.tensors["rng"], trainer.generator)
+    restore_rng_state(state["rng"], contents.tensors["rng"], run_state.generator)
     for name, value in state["progress"].items():
-        setattr(trainer.progress, name, value)
+        setattr(run_state.progress, name, value)
 
 
 def _split_optimizer_state(state_dict: dict) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -154,10 +155,10 @@ def _check_json(state: dict) -> None:
 class BackupController:
     """Writes backups on schedule (steps, minutes), before saves, keeps a rolling count, and resumes."""
 
-    def __init__(self, trainer):
-        self.trainer = trainer
-        self.settings = trainer.config.backup
-        self.root = Path(trainer.config.output.workspace_dir) / "backups"
+    def __init__(self, run_state: TrainingState):
+        self.run_state = run_state
+        self.settings = run_state.config.backup
+        self.root = Path(run_state.config.output.workspace_dir) / "backups"
         self.last_time = time.monotonic()
         self.last_step: int | None = None
         remove_stale_temp_folders(self.root)
@@ -167,7 +168,7 @@ class BackupController:
             return None
         try:
             found = newest_usable_backup(
-                self.root, lambda contents, folder: check_contents_fit(self.trainer, contents, folder)
+                self.root, lambda contents, folder: check_contents_fit(self.run_state, contents, folder)
             )
         except BackupError as error:
             raise BackupError(
@@ -178,9 +179,9 @@ class BackupController:
             log.info("backup.continue_last_backup: no backup in %s yet; starting from step 0", self.root)
             return None
         folder, contents = found
-        apply_contents(self.trainer, contents)
-        self.last_step = self.trainer.progress.global_step
-        progress = self.trainer.progress
+        apply_contents(self.run_state, contents)
+        self.last_step = self.run_state.progress.global_step
+        progress = self.run_state.progress
         log.info(
             "resumed from %s at step %d (epoch %d, batch %d of that epoch)",
             folder,
@@ -191,7 +192,7 @@ class BackupController:
         return folder
 
     def on_step(self) -> Path | None:
-        step = self.trainer.progress.global_step
+        step = self.run_state.progress.global_step
         every_steps, every_minutes = self.settings.every_steps, self.settings.every_minutes
         if every_steps and step % every_steps == 0:
             return self.write(f"every {every_steps} steps")
@@ -203,10 +204,10 @@ class BackupController:
         return self.write("before saving") if self.settings.before_save else None
 
     def write(self, reason: str) -> Path | None:
-        step = self.trainer.progress.global_step
+        step = self.run_state.progress.global_step
         if step == self.last_step:
             return None  # this exact state is already backed up (or was resumed from)
-        folder = write_backup(self.root, trainer_contents(self.trainer), step)
+        folder = write_backup(self.root, run_contents(self.run_state), step)
         self.last_step, self.last_time = step, time.monotonic()
         removed = prune_backups(self.root, self.settings.rolling_count)
         log.info(

@@ -6,12 +6,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from modules.trainer import run_events
+
 
 class RunLog:
     def __init__(self, total_steps: int, start_step: int, tensorboard_dir: Path | None):
         self.bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True)
         self.smoothed_loss: float | None = None
         self.writer = None
+        run_events.emit("start", total_steps=total_steps, start_step=start_step)
         if tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -24,6 +27,7 @@ class RunLog:
             loss=f"{loss:.4f}", smooth=f"{self.smoothed_loss:.4f}", lr=f"{learning_rate:.2e}", refresh=False
         )
         self.bar.update(1)
+        run_events.emit("step", step=global_step, total_steps=self.bar.total, loss=loss, lr=learning_rate)
         if self.writer is not None:
             self.writer.add_scalar("loss/train", loss, global_step)
             self.writer.add_scalar("loss/train_smoothed", self.smoothed_loss, global_step)
@@ -31,6 +35,11 @@ class RunLog:
 
     def message(self, text: str) -> None:
         self.bar.write(text)
+        run_events.emit("message", text=text)
+
+    def sample_written(self, path: Path) -> None:
+        self.message(f"sample written: {path}")
+        run_events.emit("sample", path=str(path))
 
     def close(self) -> None:
         self.bar.close()

@@ -18,6 +18,7 @@ import torch
 
 from modules.trainer.oom import sample_oom_note
 from modules.trainer.sample_schedule import SampleSchedule
+from modules.trainer.training_state import TrainingState
 from modules.trainer.validation_loss import ValidationLoss
 
 log = logging.getLogger("wan_trainer.samples")
@@ -31,13 +32,13 @@ def frame_strip(video: np.ndarray, frames: int = STRIP_FRAMES) -> np.ndarray:
 
 
 class SampleHooks:
-    def __init__(self, trainer, run_log):
-        self.trainer = trainer
+    def __init__(self, run_state: TrainingState, plugin, run_log):
+        self.run_state = run_state
         self.run_log = run_log
-        config = trainer.config
+        config = run_state.config
         self.samples = config.sampling.samples
         self.schedule = SampleSchedule(config.sampling)
-        self.sampler = trainer.plugin.sampler.for_training(config, trainer.device) if self.samples else None
+        self.sampler = plugin.sampler.for_training(config, run_state.device) if self.samples else None
         self.tensorboard = config.sampling.tensorboard and run_log.writer is not None
         self.written: list[Path] = []
         self.failures = 0
@@ -45,50 +46,50 @@ class SampleHooks:
             self.sampler.preflight()  # a missing encoder is found now, not after the first hour
         self.validation = None
         if config.sampling.validation_concept:
-            self.validation = ValidationLoss(trainer.plugin, trainer.model, config, trainer.device)
+            self.validation = ValidationLoss(plugin, run_state.model, config, run_state.device)
 
     # ---- what the trainer calls ---------------------------------------------------------------------
     def before_training(self) -> None:
         if self.schedule.before_training:
-            self.sample(f"before-step{self.trainer.progress.global_step:06d}")
+            self.sample(f"before-step{self.run_state.progress.global_step:06d}")
 
     def after_step(self) -> None:
-        step = self.trainer.progress.global_step
+        step = self.run_state.progress.global_step
         if self.validation is not None and self.schedule.validation_after_step(step):
             self.measure_validation()
-        last = step >= self.trainer.config.training.max_steps
+        last = step >= self.run_state.config.training.max_steps
         # The last step's samples are the end samples when those are on; never both.
         if self.schedule.samples_after_step(step) and not (last and self.schedule.at_end):
             self.sample(f"step{step:06d}")
 
     def after_epoch(self, completed_epochs: int) -> None:
         if self.schedule.samples_after_epoch(completed_epochs):
-            self.sample(f"epoch{completed_epochs:04d}-step{self.trainer.progress.global_step:06d}")
+            self.sample(f"epoch{completed_epochs:04d}-step{self.run_state.progress.global_step:06d}")
 
     # ---- the work -----------------------------------------------------------------------------------
     def sample(self, tag: str) -> list[Path]:
         """Write every sample definition under <workspace>/samples; a failing one is logged and skipped."""
         written = []
-        step = self.trainer.progress.global_step
+        step = self.run_state.progress.global_step
         for index, sample_config in enumerate(self.samples or []):
-            destination = self.trainer.workspace / "samples" / f"{tag}-{index}.mp4"
+            destination = self.run_state.workspace / "samples" / f"{tag}-{index}.mp4"
             try:
                 with self._weights_to_show():
                     path = self.sampler.sample(
-                        self.trainer.model, sample_config, destination, extra={"step": step, "tag": tag}
+                        self.run_state.model, sample_config, destination, extra={"step": step, "tag": tag}
                     )
             except Exception as error:  # noqa: BLE001 - any failure of a preview is reported, never fatal
                 self.failures += 1
                 log.warning("sample %d (%s) failed at step %d: %s", index, tag, step, error, exc_info=True)
                 note = (
-                    sample_oom_note(self.trainer.config, self.trainer.device)
+                    sample_oom_note(self.run_state.config, self.run_state.device)
                     if isinstance(error, torch.OutOfMemoryError)
                     else "training goes on"
                 )
                 self.run_log.message(f"sample {index} failed at step {step}: {type(error).__name__}: {error}; {note}")
                 continue
             written.append(path)
-            self.run_log.message(f"sample written: {path}")
+            self.run_log.sample_written(path)
             self._log_tensorboard(index, step)
         self.schedule.sampled()
         self.written += written
@@ -96,7 +97,7 @@ class SampleHooks:
 
     def _weights_to_show(self):
         """The EMA weights while sampling when EMA is on (what will be saved), else the live weights."""
-        ema = getattr(self.trainer, "ema", None)
+        ema = self.run_state.ema
         if ema is None:
             return contextlib.nullcontext()
         from modules.trainer.ema import ema_weights_in_use
@@ -104,9 +105,9 @@ class SampleHooks:
         return ema_weights_in_use(ema)
 
     def measure_validation(self) -> dict[float, float]:
-        trainer = self.trainer
-        losses = self.validation.measure(trainer.model, trainer.setup, trainer.progress)
-        step = trainer.progress.global_step
+        run = self.run_state
+        losses = self.validation.measure(run.model, run.setup, run.progress)
+        step = run.progress.global_step
         for sigma, loss in losses.items():
             if self.run_log.writer is not None:
                 self.run_log.writer.add_scalar(ValidationLoss.tag(sigma), loss, step)
@@ -116,7 +117,7 @@ class SampleHooks:
         return losses
 
     def _log_tensorboard(self, index: int, step: int) -> None:
-        result = getattr(self.sampler, "last_result", None)
+        result = self.sampler.last_result
         if not self.tensorboard or result is None or result.video is None:
             return
         writer = self.run_log.writer

@@ -38,19 +38,6 @@ def validation_config(config):
     return validation
 
 
-def expert_for_sigma(setup, model, sigma: float) -> str | None:
-    """Which trained expert serves `sigma` (two-expert models split at the setup's boundary), or None if the
-    expert serving it is not trained (its loss cannot change, so it is not measured)."""
-    boundary = getattr(setup, "boundary", None)
-    trained = getattr(model, "trained_experts", None)
-    if boundary is None or trained is None:
-        return trained[0] if trained else "default"
-    from modules.wan.training.experts import HIGH, LOW  # the only two-expert family so far
-
-    expert = HIGH if sigma >= boundary else LOW
-    return expert if expert in trained else None
-
-
 class ValidationLoss:
     def __init__(self, plugin, model, config, device: torch.device):
         self.quantiles = [float(q) for q in config.sampling.validation_quantiles]
@@ -72,14 +59,13 @@ class ValidationLoss:
         losses: dict[float, float] = {}
         with eval_mode(model):
             for sigma in self.quantiles:
-                expert = expert_for_sigma(setup, model, sigma)
-                if expert is None:
+                route = setup.validation_route(model, sigma)
+                if not route.measure:
                     continue
                 generator = torch.Generator().manual_seed(self.seed)
                 total, count = 0.0, 0
                 for batch in self.data.batches(0):
                     size = next(iter(batch.values())).shape[0]
-                    kwargs = {} if expert == "default" else {"expert": expert}
                     prediction = setup.predict(
                         model,
                         batch,
@@ -87,7 +73,7 @@ class ValidationLoss:
                         progress,
                         generator,
                         deterministic_timesteps=torch.full((size,), sigma),
-                        **kwargs,
+                        expert=route.expert,
                     )
                     total += float(setup.calculate_loss(model, batch, prediction, self.config)) * size
                     count += size

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from modules.config.train_config import DTYPES as DTYPE_NAMES
+
+# Every dtype name a setting accepts, as torch dtypes (weights, autocast, saving); the names live in the config.
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def resolve_device(name: str) -> torch.device:

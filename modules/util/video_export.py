@@ -170,7 +170,8 @@ def write_video(
         result = subprocess.run(command, input=frames.tobytes(), capture_output=True)
         if result.returncode != 0:
             raise VideoExportError(
-                f"ffmpeg failed writing {path} (exit {result.returncode}): {result.stderr.decode(errors='replace').strip()}"
+                f"ffmpeg failed writing {path} (exit {result.returncode}): "
+                f"{result.stderr.decode(errors='replace').strip()}"
             )
     return path
 

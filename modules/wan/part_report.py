@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modules.wan.loading.parts import PART_SETTINGS
+from modules.wan.loading.sources import PART_SETTINGS
 
 EXPERTS = {"transformer": "high_noise", "transformer_2": "low_noise"}
 _DTYPE_NAMES = {"F32": "fp32", "BF16": "bf16", "F16": "fp16", "F8_E4M3": "fp8_e4m3fn", "F8_E5M2": "fp8_e5m2"}
@@ -61,7 +61,7 @@ def _describe_folder(folder: Path, part: str, variant: str | None) -> dict:
 
 def describe_parts(config) -> list[dict]:
     """One entry per part: where it comes from and what it is; `error` holds why it could not be detected."""
-    from modules.wan.loading.loader import resolve_model_path
+    from modules.wan.loading.hub import resolve_model_path
 
     model = config.model
     base, base_error, variant = None, None, None

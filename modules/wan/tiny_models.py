@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKLWan,
-    UniPCMultistepScheduler,
     WanImageToVideoPipeline,
     WanPipeline,
     WanTransformer3DModel,
@@ -22,6 +21,7 @@ from diffusers import (
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
 
+from modules.wan.loading.part_folder import official_scheduler
 from modules.wan.variants import VARIANTS, WanVariant
 
 TEXT_DIM = 32
@@ -123,17 +123,6 @@ def build_transformer(
     )
 
 
-def build_scheduler(variant: WanVariant) -> UniPCMultistepScheduler:
-    # The Wan-AI diffusers repos ship UniPC in flow-matching mode with the variant's shift.
-    return UniPCMultistepScheduler(
-        num_train_timesteps=1000,
-        prediction_type="flow_prediction",
-        use_flow_sigmas=True,
-        flow_shift=variant.sample_flow_shift,
-        solver_order=2,
-    )
-
-
 def build_tiny_pipeline(
     variant_name: str, seed: int = 0, transformer_size: dict | None = None, vae_size: dict | None = None
 ):
@@ -150,7 +139,7 @@ def build_tiny_pipeline(
         tokenizer=build_tokenizer(),
         text_encoder=build_text_encoder(),
         vae=build_vae(variant, generator, **(vae_size or {})),
-        scheduler=build_scheduler(variant),
+        scheduler=official_scheduler(variant),
         transformer=build_transformer(variant, **transformer_size),
         transformer_2=build_transformer(variant, **transformer_size) if variant.has_transformer_2 else None,
         boundary_ratio=variant.boundary_ratio,

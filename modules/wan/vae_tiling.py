@@ -29,9 +29,10 @@ def vae_tiling_wanted(config, vram_gib: float | None) -> bool:
         return setting == "on"
     if vram_gib is None:
         return False
-    from modules.memory.planner import plan_memory
+    from modules.memory.plan import build_plan
+    from modules.wan.memory_facts import memory_facts
 
-    return plan_memory(config, vram_gib).vae_tiled
+    return build_plan(config, vram_gib, memory_facts(config)).vae_tiled
 
 
 def apply_vae_tiling(vae, on: bool, tile: dict | None = None) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modules.base.model_loader import ModelLoadError
+from modules.config.train_config import VARIANT_CHOICES
+
 
 @dataclass(frozen=True)
 class WanVariant:
@@ -107,3 +110,33 @@ I2V_A14B = WanVariant(
 )
 
 VARIANTS: dict[str, WanVariant] = {v.name: v for v in (TI2V_5B, T2V_A14B, I2V_A14B)}
+# model.variant's choices are declared with the setting; "auto" (or empty) means: whatever the model files are.
+if set(VARIANT_CHOICES) != {"auto", *VARIANTS}:
+    raise ImportError(f"modules/config/train_config.py VARIANT_CHOICES {VARIANT_CHOICES} does not match {VARIANTS}")
+
+
+def variant_for_in_channels(in_channels: int | None) -> WanVariant | None:
+    """The variant whose transformer takes `in_channels` (16 T2V-A14B, 36 I2V-A14B, 48 TI2V-5B), else None."""
+    return next((v for v in VARIANTS.values() if v.transformer_in_channels == in_channels), None)
+
+
+def check_variant_name(expected: str | None, where: str) -> None:
+    """model.variant must be auto/empty or a known name."""
+    if expected not in (None, "", "auto") and expected not in VARIANTS:
+        raise ModelLoadError(
+            f"{where}: unknown variant {expected!r}. Expected one of: {', '.join(VARIANT_CHOICES)}. "
+            "Fix: set model.variant to one of those."
+        )
+
+
+def check_expected_variant(variant: WanVariant, expected: str | None, where: str, what: str, found: str = "") -> None:
+    """The model found must be the one model.variant names (auto/empty: any); `what` says what was looked at."""
+    check_variant_name(expected, where)
+    if expected in (None, "", "auto") or expected == variant.name:
+        return
+    raise ModelLoadError(
+        f"{where}: {what} holds {variant.name}, but the config asks for {expected} (model.variant). "
+        + (f"Found: {found}. " if found else "")
+        + f"Expected: {what} holding {expected} ({VARIANTS[expected].real_repo_id}). "
+        f"Fix: set model.variant to 'auto' or '{variant.name}', or point the model settings to a {expected} model."
+    )

@@ -1,0 +1,3 @@
+"""Textual-inversion embeddings: vectors.py (files, placeholders, tokenizer), text.py (encoding with them)."""
+
+__all__ = ["text", "vectors"]

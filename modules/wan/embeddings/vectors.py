@@ -23,6 +23,7 @@ import torch
 from safetensors import safe_open
 
 from modules.util.atomic import save_safetensors_atomic
+from modules.util.device import DTYPES
 
 VECTORS_KEY = "umt5"
 PLACEHOLDER_KEY, NUM_VECTORS_KEY, FORMAT_KEY = (
@@ -31,7 +32,6 @@ PLACEHOLDER_KEY, NUM_VECTORS_KEY, FORMAT_KEY = (
     "wan.embedding_format",
 )
 FORMAT_VERSION = "1"
-SAVE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class EmbeddingError(ValueError):
@@ -59,8 +59,8 @@ def save_embedding_file(
     metadata: dict[str, str] | None = None,
     dtype: str = "float32",
 ) -> Path:
-    if dtype not in SAVE_DTYPES:
-        raise EmbeddingError(f"dtype {dtype!r} is unknown; choose one of {', '.join(SAVE_DTYPES)}")
+    if dtype not in DTYPES:
+        raise EmbeddingError(f"dtype {dtype!r} is unknown; choose one of {', '.join(DTYPES)}")
     file_metadata = {
         **(metadata or {}),
         "format": "pt",
@@ -69,7 +69,7 @@ def save_embedding_file(
         FORMAT_KEY: FORMAT_VERSION,
         "wan.embedding_tokens": json.dumps(token_names(placeholder, vectors.shape[0])),
     }
-    return save_safetensors_atomic({VECTORS_KEY: vectors.detach().to("cpu", SAVE_DTYPES[dtype])}, path, file_metadata)
+    return save_safetensors_atomic({VECTORS_KEY: vectors.detach().to("cpu", DTYPES[dtype])}, path, file_metadata)
 
 
 def read_embedding_file(path: str | Path) -> tuple[str, torch.Tensor, dict[str, str]]:
@@ -118,8 +118,13 @@ def add_embedding(model, placeholder: str, vectors: torch.Tensor, trainable: boo
     taken = [name for name in names if name in vocab or "\u2581" + name in vocab]
     if taken or not placeholder.strip() or placeholder != placeholder.strip():
         raise EmbeddingError(
-            f"embedding placeholder {placeholder!r}: {'tokens ' + str(taken) + ' are already known to the tokenizer' if taken else 'must be a word without surrounding spaces'}"
-            " (a placeholder must be a new word, and each embedding may be loaded once). "
+            f"embedding placeholder {placeholder!r}: "
+            + (
+                f"tokens {taken} are already known to the tokenizer"
+                if taken
+                else "must be a word without surrounding spaces"
+            )
+            + " (a placeholder must be a new word, and each embedding may be loaded once). "
             "Fix: choose another placeholder such as '<my-concept>'."
         )
     model.tokenizer.add_tokens(names)

@@ -18,9 +18,9 @@ import torch
 from safetensors import safe_open
 
 from modules.util.atomic import atomic_folder, save_safetensors_atomic
+from modules.util.device import DTYPES
 from modules.wan.formats.key_map import diffusers_to_original_state_dict, original_to_diffusers_state_dict
 
-SAVE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 # Marks a file as written here and says which expert it is (high_noise, low_noise or single).
 FORMAT_KEY, EXPERT_KEY = "wan.model_format", "wan.expert"
@@ -33,9 +33,9 @@ class ModelFileError(ValueError):
 def save_dtype(name: str | torch.dtype) -> torch.dtype:
     if isinstance(name, torch.dtype):
         return name
-    if name not in SAVE_DTYPES:
-        raise ModelFileError(f"dtype {name!r} is unknown; choose one of {', '.join(SAVE_DTYPES)}")
-    return SAVE_DTYPES[name]
+    if name not in DTYPES:
+        raise ModelFileError(f"dtype {name!r} is unknown; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
 
 
 def _cast(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -32,7 +32,10 @@ def _resnet(rest: str) -> str:
 
 
 def vae_diffusers_to_original_key(key: str, num_res_blocks: int, is_residual: bool) -> str:
-    """`decoder.up_blocks.1.resnets.0.conv1.weight` -> `decoder.upsamples.4.residual.2.weight` (Wan2.1, 2 res blocks)."""
+    """`decoder.up_blocks.1.resnets.0.conv1.weight` -> `decoder.upsamples.4.residual.2.weight`.
+
+    (Example for Wan2.1, 2 res blocks.)
+    """
     top, _, rest = key.partition(".")
     if top in _VAE_TOP:
         return f"{_VAE_TOP[top]}.{rest}"

@@ -20,10 +20,10 @@ from safetensors.torch import save_file
 from modules.module.fp8_linear import quantise_fp8
 from modules.util.atomic import atomic_path
 from modules.wan.loading.file_detection import SingleFileInfo
-from modules.wan.loading.headers import DTYPES
+from modules.wan.loading.headers import SAFETENSORS_DTYPES
 from modules.wan.loading.part_load import file_key_function
 
-_CODES = {dtype: code for code, dtype in DTYPES.items()}
+_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 
 
 def single_file_state_dict(

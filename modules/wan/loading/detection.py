@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.variants import I2V_A14B, T2V_A14B, TI2V_5B, VARIANTS, WanVariant
+from modules.wan.variants import (
+    I2V_A14B,
+    T2V_A14B,
+    TI2V_5B,
+    VARIANTS,
+    WanVariant,
+    check_expected_variant,
+    check_variant_name,
+    variant_for_in_channels,
+)
 
 WAN22_PIPELINES = {"WanPipeline": "text-to-video", "WanImageToVideoPipeline": "image-to-video"}
 TRANSFORMER_CLASS = "WanTransformer3DModel"
@@ -136,11 +145,16 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
     """
     path = Path(model_path)
     found = describe_model_folder(path)
-    if expected_variant not in (None, "auto") and expected_variant not in VARIANTS:
-        raise ModelLoadError(
-            f"{path}: unknown variant {expected_variant!r}. Expected one of: auto, {', '.join(VARIANTS)}. "
-            "Fix: set model.variant to one of those."
-        )
+    check_variant_name(expected_variant, str(path))
+    _check_folder_shape(path, found)
+    _check_part_classes(path, found)
+    variant = _structure(path, found)
+    check_expected_variant(variant, expected_variant, str(path), "the folder", summarize(found))
+    return variant
+
+
+def _check_folder_shape(path: Path, found: dict[str, Any]) -> None:
+    """An existing folder with model_index.json (users often point at a file or one level too high)."""
     if not found["exists"]:
         raise _fail(
             path,
@@ -155,7 +169,8 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
             "this is a single file, not a diffusers folder",
             found,
             "a diffusers folder (model_index.json plus transformer/, vae/, text_encoder/, tokenizer/, scheduler/)",
-            f"point to the folder of a diffusers repo such as {TI2V_5B.real_repo_id}; single-file checkpoints are not supported",
+            f"point to the folder of a diffusers repo such as {TI2V_5B.real_repo_id}; single-file checkpoints are not "
+            f"supported",
         )
     if not found["has_model_index"]:
         raise _fail(
@@ -167,6 +182,9 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
             or f"download a diffusers repo ({_REPOS}) or point to the folder that holds model_index.json",
         )
 
+
+def _check_part_classes(path: Path, found: dict[str, Any]) -> None:
+    """A WAN 2.2 pipeline with WAN transformer and VAE classes; other families are refused first."""
     pipeline = found["pipeline"]
     listed = found["components"]
     transformer = found["transformer"]
@@ -223,24 +241,11 @@ def detect_variant(model_path: Path | str, expected_variant: str | None = None) 
             "copy vae/ from the diffusers repo of this model",
         )
 
-    variant = _structure(path, found)
-    if expected_variant not in (None, "auto") and expected_variant != variant.name:
-        raise _fail(
-            path,
-            f"the folder holds {variant.name}, but the config asks for {expected_variant}",
-            found,
-            f"a folder holding {expected_variant} ({VARIANTS[expected_variant].real_repo_id})",
-            f"set model.variant to 'auto' or '{variant.name}', or point model.base_path to a {expected_variant} folder",
-        )
-    return variant
-
 
 def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
     """The variant from channels, VAE kind, experts and flags, checking that every part agrees."""
     pipeline = found["pipeline"]
     t1 = found["transformer"]
-    t2 = found["transformer_2"]
-    vae = found["vae"]
     in_ch, out_ch = t1["in_channels"], t1["out_channels"]
     t2_listed = found["components"].get("transformer_2") is not None
     t2_on_disk = (path / "transformer_2").is_dir()
@@ -259,7 +264,8 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
             wan21_fix,
         )
 
-    if in_ch == TI2V_5B.transformer_in_channels:
+    by_channels = variant_for_in_channels(in_ch)
+    if by_channels is TI2V_5B:
         variant = TI2V_5B
         if t2_listed or t2_on_disk or boundary is not None:
             raise _fail(
@@ -285,84 +291,8 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
                 "expand_timesteps: true (one timestep per latent token)",
                 f"set \"expand_timesteps\": true in model_index.json or re-download {TI2V_5B.real_repo_id}",
             )
-    elif in_ch in (T2V_A14B.transformer_in_channels, I2V_A14B.transformer_in_channels):
-        if not (t2_listed or t2_on_disk or boundary is not None):
-            kind = "T2V" if in_ch == 16 else "I2V"
-            raise _fail(
-                path,
-                f"this is a WAN 2.1 {kind} model (a single {in_ch}-channel transformer, no transformer_2, "
-                "no boundary_ratio)",
-                found,
-                "a WAN 2.2 model",
-                wan21_fix,
-            )
-        variant = I2V_A14B if in_ch == I2V_A14B.transformer_in_channels else T2V_A14B
-        wanted_pipeline = "WanImageToVideoPipeline" if variant is I2V_A14B else "WanPipeline"
-        if pipeline != wanted_pipeline:
-            which = (
-                "an I2V transformer (36 in-channels)" if variant is I2V_A14B else "a T2V transformer (16 in-channels)"
-            )
-            folder_kind = T2V_A14B if pipeline == "WanPipeline" else I2V_A14B
-            raise _fail(
-                path,
-                f"mismatched parts: {which} in a {pipeline} ({WAN22_PIPELINES[pipeline]}) folder",
-                found,
-                f"{wanted_pipeline} for a {variant.transformer_in_channels}-channel transformer, "
-                f"or a {folder_kind.transformer_in_channels}-channel transformer in {pipeline}",
-                f"take transformer/ and transformer_2/ from {folder_kind.real_repo_id}, "
-                f"or use the whole {variant.real_repo_id} folder",
-            )
-        if not t2_on_disk or t2 is None:
-            why = "model_index.json lists transformer_2" if t2_listed else f"boundary_ratio is {boundary}"
-            raise _fail(
-                path,
-                f"the transformer_2 folder (low-noise expert) is missing though {why}",
-                found,
-                f"transformer_2/ with config.json and weights ({variant.name} has two experts)",
-                f"download transformer_2/ of {variant.real_repo_id} into this folder",
-            )
-        if not t2_listed:
-            raise _fail(
-                path,
-                "transformer_2/ is on disk but model_index.json does not list it",
-                found,
-                "\"transformer_2\": [\"diffusers\", \"WanTransformer3DModel\"] in model_index.json",
-                f"add that entry to model_index.json or re-download {variant.real_repo_id}",
-            )
-        if (t2["in_channels"], t2["out_channels"]) != (in_ch, out_ch):
-            raise _fail(
-                path,
-                "mismatched parts: transformer and transformer_2 have different channels "
-                f"({in_ch}/{out_ch} vs {t2['in_channels']}/{t2['out_channels']})",
-                found,
-                "both experts of the same model",
-                f"take transformer/ and transformer_2/ from {variant.real_repo_id}",
-            )
-        if boundary is None:
-            raise _fail(
-                path,
-                "two experts but no boundary_ratio",
-                found,
-                f"boundary_ratio {variant.boundary_ratio} for {variant.name}",
-                f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
-            )
-        if boundary != variant.boundary_ratio:
-            # A reused T2V boundary (0.875) on I2V is a known mistake of other trainers: refuse it.
-            raise _fail(
-                path,
-                f"boundary_ratio {boundary} is not the {variant.name} value",
-                found,
-                f"boundary_ratio {variant.boundary_ratio}",
-                f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
-            )
-        if found["expand_timesteps"]:
-            raise _fail(
-                path,
-                f"expand_timesteps is true in a {variant.name} folder",
-                found,
-                "expand_timesteps false (it is a TI2V-5B feature)",
-                "set \"expand_timesteps\": false in model_index.json",
-            )
+    elif by_channels is not None:
+        variant = _a14b_variant(path, found, by_channels, wan21_fix)
     else:
         raise _fail(
             path,
@@ -380,6 +310,98 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
             f"out_channels {variant.transformer_out_channels}",
             f"re-download transformer/ of {variant.real_repo_id}",
         )
+    _check_vae_kind(path, found, variant)
+    return variant
+
+
+def _a14b_variant(path: Path, found: dict[str, Any], by_channels: WanVariant, wan21_fix: str) -> WanVariant:
+    """T2V-A14B or I2V-A14B: two experts of one model, the matching pipeline, boundary and flags."""
+    pipeline, t2 = found["pipeline"], found["transformer_2"]
+    in_ch, out_ch = found["transformer"]["in_channels"], found["transformer"]["out_channels"]
+    t2_listed = found["components"].get("transformer_2") is not None
+    t2_on_disk = (path / "transformer_2").is_dir()
+    boundary = found["boundary_ratio"]
+    if not (t2_listed or t2_on_disk or boundary is not None):
+        kind = "T2V" if in_ch == 16 else "I2V"
+        raise _fail(
+            path,
+            f"this is a WAN 2.1 {kind} model (a single {in_ch}-channel transformer, no transformer_2, "
+            "no boundary_ratio)",
+            found,
+            "a WAN 2.2 model",
+            wan21_fix,
+        )
+    variant = by_channels
+    wanted_pipeline = "WanImageToVideoPipeline" if variant is I2V_A14B else "WanPipeline"
+    if pipeline != wanted_pipeline:
+        which = "an I2V transformer (36 in-channels)" if variant is I2V_A14B else "a T2V transformer (16 in-channels)"
+        folder_kind = T2V_A14B if pipeline == "WanPipeline" else I2V_A14B
+        raise _fail(
+            path,
+            f"mismatched parts: {which} in a {pipeline} ({WAN22_PIPELINES[pipeline]}) folder",
+            found,
+            f"{wanted_pipeline} for a {variant.transformer_in_channels}-channel transformer, "
+            f"or a {folder_kind.transformer_in_channels}-channel transformer in {pipeline}",
+            f"take transformer/ and transformer_2/ from {folder_kind.real_repo_id}, "
+            f"or use the whole {variant.real_repo_id} folder",
+        )
+    if not t2_on_disk or t2 is None:
+        why = "model_index.json lists transformer_2" if t2_listed else f"boundary_ratio is {boundary}"
+        raise _fail(
+            path,
+            f"the transformer_2 folder (low-noise expert) is missing though {why}",
+            found,
+            f"transformer_2/ with config.json and weights ({variant.name} has two experts)",
+            f"download transformer_2/ of {variant.real_repo_id} into this folder",
+        )
+    if not t2_listed:
+        raise _fail(
+            path,
+            "transformer_2/ is on disk but model_index.json does not list it",
+            found,
+            "\"transformer_2\": [\"diffusers\", \"WanTransformer3DModel\"] in model_index.json",
+            f"add that entry to model_index.json or re-download {variant.real_repo_id}",
+        )
+    if (t2["in_channels"], t2["out_channels"]) != (in_ch, out_ch):
+        raise _fail(
+            path,
+            "mismatched parts: transformer and transformer_2 have different channels "
+            f"({in_ch}/{out_ch} vs {t2['in_channels']}/{t2['out_channels']})",
+            found,
+            "both experts of the same model",
+            f"take transformer/ and transformer_2/ from {variant.real_repo_id}",
+        )
+    if boundary is None:
+        raise _fail(
+            path,
+            "two experts but no boundary_ratio",
+            found,
+            f"boundary_ratio {variant.boundary_ratio} for {variant.name}",
+            f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
+        )
+    if boundary != variant.boundary_ratio:
+        # A reused T2V boundary (0.875) on I2V is a known mistake of other trainers: refuse it.
+        raise _fail(
+            path,
+            f"boundary_ratio {boundary} is not the {variant.name} value",
+            found,
+            f"boundary_ratio {variant.boundary_ratio}",
+            f"set \"boundary_ratio\": {variant.boundary_ratio} in model_index.json",
+        )
+    if found["expand_timesteps"]:
+        raise _fail(
+            path,
+            f"expand_timesteps is true in a {variant.name} folder",
+            found,
+            "expand_timesteps false (it is a TI2V-5B feature)",
+            "set \"expand_timesteps\": false in model_index.json",
+        )
+    return variant
+
+
+def _check_vae_kind(path: Path, found: dict[str, Any], variant: WanVariant) -> None:
+    """The VAE must be the one of the variant: Wan2.2 (z_dim 48) for TI2V-5B, Wan2.1 (z_dim 16) for A14B."""
+    vae, in_ch = found["vae"], found["transformer"]["in_channels"]
     wan22_vae = variant.latent_channels == 48
     vae_patch = vae["patch_size"] or 1
     if (
@@ -396,4 +418,3 @@ def _structure(path: Path, found: dict[str, Any]) -> WanVariant:
             f"{vae_name} for {variant.name}",
             f"copy vae/ from {variant.real_repo_id}",
         )
-    return variant

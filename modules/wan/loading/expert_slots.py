@@ -44,7 +44,8 @@ def check_expert_slots(sources: dict[str, ExpertSource | None], variant: WanVari
         raise ModelLoadError(
             f"{sources['transformer'].path} and {sources['transformer_2'].path}: both file names say "
             f"{_words(named['transformer'])}. Expected: one high-noise and one low-noise file of the same model. "
-            f"Fix: set {EXPERT_SETTINGS['transformer']} to the high-noise file and {EXPERT_SETTINGS['transformer_2']} to the low-noise file."
+            f"Fix: set {EXPERT_SETTINGS['transformer']} to the high-noise file and {EXPERT_SETTINGS['transformer_2']} "
+            f"to the low-noise file."
         )
     for part, expert in named.items():
         slot, other = SLOT_EXPERT[part], _other(part)
@@ -71,9 +72,12 @@ def unknown_expert(path: Path, part: str, variant: WanVariant) -> ModelLoadError
     return ModelLoadError(
         f"{path}: which expert is this {variant.name} file, high-noise or low-noise? Its name says neither (no "
         f"'high_noise' / 'low_noise') and {EXPERT_SETTINGS[other]} is empty, so the other expert is missing too. "
-        f"Found: it is set as {EXPERT_SETTINGS[part]} (the {_words(SLOT_EXPERT[part])} slot), and both experts have the "
-        f"same names and shapes, so the file itself cannot tell. Expected: the high-noise file in {EXPERT_SETTINGS['transformer']} and the "
-        f"low-noise file in {EXPERT_SETTINGS['transformer_2']}. Fix: if it is the {_words(SLOT_EXPERT[part])} expert, keep "
+        f"Found: it is set as {EXPERT_SETTINGS[part]} (the {_words(SLOT_EXPERT[part])} slot), and both experts have "
+        f"the "
+        f"same names and shapes, so the file itself cannot tell. Expected: the high-noise file in "
+        f"{EXPERT_SETTINGS['transformer']} and the "
+        f"low-noise file in {EXPERT_SETTINGS['transformer_2']}. Fix: if it is the {_words(SLOT_EXPERT[part])} expert, "
+        f"keep "
         f"it and set {EXPERT_SETTINGS[other]} to the {_words(SLOT_EXPERT[other])} file; if not, move it to "
         f"{EXPERT_SETTINGS[other]} and set {EXPERT_SETTINGS[part]} to the {_words(SLOT_EXPERT[part])} file."
     )

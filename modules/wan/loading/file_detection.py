@@ -16,7 +16,7 @@ from pathlib import Path
 from modules.base.model_loader import ModelLoadError
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES
 from modules.wan.loading.weight_file import WeightFile
-from modules.wan.variants import I2V_A14B, T2V_A14B, TI2V_5B, VARIANTS, WanVariant
+from modules.wan.variants import VARIANTS, WanVariant, variant_for_in_channels
 
 # Tensors that describe fp8 scaling or ship extras, not weights of the model.
 SCALE_SUFFIXES = (".scale_weight", ".scale_input")
@@ -167,15 +167,14 @@ def _transformer(path: Path, shapes: dict[str, tuple[int, ...]], common: dict) -
     if _WAN21_NAME.search(path.name) or dim == 1536:
         why = "the file name says WAN 2.1" if _WAN21_NAME.search(path.name) else "dim 1536 is the WAN 2.1 1.3B model"
         raise _fail(path, f"this is a WAN 2.1 transformer ({why}; {found})", "a WAN 2.2 transformer", _WAN21_FIX)
-    by_channels = {v.transformer_in_channels: v for v in (T2V_A14B, I2V_A14B, TI2V_5B)}
-    if in_channels not in by_channels:
+    variant = variant_for_in_channels(in_channels)
+    if variant is None:
         raise _fail(
             path,
             f"transformer in_channels {in_channels} fits no WAN 2.2 model ({found})",
             "16 (T2V-A14B), 36 (I2V-A14B) or 48 (TI2V-5B)",
             "use a WAN 2.2 transformer file",
         )
-    variant = by_channels[in_channels]
     if not variant.has_transformer_2 and common["expert"]:
         common = {**common, "expert": None}  # "high"/"low" in a 5B file name means nothing
     return SingleFileInfo(part="transformer", naming=naming, variant=variant, **common)

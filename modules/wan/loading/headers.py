@@ -18,7 +18,7 @@ import torch
 from modules.base.model_loader import ModelLoadError
 
 # safetensors dtype codes (the format's own names) -> torch dtypes.
-DTYPES: dict[str, torch.dtype] = {
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
     "F32": torch.float32,
     "F16": torch.float16,
@@ -45,7 +45,7 @@ class TensorInfo:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        return SAFETENSORS_DTYPES[self.dtype]
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,12 @@ def read_header(path: str | Path, what: str = "weights") -> SafetensorsHeader:
             dtype, shape, (begin, end) = entry["dtype"], tuple(int(s) for s in entry["shape"]), entry["data_offsets"]
         except (KeyError, TypeError, ValueError) as error:
             raise _broken(path, f"a malformed header entry for {name!r} ({error})", what) from error
-        if dtype not in DTYPES:
+        if dtype not in SAFETENSORS_DTYPES:
             raise ModelLoadError(
                 f"{path}: tensor {name!r} has dtype {dtype}, which this trainer cannot load. "
-                f"Expected one of {', '.join(DTYPES)}. Fix: convert the file to bf16/fp16 safetensors."
+                f"Expected one of {', '.join(SAFETENSORS_DTYPES)}. Fix: convert the file to bf16/fp16 safetensors."
             )
-        if end - begin != math.prod(shape) * DTYPES[dtype].itemsize or begin < 0:
+        if end - begin != math.prod(shape) * SAFETENSORS_DTYPES[dtype].itemsize or begin < 0:
             raise _broken(path, f"tensor {name!r}: {end - begin} bytes for shape {list(shape)} {dtype}", what)
         tensors[name] = TensorInfo(dtype, shape, data_start + begin, data_start + end)
     needed = max((t.end for t in tensors.values()), default=data_start)

@@ -12,6 +12,7 @@ file lacks, an extra weight, or a shape that differs from the config is found be
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from accelerate import init_empty_weights
@@ -22,7 +23,7 @@ from modules.base.model_loader import ModelLoadError
 from modules.module.fp8_linear import convert_to_fp8_storage, quantise_fp8
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.formats.part_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
-from modules.wan.loading.file_detection import SingleFileInfo
+from modules.wan.loading.file_detection import SingleFileInfo, detect_single_file
 from modules.wan.loading.weight_file import WeightFile
 
 PART_CLASSES = {"transformer": WanTransformer3DModel, "vae": AutoencoderKLWan, "text_encoder": UMT5EncoderModel}
@@ -186,3 +187,11 @@ def load_part_from_file(
         convert_to_fp8_storage(module, scales)
     module.eval()
     return module
+
+
+def check_file_fits(path: str | Path, config: dict) -> SingleFileInfo:
+    """Detect a file and check its names and shapes against a config, reading the header only (no data)."""
+    with WeightFile(path, "model") as file:
+        info = detect_single_file(path, file=file)
+    check_names_and_shapes(info, config, str(path))
+    return info

@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.loading.headers import DTYPES, TensorReader, read_header
+from modules.wan.loading.headers import SAFETENSORS_DTYPES, TensorReader, read_header
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 TORCH_SUFFIXES = (".pth", ".pt")
-_CODES = {dtype: code for code, dtype in DTYPES.items()}
+_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 
 
 class WeightFile:
@@ -52,7 +52,8 @@ class WeightFile:
                 )
             )
             raise ModelLoadError(
-                f"{self.path}: unsupported format for the {what} ({suffix or 'no suffix'}: {hint}). Expected: a .safetensors "
+                f"{self.path}: unsupported format for the {what} ({suffix or 'no suffix'}: {hint}). Expected: a "
+                f".safetensors "
                 "single file (fp32, bf16, fp16, fp8 or fp8 scaled), a Wan-AI .pth file, or a diffusers folder. "
                 "Fix: download the .safetensors version of this model (e.g. from Comfy-Org/Wan_2.2_ComfyUI_Repackaged)."
             )
@@ -90,7 +91,8 @@ def _torch_load(path: Path, what: str) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # weights_only refusals, corrupt zips, old non-zip pickles
         raise ModelLoadError(
-            f"{path}: cannot load the {what} .pth file safely ({type(error).__name__}: {error}). Expected: a tensor-only "
+            f"{path}: cannot load the {what} .pth file safely ({type(error).__name__}: {error}). Expected: a "
+            f"tensor-only "
             "state dict (torch.save of a dict of tensors), loaded with weights_only=True. "
             "Fix: re-download the file, or use its .safetensors version."
         ) from error

@@ -1,0 +1,3 @@
+"""Sampling: WanModelSampler (sampler.py) equal to diffusers' pipelines; settings.py, pipeline.py, loras.py."""
+
+__all__ = ["loras", "pipeline", "sampler", "settings"]

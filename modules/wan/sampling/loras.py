@@ -1,6 +1,6 @@
 """LoRAs (a weight per LoRA and per expert) and embeddings for sampling a base model.
 
-LoRA files are read with lora_saver.load_lora_file (ComfyUI or diffusers layout, alpha kept) and attached
+LoRA files are read with formats/lora_file.load_lora_file (ComfyUI or diffusers layout, alpha kept) and attached
 as named peft adapters, the same layers diffusers' loader would create; each expert gets its own weight
 through diffusers' `set_adapters`. An A14B LoRA saved by this trainer is a pair of files
 `<stem>_high_noise.safetensors` / `<stem>_low_noise.safetensors`; giving `<stem>.safetensors` finds both.
@@ -15,9 +15,9 @@ from pathlib import Path
 from safetensors import safe_open
 
 from modules.module.lora import attach_lora, set_lora_state_dict
+from modules.wan.formats.lora_file import ALPHA_KEY, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
 from modules.wan.model import WanModel
 from modules.wan.sampling.settings import SampleError
-from modules.wan.saving.lora_saver import ALPHA_KEY, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
 from modules.wan.training.experts import HIGH, LOW
 
 log = logging.getLogger("wan_trainer.samples")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from modules.base.model_saver import BaseModelSaver
 from modules.wan.embeddings.vectors import save_embedding_file, write_vectors
+from modules.wan.formats.lora_file import training_metadata
 from modules.wan.model import WanModel
-from modules.wan.saving.lora_saver import training_metadata
 from modules.wan.training.embedding_setup import trained_embedding
 
 

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 from modules.base.model_saver import BaseModelSaver
+from modules.wan.formats.lora_file import EXPERT_FILE_SUFFIX, expert_paths, model_spec, training_metadata
 from modules.wan.formats.model_files import EXPERT_KEY, save_single_file, write_model_folder
 from modules.wan.model import WanModel
-from modules.wan.saving.lora_saver import EXPERT_FILE_SUFFIX, expert_paths, model_spec, training_metadata
 
 DIFFUSERS_SUFFIX = "-diffusers"
 

@@ -18,7 +18,7 @@ from modules.config.validation import ConfigError
 from modules.wan.embeddings.text import encode_text_with_vectors
 from modules.wan.embeddings.vectors import LoadedEmbedding, loaded_embeddings, read_vectors, write_vectors
 from modules.wan.model import WanModel
-from modules.wan.training.lora_setup import WanLoRASetup
+from modules.wan.training.setup_base import WanTrainingSetup
 
 log = logging.getLogger("wan_trainer")
 
@@ -27,13 +27,13 @@ def trained_embedding(model: WanModel) -> LoadedEmbedding:
     found = [e for e in loaded_embeddings(model).values() if e.trainable]
     if len(found) != 1:
         raise ConfigError(
-            "training_method 'embedding' needs the model loaded by WanModelWithEmbeddingsLoader "
+            "training_method 'embedding' needs the model loaded by WanTrainingModelLoader "
             "(modules/registry.py), which adds the trained embedding"
         )
     return found[0]
 
 
-class WanEmbeddingSetup(WanLoRASetup):
+class WanEmbeddingSetup(WanTrainingSetup):
     def setup_model(self, model: WanModel, config) -> None:
         self.freeze_and_route(model, config)
         self.embedding = trained_embedding(model)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from modules.config.validation import ConfigError
-from modules.module.flow_matching import sigma_cdf
+from modules.module.flow_matching import distribution_settings, sigma_cdf
 from modules.wan.variants import WanVariant
 
 HIGH, LOW = "transformer", "transformer_2"
@@ -41,14 +41,7 @@ def high_noise_share(training, experts_config, boundary: float) -> float:
     """Share of steps for the high-noise expert: configured, or the distribution's own mass above the boundary."""
     if experts_config.high_noise_step_ratio is not None:
         return experts_config.high_noise_step_ratio
-    below = sigma_cdf(
-        boundary,
-        distribution=training.timestep_distribution,
-        shift=training.flow_shift,
-        logit_mean=training.logit_mean,
-        logit_std=training.logit_std,
-        sigmoid_scale=training.sigmoid_scale,
-    )
+    below = sigma_cdf(boundary, **distribution_settings(training))
     return 1.0 - below
 
 

@@ -1,6 +1,6 @@
 """WanFineTuneSetup: full fine-tuning of the WAN 2.2 transformer(s), optionally of selected blocks only.
 
-The objective, timestep draw, expert routing and offloading are the LoRA setup's (one objective for every
+The objective, timestep draw, expert routing and offloading are WanTrainingSetup's (one objective for every
 method); only what trains differs: the expert's own weights instead of adapters.
 """
 
@@ -14,7 +14,7 @@ from modules.config.validation import ConfigError
 from modules.module.lora import filter_matcher
 from modules.util.device import DTYPES
 from modules.wan.model import WanModel
-from modules.wan.training.lora_setup import WanLoRASetup
+from modules.wan.training.setup_base import WanTrainingSetup
 
 # "3" or "0-9": block indices; every other filter item is a name substring or regex (modules/module/lora.py).
 _BLOCK_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -65,7 +65,7 @@ def trainable_parameter_names(transformer: torch.nn.Module, block_filter: str) -
     return names
 
 
-class WanFineTuneSetup(WanLoRASetup):
+class WanFineTuneSetup(WanTrainingSetup):
     def setup_model(self, model: WanModel, config) -> None:
         self.freeze_and_route(model, config)
         weight_dtype = DTYPES[config.finetune.weight_dtype]

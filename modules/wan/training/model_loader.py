@@ -1,4 +1,5 @@
-"""WanModelLoader plus embeddings: frozen embedding files for every method, and the trained one for "embedding".
+"""WanTrainingModelLoader: the model a WAN training run needs, whatever the method: WanModelLoader's model plus
+the embeddings (frozen embedding files for every method, and the trained one for "embedding").
 
 Embeddings are added right after loading, before captions are cached, so the cache keys (which include
 `embedding_identity`) and the cached captions see exactly the tokens and vectors training uses.
@@ -15,7 +16,9 @@ from modules.wan.model import WanModel
 log = logging.getLogger("wan_trainer")
 
 
-class WanModelWithEmbeddingsLoader(WanModelLoader):
+class WanTrainingModelLoader(WanModelLoader):
+    """The plugin's loader (modules/registry.py) for LoRA, full and embedding training alike."""
+
     def load(self, config) -> WanModel:
         model = super().load(config)
         settings = config.embedding

@@ -1,0 +1,39 @@
+"""Beside Start: the estimated peak GPU memory of the current settings against the GPU found, in words.
+
+The estimate is the memory planner's (modules/memory/planner.py: `plan_memory(config) -> MemoryPlan` with
+`peak_gib` and `verdict(vram_gib)`), the same one docs/presets.md and the presets test use. It is imported
+when needed, so the window opens without it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+NOT_AVAILABLE = "memory estimate not available"
+
+
+@lru_cache(maxsize=1)
+def gpu_memory_gib() -> float | None:
+    """Total memory of the first CUDA/ROCm device, or None (no GPU, or torch cannot see one)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_properties(0).total_memory / 2**30
+    except Exception:  # noqa: BLE001 - no GPU information is an answer too
+        return None
+    return None
+
+
+def memory_hint(config) -> str:
+    try:
+        from modules.memory.planner import plan_memory
+    except ImportError:
+        return NOT_AVAILABLE
+    try:
+        plan = plan_memory(config)
+    except Exception as error:  # noqa: BLE001 - an estimate that fails must not block the window
+        return f"memory estimate failed: {error}"
+    vram = gpu_memory_gib()
+    found = f" (GPU: {vram:.0f} GiB)" if vram else " (no GPU found)"
+    return f"peak ~{plan.peak_gib:.1f} GiB: {plan.verdict(vram)}{found}"

@@ -1,0 +1,216 @@
+"""The Run area, beside every tab: Start / Stop / Kill / Resume, the memory hint, progress, the live loss
+plot, the latest sample and the log. Training runs in a child process (run_process.py); this panel reads its
+output and events only from Tk's main thread, polling with `after()`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import customtkinter as ctk
+
+from modules.config.loading import save_config
+from modules.trainer.stop_request import EXIT_ABORTED, EXIT_STOPPED
+from modules.ui.field_widgets import ERROR_COLOR
+from modules.ui.loss_plot import LossPlot
+from modules.ui.run_process import REPO, RunProcess
+from modules.ui.sample_view import SampleView
+
+POLL_MS = 100
+LOG_LINES = 2000
+RESUME_ARGS = ["--config-value", "backup.continue_last_backup=true"]
+PROGRESS_BAR = re.compile(r"^(.{1,60}?):\s+\d+%\|")  # tqdm's "caching latents:  44%|###"
+
+
+def workspace_of(config) -> Path:
+    workspace = Path(config.output.workspace_dir)
+    return workspace if workspace.is_absolute() else REPO / workspace  # the child runs in the repository
+
+
+class RunPanel(ctk.CTkFrame):
+    def __init__(self, parent, current_config: Callable[[], object | None]):
+        super().__init__(parent)
+        self.current_config = current_config
+        self.run: RunProcess | None = None
+        self.config_valid = False
+        self.total_steps = 0
+        self.step = 0
+        self.step_times: list[float] = []
+        self.status_kind = "idle"  # idle, running, done, stopped, failed, killed
+        self.error_text: str | None = None
+        self.outputs: list[str] = []
+        self.last_bar: str | None = None
+        self.grid_columnconfigure(0, weight=1)
+
+        buttons = ctk.CTkFrame(self, fg_color="transparent")
+        buttons.grid(row=0, column=0, sticky="ew", padx=6, pady=(6, 2))
+        self.start_button = ctk.CTkButton(buttons, text="Start", width=80, command=self.start)
+        self.stop_button = ctk.CTkButton(buttons, text="Stop", width=70, command=self.stop, state="disabled")
+        self.kill_button = ctk.CTkButton(
+            buttons, text="Kill", width=60, command=self.kill, state="disabled", fg_color="#a33"
+        )
+        self.resume_button = ctk.CTkButton(buttons, text="Resume from latest backup", command=self.resume)
+        for button in (self.start_button, self.stop_button, self.kill_button, self.resume_button):
+            button.pack(side="left", padx=(0, 6))
+        self.memory_label = ctk.CTkLabel(self, text="", anchor="w", justify="left", wraplength=500)
+        self.memory_label.grid(row=1, column=0, sticky="ew", padx=8)
+        self.status_label = ctk.CTkLabel(self, text="", anchor="w", justify="left", wraplength=500)
+        self.status_label.grid(row=2, column=0, sticky="ew", padx=8)
+        self.progress_bar = ctk.CTkProgressBar(self)
+        self.progress_bar.set(0)
+        self.progress_bar.grid(row=3, column=0, sticky="ew", padx=8, pady=(6, 0))
+        self.progress_label = ctk.CTkLabel(self, text="not started", anchor="w")
+        self.progress_label.grid(row=4, column=0, sticky="ew", padx=8)
+        self.loss_plot = LossPlot(self)
+        self.loss_plot.grid(row=5, column=0, sticky="nsew", padx=6, pady=4)
+        self.sample_view = SampleView(self)
+        self.sample_view.grid(row=6, column=0, sticky="ew", padx=6, pady=4)
+        self.log = ctk.CTkTextbox(self, height=160, wrap="word")
+        self.log.grid(row=7, column=0, sticky="nsew", padx=6, pady=(4, 6))
+        self.grid_rowconfigure(7, weight=1)
+
+    # ---- state shown to the user --------------------------------------------------------------------
+    def set_config_state(self, valid: bool, message: str | None) -> None:
+        """Start and Resume only for a config the trainer accepts; the reason otherwise."""
+        self.config_valid = valid
+        if self.status_kind in ("idle", "invalid", "valid"):
+            self._status("valid" if valid else "invalid", "" if valid else f"cannot start: {message}")
+        self._update_buttons()
+
+    def set_memory_hint(self, text: str) -> None:
+        self.memory_label.configure(text=text)
+
+    def _status(self, kind: str, text: str) -> None:
+        self.status_kind = kind
+        bad = kind in ("failed", "invalid", "killed")
+        self.status_label.configure(text=text, text_color=ERROR_COLOR if bad else ("gray10", "gray90"))
+
+    def _update_buttons(self) -> None:
+        running = self.run is not None
+        can_start = "normal" if self.config_valid and not running else "disabled"
+        self.start_button.configure(state=can_start)
+        self.resume_button.configure(state=can_start)
+        self.stop_button.configure(state="normal" if running else "disabled")
+        self.kill_button.configure(state="normal" if running else "disabled")
+
+    # ---- buttons ------------------------------------------------------------------------------------
+    def start(self, resume: bool = False) -> None:
+        config = self.current_config()
+        if config is None or self.run is not None:
+            return
+        folder = workspace_of(config) / "ui"
+        config_path = folder / "run_config.json"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_config(config, config_path)
+        self.error_text, self.outputs, self.step_times = None, [], []
+        self.step = self.total_steps = 0
+        self.progress_bar.set(0)
+        self.progress_label.configure(text="starting...")
+        if not resume:
+            self.loss_plot.clear()
+            self.sample_view.clear()
+        self.run = RunProcess(config_path, folder / "events.jsonl", RESUME_ARGS if resume else [])
+        self._append_log(f"$ {' '.join(self.run.command)}")
+        self._status("running", "resuming from the latest backup..." if resume else "loading and caching...")
+        self._update_buttons()
+        self.after(POLL_MS, self.poll)
+
+    def resume(self) -> None:
+        self.start(resume=True)
+
+    def stop(self) -> None:
+        if self.run is not None:
+            self.run.stop()
+            self._status("running", "stopping after this step; a backup is written...")
+
+    def kill(self) -> None:
+        if self.run is not None:
+            self.run.kill()
+
+    # ---- following the child ------------------------------------------------------------------------
+    def poll(self) -> None:
+        run = self.run
+        if run is None:
+            return
+        for line in run.new_lines():
+            self._append_log(line)
+        for event in run.new_events():
+            self.handle_event(event)
+        code = run.finished()
+        if code is None:
+            self.after(POLL_MS, self.poll)
+            return
+        for event in run.new_events():
+            self.handle_event(event)
+        self.run = None
+        self._finished(code)
+        self._update_buttons()
+
+    def handle_event(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "start":
+            self.total_steps, self.step = event["total_steps"], event["start_step"]
+            # A resumed run starts again at its backup's step: the plot keeps the points before it.
+            self.loss_plot.points = [p for p in self.loss_plot.points if p[0] <= self.step]
+            self._status("running", f"training from step {self.step}")
+            self._show_progress(None, None)
+        elif kind == "step":
+            self.step, self.total_steps = event["step"], event["total_steps"]
+            self.step_times.append(event["time"])
+            self.loss_plot.add(event["step"], event["loss"])
+            self._show_progress(event["loss"], event["lr"])
+        elif kind == "sample":
+            self.sample_view.show(Path(event["path"]))
+        elif kind == "done":
+            self.outputs = event["outputs"]
+        elif kind == "stopped":
+            self._status("stopped", event["text"])
+        elif kind == "error":
+            self.error_text = event["text"]
+
+    def _show_progress(self, loss: float | None, lr: float | None) -> None:
+        total = max(self.total_steps, 1)
+        self.progress_bar.set(self.step / total)
+        parts = [f"step {self.step}/{self.total_steps}"]
+        if loss is not None:
+            parts += [f"loss {loss:.4f}", f"lr {lr:.2e}"]
+        recent = self.step_times[-11:]
+        if len(recent) > 1:
+            per_step = (recent[-1] - recent[0]) / (len(recent) - 1)
+            eta = datetime.timedelta(seconds=round(per_step * (self.total_steps - self.step)))
+            parts += [f"{per_step:.2f} s/step", f"ETA {eta}"]
+        self.progress_label.configure(text="  ·  ".join(parts))
+
+    def _finished(self, code: int) -> None:
+        if code == 0:
+            self._status("done", f"finished {self.step} steps; saved: {', '.join(self.outputs)}")
+        elif code == EXIT_STOPPED:
+            if self.status_kind != "stopped":
+                self._status("stopped", "stopped; a backup was written")
+        elif code == EXIT_ABORTED or code < 0:
+            self._status("killed", f"the run was ended at once (exit {code}); earlier backups are kept")
+        else:
+            if self.step == 0:
+                self.progress_label.configure(text="no step done")
+            self.error_text = self.error_text or self._last_log_line()
+            self._status("failed", f"training failed (exit {code}): {self.error_text}")
+
+    # ---- log ----------------------------------------------------------------------------------------
+    def _append_log(self, line: str) -> None:
+        # A progress bar (caching) redraws itself with carriage returns: each redraw replaces the last one.
+        bar = PROGRESS_BAR.match(line)
+        if bar and self.last_bar == bar.group(1):
+            self.log.delete("end-2l", "end-1l")
+        self.last_bar = bar.group(1) if bar else None
+        self.log.insert("end", line + "\n")
+        lines = int(self.log.index("end-1c").split(".")[0])
+        if lines > LOG_LINES:
+            self.log.delete("1.0", f"{lines - LOG_LINES}.0")
+        self.log.see("end")
+
+    def _last_log_line(self) -> str:
+        lines = [line for line in self.log.get("1.0", "end").splitlines() if line.strip()]
+        return lines[-1] if lines else "no output"

@@ -1,0 +1,80 @@
+"""The latest sample: a few of its frames in the window and a button that opens the video file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import customtkinter as ctk
+from PIL import Image
+
+FRAMES_SHOWN = 4
+THUMB = 96
+
+
+def read_frames(path: Path, count: int = FRAMES_SHOWN) -> list[Image.Image]:
+    """`count` frames spread over the video (or over a folder of PNG frames)."""
+    if path.is_dir():
+        files = sorted(path.glob("*.png"))
+        images = [Image.open(f).convert("RGB") for f in files]
+    else:
+        import av
+
+        with av.open(str(path)) as container:
+            images = [frame.to_image() for frame in container.decode(video=0)]
+    if not images:
+        return []
+    picks = [round(i * (len(images) - 1) / max(count - 1, 1)) for i in range(min(count, len(images)))]
+    return [images[i] for i in picks]
+
+
+class SampleView(ctk.CTkFrame):
+    def __init__(self, parent):
+        super().__init__(parent)
+        self.path: Path | None = None
+        self.frames: list[Image.Image] = []
+        self.caption = ctk.CTkLabel(self, text="no sample yet", anchor="w")
+        self.caption.grid(row=0, column=0, columnspan=FRAMES_SHOWN, sticky="w", padx=4)
+        self.open_button = ctk.CTkButton(self, text="Open video", width=100, command=self.open, state="disabled")
+        self.open_button.grid(row=0, column=FRAMES_SHOWN, padx=4, pady=2)
+        self.images = [ctk.CTkLabel(self, text="", width=THUMB, height=THUMB) for _ in range(FRAMES_SHOWN)]
+        for column, label in enumerate(self.images):
+            label.grid(row=1, column=column, padx=2, pady=2)
+
+    def clear(self) -> None:
+        self.path, self.frames = None, []
+        for label in self.images:
+            label.configure(image=None)
+        self.caption.configure(text="no sample yet")
+        self.open_button.configure(state="disabled")
+
+    def show(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.frames = read_frames(self.path)
+        except Exception as error:  # noqa: BLE001 - a preview that cannot be read is reported, never fatal
+            self.frames = []
+            self.caption.configure(text=f"{self.path.name}: cannot show ({error})")
+            return
+        for label, frame in zip(self.images, self.frames + [None] * FRAMES_SHOWN):
+            if frame is None:
+                label.configure(image=None)
+                continue
+            scale = THUMB / max(frame.size)
+            size = (max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))
+            label.configure(image=ctk.CTkImage(light_image=frame, size=size))
+        self.caption.configure(text=f"latest sample: {self.path.name}")
+        self.open_button.configure(state="normal")
+
+    def open(self) -> None:
+        if self.path is None:
+            return
+        try:
+            if sys.platform == "win32":
+                os.startfile(self.path)  # noqa: S606
+            else:
+                subprocess.Popen(["open" if sys.platform == "darwin" else "xdg-open", str(self.path)])
+        except OSError as error:
+            self.caption.configure(text=f"cannot open {self.path} ({error}); open it with a video player")

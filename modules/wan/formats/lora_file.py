@@ -1,0 +1,236 @@
+"""LoRA files for WAN 2.2: the ComfyUI layout (default) and the diffusers layout, written atomically.
+
+ComfyUI matches LoRA keys against its own model's weight names, which are the original Wan names, so the
+default file uses those: `diffusion_model.blocks.0.self_attn.q.lora_A.weight` plus a per-module `.alpha`.
+diffusers' WanLoraLoaderMixin reads that layout too. The diffusers layout
+(`transformer.blocks.0.attn1.to_q.lora_A.weight`) cannot carry `.alpha` keys (diffusers rejects keys without
+"lora"), so rank and alpha go into the `lora_adapter_metadata` JSON that diffusers' own saver writes.
+See docs/lora_format.md. Also the file names per expert and the training metadata every saver writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from modules.util.atomic import save_safetensors_atomic
+from modules.util.device import DTYPES
+from modules.util.resources import MODEL_SPECS_DIR
+from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
+
+LORA_FORMATS = ("comfyui", "diffusers")
+COMFYUI_PREFIX = "diffusion_model."
+DIFFUSERS_PREFIX = "transformer."
+# The safetensors metadata key diffusers reads LoraConfig kwargs from (diffusers.loaders.lora_base).
+DIFFUSERS_ADAPTER_METADATA_KEY = "lora_adapter_metadata"
+# Rank and alpha under the names kohya-style tools and model sites read.
+RANK_KEY, ALPHA_KEY, FORMAT_KEY = "ss_network_dim", "ss_network_alpha", "wan.lora_format"
+
+_PEFT_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)\.weight$")
+# Down/up names other tools use for the same two matrices.
+_ORIGINAL_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_down|lora_up)\.weight$")
+_PART = {"lora_A": "lora_A", "lora_down": "lora_A", "lora_B": "lora_B", "lora_up": "lora_B"}
+
+
+class LoraFileError(ValueError):
+    pass
+
+
+# ---- metadata ----------------------------------------------------------------------------------------
+def model_spec(variant_name: str) -> dict[str, str]:
+    """resources/model_specs/<variant>-lora.json: the modelspec.* entries of a LoRA for that variant."""
+    path = MODEL_SPECS_DIR / f"{variant_name}-lora.json"
+    if not path.is_file():
+        known = sorted(p.name.removesuffix("-lora.json") for p in MODEL_SPECS_DIR.glob("*-lora.json"))
+        raise LoraFileError(f"{path}: no model spec for variant {variant_name!r} (known: {', '.join(known)})")
+    return {str(k): str(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
+def _as_metadata_value(value: object) -> str:
+    # safetensors metadata holds strings only; anything else is stored as its JSON text.
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# ---- layouts -----------------------------------------------------------------------------------------
+def lora_modules(peft_state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Diffusers module name -> (lora_A, lora_B); raises if a key is not a LoRA matrix or a pair is incomplete."""
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in peft_state_dict.items():
+        match = _PEFT_KEY.match(key)
+        if not match:
+            raise LoraFileError(f"{key!r} is not a LoRA key (<module>.lora_A.weight / <module>.lora_B.weight)")
+        parts.setdefault(match["module"], {})[match["part"]] = value
+    incomplete = sorted(m for m, p in parts.items() if len(p) != 2)
+    if incomplete:
+        raise LoraFileError(f"LoRA modules without both lora_A and lora_B: {incomplete[:5]}")
+    return {m: (p["lora_A"], p["lora_B"]) for m, p in parts.items()}
+
+
+def to_comfyui_state_dict(
+    peft_state_dict: dict[str, torch.Tensor], alpha: float, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for module, (down, up) in lora_modules(peft_state_dict).items():
+        name = COMFYUI_PREFIX + diffusers_to_original_key(module)
+        out[f"{name}.lora_A.weight"] = down.detach().to("cpu", dtype)
+        out[f"{name}.lora_B.weight"] = up.detach().to("cpu", dtype)
+        # A 0-dim float32 scalar: readers do `.item()`, and float32 holds any alpha a user types.
+        out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch.float32)
+    return out
+
+
+def to_diffusers_state_dict(
+    peft_state_dict: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for module, (down, up) in lora_modules(peft_state_dict).items():
+        out[f"{DIFFUSERS_PREFIX}{module}.lora_A.weight"] = down.detach().to("cpu", dtype)
+        out[f"{DIFFUSERS_PREFIX}{module}.lora_B.weight"] = up.detach().to("cpu", dtype)
+    return out
+
+
+def diffusers_adapter_metadata(modules: list[str], rank: int, alpha: float) -> str:
+    """The LoraConfig kwargs diffusers' loader builds the adapter from (keys prefixed by the component)."""
+    config = {"r": rank, "lora_alpha": alpha, "target_modules": sorted(modules)}
+    return json.dumps({f"{DIFFUSERS_PREFIX}{k}": v for k, v in config.items()}, indent=2, sort_keys=True)
+
+
+# ---- save / load -------------------------------------------------------------------------------------
+def save_lora_file(
+    peft_state_dict: dict[str, torch.Tensor],
+    path: str | Path,
+    *,
+    format: str = "comfyui",
+    rank: int,
+    alpha: float,
+    metadata: dict[str, str] | None = None,
+    variant: str | None = None,
+    dtype: str | torch.dtype = "float32",
+) -> Path:
+    """Write one LoRA file. `metadata` (training settings) is merged over the variant's model spec."""
+    if format not in LORA_FORMATS:
+        raise LoraFileError(f"LoRA format {format!r} is unknown; choose one of {', '.join(LORA_FORMATS)}")
+    torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+    modules = lora_modules(peft_state_dict)
+    wrong_rank = sorted(m for m, (down, _) in modules.items() if down.shape[0] != rank)
+    if wrong_rank:
+        raise LoraFileError(f"rank={rank} but these modules have another rank: {wrong_rank[:5]}")
+
+    file_metadata: dict[str, str] = {"format": "pt"}
+    if variant:
+        file_metadata.update(model_spec(variant))
+    file_metadata["modelspec.date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    file_metadata.update({k: _as_metadata_value(v) for k, v in (metadata or {}).items()})
+    file_metadata.update({RANK_KEY: str(rank), ALPHA_KEY: repr(float(alpha)), FORMAT_KEY: format})
+
+    if format == "comfyui":
+        tensors = to_comfyui_state_dict(peft_state_dict, alpha, torch_dtype)
+        # Never diffusers' adapter metadata here: its loader would apply alpha on top of the `.alpha` keys.
+        file_metadata.pop(DIFFUSERS_ADAPTER_METADATA_KEY, None)
+    else:
+        tensors = to_diffusers_state_dict(peft_state_dict, torch_dtype)
+        file_metadata["modelspec.implementation"] = "diffusers"
+        file_metadata[DIFFUSERS_ADAPTER_METADATA_KEY] = diffusers_adapter_metadata(list(modules), rank, alpha)
+    return save_safetensors_atomic(tensors, path, file_metadata)
+
+
+def load_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a ComfyUI- or diffusers-layout LoRA back to peft names (float32) and its metadata.
+
+    The returned metadata always holds the rank (ss_network_dim), alpha (ss_network_alpha) and layout
+    (wan.lora_format) as read from the weights themselves, so a resume or conversion can rebuild the adapter.
+    """
+    with safe_open(str(path), framework="pt") as file:
+        metadata = dict(file.metadata() or {})
+        tensors = {key: file.get_tensor(key) for key in file.keys()}
+    if not tensors:
+        raise LoraFileError(f"{path}: the file holds no tensors")
+    if all(k.startswith(DIFFUSERS_PREFIX) for k in tensors):
+        state_dict, alphas = _read_diffusers(tensors, metadata)
+        metadata[FORMAT_KEY] = "diffusers"
+    elif all(k.startswith(ORIGINAL_PREFIXES) for k in tensors):
+        state_dict, alphas = _read_comfyui(tensors)
+        metadata[FORMAT_KEY] = "comfyui"
+    else:
+        raise LoraFileError(
+            f"{path}: keys must all start with '{DIFFUSERS_PREFIX}' (diffusers) or '{COMFYUI_PREFIX}' (ComfyUI); "
+            f"found e.g. {next(iter(tensors))!r}"
+        )
+    ranks = {down.shape[0] for down, _ in lora_modules(state_dict).values()}
+    if len(ranks) != 1 or len(set(alphas)) > 1:
+        raise LoraFileError(
+            f"{path}: modules differ in rank {sorted(ranks)} or alpha {sorted(set(alphas))}; "
+            "one adapter needs one rank and one alpha"
+        )
+    rank = ranks.pop()
+    metadata[RANK_KEY] = str(rank)
+    metadata[ALPHA_KEY] = repr(float(alphas[0])) if alphas else repr(float(rank))  # no alpha: scale 1
+    return state_dict, metadata
+
+
+def _read_comfyui(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[float]]:
+    state_dict: dict[str, torch.Tensor] = {}
+    alphas: list[float] = []
+    for key, value in tensors.items():
+        if key.endswith(".alpha"):
+            alphas.append(float(value.item()))
+            continue
+        match = _ORIGINAL_KEY.match(key)
+        if not match:
+            raise LoraFileError(f"{key!r} is neither a LoRA matrix nor an alpha")
+        module = original_to_diffusers_key(match["module"])
+        state_dict[f"{module}.{_PART[match['part']]}.weight"] = value.float()
+    return state_dict, alphas
+
+
+def _read_diffusers(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> tuple[dict[str, torch.Tensor], list[float]]:
+    state_dict = {k[len(DIFFUSERS_PREFIX) :]: v.float() for k, v in tensors.items()}
+    lora_modules(state_dict)  # validates the keys
+    adapter = json.loads(metadata.get(DIFFUSERS_ADAPTER_METADATA_KEY) or "{}")
+    alpha = adapter.get(f"{DIFFUSERS_PREFIX}lora_alpha")
+    return state_dict, [] if alpha is None else [float(alpha)]
+
+
+# ---- file names and metadata of what a training run writes ---------------------------------------------
+EXPERT_FILE_SUFFIX = {"transformer": "high_noise", "transformer_2": "low_noise"}
+
+
+def expert_paths(destination: Path, experts: list[str], two_expert_model: bool = True) -> dict[str, Path]:
+    """A one-expert model (TI2V-5B): `destination` itself. A14B: `<stem>_high_noise` / `<stem>_low_noise`
+    beside it, even when only one expert trained, so a file never leaves its expert in doubt."""
+    if not two_expert_model:
+        return {experts[0]: destination}
+    return {
+        e: destination.with_name(f"{destination.stem}_{EXPERT_FILE_SUFFIX[e]}{destination.suffix}") for e in experts
+    }
+
+
+def training_metadata(config) -> dict[str, str]:
+    """The settings that shaped the LoRA, for whoever loads the file later (all values strings)."""
+    training, data, lora = config.training, config.data, config.lora
+    values = {
+        "wan.base_model": config.model.base_path,
+        "wan.lora_dropout": lora.dropout,
+        "wan.lora_layer_filter": lora.layer_filter,
+        "wan.learning_rate": training.learning_rate,
+        "wan.max_steps": training.max_steps,
+        "wan.batch_size": training.batch_size,
+        "wan.seed": training.seed,
+        "wan.train_dtype": training.train_dtype,
+        "wan.timestep_distribution": training.timestep_distribution,
+        "wan.flow_shift": training.flow_shift,
+        "wan.resolution": data.resolution,
+        "wan.frames": data.frames,
+        "wan.experts_train": config.experts.train,
+        "wan.experts_boundary_ratio": config.experts.boundary_ratio,
+        "wan.experts_shared_lora": config.experts.shared_lora,
+        "wan.image_to_video_ratio": training.image_to_video_ratio,
+    }
+    return {k: _as_metadata_value(v) for k, v in values.items()}

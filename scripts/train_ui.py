@@ -1,0 +1,37 @@
+"""The training window (see docs/ui.md).
+
+python scripts/train_ui.py
+python scripts/train_ui.py --config-path training_presets/demo_ti2v_5b_lora.json
+"""
+
+import argparse
+import sys
+
+import _repo_path  # noqa: F401
+
+from modules.ui.display import NoWindowError, check_window_possible
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-path", help="a preset of training_presets/ or a saved config to open")
+    parser.add_argument(
+        "--scale", type=float, default=None, help="widget scale (default: from the screen's DPI; e.g. 1.5 or 2)"
+    )
+    args = parser.parse_args()
+    try:
+        check_window_possible()
+    except NoWindowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    from modules.ui.app import TrainWindow
+    from modules.ui.scaling import apply_scaling
+
+    window = TrainWindow(config_path=args.config_path)
+    apply_scaling(window, args.scale)
+    window.mainloop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""flake.nix and its shell hook.
+
+The hook (scripts/nix/shell_hook.sh) is run here without Nix, in a throwaway checkout whose .venv already holds
+what install.sh would install (so nothing is downloaded): platform choice, venv reuse and the CPU report.
+
+The flake is parsed and evaluated by the real `nix` binary, offline, with nixpkgs replaced by the stand-in flake
+in tests/nix_standin (only the attributes flake.nix uses, as derivations that refuse to build). That proves the
+outputs exist and are wired (shells, their hooks, apps), not that nixpkgs builds them (docs/nix.md says so).
+The shells' evaluated shellHooks and the apps' script bodies are then run with bash on this machine.
+Tests that need `nix` skip where it is missing, except under CI=true (scripts/ci_install_nix.sh installs it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOOK = REPO_ROOT / "scripts" / "nix" / "shell_hook.sh"
+STAND_IN = REPO_ROOT / "tests" / "nix_standin"
+SYSTEM = "x86_64-linux"
+PLATFORMS = ("default", "cuda", "rocm")
+APPS = {
+    "train": "scripts/train.py",
+    "ui": "scripts/train_ui.py",
+    "demo": "scripts/run_demo.sh",
+    "tests": "scripts/run_tests.sh",
+}
+DRIVER_LIB = "/run/opengl-driver/lib"
+
+
+def installed_stamp(root: Path, platform: str) -> str:
+    """What scripts/install.sh writes into .venv/.installed-requirements after installing `platform`'s file (its
+    own formula); a venv holding this stamp is one install.sh reuses without touching pip."""
+    text = (root / "requirements-global.txt").read_bytes() + (root / f"requirements-{platform}.txt").read_bytes()
+    return f"{platform} {hashlib.sha256(text).hexdigest()}\n"
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A copy of the files the hook and install.sh use, with a real (pip-less) venv stamped as installed."""
+
+    def make(platform: str = "default") -> Path:
+        root = tmp_path / "checkout"
+        if not root.exists():
+            shutil.copytree(REPO_ROOT / "scripts", root / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
+            for req in REPO_ROOT.glob("requirements-*.txt"):
+                shutil.copy(req, root / req.name)
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
+        (root / ".venv" / ".installed-requirements").write_text(installed_stamp(root, platform))
+        return root
+
+    return make
+
+
+def run_bash(script: str, cwd: Path, env: dict[str, str] | None = None, strict: bool = False):
+    """Runs `script` in bash, then prints the variables the hook sets, one per line, after a marker."""
+    probe = 'echo "=== $?"; for v in WAN_TRAINER_PLATFORM WAN_TRAINER_ROOT VIRTUAL_ENV LD_LIBRARY_PATH PATH'
+    probe += ' HSA_OVERRIDE_GFX_VERSION; do echo "$v=${!v:-}"; done'
+    own = ("WAN_TRAINER_", "HSA_OVERRIDE", "VIRTUAL_ENV", "LD_LIBRARY_PATH")  # what the hook sets, from a clean start
+    base = {k: v for k, v in os.environ.items() if not k.startswith(own)}
+    base["WAN_TRAINER_SKIP_GPU_CHECK"] = "1"  # the venv has no torch; the report must not need it
+    args = ["bash", "-euo", "pipefail", "-c"] if strict else ["bash", "-c"]
+    proc = subprocess.run(
+        [*args, f"{script}\n{probe}"], cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True, timeout=60
+    )
+    variables = {}
+    if "=== " in proc.stdout:
+        for line in proc.stdout.split("=== ", 1)[1].splitlines()[1:]:
+            key, _, value = line.partition("=")
+            variables[key] = value
+    return proc, variables
+
+
+ENTER = f"source {HOOK} && wan_trainer_enter"
+
+
+# --- the hook, without Nix ----------------------------------------------------------------------------------------
+
+
+def test_hook_reuses_venv_and_reports_cpu(checkout):
+    root = checkout("default")
+    stamp = (root / ".venv" / ".installed-requirements").read_text()
+    (root / "some" / "sub").mkdir(parents=True)
+    proc, env = run_bash(ENTER, cwd=root / "some" / "sub", strict=True)  # the checkout is found above $PWD
+    assert proc.returncode == 0, proc.stderr
+    assert "installing" not in proc.stderr  # stamp matched: venv reused, pip not run
+    assert f"platform default, environment {root}/.venv" in proc.stderr
+    assert "CPU platform: torch runs on the CPU" in proc.stderr
+    assert "NVIDIA" not in proc.stderr and "AMD" not in proc.stderr
+    assert env["WAN_TRAINER_PLATFORM"] == "default"
+    assert env["WAN_TRAINER_ROOT"] == str(root)
+    assert env["VIRTUAL_ENV"] == f"{root}/.venv"
+    assert env["PATH"].split(":")[0] == f"{root}/.venv/bin"
+    assert (root / ".venv" / ".installed-requirements").read_text() == stamp
+
+
+def test_hook_warns_about_a_venv_from_another_python(checkout):
+    root = checkout("default")
+    config = root / ".venv" / "pyvenv.cfg"
+    home = next(line.split("=", 1)[1].strip() for line in config.read_text().splitlines() if line.startswith("home"))
+    # The Python that made the venv: no warning.
+    proc, env = run_bash(ENTER, cwd=root, env={"PYTHON": f"{home}/python3"}, strict=True)
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    # Entering again from inside (the venv's python3 first on PATH) is still that Python.
+    proc, _ = run_bash(f"export PATH={env['PATH']}\n{ENTER}", cwd=root, strict=True)
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    config.write_text("home = /usr/local/other-python/bin\ninclude-system-site-packages = false\n")
+    proc, _ = run_bash(ENTER, cwd=root, env={"PYTHON": f"{home}/python3"}, strict=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"warning: {root}/.venv was made by the Python in /usr/local/other-python/bin" in proc.stderr
+
+
+def test_hook_reinstalls_when_platform_changes(checkout):
+    """A venv installed for the CPU is not reused by a CUDA shell: install.sh reinstalls (here pip is absent, so
+    the failure shows the attempt) and the hook stops with a message instead of a half-set environment."""
+    root = checkout("default")
+    proc, env = run_bash(ENTER, cwd=root, env={"WAN_TRAINER_PLATFORM": "cuda"})
+    assert "installing requirements-cuda.txt into .venv (platform: cuda)" in proc.stderr
+    assert "scripts/install.sh failed" in proc.stderr
+    assert proc.stdout.startswith("=== 1")
+    assert env["VIRTUAL_ENV"] == ""
+
+
+def test_hook_outside_a_checkout_says_where_to_run(tmp_path):
+    proc, env = run_bash(ENTER, cwd=tmp_path)
+    assert proc.stdout.startswith("=== 1")
+    assert "no checkout of the trainer above" in proc.stderr and "WAN_TRAINER_ROOT" in proc.stderr
+    proc, _ = run_bash(ENTER, cwd=tmp_path, env={"WAN_TRAINER_ROOT": str(tmp_path)})
+    assert proc.stdout.startswith("=== 1") and "has no scripts/install.sh" in proc.stderr
+
+
+def write_kfd_topology(folder: Path, versions: list[int]) -> Path:
+    """Nodes in the kernel's kfd topology format (a CPU node reports gfx_target_version 0)."""
+    for index, version in enumerate(versions):
+        node = folder / str(index)
+        node.mkdir(parents=True)
+        (node / "properties").write_text(f"cpu_cores_count 0\ngfx_target_version {version}\nsimd_count 0\n")
+    return folder
+
+
+def test_hook_rocm_reports_gfx_target_and_suggests_override(checkout, tmp_path):
+    root = checkout("rocm")
+    topology = write_kfd_topology(tmp_path / "nodes", [0, 100302, 90010])  # CPU, an RDNA2 card, an MI210
+    env_in = {"WAN_TRAINER_PLATFORM": "rocm", "WAN_TRAINER_KFD_TOPOLOGY": str(topology)}
+    # With the torch check on: this venv has no torch, which the report says without failing the hook.
+    proc, env = run_bash(ENTER, cwd=root, env={**env_in, "WAN_TRAINER_SKIP_GPU_CHECK": "0"}, strict=True)
+    assert proc.returncode == 0, proc.stderr
+    assert env["WAN_TRAINER_PLATFORM"] == "rocm"
+    assert "AMD GPU found: gfx1032 gfx90a" in proc.stderr
+    assert "torch check failed: ModuleNotFoundError: No module named 'torch'" in proc.stderr
+    assert "HSA_OVERRIDE_GFX_VERSION=10.3.0" in proc.stderr  # suggested for the RDNA2 card only
+    assert "kernels for gfx90a" not in proc.stderr
+
+
+def test_hook_rocm_passes_gfx_override_through(checkout, tmp_path):
+    root = checkout("rocm")
+    topology = write_kfd_topology(tmp_path / "nodes", [110001])
+    env_in = {
+        "WAN_TRAINER_PLATFORM": "rocm",
+        "WAN_TRAINER_KFD_TOPOLOGY": str(topology),
+        "HSA_OVERRIDE_GFX_VERSION": "11.0.0",
+    }
+    proc, env = run_bash(ENTER, cwd=root, env=env_in, strict=True)
+    assert "AMD GPU found: gfx1101" in proc.stderr
+    assert "HSA_OVERRIDE_GFX_VERSION=11.0.0 (from your environment)" in proc.stderr
+    assert "re-enter with" not in proc.stderr
+    assert env["HSA_OVERRIDE_GFX_VERSION"] == "11.0.0"
+
+
+def test_hook_rocm_without_gpu_says_why(checkout, tmp_path):
+    root = checkout("rocm")
+    empty = tmp_path / "no_nodes"
+    empty.mkdir()
+    env_in = {"WAN_TRAINER_PLATFORM": "rocm", "WAN_TRAINER_KFD_TOPOLOGY": str(empty)}
+    proc, _ = run_bash(ENTER, cwd=root, env=env_in, strict=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "no AMD GPU: /dev/kfd" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has an NVIDIA driver")
+def test_hook_cuda_without_driver_says_why(checkout):
+    root = checkout("cuda")
+    proc, env = run_bash(ENTER, cwd=root, env={"WAN_TRAINER_PLATFORM": "cuda", "LD_LIBRARY_PATH": ""}, strict=True)
+    assert proc.returncode == 0, proc.stderr
+    assert env["WAN_TRAINER_PLATFORM"] == "cuda"
+    assert "no NVIDIA GPU: nvidia-smi is not on PATH" in proc.stderr
+    assert "libcuda.so.1 is on no LD_LIBRARY_PATH folder" in proc.stderr
+
+
+needs_shellcheck = pytest.mark.skipif(
+    shutil.which("shellcheck") is None, reason="shellcheck is not installed (Debian/Ubuntu: apt-get install shellcheck)"
+)
+
+
+@needs_shellcheck
+def test_hook_passes_shellcheck():
+    scripts = [HOOK, REPO_ROOT / "scripts" / "install.sh", REPO_ROOT / "scripts" / "ci_install_nix.sh"]
+    proc = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+# --- the flake, evaluated by the real nix with the nixpkgs stand-in -----------------------------------------------
+
+NIX = shutil.which("nix")
+needs_nix = pytest.mark.skipif(
+    NIX is None and os.environ.get("CI") != "true",
+    reason="nix is not installed (Debian/Ubuntu: apt-get install nix-bin; scripts/ci_install_nix.sh does it in CI)",
+)
+
+
+class Flake:
+    """The flake copied into a throwaway git repo (flakes are read from git trees), evaluated against the stand-in
+    in a private store, so the test needs neither network, nor a daemon, nor a writable /nix."""
+
+    def __init__(self, folder: Path):
+        if NIX is None:
+            pytest.fail("CI=true but nix is missing: scripts/ci_install_nix.sh should have installed nix-bin")
+        self.repo = folder / "repo"
+        self.store = folder / "store"
+        self.repo.mkdir()
+        shutil.copy(REPO_ROOT / "flake.nix", self.repo / "flake.nix")
+        if (REPO_ROOT / "flake.lock").exists():
+            shutil.copy(REPO_ROOT / "flake.lock", self.repo / "flake.lock")
+        shutil.copytree(REPO_ROOT / "scripts", self.repo / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
+        self.env = {**os.environ, "XDG_CACHE_HOME": str(folder / "cache"), "NIX_CONFIG": "warn-dirty = false"}
+        git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "init.defaultBranch=main"]
+        subprocess.run([*git, "init", "-q"], cwd=self.repo, check=True)
+        subprocess.run([*git, "add", "."], cwd=self.repo, check=True)
+        subprocess.run([*git, "commit", "-qm", "flake under test"], cwd=self.repo, check=True)
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        command = [NIX, "--extra-experimental-features", "nix-command flakes", "--store", str(self.store), *args]
+        # The evaluation cache trips over string context in a private store (Nix 2.8); evaluation takes 0.1 s anyway.
+        command += ["--option", "eval-cache", "false"]
+        command += ["--offline", "--no-write-lock-file", "--override-input", "nixpkgs", f"path:{STAND_IN}"]
+        return subprocess.run(command, cwd=self.repo, env=self.env, capture_output=True, text=True, timeout=120)
+
+    def eval(self, attribute: str, apply: str | None = None):
+        """The attribute as JSON, store paths as plain strings (string context dropped: nothing is realised)."""
+        to_json = f"v: builtins.unsafeDiscardStringContext (builtins.toJSON (({apply or 'x: x'}) v))"
+        proc = self.run("eval", "--raw", f".#{attribute}", "--apply", to_json)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def in_private_store(self, text: str) -> str:
+        """Store paths as they exist on this machine: the private store keeps /nix/store/... under its folder."""
+        return text.replace("/nix/store/", f"{self.store}/nix/store/")
+
+
+@pytest.fixture(scope="module")
+def flake(tmp_path_factory):
+    return Flake(tmp_path_factory.mktemp("flake"))
+
+
+@needs_nix
+def test_flake_show_lists_shells_and_apps(flake):
+    proc = flake.run("flake", "show", "--json")
+    assert proc.returncode == 0, proc.stderr
+    outputs = json.loads(proc.stdout)
+    assert set(outputs["devShells"][SYSTEM]) == set(PLATFORMS)
+    assert set(outputs["apps"][SYSTEM]) == set(APPS)
+    assert all(app["type"] == "app" for app in outputs["apps"][SYSTEM].values())
+    assert SYSTEM in outputs["formatter"]
+    assert {"shell-scripts", *PLATFORMS} <= set(outputs["checks"][SYSTEM])
+
+
+@needs_nix
+def test_flake_check_evaluates(flake, tmp_path):
+    proc = flake.run("flake", "check", "--no-build")
+    assert proc.returncode == 0, proc.stderr
+    # The check really evaluates the wiring: without the hook the flake no longer evaluates.
+    broken = Flake(tmp_path)
+    subprocess.run(["git", "rm", "-q", "scripts/nix/shell_hook.sh"], cwd=broken.repo, check=True)
+    proc = broken.run("flake", "check", "--no-build")
+    assert proc.returncode != 0 and "scripts/nix" in proc.stderr
+
+
+@needs_nix
+def test_shells_carry_the_tools(flake):
+    for platform in PLATFORMS:
+        names = flake.eval(f"devShells.{SYSTEM}.{platform}.nativeBuildInputs", "map (p: p.name)")
+        assert any(name.startswith("python3-3.12") for name in names), names
+        for tool in ("ffmpeg", "tk", "git"):
+            assert any(name.startswith(f"{tool}-") for name in names), (tool, names)
+
+
+@needs_nix
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_shell_hook_sets_platform_and_runs_install(flake, checkout, platform):
+    """The evaluated shellHook, run with bash in a checkout: it enters through install.sh with its platform."""
+    hook = flake.eval(f"devShells.{SYSTEM}.{platform}.shellHook")
+    assert f"export WAN_TRAINER_PLATFORM={platform}" in hook and "wan_trainer_enter" in hook
+    sourced = [line.split()[1] for line in hook.splitlines() if line.strip().startswith("source ")]
+    assert len(sourced) == 1 and Path(flake.in_private_store(sourced[0])).read_text() == HOOK.read_text()
+    assert "-gcc-14.3.0-lib/lib:" in hook and "-zlib-" in hook and "-libGL-" in hook and "-glib-" in hook
+    assert "tkinter-3.12.13/lib/python3.12/site-packages" in hook
+
+    root = checkout(platform)
+    proc, env = run_bash(flake.in_private_store(hook), cwd=root, env={"WAN_TRAINER_PLATFORM": "default"})
+    assert proc.returncode == 0, proc.stderr
+    assert f"platform {platform}, environment {root}/.venv (requirements-{platform}.txt)" in proc.stderr
+    assert env["WAN_TRAINER_PLATFORM"] == platform  # the shell's platform wins over the caller's
+    assert env["VIRTUAL_ENV"] == f"{root}/.venv"
+    on_library_path = env["LD_LIBRARY_PATH"].split(":")
+    assert (DRIVER_LIB in on_library_path) == (platform == "cuda")
+    if platform == "cuda":
+        assert on_library_path[0] == DRIVER_LIB
+        assert "nvidia-smi" in proc.stderr or "NVIDIA GPU found" in proc.stderr  # the GPU, or why none
+
+    # A venv installed for another platform: the shell runs install.sh for its own (pip is absent here, so the
+    # attempt shows, then the hook stops with a message).
+    checkout("cuda" if platform == "default" else "default")
+    proc, env = run_bash(flake.in_private_store(hook), cwd=root)
+    assert f"install.sh: installing requirements-{platform}.txt into .venv (platform: {platform})" in proc.stderr
+    assert "scripts/install.sh failed" in proc.stderr and env["VIRTUAL_ENV"] == ""
+
+
+@needs_nix
+def test_rocm_shell_passes_gfx_override_through(flake, checkout, tmp_path):
+    rocm = f"devShells.{SYSTEM}.rocm"
+    # An attribute of that name would be exported by `nix develop` over the user's value.
+    assert flake.eval(rocm, "d: d ? HSA_OVERRIDE_GFX_VERSION") is False
+    hook = flake.in_private_store(flake.eval(f"{rocm}.shellHook"))
+    topology = write_kfd_topology(tmp_path / "nodes", [100300])
+    env_in = {"HSA_OVERRIDE_GFX_VERSION": "10.3.0", "WAN_TRAINER_KFD_TOPOLOGY": str(topology)}
+    proc, env = run_bash(hook, cwd=checkout("rocm"), env=env_in)
+    assert proc.returncode == 0, proc.stderr
+    assert "AMD GPU found: gfx1030" in proc.stderr
+    assert "HSA_OVERRIDE_GFX_VERSION=10.3.0 (from your environment)" in proc.stderr
+    assert env["HSA_OVERRIDE_GFX_VERSION"] == "10.3.0"
+
+
+@needs_nix
+def test_apps_run_their_script_in_the_trainer_environment(flake):
+    apps = flake.eval(f"apps.{SYSTEM}")
+    for name, script in APPS.items():
+        package = flake.eval(f"packages.{SYSTEM}.{name}", "p: { out = p.outPath; text = p.text; }")
+        assert apps[name]["program"] == f"{package['out']}/bin/wan-trainer-{name}"
+        text = package["text"]
+        assert f'"$WAN_TRAINER_ROOT/{script}" "$@"' in text
+        assert "wan_trainer_enter" in text and f"export LD_LIBRARY_PATH={DRIVER_LIB}:" in text
+        assert "WAN_TRAINER_PLATFORM=" not in text  # the platform is install.sh's choice or the caller's
+
+
+@needs_nix
+@needs_shellcheck
+def test_app_scripts_pass_shellcheck(flake, tmp_path):
+    """writeShellApplication refuses to build a script shellcheck complains about: check the bodies likewise."""
+    for name in APPS:
+        script = tmp_path / f"{name}.sh"
+        body = flake.eval(f"packages.{SYSTEM}.{name}.text")
+        script.write_text("#!/usr/bin/env bash\nset -o errexit\nset -o nounset\nset -o pipefail\n" + body)
+        proc = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout
+
+
+@needs_nix
+def test_train_app_runs_train_py(flake):
+    """The train app's body under `set -euo pipefail` (as writeShellApplication runs it), in this checkout:
+    the hook enters the existing venv and train.py answers --help. Only when that venv is installed from these
+    requirements, so install.sh has nothing to do (the test never installs packages)."""
+    stamp = REPO_ROOT / ".venv" / ".installed-requirements"
+    platform = stamp.read_text().split()[0] if stamp.exists() else ""
+    if platform not in PLATFORMS or stamp.read_text() != installed_stamp(REPO_ROOT, platform):
+        pytest.skip(".venv is not installed from the current requirements files (run scripts/install.sh)")
+    text = flake.in_private_store(flake.eval(f"packages.{SYSTEM}.train.text"))
+    proc, env = run_bash(f'set -- --help\n{text}', cwd=REPO_ROOT / "docs", strict=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: train.py" in proc.stdout and "--config-path" in proc.stdout
+    assert f"platform {platform}, environment {REPO_ROOT}/.venv" in proc.stderr
