@@ -233,3 +233,13 @@ def test_train_plan_prints_the_table_and_the_verdict_without_training(monkeypatc
         assert train.main() == 0
         out = capsys.readouterr().out
         assert "  16 GB: " in out and "  80 GB: fits a 80 GB card" in out
+
+
+def test_the_gui_hint_shows_the_real_planners_numbers(monkeypatch):
+    from modules.ui import memory_hint as hint
+
+    config = real_config("I2V-A14B", data__resolution=632, data__frames=81)
+    monkeypatch.setattr(hint, "gpu_memory_gib", lambda: 24.0)
+    plan = plan_memory(config)
+    assert hint.memory_hint(config) == f"peak ~{plan.peak_gib:.1f} GiB: {plan.verdict(24.0)} (GPU: 24 GiB)"
+    assert "set memory." in plan.verdict(24.0)  # does not fit as is: the hint names the setting
