@@ -23,8 +23,11 @@ import torch
 
 from modules.base.model_loader import ModelLoadError
 from modules.config.sampling_config import SAMPLE_FORMATS, SCHEDULERS, SampleConfig
+from modules.module.bnb_linear import BitsAndBytesUnavailable, check_quantised_backend
 from modules.util.video_export import VideoExportError
 from modules.wan.loading.loader import load_wan_model, to_dtype
+from modules.wan.loading.storage import apply_storage_choices
+from modules.wan.memory import install_block_swap
 from modules.wan.sampling.loras import parse_lora_argument
 from modules.wan.sampling.sampler import SamplerOptions, WanModelSampler
 from modules.wan.sampling.settings import SampleError
@@ -80,6 +83,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=["float32", "bfloat16", "float16"],
         help="transformer and text encoder dtype",
     )
+    parser.add_argument(
+        "--transformer-storage",
+        default=None,
+        choices=["float8_e4m3fn", "int8", "nf4"],
+        help="store the experts' block linears in fp8 (with a scale) or through bitsandbytes; default: --dtype",
+    )
+    parser.add_argument(
+        "--text-encoder-storage", default=None, choices=["float8_e4m3fn"], help="store UMT5's linears in fp8"
+    )
+    parser.add_argument(
+        "--blocks-to-swap",
+        type=int,
+        default=0,
+        help="keep the last N blocks of each expert in CPU memory, copied to the GPU as they run (docs/block_swap.md)",
+    )
+    parser.add_argument("--text-encoder-on-cpu", action="store_true", help="encode prompts on the CPU")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--offload-experts", action="store_true", help="keep only the A14B expert in use on the GPU")
     parser.add_argument("--text-max-length", type=int, default=512)
@@ -142,17 +161,23 @@ def main(argv=None) -> int:
                 offload_experts=args.offload_experts,
                 embeddings=args.embedding,
                 progress_bar=True,
+                text_encoder_on_cpu=args.text_encoder_on_cpu,
             )
         )
         sampler.preflight()  # before minutes of model loading
         dtype = to_dtype(args.dtype, "--dtype")
+        if args.transformer_storage in ("int8", "nf4"):
+            check_quantised_backend(args.transformer_storage, device, dtype)  # before minutes of loading
+        fp8 = args.transformer_storage == "float8_e4m3fn"
         model = load_wan_model(
             args.model,
-            transformer_dtype=dtype,
+            transformer_dtype=torch.float8_e4m3fn if fp8 else dtype,
             text_encoder_dtype=dtype,
             text_max_length=args.text_max_length,
             expected_variant=args.variant,
         )
+        apply_storage_choices(model, args.transformer_storage or "", args.text_encoder_storage or "", dtype)
+        install_block_swap(model, args.blocks_to_swap, sampling_only=True)
         configs = sample_configs(args, model.variant)
         sampler.use_loras(model, loras)
         out = Path(args.out)
@@ -162,7 +187,7 @@ def main(argv=None) -> int:
             frozen = " (looks frozen)" if result.motion.frozen else ""
             print(f"video: {path} ({result.frames} frames, {result.width}x{result.height}, {result.fps:g} fps){frozen}")
             print(f"  sidecar: {result.sidecar}")
-    except (SampleError, ModelLoadError, VideoExportError, ValueError) as error:
+    except (SampleError, ModelLoadError, VideoExportError, ValueError, BitsAndBytesUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

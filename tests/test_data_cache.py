@@ -195,3 +195,39 @@ def test_a_corrupt_cache_entry_is_rebuilt(model, tmp_path):
     assert tensors.keys() == good_tensors.keys()
     for name in tensors:
         assert torch.equal(tensors[name], good_tensors[name])
+
+
+def test_cached_latents_are_of_the_frames_as_shown(model, tmp_path):
+    """A rotated clip only PyAV reads (AV1, when the bundled ffmpeg encodes it; else H.264) and an anamorphic
+    clip: their latents encode what ffmpeg plays (upright, stretched), not the stored frames."""
+    from modules.data.buckets import resize_and_crop
+    from tests.media_fixtures import encoder_available, player_frames, with_rotation, write_pattern_video
+
+    data = tmp_path / "data"
+    data.mkdir()
+    codec = ("-c:v", "libaom-av1", "-crf", "8", "-cpu-used", "8") if encoder_available("libaom-av1") else ()
+    stored = write_pattern_video(tmp_path / "stored.mp4", count=20, fps=24, **({"codec": codec} if codec else {}))
+    rotated = with_rotation(stored, data / "rotated.mp4", 90)
+    wide = write_pattern_video(data / "wide.mp4", count=20, fps=24, width=64, height=64, filters="setsar=2/1")
+    for path in (rotated, wide):
+        path.with_suffix(".txt").write_text("a test pattern", encoding="utf-8")
+    loader = prepare(model, data, tmp_path / "run", resolution=128)  # 64 px would round both to square buckets
+    by_source = {s.source: (s, load_sample(s, loader.cache)["latents"]) for s in loader.samples}
+
+    def encode(frames: np.ndarray, bucket) -> torch.Tensor:
+        pixels = resize_and_crop(frames, bucket.width, bucket.height)[None]
+        z = model.vae.encode(pixels).latent_dist.mode()
+        mean = torch.tensor(model.vae.config.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(model.vae.config.latents_std).view(1, -1, 1, 1, 1)
+        return ((z - mean) / std)[0]
+
+    # Rotation: the same decoder and a lossless turn, so the match is exact. Pixel aspect: ffmpeg's bilinear
+    # scaler and the pipeline's antialiased one differ at edges, so the cached entry is only far closer to the
+    # shown frames than to the stored ones.
+    for path, shown_size, closeness in [(rotated, (64, 96), 0.01), (wide, (128, 64), 0.5)]:
+        sample, cached = by_source[path]
+        assert sample.bucket.width / sample.bucket.height == pytest.approx(shown_size[0] / shown_size[1], rel=0.2)
+        as_shown = encode(player_frames(path, *shown_size, scale_width=path == wide)[:17], sample.bucket)
+        as_stored = encode(decode_all(stored if path == rotated else wide)[:17], sample.bucket)
+        to_shown, to_stored = (cached - as_shown).abs().mean(), (cached - as_stored).abs().mean()
+        assert to_shown < closeness * to_stored, path.name

@@ -12,6 +12,7 @@ from modules.data.frame_windows import (
     largest_4n1,
     plan_windows,
     resampled_source_indices,
+    timestamp_source_indices,
 )
 
 
@@ -84,3 +85,24 @@ def test_resize_and_crop_scales_to_cover_then_centres():
     same = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
     expected = torch.from_numpy(same).float().permute(3, 0, 1, 2) / 127.5 - 1
     assert torch.equal(resize_and_crop(same, 8, 8), expected)
+
+
+@pytest.mark.parametrize("source_fps,target_fps", [(30, 24), (25, 16), (60, 24), (24, 24), (12, 24), (29.97, 16)])
+def test_timestamp_planning_reduces_to_the_constant_rate_formula(source_fps, target_fps):
+    """On an even grid, the nearest-timestamp rule is the round() formula, except at exact half-frame ties."""
+    frames = 97
+    by_time = timestamp_source_indices([k / source_fps for k in range(frames)], target_fps)
+    by_formula = resampled_source_indices(frames, source_fps, target_fps)
+    ties = {i for i in range(len(by_formula) + 1) if abs(i * source_fps / target_fps % 1 - 0.5) < 1e-9}
+    # The lengths differ only when the clip ends on a tie (the formula rounds ties to even).
+    assert len(by_time) == len(by_formula) or min(len(by_time), len(by_formula)) in ties
+    common = min(len(by_time), len(by_formula))
+    assert [a for i, a in enumerate(by_time[:common]) if i not in ties] == [
+        b for i, b in enumerate(by_formula[:common]) if i not in ties
+    ]
+
+
+def test_timestamp_planning_follows_a_rate_change():
+    """30 fps for a second, then 10 fps: at 10 fps out, the first second takes every third frame, then every frame."""
+    times = [k / 30 for k in range(30)] + [1 + k / 10 for k in range(10)]
+    assert timestamp_source_indices(times, 10) == list(range(0, 30, 3)) + list(range(30, 40))

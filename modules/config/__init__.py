@@ -3,4 +3,4 @@ choices; loading.py reads and checks a config file (migrations.py upgrades old v
 checks values); docs.py generates docs/configuration.md.
 """
 
-__all__ = ["docs", "fields", "loading", "migrations", "sampling_config", "train_config", "validation"]
+__all__ = ["docs", "fields", "loading", "memory_config", "migrations", "sampling_config", "train_config", "validation"]

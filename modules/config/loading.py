@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from modules.config.memory_config import check_memory
 from modules.config.migrations import migrate
 from modules.config.train_config import TrainConfig
-from modules.config.validation import ConfigError, from_dict
+from modules.config.validation import ConfigError, from_dict, to_dict
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
@@ -42,6 +43,14 @@ def config_from_dict(data: dict) -> TrainConfig:
     config = from_dict(TrainConfig, migrate(dict(data), "config"))
     check_consistency(config)
     return config
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Write `config` as a JSON file that load_config reads back equal (the GUI's Save and each GUI run)."""
+    from modules.util.atomic import atomic_write
+
+    text = json.dumps(to_dict(config), indent=2)
+    atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
 def apply_override(data: dict, override: str) -> None:
@@ -79,6 +88,7 @@ def check_consistency(config: TrainConfig) -> None:
         if not sample.prompt:
             raise ConfigError(f"sampling.samples[{i}].prompt: empty")
     check_fp8_storage(config)
+    check_memory(config)
 
 
 def check_fp8_storage(config: TrainConfig) -> None:

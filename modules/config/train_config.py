@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modules.config.fields import setting
-from modules.config.memory_config import MemoryConfig
+from modules.config.memory_config import QUANTISED_DTYPES, MemoryConfig
 
 # Re-exported: sampling settings live in their own file (scripts/sample.py uses them without a TrainConfig).
 from modules.config.sampling_config import SampleConfig, SamplingConfig  # noqa: F401
@@ -52,11 +52,17 @@ class ModelConfig:
         "bfloat16",
         help="Storage dtype of the frozen transformer weights; float8_e4m3fn is storage only (block linears in fp8 "
         "with a scale, 1 byte per weight; everything computes in training.train_dtype, which must then be "
-        "bfloat16 or float16; not for training_method full)",
-        choices=(*DTYPES, "float8_e4m3fn"),
+        "bfloat16 or float16; not for training_method full); int8 and nf4 store the block linears through "
+        "bitsandbytes (1 and 0.5 bytes per weight; LoRA and embedding training and sampling only; "
+        "docs/block_swap.md)",
+        choices=(*DTYPES, "float8_e4m3fn", *QUANTISED_DTYPES),
     )
     text_encoder_dtype: str = setting(
-        "bfloat16", help="Dtype of the UMT5 text encoder (used only while caching)", choices=DTYPES
+        "bfloat16",
+        help="Dtype of the UMT5 text encoder (used while caching and for sample prompts); float8_e4m3fn stores its "
+        "attention and gated-input linears in fp8 with a scale (about 70% of the bf16 size; the feed-forward output "
+        "stays bf16) and computes in bfloat16",
+        choices=(*DTYPES, "float8_e4m3fn"),
     )
     vae_dtype: str = setting("float32", help="Dtype of the VAE (used only while caching and sampling)", choices=DTYPES)
     text_max_length: int = setting(512, help="Text tokens per caption; the WAN pipelines use 512", min=1, max=512)
@@ -320,6 +326,4 @@ class TrainConfig:
     ema: EmaConfig = field(
         default_factory=EmaConfig, metadata={"help": "Exponential moving average of the trained weights"}
     )
-    memory: MemoryConfig = field(
-        default_factory=MemoryConfig, metadata={"help": "GPU memory: block swapping, offloading"}
-    )
+    memory: MemoryConfig = field(default_factory=MemoryConfig, metadata={"help": "GPU memory: swapping, offloading"})

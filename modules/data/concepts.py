@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.data.media_io import is_media
+from modules.data.folder_walk import media_files
+from modules.data.media_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from modules.data.report import DataReport
 
 
@@ -35,13 +36,19 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
     folder = Path(concept.path)
     if not folder.is_dir():
         raise DataError(
-            f"{folder}: the concept folder does not exist. Fix: point data.concepts[].path at a folder of "
-            f"videos/images."
+            f"{folder}: the concept folder does not exist. "
+            "Fix: point data.concepts[].path at a folder of videos/images."
         )
-    pattern = "**/*" if concept.include_subdirectories else "*"
     items = []
-    for path in sorted(p for p in folder.glob(pattern) if p.is_file() and is_media(p)):
-        caption = caption_for(path, concept)
+    skipped_before = len(report.skipped)
+    for path in media_files(folder, concept.include_subdirectories, report):
+        try:
+            caption = caption_for(path, concept)
+        except UnreadableCaption as error:
+            if concept.on_missing_caption == "error":
+                raise DataError(f"{path}: {error}. Fix: save the caption as UTF-8 text.") from None
+            report.skip(path, "unreadable caption", str(error))
+            continue
         if caption is None:
             if concept.on_missing_caption == "error":
                 raise DataError(
@@ -53,9 +60,16 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
                 continue
             caption = concept.caption_text.strip()
         items.append(MediaItem(path, caption, concept.repeats))
-    if not items and not report.skipped:
-        report.note(f"{folder}: no videos or images found")
+    if not items and len(report.skipped) == skipped_before:
+        accepted = " ".join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))
+        has_subfolders = not concept.include_subdirectories and any(p.is_dir() for p in folder.iterdir())
+        subfolders = " (its subfolders are read only with include_subdirectories: true)" if has_subfolders else ""
+        report.empty_folder(f"{folder}: no videos or images found{subfolders}; accepted extensions: {accepted}")
     return items
+
+
+class UnreadableCaption(ValueError):
+    """A caption file exists but is not text we can train on (not UTF-8, unreadable)."""
 
 
 def caption_for(path: Path, concept: Concept) -> str | None:
@@ -67,5 +81,16 @@ def caption_for(path: Path, concept: Concept) -> str | None:
     caption_file = path.with_suffix(".txt")
     if not caption_file.is_file():
         return None
-    text = caption_file.read_text(encoding="utf-8", errors="replace").strip()
+    try:
+        data = caption_file.read_bytes()
+    except OSError as error:
+        raise UnreadableCaption(f"{caption_file.name} cannot be read ({error.strerror})") from None
+    try:
+        # utf-8-sig: a byte-order mark (Windows Notepad) is not part of the caption.
+        text = data.decode("utf-8-sig").strip()
+    except UnicodeDecodeError as error:
+        # Replacement characters would train the text encoder on garbage; the file is named instead.
+        raise UnreadableCaption(
+            f"{caption_file.name} is not valid UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start})"
+        ) from None
     return text or None

@@ -2,7 +2,9 @@
 
 WAN's VAE compresses time by 4 and keeps the first frame on its own, so a clip must have 4n+1 frames.
 Windows are planned on the clip *resampled to the target frame rate* (the model's native rate unless the
-config says otherwise), so motion speed in training matches what the model generates.
+config says otherwise), so motion speed in training matches what the model generates: each target frame
+shows the source frame nearest in presentation time. A constant-rate clip does that by formula; a
+variable-rate clip (phones, screen captures) by its timestamps.
 
 Short clips (fewer resampled frames than the window): the clip becomes one window of the largest 4n+1
 length it holds, and lands in that shorter frame bucket; it is skipped only when that length is below
@@ -11,6 +13,7 @@ length it holds, and lands in that shorter frame bucket; it is skipped only when
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 EXTRACTION_MODES = ("head", "chunk", "slide", "uniform", "full")
@@ -45,6 +48,32 @@ def resampled_source_indices(source_frames: int, source_fps: float, target_fps: 
     indices = []
     i = 0
     while (index := round(i * ratio)) < source_frames:
+        indices.append(index)
+        i += 1
+    return indices
+
+
+def timestamp_source_indices(timestamps: list[float] | tuple[float, ...], target_fps: float) -> list[int]:
+    """For each frame at `target_fps`, the source frame whose presentation time is nearest (ties: the earlier).
+
+    `timestamps` are the shown frames' times in seconds, sorted, from 0. Target frame i is at i / target_fps;
+    the resampled clip ends where the nearest frame would lie past the last frame's half interval, as the
+    formula's `round(i * ratio) < frames` does for a constant rate (to which this reduces, ties aside).
+    """
+    count = len(timestamps)
+    if count < 2 or target_fps <= 0:
+        return list(range(count))
+    end = timestamps[-1] + (timestamps[-1] - timestamps[-2]) / 2
+    indices = []
+    i = 0
+    while (time := i / target_fps) < end:
+        after = bisect_left(timestamps, time)
+        if after == 0:
+            index = 0
+        elif after == count or time - timestamps[after - 1] <= timestamps[after] - time:
+            index = after - 1
+        else:
+            index = after
         indices.append(index)
         i += 1
     return indices

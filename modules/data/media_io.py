@@ -1,40 +1,28 @@
-"""Reading media files: probe (frame count, fps, size) and decode chosen frames.
+"""Reading media files as a viewer sees them: probe (shown frames, rate, displayed size) and decode chosen frames.
 
-Videos go through decord, with PyAV as the fallback when decord is missing or cannot read a file (decord
-fails on some codecs and containers that FFmpeg via PyAV handles). Images are read with Pillow and count
-as one-frame videos. Every failure becomes a MediaError that names the file, so the pipeline can skip it
-with a counted warning instead of crashing.
+The probe uses PyAV, which reports what decord cannot (display rotation, pixel aspect, timestamps, edit
+lists), and decord only when PyAV cannot open a file. Frames are decoded with decord (faster), with PyAV as
+the fallback when decord is missing or cannot read a file, and with PyAV only for files with an edit list
+(decord numbers their frames inconsistently). Both readers return the displayed frames (video_readers.py).
+Images are read with Pillow (image_io.py) and count as one-frame videos. Every failure becomes a
+MediaError that names the file, so the pipeline can skip it with a counted warning instead of crashing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from modules.data import video_readers
+from modules.data.image_io import load_image
+from modules.data.media_info import MediaError, MediaInfo
+
+__all__ = ["MediaError", "MediaInfo", "probe", "read_frames", "is_media", "is_image"]
+
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 BACKENDS = ("auto", "decord", "pyav")
-
-
-class MediaError(Exception):
-    """A media file cannot be used; the message names the file and why."""
-
-    def __init__(self, path: Path, reason: str, fix: str = ""):
-        super().__init__(f"{path}: {reason}" + (f". Fix: {fix}" if fix else ""))
-        self.path = path
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    frame_count: int
-    fps: float  # 0 for images
-    width: int
-    height: int
-    is_image: bool = False
 
 
 def is_media(path: Path) -> bool:
@@ -46,43 +34,80 @@ def is_image(path: Path) -> bool:
 
 
 def probe(path: Path, backend: str = "auto") -> MediaInfo:
-    """Frame count, frame rate and size, without decoding the whole file."""
+    """Shown frame count, rate, displayed size and what was corrected, decoding one frame at most.
+
+    Metadata comes from PyAV whatever the backend (decord cannot report rotation, pixel aspect or edit
+    lists); decord probes only when PyAV cannot open the file, and never under backend "pyav".
+    """
+    _check_backend(backend)
     _check_not_empty(path)
     if is_image(path):
-        with _open_image(path) as image:
-            return MediaInfo(1, 0.0, image.width, image.height, is_image=True)
-    return _with_backends(path, backend, _probe_decord, _probe_pyav)
-
-
-def read_frames(path: Path, indices: list[int], backend: str = "auto") -> np.ndarray:
-    """The frames at `indices` (in any order, repeats allowed) as uint8 (count, height, width, 3) RGB."""
-    _check_not_empty(path)
-    if is_image(path):
-        with _open_image(path) as image:
-            frame = np.asarray(image.convert("RGB"))
-        return np.stack([frame] * len(indices))
-    return _with_backends(path, backend, lambda p: _read_decord(p, indices), lambda p: _read_pyav(p, indices))
-
-
-# ---- backend choice ----------------------------------------------------------------------------
-def _with_backends(path: Path, backend: str, decord_fn, pyav_fn):
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        shown = load_image(path)
+        height, width = shown.pixels.shape[:2]
+        return MediaInfo(1, 0.0, width, height, True, corrections=shown.corrections, frame_rule=shown.frame_rule)
     if backend == "pyav":
-        return _as_media_error(path, "PyAV", pyav_fn)
+        return _as_media_error(path, "PyAV", video_readers.probe_pyav)
     try:
-        return _as_media_error(path, "decord", decord_fn)
+        return _as_media_error(path, "PyAV", video_readers.probe_pyav)
+    except MediaError as pyav_error:
+        try:
+            return _as_media_error(path, "decord", video_readers.probe_decord)
+        except MediaError as decord_error:
+            raise _unreadable(path, pyav_error, decord_error) from None
+
+
+def read_frames(path: Path, indices: list[int], backend: str = "auto", info: MediaInfo | None = None) -> np.ndarray:
+    """The shown frames at `indices` (any order, repeats allowed) as uint8 (count, height, width, 3) RGB.
+
+    `info` is the file's probe result (probed here when not given); indices count shown frames.
+    """
+    _check_backend(backend)
+    _check_not_empty(path)
+    if is_image(path):
+        return np.stack([load_image(path).pixels] * len(indices))
+    info = info or probe(path, backend)
+    indices = list(indices)
+
+    def by_decord(p):
+        return video_readers.read_decord(p, indices, info)
+
+    def by_pyav(p):
+        return video_readers.read_pyav(p, indices, info)
+
+    if info.hidden_frames:
+        if backend == "decord":
+            raise MediaError(
+                path,
+                f"decord cannot number the frames of a file with an edit list consistently "
+                f"({info.hidden_frames} hidden frame(s) before the visible start)",
+                "read it with the 'auto' or 'pyav' backend",
+            )
+        return _as_media_error(path, "PyAV", by_pyav)
+    if backend == "pyav":
+        return _as_media_error(path, "PyAV", by_pyav)
+    try:
+        return _as_media_error(path, "decord", by_decord)
     except MediaError as decord_error:
         if backend == "decord":
             raise
         try:
-            return _as_media_error(path, "PyAV", pyav_fn)
+            return _as_media_error(path, "PyAV", by_pyav)
         except MediaError as pyav_error:
-            raise MediaError(
-                path,
-                f"cannot be read as a video ({decord_error.reason}; {pyav_error.reason})",
-                "re-encode it (for example `ffmpeg -i in.mp4 -c:v libx264 out.mp4`) or remove it",
-            ) from None
+            raise _unreadable(path, decord_error, pyav_error) from None
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _unreadable(path: Path, first: MediaError, second: MediaError) -> MediaError:
+    return MediaError(
+        path,
+        f"cannot be read as a video ({first.reason}; {second.reason})",
+        "re-encode it (for example `ffmpeg -i in.mp4 -c:v libx264 out.mp4`) or remove it",
+    )
 
 
 def _as_media_error(path: Path, backend: str, fn):
@@ -105,76 +130,3 @@ def _check_not_empty(path: Path) -> None:
         raise MediaError(path, f"cannot be opened ({error.strerror})") from None
     if size == 0:
         raise MediaError(path, "the file is empty (0 bytes)")
-
-
-def _open_image(path: Path):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(path)
-        image.load()
-        return image
-    except (UnidentifiedImageError, OSError) as error:
-        raise MediaError(path, f"not a readable image ({error})") from None
-
-
-# ---- decord ------------------------------------------------------------------------------------
-def _decord_reader(path: Path):
-    import decord
-
-    return decord.VideoReader(str(path), num_threads=1)
-
-
-def _probe_decord(path: Path) -> MediaInfo:
-    reader = _decord_reader(path)
-    count = len(reader)
-    if count == 0:
-        raise MediaError(path, "decord: the video has no frames")
-    height, width = reader[0].shape[:2]
-    return MediaInfo(count, float(reader.get_avg_fps()), int(width), int(height))
-
-
-def _read_decord(path: Path, indices: list[int]) -> np.ndarray:
-    reader = _decord_reader(path)
-    return reader.get_batch(list(indices)).asnumpy()
-
-
-# ---- PyAV --------------------------------------------------------------------------------------
-def _probe_pyav(path: Path) -> MediaInfo:
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise MediaError(path, "PyAV: the file has no video stream")
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or Fraction(0)
-        count = stream.frames
-        if count <= 0:  # some containers do not store a frame count: count the packets instead
-            count = sum(1 for packet in container.demux(stream) if packet.size)
-        if count <= 0:
-            raise MediaError(path, "PyAV: the video has no frames")
-        return MediaInfo(int(count), float(rate), stream.codec_context.width, stream.codec_context.height)
-
-
-def _read_pyav(path: Path, indices: list[int]) -> np.ndarray:
-    import av
-
-    wanted = set(indices)
-    last = max(indices)
-    frames: dict[int, np.ndarray] = {}
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for position, frame in enumerate(container.decode(stream)):
-            if position in wanted:
-                frames[position] = frame.to_ndarray(format="rgb24")
-            if position >= last:
-                break
-    missing = sorted(wanted - frames.keys())
-    if missing:
-        raise MediaError(
-            path,
-            f"PyAV: only {len(frames)} of the {len(wanted)} requested frames could be decoded "
-            f"(frame {missing[0]} is missing; the file may be truncated)",
-        )
-    return np.stack([frames[i] for i in indices])

@@ -1,7 +1,8 @@
 """DataReport: every file the pipeline could not use, with the reason, counted and shown once at the end.
 
 A broken video must never stop a run nor vanish silently: it is skipped, logged with its path, and the
-summary says how many were skipped and why.
+summary says how many were skipped and why. Files used after a correction (rotated by their display
+matrix, stretched by their pixel aspect, planned on timestamps, ...) are listed with what was done.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class SkippedFile:
 class DataReport:
     skipped: list[SkippedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    corrected: dict[Path, list[str]] = field(default_factory=dict)
+    empty_folders: list[str] = field(default_factory=list)  # messages, also in the summary: "no usable items" says why
 
     def skip(self, path: Path, category: str, reason: str) -> None:
         self.skipped.append(SkippedFile(Path(path), category, reason))
@@ -34,6 +37,21 @@ class DataReport:
         self.notes.append(message)
         log.info(message)
 
+    def empty_folder(self, message: str) -> None:
+        self.empty_folders.append(message)
+        self.note(message)
+
+    def correct(self, path: Path, what: str) -> None:
+        """`path` is used as a viewer sees it after `what` ("rotated 90", "SAR 32:27 -> 853x480", ...)."""
+        self.corrected.setdefault(Path(path), []).append(what)
+        log.info("%s: %s", path, what)
+
+    def corrections_summary(self) -> str:
+        if not self.corrected:
+            return ""
+        lines = [f"{path}: {'; '.join(what)}" for path, what in self.corrected.items()]
+        return f"{len(self.corrected)} file(s) used as shown after a correction:\n  " + "\n  ".join(lines)
+
     def skipped_count(self, category: str | None = None) -> int:
         return sum(1 for s in self.skipped if category is None or s.category == category)
 
@@ -41,12 +59,14 @@ class DataReport:
         return [s.path for s in self.skipped if category is None or s.category == category]
 
     def summary(self) -> str:
+        corrections = f"\n{self.corrections_summary()}" if self.corrected else ""
+        corrections += "".join(f"\n{message}" for message in self.empty_folders)
         if not self.skipped:
-            return "no files were skipped"
+            return "no files were skipped" + corrections
         counts = Counter(s.category for s in self.skipped)
         parts = []
         for category, count in counts.most_common():
             examples = [str(s.path) for s in self.skipped if s.category == category][:3]
             more = f" and {count - len(examples)} more" if count > len(examples) else ""
             parts.append(f"{count} {category} ({', '.join(examples)}{more})")
-        return f"skipped {len(self.skipped)} file(s): " + "; ".join(parts)
+        return f"skipped {len(self.skipped)} file(s): " + "; ".join(parts) + corrections

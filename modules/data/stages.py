@@ -17,7 +17,13 @@ from modules.data import media_io
 from modules.data.buckets import Bucket, resize_and_crop, resolution_bucket
 from modules.data.cache import DiskCache, cache_key, file_identity
 from modules.data.concepts import Concept, collect_media
-from modules.data.frame_windows import is_4n1, plan_windows, resampled_source_indices, window_source_indices
+from modules.data.frame_windows import (
+    is_4n1,
+    plan_windows,
+    resampled_source_indices,
+    timestamp_source_indices,
+    window_source_indices,
+)
 from modules.data.pipeline import PipelineStage
 from modules.data.report import DataReport
 
@@ -63,9 +69,14 @@ class ProbeMedia(PipelineStage):
         out = []
         for item in tqdm(items, desc="probing media", unit="file", disable=not items):
             try:
-                out.append({**item, "info": media_io.probe(item["path"], self.backend)})
+                info = media_io.probe(item["path"], self.backend)
             except media_io.MediaError as error:
                 self.report.skip(item["path"], "unreadable media", error.reason)
+                continue
+            if info.corrections and item["path"] not in self.report.corrected:  # once per file, not per concept
+                for what in info.corrections:
+                    self.report.correct(item["path"], what)
+            out.append({**item, "info": info})
         return out
 
 
@@ -100,7 +111,10 @@ class PlanWindows(PipelineStage):
             if info.is_image:
                 out.append({**item, "source_indices": [0], "frames": 1})
                 continue
-            resampled = resampled_source_indices(info.frame_count, info.fps, self.target_fps)
+            if info.timestamps is not None:  # variable rate: the frame shown at each target time
+                resampled = timestamp_source_indices(info.timestamps, self.target_fps)
+            else:
+                resampled = resampled_source_indices(info.frame_count, info.fps, self.target_fps)
             windows = plan_windows(
                 len(resampled), self.window_frames, self.mode, self.max_windows, self.stride, self.min_frames
             )
@@ -143,7 +157,7 @@ class AssignBuckets(PipelineStage):
 class CacheLatents(PipelineStage):
     """VAE-encodes each window not yet cached. Decoding runs one window ahead on a thread, overlapping the encode."""
 
-    reads = ("path", "source_indices", "bucket")
+    reads = ("path", "info", "source_indices", "bucket")
     writes = ("latent_key",)
 
     def __init__(
@@ -162,16 +176,20 @@ class CacheLatents(PipelineStage):
 
     def key(self, item: dict) -> str:
         bucket: Bucket = item["bucket"]
-        return cache_key(
-            {
-                "kind": "video",
-                "source": file_identity(item["path"]),
-                "indices": list(item["source_indices"]),
-                "size": [bucket.frames, bucket.height, bucket.width],
-                "resize": RESIZE_METHOD,
-                "encoder": self.encoder_identity,
-            }
-        )
+        parts = {
+            "kind": "video",
+            "source": file_identity(item["path"]),
+            "indices": list(item["source_indices"]),
+            "size": [bucket.frames, bucket.height, bucket.width],
+            "resize": RESIZE_METHOD,
+            "encoder": self.encoder_identity,
+        }
+        # Only files whose decoded frames differ from cache format 1's (pixel aspect, rotation decord did not
+        # apply, edit lists, EXIF, 16-bit, alpha) carry this part, so every other entry keeps its key.
+        rule = item["info"].frame_rule
+        if rule:
+            parts["shown"] = dict(rule)
+        return cache_key(parts)
 
     def process(self, items):
         keyed = [{**item, "latent_key": self.key(item)} for item in items]
@@ -212,7 +230,7 @@ class CacheLatents(PipelineStage):
 
     def _pixels(self, item: dict) -> torch.Tensor:
         bucket: Bucket = item["bucket"]
-        frames = media_io.read_frames(item["path"], list(item["source_indices"]), self.backend)
+        frames = media_io.read_frames(item["path"], list(item["source_indices"]), self.backend, item["info"])
         return resize_and_crop(frames, bucket.width, bucket.height)
 
 

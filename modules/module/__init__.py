@@ -1,3 +1,4 @@
-"""Model-independent torch pieces: the flow-matching objective, LoRA layers, fp8 storage, eval_mode."""
+"""Model-independent torch pieces: the flow-matching objective, LoRA layers, fp8 and bitsandbytes storage,
+block swapping, activation offloading, eval_mode."""
 
-__all__ = ["eval_mode", "flow_matching", "fp8_linear", "lora"]
+__all__ = ["activation_offload", "block_swap", "bnb_linear", "eval_mode", "flow_matching", "fp8_linear", "lora"]

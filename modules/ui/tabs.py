@@ -8,7 +8,7 @@ from __future__ import annotations
 TABS: dict[str, tuple[str, ...]] = {
     "Model": ("model_type", "model"),
     "Data": ("data",),
-    "Training": ("training_method", "training", "experts", "ema"),
+    "Training": ("training_method", "training", "experts", "ema", "memory"),
     "LoRA": ("lora",),
     "Embedding": ("embedding",),
     "Full": ("finetune",),

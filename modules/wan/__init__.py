@@ -5,4 +5,15 @@ source), formats/ (key maps, LoRA and single-file formats), training/ (setups, e
 saving/, sampling/, embeddings/, tiny_models.py (real classes at tiny sizes, for tests and the demo).
 """
 
-__all__ = ["embeddings", "formats", "loading", "model", "sampling", "saving", "tiny_models", "training", "variants"]
+__all__ = [
+    "embeddings",
+    "formats",
+    "loading",
+    "memory",
+    "model",
+    "sampling",
+    "saving",
+    "tiny_models",
+    "training",
+    "variants",
+]

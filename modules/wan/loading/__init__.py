@@ -3,7 +3,8 @@
 sources.py (where each part comes from, checks on sources), hub.py (hub ids), detection.py (diffusers folders
 from their configs), file_detection.py + headers.py + weight_file.py (single files from their headers),
 expert_slots.py (which A14B expert a file is), part_folder.py / part_load.py (loading a folder / a file),
-identity.py (the cache-key recipe), describe.py (one line on what a path holds, for the GUI).
+identity.py (the cache-key recipe), describe.py (one line on what a path holds, for the GUI), storage.py (int8/nf4
+experts and fp8 UMT5 after loading).
 """
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "part_folder",
     "part_load",
     "sources",
+    "storage",
     "weight_file",
 ]

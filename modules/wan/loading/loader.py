@@ -213,8 +213,13 @@ class WanModelLoader(BaseModelLoader):
 
     def load(self, config) -> WanModel:
         from modules.config.loading import check_fp8_storage
+        from modules.config.memory_config import check_memory
+        from modules.wan.loading.storage import apply_storage, check_storage_backend, load_dtypes
 
         check_fp8_storage(config)  # also for configs built in code, which skip the file loader's checks
+        check_memory(config)
+        check_storage_backend(config)
+        transformer_dtype, text_encoder_dtype = load_dtypes(config)
         m = config.model
         parts = {
             name: getattr(m, f"{name}_path", "") or None
@@ -225,13 +230,15 @@ class WanModelLoader(BaseModelLoader):
                 "model.base_path is empty. Expected: a WAN 2.2 diffusers folder or a hub id such as "
                 "Wan-AI/Wan2.2-TI2V-5B-Diffusers. Fix: set model.base_path."
             )
-        return load_wan_model(
+        model = load_wan_model(
             m.base_path or None,
             **{f"{name}_path": value for name, value in parts.items()},
-            transformer_dtype=to_dtype(m.transformer_dtype, "model.transformer_dtype", TRANSFORMER_DTYPES),
-            text_encoder_dtype=to_dtype(m.text_encoder_dtype, "model.text_encoder_dtype"),
+            transformer_dtype=to_dtype(transformer_dtype, "model.transformer_dtype", TRANSFORMER_DTYPES),
+            text_encoder_dtype=to_dtype(text_encoder_dtype, "model.text_encoder_dtype"),
             vae_dtype=to_dtype(m.vae_dtype, "model.vae_dtype"),
             text_max_length=m.text_max_length,
             allow_download=m.allow_download,
             expected_variant=None if m.variant in (None, "", "auto") else m.variant,
         )
+        apply_storage(model, config)
+        return model

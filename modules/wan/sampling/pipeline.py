@@ -88,7 +88,14 @@ def build_pipeline(model: WanModel, settings: SampleSettings, image_to_video: bo
     return WanPipeline(**parts)
 
 
-def encode_prompts(pipe, arguments: dict, model: WanModel, device: torch.device | None, offload_experts: bool) -> dict:
+def encode_prompts(
+    pipe,
+    arguments: dict,
+    model: WanModel,
+    device: torch.device | None,
+    offload_experts: bool,
+    text_on_cpu: bool = False,
+) -> dict:
     """`arguments` with the prompt and negative prompt replaced by their embeddings, computed by the pipeline's own
     `encode_prompt` before any denoising step.
 
@@ -102,8 +109,9 @@ def encode_prompts(pipe, arguments: dict, model: WanModel, device: torch.device 
     prompt, negative = arguments.pop("prompt"), arguments.pop("negative_prompt")
     text_encoder = model.text_encoder
     home = _device_of(text_encoder)
-    target = device or home
-    if device is not None and offload_experts:
+    # text_on_cpu (memory.text_encoder_on_cpu): a GPU too small for UMT5 encodes on the CPU; the states move after.
+    target = torch.device("cpu") if text_on_cpu else device or home
+    if device is not None and offload_experts and not text_on_cpu:
         for expert in model.experts():
             expert.to("cpu")
     try:
@@ -117,6 +125,8 @@ def encode_prompts(pipe, arguments: dict, model: WanModel, device: torch.device 
         )
     finally:
         text_encoder.to(home)
+    if device is not None:
+        positive, negative_embeds = positive.to(device), negative_embeds.to(device)
     arguments.update(prompt_embeds=positive, negative_prompt_embeds=negative_embeds)
     return arguments
 
@@ -146,6 +156,7 @@ def generate_clip(
     device: torch.device | None = None,
     offload_experts: bool = False,
     progress_bar: bool = False,
+    text_on_cpu: bool = False,
 ) -> np.ndarray:
     """(F, H, W, 3) float32 frames in [0, 1], exactly as the pipeline returns them with output_type="np"."""
     with sampling_mode(model), placed_for_sampling(model, device, offload_experts):
@@ -154,7 +165,9 @@ def generate_clip(
         # A CPU generator makes the noise identical on every device (and equal to a diffusers user's CPU seed).
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         extra = {"image": start_image} if start_image is not None else {}
-        arguments = encode_prompts(pipe, pipeline_arguments(model, settings), model, device, offload_experts)
+        arguments = encode_prompts(
+            pipe, pipeline_arguments(model, settings), model, device, offload_experts, text_on_cpu
+        )
         video = pipe(**arguments, generator=generator, **extra).frames[0]
     return np.asarray(video, dtype=np.float32)
 

@@ -49,6 +49,7 @@ class SamplerOptions:
     boundary_ratio: float | None = None  # None: the model's (0.875 T2V-A14B, 0.9 I2V-A14B)
     embeddings: list[str] = field(default_factory=list)
     progress_bar: bool = False
+    text_encoder_on_cpu: bool = False  # encode prompts on the CPU (a GPU too small for UMT5)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class WanModelSampler(BaseModelSampler):
                 # Both experts sample as at inference; the offloading choice of training applies here too.
                 offload_experts=config.experts.offload_inactive_expert,
                 boundary_ratio=config.experts.boundary_ratio,
+                text_encoder_on_cpu=config.memory.text_encoder_on_cpu,
             )
         )
 
@@ -205,6 +207,7 @@ class WanModelSampler(BaseModelSampler):
             device=self.options.device,
             offload_experts=self.options.offload_experts,
             progress_bar=self.options.progress_bar,
+            text_on_cpu=self.options.text_encoder_on_cpu,
         )
         return to_uint8(frames)
 

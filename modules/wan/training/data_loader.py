@@ -63,6 +63,8 @@ class WanBaseDataLoader(BaseDataLoader):
         embeddings_key = f":embeddings={embedding_identity(model)}" if embedding_identity(model) else ""
         configure_vae_tiling(model, config, device)  # memory.vae_tiling; stays set for sample decoding
         model.encoders_to(device)
+        if config.memory.text_encoder_on_cpu:  # a GPU too small for UMT5: captions are encoded on the CPU
+            model.text_encoder.to("cpu")
         try:
             self.samples = build_cached_dataset(
                 [_concept(c) for c in data.concepts],
@@ -80,6 +82,8 @@ class WanBaseDataLoader(BaseDataLoader):
             model.encoders_to(torch.device("cpu"))
         if self.report.skipped_count():
             log.warning(self.report.summary())
+        elif self.report.corrections_summary():  # summary() includes the corrections when files were skipped
+            log.info(self.report.corrections_summary())
         log.info(
             "cache: %d training windows; %d latents and %d captions encoded now, the rest reused from %s",
             len(self.samples),

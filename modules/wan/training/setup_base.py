@@ -12,6 +12,7 @@ from modules.base.model_setup import BaseModelSetup, TrainProgress, ValidationRo
 from modules.module.compile import compile_transformer
 from modules.module.flow_matching import distribution_settings, noisy_input, sample_sigmas, velocity_target
 from modules.util.device import autocast
+from modules.wan.memory import apply_memory_settings
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning, experts
 
@@ -51,6 +52,8 @@ class WanTrainingSetup(BaseModelSetup):
         return groups
 
     def setup_train_device(self, model: WanModel, config, device: torch.device) -> None:
+        # What trains is known now: swapping keeps it on the device and moves only frozen weights.
+        apply_memory_settings(model, config)
         # Encoders are needed only while caching; training steps never touch them.
         model.encoders_to(torch.device("cpu"))
         self.device = device

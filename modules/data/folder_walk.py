@@ -1,0 +1,62 @@
+"""Listing a concept folder's media files, following folder links once and reporting what cannot be followed.
+
+Python's glob neither follows linked folders under "**" nor reports a link that points back into its own
+tree or a link to nothing: those files vanished silently. Here a linked folder is followed (data sets are
+often assembled from links), each real folder is read once, and a link loop or a broken link to a media
+file is skipped with a counted warning naming the link.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from modules.data.media_io import is_media
+from modules.data.report import DataReport
+
+
+def media_files(folder: Path, recursive: bool, report: DataReport) -> list[Path]:
+    """Every media file in `folder` (and below it when `recursive`), sorted by path."""
+    found: list[Path] = []
+    visited: set[str] = set()
+
+    def visit(directory: Path, chain: tuple[str, ...]) -> None:
+        real = os.path.realpath(directory)
+        if real in chain:
+            reason = f"links back to {real}, a folder it is inside; not followed (remove the link)"
+            report.skip(directory, "symlink loop", reason)
+            return
+        if real in visited:
+            report.note(f"{directory}: the same folder as {real}, already read; not read twice")
+            return
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as error:
+            report.skip(directory, "unreadable folder", error.strerror or str(error))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()  # both follow links
+                if entry.is_symlink():
+                    os.stat(path)  # a looped or dangling link raises here
+            except OSError as error:
+                _report_bad_link(path, error, recursive, report)
+                continue
+            if is_dir and recursive:
+                visit(path, (*chain, real))
+            elif is_file and is_media(path):
+                found.append(path)
+
+    visit(folder, ())
+    return sorted(found)
+
+
+def _report_bad_link(path: Path, error: OSError, recursive: bool, report: DataReport) -> None:
+    if error.errno == errno.ELOOP:
+        if recursive or is_media(path):  # a looped link could be a folder or a media file: say so
+            report.skip(path, "symlink loop", "the link resolves to itself through a loop of links (remove the link)")
+    elif is_media(path):
+        report.skip(path, "broken symlink", f"links to {os.readlink(path)}, which does not exist")

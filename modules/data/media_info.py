@@ -1,0 +1,40 @@
+"""What the probe knows about one media file, in the terms a viewer sees it, and the error for unusable files.
+
+Sizes are *displayed* sizes (after the display rotation and the pixel aspect ratio), frame counts and
+indices are those of the frames a player shows (an edit list's hidden lead-in is not counted), and
+`timestamps` holds the presentation times of those frames when the rate is not constant. See
+docs/data_pipeline.md, "Frames as shown".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+
+class MediaError(Exception):
+    """A media file cannot be used; the message names the file and why."""
+
+    def __init__(self, path: Path, reason: str, fix: str = ""):
+        super().__init__(f"{path}: {reason}" + (f". Fix: {fix}" if fix else ""))
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    frame_count: int  # frames a player shows
+    fps: float  # average rate of the shown frames; 0 for images
+    width: int  # displayed width (rotation and pixel aspect applied)
+    height: int  # displayed height
+    is_image: bool = False
+    rotation: int = 0  # counter-clockwise degrees (0, 90, 180, 270) the display matrix asks for
+    pixel_aspect: Fraction = Fraction(1)  # sample aspect ratio: stored pixel width / height as shown
+    timestamps: tuple[float, ...] | None = None  # seconds from the first shown frame; only for variable rates
+    hidden_frames: int = 0  # frames in the file before an edit list's visible start
+    # What was corrected to reach the displayed frames, in words for the report ("rotated 90", ...).
+    corrections: tuple[str, ...] = ()
+    # Cache-key parts for the corrections that make this file's frames differ from what cache format 1
+    # decoded, so exactly those files get new entries (see stages.CacheLatents.key).
+    frame_rule: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,190 @@
+"""The two video readers, brought to the same displayed frames: PyAV (metadata and fallback) and decord (speed).
+
+PyAV reads what a player needs and decord cannot report: the display rotation (from the first frame's
+display matrix), the sample aspect ratio, the presentation timestamps and an edit list's hidden lead-in
+(packets FFmpeg flags "discard"). So the probe uses PyAV, and decord only when PyAV cannot open a file.
+
+decord applies the display rotation itself but not the pixel aspect, and numbers the frames of a file with
+an edit list differently by access pattern (a batch read from the start skips the hidden frames, a seek
+does not), so such files are read with PyAV only. PyAV applies neither rotation nor pixel aspect: both
+readers' frames go through as_shown.to_displayed.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from modules.data.as_shown import (
+    displayed_size,
+    is_constant_rate,
+    normalise_rotation,
+    pixel_aspect_of,
+    rate_range,
+    to_displayed,
+)
+from modules.data.media_info import MediaError, MediaInfo
+
+
+# ---- PyAV --------------------------------------------------------------------------------------
+def probe_pyav(path: Path) -> MediaInfo:
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise MediaError(path, "PyAV: the file has no video stream")
+        stream = container.streams.video[0]
+        pixel_aspect = pixel_aspect_of(stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(0)
+        time_base = stream.time_base or Fraction(0)
+        shown_pts, hidden, untimed = [], 0, 0
+        for packet in container.demux(stream):  # packets only: nothing is decoded here
+            if not packet.size:
+                continue
+            if packet.is_discard:  # before an edit list's start: decoded for reference, never shown
+                hidden += 1
+            elif packet.pts is None:
+                untimed += 1
+            else:
+                shown_pts.append(packet.pts)
+    count = len(shown_pts) + untimed
+    if count <= 0:
+        raise MediaError(path, "PyAV: the video has no frames")
+    with av.open(str(path)) as container:  # the first shown frame: its stored size and display matrix
+        first = next(container.decode(video=0), None)
+        if first is None:
+            raise MediaError(path, "PyAV: no frame could be decoded")
+        stored_width, stored_height, rotation = first.width, first.height, normalise_rotation(first.rotation)
+    timestamps = None
+    if not untimed and time_base and len(shown_pts) > 2:
+        shown_pts.sort()
+        times = [float((pts - shown_pts[0]) * time_base) for pts in shown_pts]
+        if not is_constant_rate(times):
+            timestamps = tuple(times)
+            rate = Fraction((len(times) - 1) / times[-1]) if times[-1] > 0 else rate
+    return video_info(
+        path,
+        count,
+        float(rate),
+        stored_width,
+        stored_height,
+        rotation,
+        pixel_aspect,
+        timestamps,
+        hidden,
+        # Cache format 1 decoded with decord when it could, which rotates: only files decord cannot open
+        # were trained unrotated, so only their entries must change.
+        rotation_changes_frames=bool(rotation) and not decord_opens(path),
+    )
+
+
+def read_pyav(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
+    """Decodes from the start; FFmpeg drops an edit list's hidden frames, so positions are shown frames."""
+    import av
+
+    wanted = set(indices)
+    last = max(indices)
+    frames: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for position, frame in enumerate(container.decode(stream)):
+            if position in wanted:
+                frames[position] = frame.to_ndarray(format="rgb24")
+            if position >= last:
+                break
+    missing = sorted(wanted - frames.keys())
+    if missing:
+        raise MediaError(
+            path,
+            f"PyAV: only {len(frames)} of the {len(wanted)} requested frames could be decoded "
+            f"(frame {missing[0]} is missing; the file may be truncated)",
+        )
+    stacked = np.stack([frames[i] for i in indices])
+    return to_displayed(stacked, info.width, info.height, info.rotation, already_rotated=False)
+
+
+# ---- decord ------------------------------------------------------------------------------------
+def _decord_reader(path: Path):
+    import decord
+
+    return decord.VideoReader(str(path), num_threads=1)
+
+
+def decord_opens(path: Path) -> bool:
+    try:
+        _decord_reader(path)
+        return True
+    except Exception:  # ImportError, decord's DECORDError/RuntimeError: it cannot read this file
+        return False
+
+
+def probe_decord(path: Path) -> MediaInfo:
+    """Used only when PyAV cannot open the file: decord sees neither pixel aspect nor edit lists."""
+    reader = _decord_reader(path)
+    count = len(reader)
+    if count == 0:
+        raise MediaError(path, "decord: the video has no frames")
+    height, width = reader[0].shape[:2]  # already rotated by decord
+    fps = float(reader.get_avg_fps())
+    times = [float(t) for t in reader.get_frame_timestamp(list(range(count)))[:, 0]]
+    timestamps = None
+    if not is_constant_rate(times) and times[-1] > times[0]:
+        timestamps = tuple(t - times[0] for t in times)
+        fps = (count - 1) / timestamps[-1]
+    return video_info(path, count, fps, int(width), int(height), 0, Fraction(1), timestamps, 0, False)
+
+
+def read_decord(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
+    reader = _decord_reader(path)
+    if len(reader) != info.frame_count:
+        # decord numbers frames differently from what a player shows (the probe's count): its index i would
+        # not be shown frame i. Raised as a MediaError, so 'auto' reads the file with PyAV instead.
+        raise MediaError(path, f"decord counts {len(reader)} frames where a player shows {info.frame_count}")
+    frames = reader.get_batch(list(indices)).asnumpy()
+    return to_displayed(frames, info.width, info.height, info.rotation, already_rotated=True)
+
+
+# ---- what the probe reports ---------------------------------------------------------------------
+def video_info(
+    path: Path,
+    count: int,
+    fps: float,
+    stored_width: int,
+    stored_height: int,
+    rotation: int,
+    pixel_aspect: Fraction,
+    timestamps: tuple[float, ...] | None,
+    hidden: int,
+    rotation_changes_frames: bool,
+) -> MediaInfo:
+    width, height = displayed_size(stored_width, stored_height, pixel_aspect, rotation)
+    corrections, rule = [], []
+    if rotation:
+        corrections.append(f"rotated {rotation} (display matrix, counter-clockwise)")
+        if rotation_changes_frames:
+            rule.append(("rotation", str(rotation)))
+    if pixel_aspect != 1:
+        unrotated = (height, width) if rotation in (90, 270) else (width, height)
+        corrections.append(f"SAR {pixel_aspect.numerator}:{pixel_aspect.denominator} -> {unrotated[0]}x{unrotated[1]}")
+        rule.append(("pixel_aspect", f"{pixel_aspect.numerator}:{pixel_aspect.denominator}"))
+    if timestamps is not None:
+        low, high = rate_range(list(timestamps))
+        corrections.append(f"variable frame rate ({low:.3g}-{high:.3g} fps): planned on timestamps")
+    if hidden:
+        corrections.append(f"edit list: {hidden} frame(s) before the visible start are not used; read with PyAV")
+        rule.append(("edit_list_hidden", str(hidden)))
+    return MediaInfo(
+        frame_count=count,
+        fps=fps,
+        width=width,
+        height=height,
+        rotation=rotation,
+        pixel_aspect=pixel_aspect,
+        timestamps=timestamps,
+        hidden_frames=hidden,
+        corrections=tuple(corrections),
+        frame_rule=tuple(rule),
+    )
