@@ -111,6 +111,8 @@ class MemoryPlan:
             bits.append(f"blocks_to_swap={memory.blocks_to_swap}")
         if getattr(memory, "offload_activations", False):
             bits.append("offload_activations")
+        if getattr(memory, "text_encoder_on_cpu", False):
+            bits.append("text_encoder_on_cpu")
         if self.vae_tiled:
             bits.append("VAE tiling")
         return ", ".join(bits)
