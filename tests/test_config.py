@@ -42,10 +42,13 @@ def test_presets_all_load():
         ({"training": {"gradient_checkpointing": 1}}, "training.gradient_checkpointing: expected true or false, got 1"),
         (
             {"training": {"optimizer": "sgd"}},
-            "training.optimizer: 'sgd' is not allowed. Choose one of: adamw, adamw_8bit",
+            "training.optimizer: 'sgd' is not allowed. Choose one of: adamw, adamw_8bit, paged_adamw",
         ),
         ({"lora": {"rank": 0}}, "lora.rank: 0 is out of range; allowed: from 1 to 1024"),
-        ({"lora": {"rnak": 4}}, "lora.rnak: unknown key. Allowed keys here: alpha, dropout, layer_filter, rank"),
+        (
+            {"lora": {"rnak": 4}},
+            "lora.rnak: unknown key. Allowed keys here: alpha, dropout, factor, layer_filter, rank, type, use_dora",
+        ),
         ({"data": {"concepts": [{"path": "a"}], "frames": 80}}, "data.frames: 80 is not 4n+1; use 77 or 81"),
         ({"data": {"concepts": []}}, "data.concepts: at least one concept is needed"),
         ({"data": {"concepts": [{"repeats": 2}]}}, "data.concepts[0].path: required"),
@@ -99,7 +102,13 @@ def test_version_0_is_migrated_and_newer_versions_refused(tmp_path):
 
 def test_fields_describe_themselves_for_a_gui():
     rows = {row["name"]: row for row in describe(TrainConfig)}
-    assert rows["training.optimizer"]["choices"] == ("adamw", "adamw_8bit")
+    assert (
+        rows["training.optimizer"]["choices"][:2] == ("adamw", "adamw_8bit")
+        and "prodigy" in rows["training.optimizer"]["choices"]
+    )
+    # Each optimizer's own settings are fields too, with their ranges (the GUI shows them per optimizer).
+    assert rows["training.prodigy.d_coef"]["min"] == 0.0 and rows["training.lion.beta2"]["default"] == 0.99
+    assert rows["lora.type"]["choices"] == ("lora", "loha", "lokr") and rows["lora.use_dora"]["default"] is False
     assert rows["lora.rank"]["min"] == 1 and rows["lora.rank"]["default"] == 32
     assert all(row["help"] for row in rows.values())
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from modules.config.memory_config import check_memory
 from modules.config.migrations import migrate
+from modules.config.optimizer_config import check_optimizer_settings
 from modules.config.train_config import TrainConfig
 from modules.config.validation import ConfigError, from_dict, to_dict
 
@@ -82,12 +83,26 @@ def check_consistency(config: TrainConfig) -> None:
     if (config.data.frames - 1) % 4:
         lower = (config.data.frames - 1) // 4 * 4 + 1
         raise ConfigError(f"data.frames: {config.data.frames} is not 4n+1; use {lower} or {lower + 4}")
+    for i, concept in enumerate(config.data.concepts):
+        if concept.frames is not None and (concept.frames - 1) % 4:
+            lower = (concept.frames - 1) // 4 * 4 + 1
+            raise ConfigError(f"data.concepts[{i}].frames: {concept.frames} is not 4n+1; use {lower} or {lower + 4}")
     if not config.data.concepts:
         raise ConfigError("data.concepts: at least one concept is needed (or a concepts_file that lists them)")
     for i, sample in enumerate(config.sampling.samples):
         if not sample.prompt:
             raise ConfigError(f"sampling.samples[{i}].prompt: empty")
     check_fp8_storage(config)
+    check_optimizer_settings(config.training)
+    if config.lora.use_dora and config.lora.type != "lora":
+        raise ConfigError(
+            f"lora.use_dora: DoRA applies to lora.type 'lora', not {config.lora.type!r}. Fix: turn one of them off"
+        )
+    if (config.lora.type != "lora" or config.lora.use_dora) and config.output.lora_format != "comfyui":
+        raise ConfigError(
+            f"output.lora_format: diffusers cannot load lora.type {config.lora.type!r} / DoRA adapters. "
+            "Fix: set output.lora_format to comfyui (docs/lora_format.md)"
+        )
     check_memory(config)
 
 

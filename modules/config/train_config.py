@@ -6,6 +6,14 @@ from dataclasses import dataclass, field
 
 from modules.config.fields import setting
 from modules.config.memory_config import QUANTISED_DTYPES, MemoryConfig
+from modules.config.optimizer_config import (
+    OPTIMIZERS,
+    AdafactorConfig,
+    CameConfig,
+    LionConfig,
+    ProdigyConfig,
+    ScheduleFreeConfig,
+)
 
 # Re-exported: sampling settings live in their own file (scripts/sample.py uses them without a TrainConfig).
 from modules.config.sampling_config import SampleConfig, SamplingConfig  # noqa: F401
@@ -70,9 +78,29 @@ class ModelConfig:
 
 @dataclass
 class LoraConfig:
-    rank: int = setting(32, help="LoRA rank", min=1, max=1024)
-    alpha: float = setting(32.0, help="LoRA alpha; the update is scaled by alpha / rank", min=0.0)
-    dropout: float = setting(0.0, help="Dropout on the LoRA input", min=0.0, max=1.0)
+    type: str = setting(
+        "lora",
+        help="Adapter type: lora (B @ A), loha (Hadamard product of two low-rank pairs), lokr (Kronecker product); "
+        "see docs/lora_format.md",
+        choices=("lora", "loha", "lokr"),
+    )
+    rank: int = setting(
+        32, help="Rank (lokr: the rank of a decomposed factor; large ranks keep factors full)", min=1, max=1024
+    )
+    alpha: float = setting(32.0, help="Alpha; the update is scaled by alpha / rank", min=0.0)
+    dropout: float = setting(
+        0.0, help="Dropout on the LoRA input (loha/lokr: rank dropout of the update)", min=0.0, max=1.0
+    )
+    use_dora: bool = setting(
+        False,
+        help="DoRA: also train a magnitude per input column of each weight, as ComfyUI applies dora_scale "
+        "(lora.type lora only)",
+    )
+    factor: int = setting(
+        -1,
+        help="lokr: size of the first Kronecker factor's dimensions (-1: as square as the layer allows)",
+        min=-1,
+    )
     layer_filter: str = setting(
         "",
         help="Comma-separated substrings or a regex of module names to train (empty: all attention and feed-forward "
@@ -181,6 +209,18 @@ class ConceptConfig:
         "skip", help="What to do with media that has no caption file", choices=MISSING_CAPTION_RULES
     )
     include_subdirectories: bool = setting(False, help="Also collect media from subfolders")
+    loss_weight: float = setting(1.0, help="Multiplier of this concept's loss (2: counts twice as much)", min=0.0)
+    resolution: int | None = setting(
+        None, help="This concept's training area as the side of a square; empty: data.resolution", min=16, max=4096
+    )
+    frames: int | None = setting(
+        None, help="This concept's frames per window (4n+1); empty: data.frames", min=1, max=1025
+    )
+    flip: bool = setting(
+        False,
+        help="Also train every window mirrored left-right (cached as its own entries); off when captions say "
+        "left or right",
+    )
 
 
 @dataclass
@@ -210,6 +250,13 @@ class DataConfig:
     max_windows_per_video: int = setting(1, help="Upper bound of windows per clip (chunk, slide, uniform)", min=1)
     slide_stride: int = setting(8, help="Frames between window starts in 'slide' mode (at the target fps)", min=1)
     cache_dir: str = setting("", help="Where cached latents and text embeddings live (default: <workspace>/cache)")
+    caption_dropout: float = setting(
+        0.0,
+        help="Share of batches trained with the empty prompt instead of their captions (keeps classifier-free "
+        "guidance working; 0.05-0.1 is usual)",
+        min=0.0,
+        max=1.0,
+    )
 
 
 @dataclass
@@ -219,16 +266,30 @@ class TrainingConfig:
     gradient_accumulation_steps: int = setting(1, help="Batches per optimizer step", min=1)
     learning_rate: float = setting(1e-4, help="Peak learning rate", min=0.0)
     optimizer: str = setting(
-        "adamw", help="Optimizer; adamw_8bit needs bitsandbytes and a GPU", choices=("adamw", "adamw_8bit")
+        "adamw",
+        help="Optimizer (docs/optimizers.md); the *_8bit and paged ones need bitsandbytes; each has its section below",
+        choices=OPTIMIZERS,
     )
-    weight_decay: float = setting(0.01, help="AdamW weight decay", min=0.0)
+    weight_decay: float = setting(0.01, help="Decoupled weight decay (every optimizer)", min=0.0)
     adam_beta1: float = setting(0.9, help="AdamW beta1", min=0.0, max=1.0)
     adam_beta2: float = setting(0.999, help="AdamW beta2", min=0.0, max=1.0)
     adam_epsilon: float = setting(1e-8, help="AdamW epsilon", min=0.0)
     lr_scheduler: str = setting(
-        "constant", help="Learning-rate schedule after warmup", choices=("constant", "linear", "cosine")
+        "constant",
+        help="Learning-rate schedule after warmup (schedule_free_adamw: constant only)",
+        choices=("constant", "linear", "cosine", "cosine_with_restarts", "polynomial"),
     )
-    warmup_steps: int = setting(0, help="Linear warmup steps from 0 to the peak learning rate", min=0)
+    warmup_steps: int = setting(0, help="Linear warmup steps from 0 to the peak learning rate (every schedule)", min=0)
+    lr_cycles: int = setting(1, help="cosine_with_restarts: cosine decays after warmup, each from the peak", min=1)
+    lr_power: float = setting(1.0, help="polynomial: exponent of the decay (1: linear)", min=0.0)
+    lr_min_factor: float = setting(
+        0.0, help="Share of the peak learning rate the decaying schedules end at", min=0.0, max=1.0
+    )
+    prodigy: ProdigyConfig = setting(default_factory=ProdigyConfig, help="Prodigy settings")
+    adafactor: AdafactorConfig = setting(default_factory=AdafactorConfig, help="Adafactor settings")
+    came: CameConfig = setting(default_factory=CameConfig, help="CAME settings")
+    lion: LionConfig = setting(default_factory=LionConfig, help="Lion and lion_8bit settings")
+    schedule_free: ScheduleFreeConfig = setting(default_factory=ScheduleFreeConfig, help="Schedule-free AdamW settings")
     max_grad_norm: float = setting(1.0, help="Gradient clipping norm; 0 disables clipping", min=0.0)
     train_dtype: str = setting(
         "bfloat16", help="Compute dtype of the forward pass (autocast); adapters stay float32", choices=DTYPES

@@ -17,6 +17,7 @@ from modules.data import media_io
 from modules.data.buckets import Bucket, resize_and_crop, resolution_bucket
 from modules.data.cache import DiskCache, cache_key, file_identity
 from modules.data.concepts import Concept, collect_media
+from modules.data.flip import flip_horizontally
 from modules.data.frame_windows import (
     is_4n1,
     plan_windows,
@@ -189,6 +190,9 @@ class CacheLatents(PipelineStage):
         rule = item["info"].frame_rule
         if rule:
             parts["shown"] = dict(rule)
+        # Only a mirrored window names the flip (modules/data/flip.py), so unflipped windows keep their keys.
+        if item.get("flip"):
+            parts["flip"] = True
         return cache_key(parts)
 
     def process(self, items):
@@ -231,7 +235,8 @@ class CacheLatents(PipelineStage):
     def _pixels(self, item: dict) -> torch.Tensor:
         bucket: Bucket = item["bucket"]
         frames = media_io.read_frames(item["path"], list(item["source_indices"]), self.backend, item["info"])
-        return resize_and_crop(frames, bucket.width, bucket.height)
+        pixels = resize_and_crop(frames, bucket.width, bucket.height)
+        return flip_horizontally(pixels) if item.get("flip") else pixels
 
 
 class CacheCaptions(PipelineStage):

@@ -10,6 +10,7 @@ import torch
 from modules.data.buckets import Bucket
 from modules.data.cache import DiskCache
 from modules.data.concepts import Concept, DataError
+from modules.data.flip import AddFlippedWindows
 from modules.data.pipeline import Pipeline
 from modules.data.report import DataReport
 from modules.data.stages import (
@@ -44,6 +45,7 @@ class DatasetSettings:
     target_area: int = 480 * 480
     pixel_multiple: int = 32
     backend: str = "auto"
+    flip: bool = False  # also train every window mirrored left-right (modules/data/flip.py)
 
 
 def build_pipeline(
@@ -69,6 +71,7 @@ def build_pipeline(
                 settings.min_frames,
             ),
             AssignBuckets(settings.target_area, settings.pixel_multiple),
+            *([AddFlippedWindows()] if settings.flip else []),
             CacheLatents(cache, encode_video, video_identity, report, settings.backend),
             CacheCaptions(cache, encode_text, text_identity),
         ],

@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 
 import torch
-from peft import LoraConfig
 from peft.tuners.lora import LoraLayer
+from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+from modules.module.dora import DORA_SCALE, add_dora, dora_state_dict, set_dora_state_dict
+from modules.module.lora_variants import adapter_config, make_adapter_float32
 
 # The linears of each transformer block: self- and cross-attention q/k/v/out and the feed-forward pair.
 DEFAULT_TARGET_MODULES: list[str] = [
@@ -71,7 +74,7 @@ def filter_matcher(layer_filter: str | None):
 
 def _is_linear(module: torch.nn.Module) -> bool:
     # A linear that already carries an adapter is a peft wrapper around it; it may take a second adapter.
-    if isinstance(module, LoraLayer):
+    if isinstance(module, BaseTunerLayer):
         return isinstance(module.get_base_layer(), torch.nn.Linear)
     return isinstance(module, torch.nn.Linear)
 
@@ -107,20 +110,22 @@ def attach_lora(
     target_modules: list[str] | None = None,
     layer_filter: str | None = None,
     adapter_name: str = "default",
+    kind: str = "lora",
+    factor: int = -1,
+    use_dora: bool = False,
 ) -> list[str]:
-    """Add a LoRA adapter (B initialised to zero, so the model is unchanged) and return the module names."""
+    """Add an adapter (its update starts at zero, so the model is unchanged) and return the module names.
+    `kind` is lora, loha or lokr (modules/module/lora_variants.py); `factor` is LoKr's decompose factor;
+    `use_dora` adds DoRA magnitudes to a plain LoRA (modules/module/dora.py)."""
+    if use_dora and kind != "lora":
+        raise ValueError(f"lora.use_dora: DoRA applies to lora.type 'lora', not {kind!r}. Fix: turn one of them off")
     names = select_lora_modules(transformer, target_modules, layer_filter)
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        # Full names: peft matches a name exactly (or as a dotted suffix), so nothing else is picked up.
-        target_modules=names,
-        init_lora_weights=True,
-    )
+    # Full names: peft matches a name exactly (or as a dotted suffix), so nothing else is picked up.
+    config = adapter_config(kind, rank=rank, alpha=alpha, dropout=dropout, target_modules=names, factor=factor)
     transformer.add_adapter(config, adapter_name=adapter_name)
-    for param in lora_parameters(transformer, adapter_name):
-        param.data = param.data.float()
+    make_adapter_float32(transformer, adapter_name)
+    if use_dora:
+        add_dora(transformer, adapter_name)
     return names
 
 
@@ -139,8 +144,13 @@ def lora_parameters(transformer: torch.nn.Module, adapter_name: str = "default")
 
 
 def lora_state_dict(transformer: torch.nn.Module, adapter_name: str = "default") -> dict[str, torch.Tensor]:
-    """`blocks.0.attn1.to_q.lora_A.weight` -> tensor (peft's names without the adapter name; live tensors)."""
-    return get_peft_model_state_dict(transformer, adapter_name=adapter_name)
+    """`blocks.0.attn1.to_q.lora_A.weight` -> tensor (peft's names without the adapter name; live tensors),
+    plus `<module>.dora_scale` for a DoRA adapter."""
+    # peft's getter also picks up the magnitude parameter under its attribute name; it is named `dora_scale` here.
+    peft = {
+        k: v for k, v in get_peft_model_state_dict(transformer, adapter_name=adapter_name).items() if "dora" not in k
+    }
+    return {**peft, **dora_state_dict(transformer, adapter_name)}
 
 
 def set_lora_state_dict(
@@ -157,6 +167,11 @@ def set_lora_state_dict(
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}. "
             "Fix: attach with the same rank, target modules and layer filter the file was trained with."
         )
+    dora = {k: v for k, v in state_dict.items() if k.endswith("." + DORA_SCALE)}
     with torch.no_grad():
-        set_peft_model_state_dict(transformer, state_dict, adapter_name=adapter_name)
+        set_peft_model_state_dict(
+            transformer, {k: v for k, v in state_dict.items() if k not in dora}, adapter_name=adapter_name
+        )
+    if dora:
+        set_dora_state_dict(transformer, dora, adapter_name)
     # set_peft_model_state_dict copies into the existing float32 parameters, so their dtype is kept.

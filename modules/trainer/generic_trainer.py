@@ -20,6 +20,7 @@ from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.ema import create_ema, ema_weights_in_use
 from modules.trainer.oom import StepGuard
+from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
 from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
@@ -193,7 +194,8 @@ class GenericTrainer:
     def save(self, destination: Path) -> list[Path]:
         destination.parent.mkdir(parents=True, exist_ok=True)
         self.backups.before_save()
-        with ema_weights_in_use(self.ema):
+        # A schedule-free optimizer's averaged weights are the ones to save (a no-op for other optimizers).
+        with optimizer_eval_weights(self.optimizer), ema_weights_in_use(self.ema):
             return self.plugin.saver().save(self.model, self.config, destination)
 
     def _save_on_schedule(self, run_log: RunLog) -> None:

@@ -108,6 +108,10 @@ def apply_contents(run_state: TrainingState, contents: BackupContents) -> None:
         setattr(run_state.progress, name, value)
 
 
+# Separates a nested state entry's key from its inner key in tensor names ("0.<key>/<inner>").
+_NESTED = "/"
+
+
 def _split_optimizer_state(state_dict: dict) -> tuple[dict, dict[str, torch.Tensor]]:
     """torch's optimizer state_dict as (JSON, tensors named '<param index>.<key>')."""
     as_json: dict = {"state": {}, "param_groups": state_dict["param_groups"]}
@@ -116,6 +120,14 @@ def _split_optimizer_state(state_dict: dict) -> tuple[dict, dict[str, torch.Tens
         for key, value in entry.items():
             if torch.is_tensor(value):
                 tensors[f"{index}.{key}"] = value
+            elif isinstance(value, dict):  # bitsandbytes keeps its quantisation state as a dict of tensors
+                for inner, item in value.items():
+                    if torch.is_tensor(item):
+                        # Cloned: its quantisation maps are one tensor shared by every parameter's entry, and
+                        # safetensors refuses shared memory.
+                        tensors[f"{index}.{key}{_NESTED}{inner}"] = item.clone()
+                    else:
+                        as_json["state"].setdefault(str(index), {}).setdefault(key, {})[inner] = item
             else:
                 as_json["state"].setdefault(str(index), {})[key] = value
     return as_json, tensors
@@ -125,9 +137,18 @@ def _join_optimizer_state(as_json: dict, tensors: dict[str, torch.Tensor], templ
     state: dict[int, dict] = {}
     for name, value in tensors.items():
         index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
+        if _NESTED in key:
+            key, inner = key.split(_NESTED, 1)
+            state.setdefault(int(index), {}).setdefault(key, {})[inner] = value
+        else:
+            state.setdefault(int(index), {})[key] = value
     for index, entry in as_json["state"].items():
-        state.setdefault(int(index), {}).update(entry)
+        target = state.setdefault(int(index), {})
+        for key, value in entry.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                target[key].update(value)
+            else:
+                target[key] = value
     groups = as_json["param_groups"]
     if len(groups) != len(template["param_groups"]):
         raise BackupError(

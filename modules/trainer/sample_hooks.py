@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from modules.trainer.oom import sample_oom_note
+from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.sample_schedule import SampleSchedule
 from modules.trainer.training_state import TrainingState
 from modules.trainer.validation_loss import ValidationLoss
@@ -95,18 +96,19 @@ class SampleHooks:
         self.written += written
         return written
 
+    @contextlib.contextmanager
     def _weights_to_show(self):
-        """The EMA weights while sampling when EMA is on (what will be saved), else the live weights."""
-        ema = self.run_state.ema
-        if ema is None:
-            return contextlib.nullcontext()
+        """What will be saved: the EMA weights when EMA is on, else the live weights (a schedule-free
+        optimizer's averaged ones)."""
         from modules.trainer.ema import ema_weights_in_use
 
-        return ema_weights_in_use(ema)
+        with optimizer_eval_weights(self.run_state.optimizer), ema_weights_in_use(self.run_state.ema):
+            yield
 
     def measure_validation(self) -> dict[float, float]:
         run = self.run_state
-        losses = self.validation.measure(run.model, run.setup, run.progress)
+        with optimizer_eval_weights(run.optimizer):  # schedule-free: the averaged weights
+            losses = self.validation.measure(run.model, run.setup, run.progress)
         step = run.progress.global_step
         for sigma, loss in losses.items():
             if self.run_log.writer is not None:

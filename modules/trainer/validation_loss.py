@@ -35,6 +35,7 @@ def validation_config(config):
     validation = copy.deepcopy(config)
     validation.data.concepts = [ConceptConfig(path=str(path))]
     validation.data.concepts_file = ""
+    validation.data.caption_dropout = 0.0  # the loss is measured on the real captions
     return validation
 
 

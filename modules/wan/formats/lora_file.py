@@ -22,6 +22,7 @@ from modules.util.atomic import save_safetensors_atomic
 from modules.util.device import DTYPES
 from modules.util.resources import MODEL_SPECS_DIR
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
+from modules.wan.formats.lycoris_keys import to_comfyui_variant_state_dict
 
 LORA_FORMATS = ("comfyui", "diffusers")
 COMFYUI_PREFIX = "diffusion_model."
@@ -30,6 +31,8 @@ DIFFUSERS_PREFIX = "transformer."
 DIFFUSERS_ADAPTER_METADATA_KEY = "lora_adapter_metadata"
 # Rank and alpha under the names kohya-style tools and model sites read.
 RANK_KEY, ALPHA_KEY, FORMAT_KEY = "ss_network_dim", "ss_network_alpha", "wan.lora_format"
+LORA_TYPE_KEY = "wan.lora_type"  # lora, loha or lokr
+DORA_SUFFIX = ".dora_scale"
 
 _PEFT_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)\.weight$")
 # Down/up names other tools use for the same two matrices.
@@ -71,10 +74,20 @@ def lora_modules(peft_state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[to
     return {m: (p["lora_A"], p["lora_B"]) for m, p in parts.items()}
 
 
+def split_dora(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(LoRA matrices, DoRA magnitudes `<module>.dora_scale`) of a state dict (modules/module/dora.py)."""
+    dora = {k: v for k, v in state_dict.items() if k.endswith(DORA_SUFFIX)}
+    return {k: v for k, v in state_dict.items() if k not in dora}, dora
+
+
 def to_comfyui_state_dict(
     peft_state_dict: dict[str, torch.Tensor], alpha: float, dtype: torch.dtype = torch.float32
 ) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
+    peft_state_dict, dora = split_dora(peft_state_dict)
+    for key, value in dora.items():  # (1, in): the orientation ComfyUI's weight_decompose reads
+        module = key[: -len(DORA_SUFFIX)]
+        out[f"{COMFYUI_PREFIX}{diffusers_to_original_key(module)}{DORA_SUFFIX}"] = value.detach().to("cpu", dtype)
     for module, (down, up) in lora_modules(peft_state_dict).items():
         name = COMFYUI_PREFIX + diffusers_to_original_key(module)
         out[f"{name}.lora_A.weight"] = down.detach().to("cpu", dtype)
@@ -111,12 +124,30 @@ def save_lora_file(
     metadata: dict[str, str] | None = None,
     variant: str | None = None,
     dtype: str | torch.dtype = "float32",
+    kind: str = "lora",
 ) -> Path:
-    """Write one LoRA file. `metadata` (training settings) is merged over the variant's model spec."""
+    """Write one LoRA file. `metadata` (training settings) is merged over the variant's model spec.
+    `kind` loha / lokr: peft's LoHa/LoKr tensors, written in ComfyUI's layout (formats/lycoris_keys.py)."""
     if format not in LORA_FORMATS:
         raise LoraFileError(f"LoRA format {format!r} is unknown; choose one of {', '.join(LORA_FORMATS)}")
     torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
-    modules = lora_modules(peft_state_dict)
+    if kind != "lora":
+        if format != "comfyui":
+            raise LoraFileError(
+                f"output.lora_format {format!r}: diffusers cannot load {kind} adapters; "
+                "use comfyui (docs/lora_format.md)"
+            )
+        tensors = to_comfyui_variant_state_dict(peft_state_dict, kind, rank, alpha, torch_dtype)
+        file_metadata = {"format": "pt", **(model_spec(variant) if variant else {})}
+        file_metadata["modelspec.date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        file_metadata.update({k: _as_metadata_value(v) for k, v in (metadata or {}).items()})
+        file_metadata.update(
+            {RANK_KEY: str(rank), ALPHA_KEY: repr(float(alpha)), FORMAT_KEY: format, LORA_TYPE_KEY: kind}
+        )
+        return save_safetensors_atomic(tensors, path, file_metadata)
+    if split_dora(peft_state_dict)[1] and format != "comfyui":
+        raise LoraFileError("DoRA magnitudes (dora_scale) are written in the comfyui layout only; use comfyui")
+    modules = lora_modules(split_dora(peft_state_dict)[0])
     wrong_rank = sorted(m for m, (down, _) in modules.items() if down.shape[0] != rank)
     if wrong_rank:
         raise LoraFileError(f"rank={rank} but these modules have another rank: {wrong_rank[:5]}")
@@ -161,7 +192,7 @@ def load_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
             f"{path}: keys must all start with '{DIFFUSERS_PREFIX}' (diffusers) or '{COMFYUI_PREFIX}' (ComfyUI); "
             f"found e.g. {next(iter(tensors))!r}"
         )
-    ranks = {down.shape[0] for down, _ in lora_modules(state_dict).values()}
+    ranks = {down.shape[0] for down, _ in lora_modules(split_dora(state_dict)[0]).values()}
     if len(ranks) != 1 or len(set(alphas)) > 1:
         raise LoraFileError(
             f"{path}: modules differ in rank {sorted(ranks)} or alpha {sorted(set(alphas))}; "
@@ -179,6 +210,9 @@ def _read_comfyui(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     for key, value in tensors.items():
         if key.endswith(".alpha"):
             alphas.append(float(value.item()))
+            continue
+        if key.endswith(DORA_SUFFIX):
+            state_dict[original_to_diffusers_key(key[: -len(DORA_SUFFIX)]) + DORA_SUFFIX] = value.float()
             continue
         match = _ORIGINAL_KEY.match(key)
         if not match:

@@ -14,8 +14,15 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from modules.module.dora import remove_dora
 from modules.module.lora import attach_lora, set_lora_state_dict
-from modules.wan.formats.lora_file import ALPHA_KEY, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
+from modules.wan.formats.lora_file import ALPHA_KEY, DORA_SUFFIX, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
+from modules.wan.formats.lycoris_keys import (
+    file_rank_and_alpha,
+    from_comfyui_variant_state_dict,
+    is_variant_file,
+    read_tensors,
+)
 from modules.wan.model import WanModel
 from modules.wan.sampling.settings import SampleError
 from modules.wan.training.experts import HIGH, LOW
@@ -134,16 +141,25 @@ def apply_loras(model: WanModel, specs: list[LoraSpec]) -> list[LoadedLora]:
         taken.add(adapter)
         files = resolve_lora_files(spec, model.variant.has_transformer_2)
         for expert_name, path in files.items():
-            state_dict, metadata = load_lora_file(path)
-            modules = sorted({key.rsplit(".lora_", 1)[0] for key in state_dict})
             expert = getattr(model, expert_name)
             try:
+                if is_variant_file(path):  # LoHa / LoKr (formats/lycoris_keys.py)
+                    tensors, metadata = read_tensors(path)
+                    rank, alpha = file_rank_and_alpha(tensors, metadata)
+                    kind, state_dict = from_comfyui_variant_state_dict(tensors, rank, alpha)
+                    modules = sorted({key.rsplit(".", 1)[0] for key in state_dict})
+                else:
+                    state_dict, metadata = load_lora_file(path)
+                    modules = sorted({key.rsplit(".lora_", 1)[0] for key in state_dict if ".lora_" in key})
+                    kind, rank, alpha = "lora", int(metadata[RANK_KEY]), float(metadata[ALPHA_KEY])
                 attach_lora(
                     expert,
-                    rank=int(metadata[RANK_KEY]),
-                    alpha=float(metadata[ALPHA_KEY]),
+                    rank=rank,
+                    alpha=alpha,
                     target_modules=modules,
                     adapter_name=adapter,
+                    kind=kind,
+                    use_dora=any(key.endswith(DORA_SUFFIX) for key in state_dict),
                 )
                 set_lora_state_dict(expert, state_dict, adapter_name=adapter)
             except (KeyError, ValueError, RuntimeError) as error:
@@ -158,6 +174,8 @@ def remove_loras(model: WanModel, loaded: list[LoadedLora]) -> None:
     for expert in model.experts():
         names = [lora.adapter for lora in loaded if lora.adapter in _adapters_on(expert)]
         if names:
+            for name in names:
+                remove_dora(expert, name)  # DoRA's hooks and magnitudes (none on a plain LoRA)
             expert.delete_adapters(names)
     _set_weights(model, [])
 

@@ -26,6 +26,7 @@ class WanLoRASaver(BaseModelSaver):
                     metadata=metadata,
                     variant=model.variant.name,
                     dtype=config.output.save_dtype,
+                    kind=config.lora.type,
                 )
             )
         return written

@@ -11,8 +11,11 @@ import torch
 from modules.base.data_loader import BaseDataLoader
 from modules.data.batching import BucketBatchSampler
 from modules.data.cache import DiskCache
+from modules.data.caption_dropout import EMPTY_PROMPT, drops_caption
+from modules.data.concept_options import concept_settings
 from modules.data.concepts import Concept
 from modules.data.report import DataReport
+from modules.data.stages import CacheCaptions
 from modules.data.video_dataset import DatasetSettings, build_cached_dataset, load_sample
 from modules.wan.embeddings.vectors import embedding_identity, expand_prompt
 from modules.wan.model import WanModel
@@ -62,22 +65,35 @@ class WanBaseDataLoader(BaseDataLoader):
         # (nothing is added without embeddings, so caches made before embeddings existed stay valid).
         embeddings_key = f":embeddings={embedding_identity(model)}" if embedding_identity(model) else ""
         configure_vae_tiling(model, config, device)  # memory.vae_tiling; stays set for sample decoding
+        text_identity = (
+            f"{model.text_encoder_identity}:{model.text_encoder.dtype}:max_length={model.text_max_length}"
+            + embeddings_key
+        )
         model.encoders_to(device)
         if config.memory.text_encoder_on_cpu:  # a GPU too small for UMT5: captions are encoded on the CPU
             model.text_encoder.to("cpu")
         try:
-            self.samples = build_cached_dataset(
-                [_concept(c) for c in data.concepts],
-                settings,
-                self.cache,
-                encode_video,
-                encode_text,
-                video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}"
-                + tiling_identity(model.vae),
-                text_identity=f"{model.text_encoder_identity}:{model.text_encoder.dtype}:max_length={model.text_max_length}"
-                + embeddings_key,
-                report=self.report,
-            )
+            # One pass per concept: each may override the resolution, frame count and flip (concept_options.py).
+            self.samples, self.loss_weights = [], []
+            for concept_config in data.concepts:
+                samples = build_cached_dataset(
+                    [_concept(concept_config)],
+                    concept_settings(settings, concept_config),
+                    self.cache,
+                    encode_video,
+                    encode_text,
+                    video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}"
+                    + tiling_identity(model.vae),
+                    text_identity=text_identity,
+                    report=self.report,
+                )
+                self.samples += samples
+                self.loss_weights += [concept_config.loss_weight] * len(samples)
+            # The empty prompt of caption dropout, cached like any caption (data.caption_dropout).
+            self.empty_text_key = None
+            if data.caption_dropout > 0:
+                (empty,) = CacheCaptions(self.cache, encode_text, text_identity).process([{"caption": EMPTY_PROMPT}])
+                self.empty_text_key = empty["text_key"]
         finally:
             model.encoders_to(torch.device("cpu"))
         if self.report.skipped_count():
@@ -98,16 +114,23 @@ class WanBaseDataLoader(BaseDataLoader):
         self.sampler = BucketBatchSampler(
             [s.bucket for s in self.samples], batch_size=config.training.batch_size, seed=config.training.seed
         )
+        self.seed, self.caption_dropout = config.training.seed, data.caption_dropout
 
     def batches_per_epoch(self) -> int:
         return self.sampler.num_batches()
 
     def batches(self, epoch: int, skip: int = 0) -> Iterator[dict]:
-        for indices in self.sampler.batches(epoch)[skip:]:
+        for index, indices in enumerate(self.sampler.batches(epoch)[skip:], start=skip):
             items = [load_sample(self.samples[i], self.cache) for i in indices]
             batch = {key: torch.stack([item[key] for item in items]) for key in items[0] if key != "text_embeds"}
-            batch["text_embeds"] = self.model.pad_text_embeds([item["text_embeds"] for item in items])
-            batch["captions"] = [self.samples[i].caption for i in indices]  # embedding training re-encodes some
+            captions = [self.samples[i].caption for i in indices]
+            texts = [item["text_embeds"] for item in items]
+            if drops_caption(self.seed, epoch, index, self.caption_dropout):
+                captions = [EMPTY_PROMPT] * len(indices)
+                texts = [self.cache.get("text", self.empty_text_key)["text_embeds"]] * len(indices)
+            batch["text_embeds"] = self.model.pad_text_embeds(texts)
+            batch["captions"] = captions  # embedding training re-encodes some
+            batch["loss_weight"] = torch.tensor([self.loss_weights[i] for i in indices], dtype=torch.float32)
             yield batch
 
 

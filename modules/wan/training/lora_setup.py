@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from modules.module.lora import attach_lora, lora_layers, lora_state_dict
+from modules.module.dora import share_dora
+from modules.module.lora import attach_lora, lora_state_dict
+from modules.module.lora_variants import share_adapter_weights
 from modules.wan.model import WanModel
 from modules.wan.training.setup_base import WanTrainingSetup
 
@@ -20,23 +22,18 @@ class WanLoRASetup(WanTrainingSetup):
                 alpha=config.lora.alpha,
                 dropout=config.lora.dropout,
                 layer_filter=config.lora.layer_filter or None,
+                kind=config.lora.type,
+                factor=config.lora.factor,
+                use_dora=config.lora.use_dora,
             )
             if config.training.gradient_checkpointing:
                 expert.enable_gradient_checkpointing()
             expert.train()
         if config.experts.shared_lora and len(model.trained_experts) == 2:
-            _share_lora_weights(model.transformer, model.transformer_2)
+            share_adapter_weights(model.transformer, model.transformer_2)
+            share_dora(model.transformer, model.transformer_2)
 
     def trainable_state_dict(self, model: WanModel) -> dict[str, torch.Tensor]:
         return {
             f"{name}.{k}": v for name in model.trained_experts for k, v in lora_state_dict(getattr(model, name)).items()
         }
-
-
-def _share_lora_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
-    """Make `target`'s LoRA layers use `source`'s parameters, so both experts train one LoRA."""
-    source_layers, target_layers = lora_layers(source), lora_layers(target)
-    for name, layer in target_layers.items():
-        for part in ("lora_A", "lora_B"):
-            for adapter, module in getattr(layer, part).items():
-                module.weight = getattr(source_layers[name], part)[adapter].weight

@@ -156,6 +156,9 @@ class WanTrainingSetup(BaseModelSetup):
     def calculate_loss(self, model: WanModel, batch: dict, prediction: dict, config) -> torch.Tensor:
         squared = (prediction["predicted"] - prediction["target"]) ** 2
         mask = prediction["loss_mask"]
+        if "loss_weight" in batch:  # per-concept weight of each clip (data.concepts[].loss_weight)
+            weight = batch["loss_weight"].to(squared.device, squared.dtype)
+            squared = squared * weight.view(-1, *[1] * (squared.dim() - 1))
         return (squared * mask).sum() / mask.sum().clamp(min=1)
 
     def validation_route(self, model: WanModel, sigma: float) -> ValidationRoute:
