@@ -2,9 +2,11 @@
 
 python scripts/train.py --config-path training_presets/demo_ti2v_5b_lora.json
 python scripts/train.py --config-path my.json --config-value training.max_steps=200 --config-value lora.rank=16
+python scripts/train.py --config-path training_presets/wan22_t2v_a14b_lora_24gb.json --plan --vram 24
 
 Exit codes: 0 done; 2 a config, model or data problem (the message says which); 3 stopped on Ctrl-C/SIGTERM
-after writing a backup (the message gives the command that resumes); 130 stopped at once by a second Ctrl-C.
+after writing a backup (the message gives the command that resumes); 4 out of GPU memory (in a step: a backup of
+the last completed step was written; while caching: the clip is named); 130 stopped at once by a second Ctrl-C.
 """
 
 import argparse
@@ -30,8 +32,10 @@ def main() -> int:
     from modules.config.loading import load_config
     from modules.config.validation import ConfigError
     from modules.data.concepts import DataError
+    from modules.data.stages import CachingOutOfMemory
     from modules.trainer.backups import BackupError
     from modules.trainer.generic_trainer import GenericTrainer, TrainingError
+    from modules.trainer.oom import OutOfMemoryStop
     from modules.trainer.save_fallback import SaveFailedError
     from modules.trainer.workspace_lock import WorkspaceLockError
     from modules.util.disk_space import DiskFullError
@@ -64,17 +68,31 @@ def main() -> int:
         metavar="PATH",
         help="also write the run's progress as JSON lines to PATH (read by the GUI; see modules/trainer/run_events.py)",
     )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the memory plan (per phase) and its verdict, and exit without training",
+    )
+    parser.add_argument("--vram", type=float, help="with --plan: the card's memory in GB (default: the GPU found)")
     args = parser.parse_args()
     if args.events_file:
         run_events.open_events_file(args.events_file)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config_path, args.config_value)
+        if args.plan:
+            from plan_memory_cli import print_plan
+
+            return print_plan(config, args.vram)
         trainer = GenericTrainer(config)
         stop_if_requested_before_training()
         trainer.load_and_cache()  # the model, then the cache: a stop asked for meanwhile ends the run here
         stop_if_requested_before_training()
         result = trainer.train()
+    except (OutOfMemoryStop, CachingOutOfMemory) as error:  # a distinct exit code: a smaller setting may fit
+        print(f"error: {error}", file=sys.stderr)
+        run_events.emit("error", text=str(error))
+        return error.exit_code
     except known_errors as error:  # the message names the file or setting and the fix; no traceback
         print(f"error: {error}", file=sys.stderr)
         run_events.emit("error", text=str(error))

@@ -20,12 +20,14 @@ from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.ema import create_ema, ema_weights_in_use
 from modules.trainer.nonfinite_loss import nonfinite_loss_error
+from modules.trainer.oom import StepGuard
 from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
 from modules.trainer.preflight import check_before_loading
 from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
+from modules.trainer.run_start import write_run_report
 from modules.trainer.sample_hooks import SampleHooks
 from modules.trainer.save_fallback import save_or_keep
 from modules.trainer.stop_request import stop_if_requested
@@ -76,6 +78,8 @@ class GenericTrainer:
     def load_and_cache(self) -> None:
         """Load the model and build (or reuse) the cache; after this, no step decodes media."""
         self.claim_workspace()
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        write_run_report(self)  # diagnostics.json, and a warning when the memory plan does not fit this GPU
         self.model = self.plugin.loader().load(self.config)
         self.data = self.plugin.data_loader()
         self.data.prepare(self.model, self.config, self.device)
@@ -109,6 +113,7 @@ class GenericTrainer:
         # Resuming here (not in train) lets a caller that sets up first inspect the resumed state.
         self.backups = BackupController(self.state)
         self.backups.resume_if_configured()
+        self.step_guard = StepGuard(self)  # an out-of-memory stop backs up the last completed step
 
     def train(self) -> TrainResult:
         self.claim_workspace()
@@ -150,7 +155,10 @@ class GenericTrainer:
         stop_if_requested(self)  # Ctrl-C while loading/caching: stop before the first step
         while progress.global_step < config.training.max_steps:
             for batch in self.data.batches(progress.epoch, skip=progress.epoch_step):
-                loss = self._forward_backward(batch, accumulation)
+                try:
+                    loss = self._forward_backward(batch, accumulation)
+                except torch.OutOfMemoryError as error:
+                    raise self.step_guard.handle(error) from error
                 accumulated_loss += loss
                 micro_step += 1
                 progress.epoch_step += 1
@@ -168,16 +176,20 @@ class GenericTrainer:
                 self._save_on_schedule(run_log)
                 self.sample_hooks.after_step()  # samples and validation loss on their schedule
                 self.backups.on_step()  # after saves and samples, so a resume repeats none of them
+                self.step_guard.mark()
                 stop_if_requested(self)  # Ctrl-C / SIGTERM / the GUI's Stop: back up and raise TrainingStopped
                 if progress.global_step >= config.training.max_steps:
                     return
             progress.epoch += 1
             progress.epoch_step = 0
             self.sample_hooks.after_epoch(progress.epoch)
+            self.step_guard.mark()
 
     def _forward_backward(self, batch: dict, accumulation: int) -> float:
+        self.step_guard.running(batch)
         prediction = self.setup.predict(self.model, batch, self.config, self.progress, self.generator)
         loss = self.setup.calculate_loss(self.model, batch, prediction, self.config)
+        self.step_guard.maybe_inject()
         value = loss.item()
         if not math.isfinite(value):
             raise nonfinite_loss_error(self, batch, value, TrainingError)  # names the data, keeps a backup

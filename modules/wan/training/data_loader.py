@@ -20,6 +20,7 @@ from modules.data.video_dataset import DatasetSettings, build_cached_dataset, lo
 from modules.wan.embeddings.vectors import embedding_identity, expand_prompt
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning
+from modules.wan.vae_tiling import configure_vae_tiling, tiling_identity
 
 log = logging.getLogger("wan_trainer.data")
 
@@ -63,6 +64,7 @@ class WanBaseDataLoader(BaseDataLoader):
         # Loaded embeddings change what captions encode to: their identity is part of every caption key
         # (nothing is added without embeddings, so caches made before embeddings existed stay valid).
         embeddings_key = f":embeddings={embedding_identity(model)}" if embedding_identity(model) else ""
+        configure_vae_tiling(model, config, device)  # memory.vae_tiling; stays set for sample decoding
         text_identity = (
             f"{model.text_encoder_identity}:{model.text_encoder.dtype}:max_length={model.text_max_length}"
             + embeddings_key
@@ -80,7 +82,8 @@ class WanBaseDataLoader(BaseDataLoader):
                     self.cache,
                     encode_video,
                     encode_text,
-                    video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}",
+                    video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}"
+                    + tiling_identity(model.vae),
                     text_identity=text_identity,
                     report=self.report,
                 )
