@@ -75,3 +75,39 @@ def plugin_for(model_type: str, training_method: str) -> Plugin:
         raise ConfigError(
             f"model_type/training_method: {model_type}/{training_method} is not supported (supported: {known})"
         ) from None
+
+
+def _wan_memory_facts():
+    from modules.wan.memory_facts import memory_facts
+
+    return memory_facts
+
+
+# model_type -> factory of `facts(config) -> modules.memory.facts.ModelFacts` (the planner's view of a model).
+MEMORY_FACTS = {"wan_2_2": _wan_memory_facts}
+
+
+def memory_facts_for(config):
+    try:
+        facts = MEMORY_FACTS[config.model_type]()
+    except KeyError:
+        raise ConfigError(f"model_type: {config.model_type} has no memory facts for the planner") from None
+    return facts(config)
+
+
+def _wan_part_report():
+    from modules.wan.part_report import describe_parts
+
+    return describe_parts
+
+
+# model_type -> factory of `describe(config) -> list[dict]`: each configured model part as the plugin detects it.
+PART_REPORTS = {"wan_2_2": _wan_part_report}
+
+
+def describe_parts_for(config) -> list[dict]:
+    try:
+        describe = PART_REPORTS[config.model_type]()
+    except KeyError:
+        raise ConfigError(f"model_type: {config.model_type} has no part detection for the diagnostics report") from None
+    return describe(config)

@@ -2,6 +2,8 @@
 
     # LoRA: ComfyUI layout (original WAN names) <-> diffusers/PEFT layout, either direction (read from the keys)
     python scripts/convert_model.py lora in.safetensors out.safetensors --format diffusers [--dtype bfloat16]
+    # ... and check first that it is a LoRA for this model (its spec and shapes; --allow-other-model overrides)
+    python scripts/convert_model.py lora in.safetensors out.safetensors --format comfyui --model path/to/model-folder
 
     # full model: diffusers folder -> one single file with original WAN names (what ComfyUI loads)
     python scripts/convert_model.py to-single-file path/to/model-folder out.safetensors
@@ -24,7 +26,10 @@ from pathlib import Path
 import _repo_path  # noqa: F401
 from safetensors import safe_open
 
+from modules.base.model_loader import ModelLoadError
 from modules.util.device import DTYPES
+from modules.util.disk_space import DiskFullError
+from modules.wan.formats.lora_compatibility import check_lora_fits, model_folder_linears, read_lora_info
 from modules.wan.formats.lora_file import (
     ALPHA_KEY,
     DIFFUSERS_ADAPTER_METADATA_KEY,
@@ -44,7 +49,18 @@ from modules.wan.formats.model_files import (
 )
 
 
-def convert_lora(source: Path, destination: Path, format: str, dtype: str = "float32") -> Path:
+def convert_lora(
+    source: Path,
+    destination: Path,
+    format: str,
+    dtype: str = "float32",
+    model: Path | None = None,
+    allow_other_model: bool = False,
+) -> Path:
+    read_lora_info(source)  # a missing, truncated or non-safetensors file is named before anything is read
+    if model is not None:  # the LoRA must be for this model: its spec and every matrix shape are compared
+        variant, linears = model_folder_linears(model)
+        check_lora_fits(source, variant, linears, allow_other_model=allow_other_model, override="--allow-other-model")
     state_dict, metadata = load_lora_file(source)
     rank, alpha = int(metadata[RANK_KEY]), float(metadata[ALPHA_KEY])
     # Training metadata travels along; layout-specific entries are rewritten by the saver.
@@ -95,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     lora.add_argument("destination", type=Path)
     lora.add_argument("--format", choices=LORA_FORMATS, required=True)
     lora.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
+    lora.add_argument("--model", type=Path, help="a diffusers model folder the LoRA must fit (checked before writing)")
+    lora.add_argument("--allow-other-model", action="store_true", help="convert even if --model is another model")
     single = commands.add_parser("to-single-file", help="diffusers folder -> single file with original WAN names")
     single.add_argument("source", type=Path)
     single.add_argument("destination", type=Path)
@@ -107,14 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     folder.add_argument("--expert", choices=("transformer", "transformer_2"), default="transformer")
     folder.add_argument("--dtype", choices=tuple(DTYPES), default="bfloat16")
     args = parser.parse_args(argv)
+    if not args.source.exists():
+        print(f"error: {args.source}: no such file or folder. Fix: check the source path.", file=sys.stderr)
+        return 2
     try:
         if args.command == "lora":
-            written = convert_lora(args.source, args.destination, args.format, args.dtype)
+            written = convert_lora(
+                args.source, args.destination, args.format, args.dtype, args.model, args.allow_other_model
+            )
         elif args.command == "to-single-file":
             written = folder_to_single_file(args.source, args.destination, args.expert, args.dtype)
         else:
             written = single_file_to_folder(args.source, args.destination, args.base, args.expert, args.dtype)
-    except (LoraFileError, ModelFileError, KeyError, ValueError) as error:
+    except (LoraFileError, ModelFileError, ModelLoadError, KeyError, ValueError, DiskFullError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"written: {written}")

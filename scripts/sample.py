@@ -14,6 +14,7 @@ See docs/sampling.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -49,6 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="PATH[=W[,W_LOW]]",
         help="a LoRA file (or the stem of a _high_noise/_low_noise pair) with its weight; a second weight "
         "is the low-noise expert's (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-other-model-lora",
+        action="store_true",
+        help="apply a LoRA whose metadata names another model (refused by default; shapes must still fit)",
     )
     parser.add_argument(
         "--embedding", action="append", default=[], metavar="PATH", help="a UMT5 embedding file (repeatable)"
@@ -113,6 +119,12 @@ def read_prompts(args) -> list[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise SampleError(f"--prompts-file {path}: cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise SampleError(
+            f"--prompts-file {path}: not UTF-8 text (byte {error.start}, line {line}). "
+            "Fix: save the file as UTF-8 (most editors: 'Save with encoding')."
+        ) from None
     prompts = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     if not prompts:
         raise SampleError(f"--prompts-file {path}: no prompts (one per line; # starts a comment)")
@@ -151,7 +163,11 @@ def main(argv=None) -> int:
         else torch.device(args.device)
     )
     try:
-        loras = [parse_lora_argument(text) for text in args.lora]
+        read_prompts(args)  # a bad prompts file is reported before the model loads
+        loras = [
+            dataclasses.replace(parse_lora_argument(text), allow_other_model=args.allow_other_model_lora)
+            for text in args.lora
+        ]
         sampler = WanModelSampler(
             SamplerOptions(
                 format=args.format,

@@ -4,9 +4,11 @@ python scripts/train.py --config-path training_presets/demo_ti2v_5b_lora.json
 python scripts/train.py --config-path my.json --config-value training.max_steps=200 --config-value lora.rank=16
 python scripts/train.py --config-path my.json --num-processes 4       # 4 GPUs of this machine (docs/multi_gpu.md)
 accelerate launch --multi_gpu --num_processes 4 scripts/train.py --config-path my.json   # the same via accelerate
+python scripts/train.py --config-path training_presets/wan22_t2v_a14b_lora_24gb.json --plan --vram 24
 
 Exit codes: 0 done; 2 a config, model or data problem (the message says which); 3 stopped on Ctrl-C/SIGTERM
-after writing a backup (the message gives the command that resumes); 130 stopped at once by a second Ctrl-C.
+after writing a backup (the message gives the command that resumes); 4 out of GPU memory (in a step: a backup of
+the last completed step was written; while caching: the clip is named); 130 stopped at once by a second Ctrl-C.
 """
 
 import argparse
@@ -34,9 +36,30 @@ def main() -> int:
     from modules.base.model_loader import ModelLoadError
     from modules.config.loading import load_config
     from modules.config.validation import ConfigError
+    from modules.data.concepts import DataError
+    from modules.data.stages import CachingOutOfMemory
     from modules.trainer.backups import BackupError
     from modules.trainer.distributed import DistributedError
     from modules.trainer.generic_trainer import GenericTrainer, TrainingError
+    from modules.trainer.oom import OutOfMemoryStop
+    from modules.trainer.save_fallback import SaveFailedError
+    from modules.trainer.workspace_lock import WorkspaceLockError
+    from modules.util.disk_space import DiskFullError
+    from modules.wan.formats.lora_file import LoraFileError
+
+    # Errors whose message is complete for a user (file or setting, what is wrong, the fix): one line, exit code 2.
+    known_errors = (
+        ConfigError,
+        ModelLoadError,
+        TrainingError,
+        BackupError,
+        DataError,
+        WorkspaceLockError,
+        DiskFullError,
+        SaveFailedError,
+        LoraFileError,
+        DistributedError,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-path", required=True, help="JSON training config (see training_presets/)")
@@ -60,10 +83,17 @@ def main() -> int:
         help="train on N processes of this machine (N GPUs, or N CPU processes on a machine without one) by "
         "starting them with torchrun; for several machines use accelerate launch (docs/multi_gpu.md)",
     )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the memory plan (per phase) and its verdict, and exit without training",
+    )
+    parser.add_argument("--vram", type=float, help="with --plan: the card's memory in GB (default: the GPU found)")
     args = parser.parse_args()
     if args.num_processes > 1 and "WORLD_SIZE" not in os.environ:
         return launch_processes(args.num_processes)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    where = f" (process {rank} of {world_size})" if world_size > 1 else ""
     if args.events_file and rank == 0:  # one writer of the events: the main process
         run_events.open_events_file(args.events_file)
     # Only the main process speaks; the others report warnings and their own failure.
@@ -72,13 +102,20 @@ def main() -> int:
     )
     try:
         config = load_config(args.config_path, args.config_value)
+        if args.plan:
+            from plan_memory_cli import print_plan
+
+            return print_plan(config, args.vram)
         trainer = GenericTrainer(config)
         stop_if_requested_before_training()
         trainer.load_and_cache()  # the model, then the cache: a stop asked for meanwhile ends the run here
         stop_if_requested_before_training()
         result = trainer.train()
-    except (ConfigError, ModelLoadError, TrainingError, BackupError, DistributedError) as error:
-        where = f" (process {rank} of {world_size})" if world_size > 1 else ""
+    except (OutOfMemoryStop, CachingOutOfMemory) as error:  # a distinct exit code: a smaller setting may fit
+        print(f"error{where}: {error}", file=sys.stderr)
+        run_events.emit("error", text=str(error))
+        return error.exit_code
+    except known_errors as error:  # the message names the file or setting and the fix; no traceback
         print(f"error{where}: {error}", file=sys.stderr)
         run_events.emit("error", text=str(error))
         return 2

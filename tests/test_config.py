@@ -47,7 +47,8 @@ def test_presets_all_load():
         ({"lora": {"rank": 0}}, "lora.rank: 0 is out of range; allowed: from 1 to 1024"),
         (
             {"lora": {"rnak": 4}},
-            "lora.rnak: unknown key. Allowed keys here: alpha, dropout, factor, layer_filter, rank, type, use_dora",
+            "lora.rnak: unknown key. Allowed keys here: "
+            "alpha, continue_from, dropout, factor, layer_filter, rank, type, use_dora",
         ),
         ({"data": {"concepts": [{"path": "a"}], "frames": 80}}, "data.frames: 80 is not 4n+1; use 77 or 81"),
         ({"data": {"concepts": []}}, "data.concepts: at least one concept is needed"),

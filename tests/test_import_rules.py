@@ -11,8 +11,16 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# What the trainer may use: the contract, config, shared modules, utilities and the registry (never a plugin).
-TRAINER_MAY_IMPORT = ("modules.base", "modules.config", "modules.module", "modules.util", "modules.registry")
+# What the trainer may use: the contract, config, the memory planner, shared modules, utilities and the registry
+# (never a plugin).
+TRAINER_MAY_IMPORT = (
+    "modules.base",
+    "modules.config",
+    "modules.memory",
+    "modules.module",
+    "modules.util",
+    "modules.registry",
+)
 
 
 def module_name(path: Path) -> str:

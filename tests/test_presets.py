@@ -1,6 +1,7 @@
 """Every preset in training_presets/ loads and validates; the real-model presets name the right hub repo and
-variant, one for 24 GB and one for 48 GB cards per model; the demo presets point at the tiny models that
-scripts/make_tiny_models.py writes. What each preset assumes is documented in docs/presets.md."""
+variant, one per GPU tier (16, 24, 32, 48 and 80 GB) per model, and the memory planner (modules/memory/planner.py)
+says each fits its tier; the demo presets point at the tiny models that scripts/make_tiny_models.py writes. What
+each preset assumes is documented in docs/presets.md."""
 
 from __future__ import annotations
 
@@ -46,9 +47,12 @@ def test_preset_loads_validates_and_follows_the_naming(path):
         assert bool(sample.start_image) == (variant.image_conditioning == "channel_concat")  # I2V-A14B needs one
 
 
-def test_every_model_has_a_24gb_and_a_48gb_preset():
+TIERS = (16, 24, 32, 48, 80)
+
+
+def test_every_model_has_a_preset_per_gpu_tier():
     found = {(variant_of(m["variant"]), int(m["card"])) for m in map(REAL.match, (p.name for p in real_presets()))}
-    assert found == {(v, card) for v in VARIANTS for card in (24, 48)}
+    assert found == {(v, card) for v in VARIANTS for card in TIERS}
 
 
 @pytest.mark.parametrize("path", real_presets(), ids=lambda p: p.name)
@@ -59,8 +63,9 @@ def test_real_preset_names_the_wan_ai_repo_of_its_variant(path):
     assert re.fullmatch(r"Wan-AI/Wan2\.2-(TI2V-5B|T2V-A14B|I2V-A14B)-Diffusers", config.model.base_path)
     assert not config.model.allow_download  # a download of tens of GB only when the user asks for it
     # Settings every real preset relies on for its memory budget (docs/presets.md).
-    # (A14B on 24 GB stores the frozen expert in fp8: one expert in bf16 is 26.7 GiB.)
-    fp8 = variant.has_transformer_2 and REAL.match(path.name)["card"] == "24"
+    # (A14B up to 32 GB stores the frozen expert in fp8: one expert in bf16 is 26.7 GiB.)
+    card = int(REAL.match(path.name)["card"])
+    fp8 = variant.has_transformer_2 and card <= 32
     assert (
         config.model.transformer_dtype == ("float8_e4m3fn" if fp8 else "bfloat16")
         and config.training.train_dtype == "bfloat16"
@@ -70,36 +75,30 @@ def test_real_preset_names_the_wan_ai_repo_of_its_variant(path):
         assert config.experts.train == "both" and config.experts.offload_inactive_expert
 
 
-def resident_transformer_gib(variant: str, dtype: str) -> float:
-    """One expert's weight memory built from the real config on the meta device: fp8 storage is one byte per block
-    linear weight plus its float32 scale; everything else as a bf16 load (diffusers' float32 modules in float32)."""
-    import json
-
-    from accelerate import init_empty_weights
-    from diffusers import WanTransformer3DModel
-
-    from modules.module.fp8_linear import fp8_storage_names
-
-    config = json.loads((REPO / "resources" / "model_configs" / f"transformer_{variant}.json").read_text())
-    with init_empty_weights():
-        transformer = WanTransformer3DModel.from_config({k: v for k, v in config.items() if not k.startswith("_")})
-    fp8 = {f"{name}.weight" for name in fp8_storage_names(transformer)} if dtype == "float8_e4m3fn" else set()
-    keep = transformer._keep_in_fp32_modules
-    total = sum(
-        p.numel() * (1 if n in fp8 else 4 if any(m in n.split(".") for m in keep) else 2)
-        for n, p in transformer.named_parameters()
-    )
-    return (total + 4 * len(fp8)) / 2**30
-
-
 @pytest.mark.parametrize("path", real_presets(), ids=lambda p: p.name)
-def test_real_preset_leaves_room_for_training_beside_its_resident_transformer(path):
+def test_real_preset_fits_its_tier_by_the_memory_planner(path):
+    from modules.memory.planner import plan_memory
+
     config = load_config(path)
     card = int(REAL.match(path.name)["card"])
-    weights = resident_transformer_gib(config.model.variant, config.model.transformer_dtype)
-    # docs/presets.md: LoRA state, checkpointed activations, one recomputed block and CUDA context add 5.1 GiB at
-    # the 24 GB presets' sizes; the 48 GB presets' larger clips add 12.0.
-    assert weights + (5.1 if card == 24 else 12.0) <= card, weights
+    plan = plan_memory(config, card)
+    assert plan.fits(card), plan.table()
+    assert plan.verdict(card).startswith(f"fits a {card} GB card")
+
+
+@pytest.mark.parametrize("variant_name", ["t2v_a14b", "i2v_a14b"])
+def test_a14b_24gb_presets_train_832x480x81_with_fp8_and_block_swapping(variant_name):
+    from modules.data.buckets import resolution_bucket
+
+    config = load_config(REPO / "training_presets" / f"wan22_{variant_name}_lora_24gb.json")
+    variant = VARIANTS[config.model.variant]
+    # A 16:9-ish 832x480 clip lands in the 832x480 bucket at this resolution, all 81 frames.
+    assert resolution_bucket(832, 480, config.data.resolution**2, variant.pixel_multiple) == (832, 480)
+    assert config.data.frames == 81
+    assert config.model.transformer_dtype == "float8_e4m3fn" and config.memory.blocks_to_swap > 0
+    (sample,) = config.sampling.samples
+    assert (sample.width, sample.height, sample.frames) == (832, 480, 81)
+    assert bool(sample.start_image) == (variant.image_conditioning == "channel_concat")
 
 
 @pytest.mark.parametrize("path", [p for p in PRESETS if DEMO.match(p.name)], ids=lambda p: p.name)

@@ -29,6 +29,10 @@ class BaseDataLoader(ABC):
         Encoders run on `device` while caching and are moved back to the CPU afterwards.
         """
 
+    def check_sources(self, config) -> None:
+        """Checks of the training data that need no model (folders exist, captions where required), run before
+        the model loads; raise with a message naming the setting and the fix. Default: nothing to check."""
+
     @abstractmethod
     def batches(self, epoch: int, skip: int = 0) -> Iterator[dict]:
         """Batches of cached tensors for one epoch, in a seeded order; `skip` resumes mid-epoch."""

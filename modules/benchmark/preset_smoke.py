@@ -65,6 +65,10 @@ def adapt_to_device(data: dict, device: torch.device) -> list[str]:
         replaced.append(
             f"training.optimizer adamw_8bit -> adamw (bitsandbytes' 8-bit AdamW does not run on {device.type} here)"
         )
+    memory = data.get("memory", {})
+    if memory.get("blocks_to_swap", 0) > 1:  # the tiny models have 2 blocks: swap one, so swapping still runs
+        replaced.append(f"memory.blocks_to_swap {memory['blocks_to_swap']} -> 1 (the tiny model has 2 blocks)")
+        memory["blocks_to_swap"] = 1
     return replaced
 
 

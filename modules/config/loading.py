@@ -65,11 +65,17 @@ def apply_override(data: dict, override: str) -> None:
         value = raw
     *parents, last = key.split(".")
     node = data
-    for part in parents:
+    for depth, part in enumerate(parents):
         if isinstance(node, list):
             node = node[_list_index(node, part, key)]
-        else:
+        elif isinstance(node, dict):
             node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):  # e.g. training.max_steps.value: max_steps holds a number
+            setting = ".".join(parents[: depth + 1])
+            raise ConfigError(
+                f"--config-value {override!r}: {setting} is a single value ({_show_value(node)}), it has no "
+                f"'{parents[depth + 1] if depth + 1 < len(parents) else last}'. Fix: --config-value {setting}=VALUE"
+            )
     if isinstance(node, list):
         node[_list_index(node, last, key)] = value
     else:
@@ -141,6 +147,10 @@ def _inline_concepts_file(data: dict, base_dir: Path, where: str) -> dict:
     if not isinstance(concepts, list):
         raise ConfigError(f"{where}: data.concepts_file: {concepts_path} must hold a JSON list of concepts")
     return {**data, "data": {**data_section, "concepts": list(data_section.get("concepts", [])) + concepts}}
+
+
+def _show_value(value) -> str:
+    return repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
 
 
 def _list_index(node: list, part: str, key: str) -> int:

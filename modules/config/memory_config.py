@@ -40,6 +40,12 @@ class MemoryConfig:
             "never takes GPU memory (slower text phase)"
         ),
     )
+    vae_tiling: str = setting(
+        "auto",
+        help="Encode and decode video in overlapping spatial tiles (diffusers' AutoencoderKLWan tiling); 'auto': "
+        "only where the memory planner says the untiled pass does not fit the GPU",
+        choices=("auto", "on", "off"),
+    )
 
 
 def check_memory(config) -> None:

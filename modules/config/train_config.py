@@ -106,6 +106,11 @@ class LoraConfig:
         help="Comma-separated substrings or a regex of module names to train (empty: all attention and feed-forward "
         "linears)",
     )
+    continue_from: str = setting(
+        "",
+        help="A LoRA file to start from (an A14B pair by its stem); it must be for this model, "
+        "with this rank and layers",
+    )
 
 
 @dataclass

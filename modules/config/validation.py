@@ -7,6 +7,7 @@ without reading code.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -74,6 +75,8 @@ def _check_type(kind: Any, value: Any, key: str) -> Any:
             return value
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # JSON parsers accept NaN/Infinity; no setting means them
+                raise ConfigError(f"{key}: {_show(value)} is not a finite number. Fix: give a number such as 1e-4")
             return float(value)
     elif kind is str:
         if isinstance(value, str):

@@ -15,9 +15,10 @@ import logging
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from modules.data.cache_check import entry_source, nonfinite_names, refuse_nonfinite
 from modules.util.atomic import save_safetensors_atomic
 
 log = logging.getLogger("wan_trainer.data")
@@ -47,31 +48,29 @@ class DiskCache:
         return self.path_for(kind, key).is_file()
 
     def is_valid(self, kind: str, key: str) -> bool:
-        """True when the entry exists and its header and size are intact (reads the header only)."""
-        path = self.path_for(kind, key)
-        if not path.is_file():
-            return False
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                handle.keys()
-            return True
-        except (SafetensorError, OSError, ValueError) as error:
-            log.warning("cache entry %s is unreadable (%s); it will be rebuilt", path, error)
-            return False
+        """True when the entry exists, reads completely and holds only finite numbers (checked once per run,
+        before training: a valid header over NaN tensors would otherwise train into a NaN loss)."""
+        return self.get(kind, key) is not None
 
     def get(self, kind: str, key: str) -> dict[str, torch.Tensor] | None:
         path = self.path_for(kind, key)
         if not path.is_file():
             return None
         try:
-            return load_file(str(path))
+            tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as error:
             log.warning("cache entry %s is unreadable (%s); it will be rebuilt", path, error)
             return None
+        bad = nonfinite_names(tensors)
+        if bad:
+            log.warning("cache entry %s (%s) holds NaN/Inf in %s; it will be rebuilt", path, entry_source(path), bad)
+            return None
+        return tensors
 
     def put(
         self, kind: str, key: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
     ) -> Path:
         path = self.path_for(kind, key)
+        refuse_nonfinite(tensors, path, metadata)  # an encoder's NaN must fail here, not as a NaN loss later
         path.parent.mkdir(parents=True, exist_ok=True)
         return save_safetensors_atomic({k: v.cpu() for k, v in tensors.items()}, path, metadata)

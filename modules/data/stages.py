@@ -36,6 +36,12 @@ VideoEncoder = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 TextEncoder = Callable[[list[str]], list[torch.Tensor]]
 
 
+class CachingOutOfMemory(RuntimeError):
+    """The VAE ran out of GPU memory on one clip; the message names it and the settings that help."""
+
+    exit_code = 4  # as an out-of-memory stop in training (modules/trainer/oom.py)
+
+
 class CollectMedia(PipelineStage):
     reads = ("concept",)
     writes = ("path", "caption", "repeats")
@@ -212,7 +218,14 @@ class CacheLatents(PipelineStage):
                     failed.add(item["path"])
                     bar.update(1)
                     continue
-                tensors = self.encode_video(pixels.unsqueeze(0))
+                try:
+                    tensors = self.encode_video(pixels.unsqueeze(0))
+                except torch.OutOfMemoryError as error:
+                    raise CachingOutOfMemory(
+                        f"{item['path']}: out of GPU memory while VAE-encoding this clip's {item['bucket']} window "
+                        f"({error}). Entries cached so far are kept. Fix: lower data.resolution or data.frames, or "
+                        "set memory.vae_tiling=on (see scripts/train.py --plan)"
+                    ) from error
                 self.cache.put(
                     "latents",
                     item["latent_key"],

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from modules.util.atomic import TEMP_FOLDER_PREFIX, atomic_folder, stale_temp_folders
+from modules.util.disk_space import tensor_bytes
 
 log = logging.getLogger("wan_trainer.backups")
 
@@ -48,7 +49,8 @@ def write_backup(root: Path, contents: BackupContents, global_step: int) -> Path
     destination, counter = root / name, 1
     while destination.exists():  # two backups in one second (e.g. before a save and on schedule)
         destination, counter = root / f"{name}-{counter}", counter + 1
-    with atomic_folder(destination) as tmp:
+    needed = sum(tensor_bytes(tensors) for tensors in contents.tensors.values())
+    with atomic_folder(destination, needed) as tmp:
         for stem, tensors in contents.tensors.items():
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / f"{stem}.safetensors"))
         (tmp / STATE_FILE).write_text(json.dumps(contents.state, allow_nan=True), encoding="utf-8")

@@ -19,14 +19,20 @@ from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.distributed import Distributed, QuietSampleHooks, create_accelerator
 from modules.trainer.ema import create_ema, ema_weights_in_use
+from modules.trainer.nonfinite_loss import nonfinite_loss_error
+from modules.trainer.oom import StepGuard
 from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
+from modules.trainer.preflight import check_before_loading
 from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
+from modules.trainer.run_start import write_run_report
 from modules.trainer.sample_hooks import SampleHooks
+from modules.trainer.save_fallback import save_or_keep
 from modules.trainer.stop_request import stop_if_requested
 from modules.trainer.training_state import TrainingState
+from modules.trainer.workspace_lock import WorkspaceLock
 from modules.util.device import resolve_device
 
 log = logging.getLogger("wan_trainer")
@@ -60,12 +66,25 @@ class GenericTrainer:
         self.model = None
         self.data = None
         self.setup = None
+        self.workspace_lock: WorkspaceLock | bool | None = None
         # Called after every optimizer step with (progress, loss): for UIs and benchmarks.
         self.step_callbacks: list[Callable[[TrainProgress, float], None]] = []
 
     # ---- phases --------------------------------------------------------------------------------
+    def claim_workspace(self) -> None:
+        """Checks that need no model, then the workspace lock (held until train() ends or the process exits)."""
+        if self.workspace_lock is None:
+            # Writable outputs, readable concepts: found in seconds, not after the model has loaded.
+            check_before_loading(self.config, self.plugin.data_loader())
+            # With several processes the main one holds the lock for all (they share the workspace).
+            self.workspace_lock = WorkspaceLock(self.workspace).acquire() if self.distributed.is_main else False
+
     def load_and_cache(self) -> None:
         """Load the model and build (or reuse) the cache; after this, no step decodes media."""
+        self.claim_workspace()
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        if self.distributed.is_main:
+            write_run_report(self)  # diagnostics.json, and a warning when the memory plan does not fit this GPU
         self.model = self.plugin.loader().load(self.config)
         self.data = self.plugin.data_loader()
         self.data.share_between(self.distributed.rank, self.distributed.world_size)
@@ -103,8 +122,18 @@ class GenericTrainer:
         # Resuming here (not in train) lets a caller that sets up first inspect the resumed state.
         self.backups = BackupController(self.state)
         self.backups.resume_if_configured()
+        self.step_guard = StepGuard(self)  # an out-of-memory stop backs up the last completed step
 
     def train(self) -> TrainResult:
+        self.claim_workspace()
+        try:
+            return self._train()
+        finally:
+            if self.workspace_lock:  # False in the processes other than the main one
+                self.workspace_lock.release()
+            self.workspace_lock = None
+
+    def _train(self) -> TrainResult:
         self.workspace.mkdir(parents=True, exist_ok=True)
         if self.model is None:
             self.load_and_cache()
@@ -121,7 +150,7 @@ class GenericTrainer:
             self.sample_hooks = SampleHooks(self.state, self.plugin, run_log) if main else QuietSampleHooks()
             self.sample_hooks.before_training()
             self._loop(run_log, result)
-            result.output_files = self.save(self.output_path())
+            result.output_files = save_or_keep(self, self.output_path())
             run_log.message(f"saved: {', '.join(map(str, result.output_files))}")
             if config.sampling.sample_at_end:
                 result.sample_files = self.sample_all(f"end-step{self.progress.global_step:06d}", run_log)
@@ -138,7 +167,10 @@ class GenericTrainer:
         stop_if_requested(self)  # Ctrl-C while loading/caching: stop before the first step
         while progress.global_step < config.training.max_steps:
             for batch in self.data.batches(progress.epoch, skip=progress.epoch_step):
-                loss = self._forward_backward(batch, accumulation)
+                try:
+                    loss = self._forward_backward(batch, accumulation)
+                except torch.OutOfMemoryError as error:
+                    raise self.step_guard.handle(error) from error
                 accumulated_loss += loss
                 micro_step += 1
                 progress.epoch_step += 1
@@ -156,22 +188,23 @@ class GenericTrainer:
                 self._save_on_schedule(run_log)
                 self.sample_hooks.after_step()  # samples and validation loss on their schedule
                 self.backups.on_step()  # after saves and samples, so a resume repeats none of them
+                self.step_guard.mark()
                 stop_if_requested(self)  # Ctrl-C / SIGTERM / the GUI's Stop: back up and raise TrainingStopped
                 if progress.global_step >= config.training.max_steps:
                     return
             progress.epoch += 1
             progress.epoch_step = 0
             self.sample_hooks.after_epoch(progress.epoch)
+            self.step_guard.mark()
 
     def _forward_backward(self, batch: dict, accumulation: int) -> float:
+        self.step_guard.running(batch)
         prediction = self.setup.predict(self.model, batch, self.config, self.progress, self.generator)
         loss = self.setup.calculate_loss(self.model, batch, prediction, self.config)
+        self.step_guard.maybe_inject()
         value = self.distributed.mean(loss)  # every process sees the same value, so all stop together
         if not math.isfinite(value):
-            raise TrainingError(
-                f"the loss became {value} at step {self.progress.global_step}; lower training.learning_rate, "
-                "or use training.train_dtype bfloat16 instead of float16"
-            )
+            raise nonfinite_loss_error(self, batch, value, TrainingError)  # names the data, keeps a backup
         self.accelerator.backward(loss / accumulation)
         return value / accumulation
 
@@ -207,7 +240,7 @@ class GenericTrainer:
         step = self.progress.global_step
         if every and step % every == 0 and step < self.config.training.max_steps:
             stem = self.output_path().stem
-            files = self.save(self.workspace / "save" / f"{stem}-step{step:06d}.safetensors")
+            files = save_or_keep(self, self.workspace / "save" / f"{stem}-step{step:06d}.safetensors")
             run_log.message(f"step {step}: saved {', '.join(map(str, files))}")
 
     def sample_all(self, tag: str, run_log: RunLog) -> list[Path]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modules.trainer.oom import sample_oom_note
 from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.sample_schedule import SampleSchedule
 from modules.trainer.training_state import TrainingState
@@ -81,9 +82,12 @@ class SampleHooks:
             except Exception as error:  # noqa: BLE001 - any failure of a preview is reported, never fatal
                 self.failures += 1
                 log.warning("sample %d (%s) failed at step %d: %s", index, tag, step, error, exc_info=True)
-                self.run_log.message(
-                    f"sample {index} failed at step {step}: {type(error).__name__}: {error}; training goes on"
+                note = (
+                    sample_oom_note(self.run_state.config, self.run_state.device)
+                    if isinstance(error, torch.OutOfMemoryError)
+                    else "training goes on"
                 )
+                self.run_log.message(f"sample {index} failed at step {step}: {type(error).__name__}: {error}; {note}")
                 continue
             written.append(path)
             self.run_log.sample_written(path)

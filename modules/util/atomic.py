@@ -16,9 +16,11 @@ from typing import BinaryIO, Callable
 import torch
 from safetensors.torch import save_file
 
+from modules.util.disk_space import disk_full_error, is_out_of_space, tensor_bytes
+
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, needed_bytes: int | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success it is fsynced and renamed over `path`, on failure removed.
 
     The temp file is in the same folder so os.replace is a rename within one file system (atomic), and a
@@ -37,9 +39,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp, mode)
         _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         # BaseException too: a Ctrl-C mid-write must not leave a stray temp file.
         tmp.unlink(missing_ok=True)
+        if is_out_of_space(error):
+            raise disk_full_error(error, path.parent, needed_bytes, path.name) from error
         raise
     _fsync_dir(path.parent)
 
@@ -82,7 +86,7 @@ def save_safetensors_atomic(
     # safetensors needs contiguous tensors that own their storage layout; views of bigger tensors are copied.
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, tensor_bytes(tensors)) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
 
@@ -92,7 +96,7 @@ TEMP_FOLDER_PREFIX = ".tmp-"
 
 
 @contextmanager
-def atomic_folder(path: str | Path) -> Iterator[Path]:
+def atomic_folder(path: str | Path, needed_bytes: int | None = None) -> Iterator[Path]:
     """Yield an empty temp folder beside `path`; on success every file in it is fsynced and the folder is
     renamed to `path` (which must not exist), on failure it is removed.
 
@@ -113,8 +117,10 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
             _fsync_dir(folder)
         _fsync_dir(tmp)
         os.rename(tmp, path)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_out_of_space(error):
+            raise disk_full_error(error, path.parent, needed_bytes, f"{path.name}/") from error
         raise
     _fsync_dir(path.parent)
 

@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 from modules.module.dora import remove_dora
 from modules.module.lora import attach_lora, set_lora_state_dict
+from modules.wan.formats.lora_compatibility import check_lora_fits, linear_shapes
 from modules.wan.formats.lora_file import ALPHA_KEY, DORA_SUFFIX, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
 from modules.wan.formats.lycoris_keys import (
     file_rank_and_alpha,
@@ -42,6 +43,7 @@ class LoraSpec:
     weight: float = 1.0
     weight_2: float | None = None
     expert: str = "auto"  # auto: from the file name suffix / wan.expert metadata, else both experts
+    allow_other_model: bool = False  # apply a LoRA whose metadata names another model (shapes must still fit)
 
     def weight_for(self, expert: str) -> float:
         return self.weight if expert == HIGH or self.weight_2 is None else self.weight_2
@@ -142,6 +144,13 @@ def apply_loras(model: WanModel, specs: list[LoraSpec]) -> list[LoadedLora]:
         files = resolve_lora_files(spec, model.variant.has_transformer_2)
         for expert_name, path in files.items():
             expert = getattr(model, expert_name)
+            check_lora_fits(  # header only: another model's LoRA or a broken file is refused before loading
+                path,
+                model.variant.name,
+                linear_shapes(expert),
+                allow_other_model=spec.allow_other_model,
+                override="--allow-other-model-lora",
+            )
             try:
                 if is_variant_file(path):  # LoHa / LoKr (formats/lycoris_keys.py)
                     tensors, metadata = read_tensors(path)

@@ -13,13 +13,14 @@ from modules.data.batching import BucketBatchSampler
 from modules.data.cache import DiskCache
 from modules.data.caption_dropout import EMPTY_PROMPT, drops_caption
 from modules.data.concept_options import concept_settings
-from modules.data.concepts import Concept
+from modules.data.concepts import Concept, DataError, collect_media
 from modules.data.report import DataReport
 from modules.data.stages import CacheCaptions
 from modules.data.video_dataset import DatasetSettings, build_cached_dataset, load_sample
 from modules.wan.embeddings.vectors import embedding_identity, expand_prompt
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning
+from modules.wan.vae_tiling import configure_vae_tiling, tiling_identity
 
 log = logging.getLogger("wan_trainer.data")
 
@@ -63,6 +64,7 @@ class WanBaseDataLoader(BaseDataLoader):
         # Loaded embeddings change what captions encode to: their identity is part of every caption key
         # (nothing is added without embeddings, so caches made before embeddings existed stay valid).
         embeddings_key = f":embeddings={embedding_identity(model)}" if embedding_identity(model) else ""
+        configure_vae_tiling(model, config, device)  # memory.vae_tiling; stays set for sample decoding
         text_identity = (
             f"{model.text_encoder_identity}:{model.text_encoder.dtype}:max_length={model.text_max_length}"
             + embeddings_key
@@ -80,7 +82,8 @@ class WanBaseDataLoader(BaseDataLoader):
                     self.cache,
                     encode_video,
                     encode_text,
-                    video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}",
+                    video_identity=f"{model.vae_identity}:{model.vae.dtype}:{model.variant.image_conditioning}"
+                    + tiling_identity(model.vae),
                     text_identity=text_identity,
                     report=self.report,
                 )
@@ -117,6 +120,13 @@ class WanBaseDataLoader(BaseDataLoader):
         )
         self.seed, self.caption_dropout = config.training.seed, data.caption_dropout
 
+    def check_sources(self, config) -> None:
+        for index, concept in enumerate(config.data.concepts):
+            try:
+                collect_media(_concept(concept), DataReport())  # lists files and reads captions only
+            except DataError as error:
+                raise DataError(f"data.concepts[{index}]: {error}") from None
+
     def batches_per_epoch(self) -> int:
         return self.sampler.num_batches()
 
@@ -133,9 +143,18 @@ class WanBaseDataLoader(BaseDataLoader):
             batch["text_embeds"] = self.model.pad_text_embeds(texts)
             batch["captions"] = captions  # embedding training re-encodes some
             batch["loss_weight"] = torch.tensor([self.loss_weights[i] for i in indices], dtype=torch.float32)
+            # Named when a loss turns non-finite (modules/trainer/nonfinite_loss.py).
+            batch["sources"] = [str(self.samples[i].source) for i in indices]
+            batch["cache_entries"] = [self._entry_paths(self.samples[i]) for i in indices]
             if self.num_processes > 1:
                 batch["share"] = (start, start + len(indices), total)  # see BaseDataLoader.share_between
             yield batch
+
+    def _entry_paths(self, sample) -> list[str]:
+        return [
+            str(self.cache.path_for("latents", sample.latent_key)),
+            str(self.cache.path_for("text", sample.text_key)),
+        ]
 
 
 def wan_video_latents(model: WanModel, pixels: torch.Tensor) -> dict[str, torch.Tensor]:

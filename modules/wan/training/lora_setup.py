@@ -8,6 +8,7 @@ from modules.module.dora import share_dora
 from modules.module.lora import attach_lora, lora_state_dict
 from modules.module.lora_variants import share_adapter_weights
 from modules.wan.model import WanModel
+from modules.wan.training.lora_continue import continue_lora_from
 from modules.wan.training.setup_base import WanTrainingSetup
 
 
@@ -29,6 +30,7 @@ class WanLoRASetup(WanTrainingSetup):
             if config.training.gradient_checkpointing:
                 expert.enable_gradient_checkpointing()
             expert.train()
+        continue_lora_from(model, config)  # lora.continue_from: checked against this model first
         if config.experts.shared_lora and len(model.trained_experts) == 2:
             share_adapter_weights(model.transformer, model.transformer_2)
             share_dora(model.transformer, model.transformer_2)

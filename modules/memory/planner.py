@@ -1,0 +1,30 @@
+"""The memory planner: peak GPU memory of a run, phase by phase, and the settings that make it fit a card.
+
+    plan = plan_memory(config)            # MemoryPlan
+    plan.peak_gib, plan.peak_phase        # 21.3, "training"
+    plan.verdict(24)                      # "fits a 24 GB card (21.3 GiB peak in training; ...)"
+    plan.recommend(24)                    # Recommendation(changes={"memory.blocks_to_swap": 20}, plan=...)
+    print(plan.table())                   # the per-phase table scripts/train.py --plan prints
+
+The one estimate behind the presets test, the GUI's memory hint, `scripts/train.py --plan`, the warning a run
+prints before loading, the out-of-memory message and memory.vae_tiling=auto. The model's numbers come from its
+plugin (modules/registry.py memory_facts_for); the plan itself is modules/memory/plan.py, the arithmetic
+modules/memory/phases.py, and the formulas, with what was measured, docs/presets.md.
+"""
+
+from __future__ import annotations
+
+from modules.memory.facts import ModelFacts
+from modules.memory.plan import MemoryPlan, Recommendation, build_plan, card_name, settings_from_config
+
+__all__ = ["MemoryPlan", "Recommendation", "build_plan", "card_name", "plan_memory", "settings_from_config"]
+
+
+def plan_memory(config, vram_gib: float | None = None, facts: ModelFacts | None = None) -> MemoryPlan:
+    """Plan `config` (a TrainConfig) on a card of vram_gib (None: no card known; vae_tiling=auto then tiles where
+    the untiled VAE pass would be the run's peak)."""
+    if facts is None:
+        from modules.registry import memory_facts_for
+
+        facts = memory_facts_for(config)
+    return build_plan(config, vram_gib, facts)

@@ -1,0 +1,144 @@
+"""WAN 2.2's numbers for the memory planner (modules/memory/), counted from the model's own configs.
+
+The configs are the model folder's when `model.base_path` is a local diffusers folder (so the tiny demo models
+plan as tiny models), else the real ones in resources/model_configs/. Parameter counts come from building each
+part on the meta device (no memory, no weights read), so they are the real modules' counts, not a formula.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from modules.memory.facts import ModelFacts, TextEncoderFacts, TransformerFacts, VaeFacts
+from modules.util.resources import MODEL_CONFIGS_DIR
+from modules.wan.variants import VARIANTS, WanVariant
+
+
+class PlanInputError(ValueError):
+    """The config does not say enough to plan (the message names the setting)."""
+
+
+def _local_folder(config) -> Path | None:
+    path = Path(config.model.base_path).expanduser() if config.model.base_path else None
+    return path if path is not None and (path / "model_index.json").is_file() else None
+
+
+def variant_of(config) -> WanVariant:
+    if config.model.variant != "auto":
+        return VARIANTS[config.model.variant]
+    folder = _local_folder(config)
+    if folder is not None:
+        from modules.wan.loading.detection import detect_variant
+
+        return detect_variant(folder)
+    raise PlanInputError(
+        f"model.variant is 'auto' and model.base_path ({config.model.base_path or 'empty'}) is not a local diffusers "
+        "folder, so the planner cannot tell the model. Fix: set model.variant (TI2V-5B, T2V-A14B or I2V-A14B)."
+    )
+
+
+def _part_config(config, variant: WanVariant, part: str) -> str:
+    folder = _local_folder(config)
+    if folder is not None and (folder / part / "config.json").is_file():
+        return (folder / part / "config.json").read_text(encoding="utf-8")
+    name = {
+        "transformer": f"transformer_{variant.name}.json",
+        "vae": "vae_wan2.2.json" if variant.latent_channels == 48 else "vae_wan2.1.json",
+        "text_encoder": "text_encoder_umt5-xxl.json",
+    }[part]
+    return (MODEL_CONFIGS_DIR / name).read_text(encoding="utf-8")
+
+
+def _public(config_text: str) -> dict:
+    return {k: v for k, v in json.loads(config_text).items() if not k.startswith("_")}
+
+
+@lru_cache(maxsize=8)
+def transformer_facts(config_text: str, per_token_modulation: bool) -> TransformerFacts:
+    from accelerate import init_empty_weights
+    from diffusers import WanTransformer3DModel
+    from torch import nn
+
+    from modules.module.lora import DEFAULT_TARGET_MODULES
+
+    with init_empty_weights():
+        model = WanTransformer3DModel.from_config(_public(config_text))
+    keep = set(model._keep_in_fp32_modules)
+
+    def fp32(name: str) -> bool:
+        return any(part in keep for part in name.split("."))
+
+    block = model.blocks[0]
+    linears = [m for m in block.modules() if isinstance(m, nn.Linear)]
+    targets = [
+        m for n, m in block.named_modules() if any(n == t or n.endswith("." + t) for t in DEFAULT_TARGET_MODULES)
+    ]
+    outside = [(n, p) for n, p in model.named_parameters() if not n.startswith("blocks.")]
+    return TransformerFacts(
+        num_blocks=len(model.blocks),
+        dim=model.config.num_attention_heads * model.config.attention_head_dim,
+        ffn_dim=model.config.ffn_dim,
+        heads=model.config.num_attention_heads,
+        block_params=sum(p.numel() for p in block.parameters()),
+        block_linear_params=sum(m.weight.numel() for m in linears),
+        block_linears=len(linears),
+        block_fp32_params=sum(p.numel() for n, p in block.named_parameters() if fp32(n)),
+        other_params=sum(p.numel() for n, p in outside if not fp32(n)),
+        other_fp32_params=sum(p.numel() for n, p in outside if fp32(n)),
+        lora_params_per_rank=len(model.blocks) * sum(m.in_features + m.out_features for m in targets),
+        largest_linear=max(m.weight.numel() for m in linears),
+        per_token_modulation=per_token_modulation,
+    )
+
+
+@lru_cache(maxsize=8)
+def text_encoder_facts(config_text: str, max_tokens: int) -> TextEncoderFacts:
+    from accelerate import init_empty_weights
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    settings = _public(config_text)
+    with init_empty_weights():
+        model = UMT5EncoderModel(UMT5Config(**settings))
+    return TextEncoderFacts(
+        params=sum(p.numel() for p in model.parameters()),
+        dim=settings["d_model"],
+        ffn_dim=settings["d_ff"],
+        heads=settings["num_heads"],
+        layers=settings["num_layers"],
+        max_tokens=max_tokens,
+    )
+
+
+@lru_cache(maxsize=8)
+def vae_facts(config_text: str) -> VaeFacts:
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKLWan
+
+    settings = _public(config_text)
+    settings.pop("clip_output", None)  # in the Wan2.2 config, unknown to diffusers' class
+    with init_empty_weights():
+        model = AutoencoderKLWan.from_config(settings)
+    base = settings.get("base_dim", 96)
+    return VaeFacts(
+        params=sum(p.numel() for p in model.parameters()),
+        encoder_channels=base,
+        decoder_channels=settings.get("decoder_base_dim") or base,
+        patch=settings.get("patch_size") or 1,
+        temporal_chunk=4,
+    )
+
+
+def memory_facts(config) -> ModelFacts:
+    variant = variant_of(config)
+    experts = transformer_facts(_part_config(config, variant, "transformer"), variant.expand_timesteps)
+    return ModelFacts(
+        name=variant.name,
+        experts=(experts,) * variant.num_experts,
+        text_encoder=text_encoder_facts(_part_config(config, variant, "text_encoder"), config.model.text_max_length),
+        vae=vae_facts(_part_config(config, variant, "vae")),
+        pixels_per_token=variant.pixel_multiple,
+        frames_per_latent=variant.vae_stride_temporal,
+        extra_condition_frames=1 if variant.image_conditioning == "channel_concat" else 0,
+    )

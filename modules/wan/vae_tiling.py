@@ -1,0 +1,62 @@
+"""memory.vae_tiling: encode (caching) and decode (samples) in overlapping spatial tiles, through diffusers'
+AutoencoderKLWan tiling, where the untiled pass would not fit the GPU.
+
+'auto' asks the memory planner (modules/memory/planner.py) whether the untiled VAE pass fits the card found; on a
+machine without a GPU it stays off (there is no card to fit). Tiled latents differ from untiled ones near tile
+seams (docs/presets.md states by how much), so the cache key of a tiled encode names the tiling.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger("wan_trainer")
+
+# diffusers' defaults for AutoencoderKLWan: 256 px tiles every 192 px (64 px of overlap, blended).
+TILE = {
+    "tile_sample_min_height": 256,
+    "tile_sample_min_width": 256,
+    "tile_sample_stride_height": 192,
+    "tile_sample_stride_width": 192,
+}
+
+
+def vae_tiling_wanted(config, vram_gib: float | None) -> bool:
+    setting = getattr(getattr(config, "memory", None), "vae_tiling", "auto")
+    if setting != "auto":
+        return setting == "on"
+    if vram_gib is None:
+        return False
+    from modules.memory.plan import build_plan
+    from modules.wan.memory_facts import memory_facts
+
+    return build_plan(config, vram_gib, memory_facts(config)).vae_tiled
+
+
+def apply_vae_tiling(vae, on: bool, tile: dict | None = None) -> None:
+    if on:
+        vae.enable_tiling(**(tile or TILE))
+    else:
+        vae.disable_tiling()
+
+
+def configure_vae_tiling(model, config, device: torch.device) -> bool:
+    """Set the model's VAE tiling for this run (caching now, sample decoding later); returns whether it is on."""
+    vram = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
+    on = vae_tiling_wanted(config, vram)
+    apply_vae_tiling(model.vae, on)
+    if on:
+        log.info("VAE tiling on (memory.vae_tiling=%s)", getattr(config.memory, "vae_tiling", "auto"))
+    return on
+
+
+def tiling_identity(vae) -> str:
+    """What the cache key adds for a tiled encode (nothing when untiled, so existing caches stay valid)."""
+    if not getattr(vae, "use_tiling", False):
+        return ""
+    return (
+        f":tiled={vae.tile_sample_min_height}x{vae.tile_sample_min_width}"
+        f"/{vae.tile_sample_stride_height}x{vae.tile_sample_stride_width}"
+    )

@@ -1,0 +1,333 @@
+"""Issue 12: every bad input and fault ends with a clear message (exit code 2, no traceback) and nothing earlier
+lost. Each test runs scripts/train.py, sample.py or convert_model.py as a user does, on the tiny TI2V-5B demo,
+against a workspace prepared once (cache entries, a saved LoRA and two backups) whose files must not change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from modules.config.loading import apply_override, config_from_dict, load_config
+from modules.config.validation import ConfigError
+from modules.data.concepts import DataError
+from modules.registry import plugin_for
+from modules.trainer.backups import backup_folders, check_backup
+from modules.trainer.preflight import check_before_loading, check_writable_folder
+from modules.trainer.workspace_lock import WorkspaceLock
+from modules.wan.formats.lora_file import save_lora_file
+from tests.reliability_cli import DEMO_PRESET, assert_known_error, run_script, snapshot, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def base_values(model: Path, data: Path, workspace: Path, cache: Path) -> list[str]:
+    return [
+        f"model.base_path={model}",
+        f"data.concepts.0.path={data}",
+        f"output.workspace_dir={workspace}",
+        f"data.cache_dir={cache}",
+        "sampling.samples=[]",
+        "output.tensorboard=false",
+        "output.save_every_steps=0",
+        "training.max_steps=4",
+        "backup.every_steps=2",
+        "backup.rolling_count=2",
+    ]
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_model_dir, demo_data_dir, tmp_path_factory):
+    """A finished 4-step demo run: its cache, its LoRA and backups at steps 2 and 4."""
+    root = tmp_path_factory.mktemp("prepared")
+    model, workspace, cache = tiny_model_dir("TI2V-5B"), root / "workspace", root / "cache"
+    done = train(*base_values(model, demo_data_dir, workspace, cache))
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert len(backup_folders(workspace / "backups")) == 2
+    return {"model": model, "data": demo_data_dir, "workspace": workspace, "cache": cache}
+
+
+def values(prepared, workspace: Path | None = None, cache: Path | None = None) -> list[str]:
+    return base_values(
+        prepared["model"], prepared["data"], workspace or prepared["workspace"], cache or prepared["cache"]
+    )
+
+
+def copy_workspace(prepared, tmp_path: Path) -> tuple[Path, Path]:
+    workspace, cache = tmp_path / "workspace", tmp_path / "cache"
+    shutil.copytree(prepared["workspace"], workspace)
+    shutil.copytree(prepared["cache"], cache)
+    return workspace, cache
+
+
+# ---- config ------------------------------------------------------------------------------------------
+def test_non_finite_numbers_and_overrides_into_a_value_are_config_errors(prepared):
+    before = snapshot(prepared["workspace"], prepared["cache"])
+    done = train(*values(prepared), "training.learning_rate=NaN")
+    message = assert_known_error(done, "training.learning_rate", "not a finite number")
+    assert "lower" not in message
+    # Every float setting is checked in one place (validation reads the field type): a few more, in-process.
+    for setting, value in (("training.flow_shift", "Infinity"), ("lora.alpha", "-Infinity"), ("ema.decay", "NaN")):
+        data = json.loads(DEMO_PRESET.read_text())
+        apply_override(data, f"{setting}={value}")
+        with pytest.raises(ConfigError, match=f"{re.escape(setting)}: .* is not a finite number"):
+            config_from_dict(data)
+    done = train(*values(prepared), "training.max_steps.value=3")
+    assert_known_error(done, "training.max_steps.value=3", "training.max_steps=VALUE")
+    assert snapshot(prepared["workspace"], prepared["cache"]) == before
+
+
+# ---- outputs that cannot be written -----------------------------------------------------------------
+def test_unwritable_output_or_cache_refused_before_the_model_loads(prepared, tmp_path):
+    before = snapshot(prepared["workspace"], prepared["cache"])
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    done = train(*values(prepared), f"output.output_path={blocker / 'sub' / 'lora.safetensors'}")
+    assert_known_error(done, "output.output_path", str(blocker), "is a file, not a folder")
+    assert "caching" not in done.stderr  # refused before the model loads
+    # The same check covers every folder the run writes (in-process: the cache and the workspace itself).
+    config = load_config(DEMO_PRESET, [*values(prepared), f"data.cache_dir={blocker / 'cache'}"])
+    with pytest.raises(ConfigError, match=f"data.cache_dir: .*{re.escape(str(blocker))} is a file"):
+        check_before_loading(config, plugin_for(config.model_type, config.training_method).data_loader())
+    config = load_config(DEMO_PRESET, [*values(prepared), f"output.workspace_dir={blocker / 'ws'}"])
+    with pytest.raises(ConfigError, match="output.workspace_dir: .* is a file"):
+        check_before_loading(config, plugin_for(config.model_type, config.training_method).data_loader())
+    if os.geteuid() != 0:  # root writes anyway; elsewhere a read-only folder is refused by the same check
+        read_only = tmp_path / "read_only"
+        read_only.mkdir(mode=0o555)
+        with pytest.raises(ConfigError, match="output.output_path: .* is not writable"):
+            check_writable_folder(read_only, "output.output_path")
+    assert blocker.read_text() == "not a folder"
+    assert snapshot(prepared["workspace"], prepared["cache"]) == before
+
+
+def _unshare_tmpfs_works(folder: Path) -> bool:
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {folder}"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+def test_failed_final_save_keeps_the_weights_in_a_named_fallback(prepared, tmp_path):
+    """The output folder is a 32 KiB file system (writable, so the pre-check passes) and the 52 KB LoRA does not
+    fit: the run ends with exit 2, names the failed file, the space needed and where the weights are; the kept
+    file equals the prepared run's LoRA (same settings and seed)."""
+    small = tmp_path / "small_disk"
+    small.mkdir()
+    if shutil.which("unshare") is None or not _unshare_tmpfs_works(small):
+        pytest.skip("needs unshare -rm and tmpfs (a mount namespace) to make a small file system")
+    workspace = tmp_path / "workspace"
+    out = small / "lora.safetensors"
+    cache_before = snapshot(prepared["cache"])
+    args = [*values(prepared, workspace), f"output.output_path={out}", "backup.every_steps=0"]
+    script = "mount -t tmpfs -o size=32k tmpfs \"$0\" && exec \"$@\""
+    done = run_script(
+        "train.py",
+        "--config-path",
+        str(Path(__file__).resolve().parent.parent / "training_presets" / "demo_ti2v_5b_lora.json"),
+        *[item for value in args for item in ("--config-value", value)],
+        wrap=["unshare", "-rm", "sh", "-c", script, str(small)],
+    )
+    message = assert_known_error(done, str(out), "fallback-save", "the disk is full", "needed")
+    kept = workspace / "fallback-save" / "lora.safetensors"
+    assert str(kept) in message
+    reference = load_file(str(prepared["workspace"] / "output" / "lora.safetensors"))
+    assert load_file(str(kept)).keys() == reference.keys()
+    for key, tensor in reference.items():
+        assert torch.equal(load_file(str(kept))[key], tensor), key
+    assert snapshot(prepared["cache"]) == cache_before
+
+
+# ---- data ----------------------------------------------------------------------------------------------
+def test_missing_concept_folder_or_caption_refused_before_the_model_loads(prepared, tmp_path):
+    before = snapshot(prepared["workspace"], prepared["cache"])
+    missing = tmp_path / "no_such_folder"
+    config = load_config(DEMO_PRESET, [*values(prepared), f"data.concepts.0.path={missing}"])
+    with pytest.raises(DataError, match=f"data.concepts\\[0\\]: {re.escape(str(missing))}: .*does not exist.*Fix"):
+        check_before_loading(config, plugin_for(config.model_type, config.training_method).data_loader())
+    uncaptioned = tmp_path / "clips"
+    uncaptioned.mkdir()
+    clip = sorted(prepared["data"].glob("*.mp4"))[0]
+    shutil.copy(clip, uncaptioned / clip.name)
+    done = train(
+        *values(prepared),
+        f"data.concepts.0.path={uncaptioned}",
+        "data.concepts.0.on_missing_caption=error",
+    )
+    assert_known_error(done, "data.concepts[0]", clip.name, "on_missing_caption")
+    assert "caching" not in done.stderr
+    assert snapshot(prepared["workspace"], prepared["cache"]) == before
+
+
+def test_cache_entry_with_nan_tensors_is_named_and_rebuilt(prepared, tmp_path):
+    workspace, cache = copy_workspace(prepared, tmp_path)
+    entries = sorted((cache / "latents").rglob("*.safetensors"))
+    bad = entries[0]
+    tensors = load_file(str(bad))
+    with safe_open(str(bad), "pt") as handle:  # keep the metadata: a valid header, only the numbers are wrong
+        metadata = handle.metadata()
+    save_file({k: torch.full_like(v, float("nan")) for k, v in tensors.items()}, str(bad), metadata)
+    others = snapshot(*[e for e in entries[1:]])
+    done = train(*values(prepared, workspace, cache), "training.max_steps=1", "backup.every_steps=0")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"cache entry {bad}" in done.stderr and "NaN/Inf" in done.stderr and metadata["source"] in done.stderr
+    assert "1 latents and 0 captions encoded now" in done.stderr
+    rebuilt = load_file(str(bad))
+    assert all(torch.isfinite(v).all() and torch.equal(v, tensors[k]) for k, v in rebuilt.items())
+    assert snapshot(*entries[1:]) == others
+
+
+def test_non_finite_loss_names_the_batch_and_keeps_the_last_good_step(prepared, tmp_path):
+    """A learning rate of 1e30 makes step 1 produce huge weights and step 2 an infinite loss: the message names
+    the batch's source files and cache entries, blames the numbers (the data is finite), and the last good
+    step's weights are in a backup; the backups written before are unchanged."""
+    workspace, cache = copy_workspace(prepared, tmp_path)
+    shutil.rmtree(workspace / "backups")
+    cache_before = snapshot(cache)
+    done = train(
+        *values(prepared, workspace, cache),
+        "training.learning_rate=1e30",
+        "training.warmup_steps=0",
+        "backup.every_steps=0",
+    )
+    message = assert_known_error(done, "the loss became", "training.learning_rate", "cache:", str(cache))
+    assert any(str(p) in message for p in prepared["data"].iterdir() if p.suffix in (".mp4", ".png"))
+    assert "data is the cause" not in message
+    folders = backup_folders(workspace / "backups")
+    assert folders, message
+    assert str(folders[0]) in message or "newest backup is" in message
+    assert snapshot(cache) == cache_before
+
+
+# ---- workspace lock -----------------------------------------------------------------------------------
+def test_workspace_in_use_is_refused_and_a_stale_lock_taken_over(prepared, tmp_path, caplog):
+    workspace, cache = copy_workspace(prepared, tmp_path)
+    before = snapshot(workspace, cache)
+    lock = workspace / "run.lock"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename, "started": "2026-01-02 03:04"}))
+        done = train(*values(prepared, workspace, cache))
+        assert_known_error(done, f"PID {sleeper.pid}", "2026-01-02 03:04", str(lock))
+        assert snapshot(workspace, cache) == before
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # The sleeper has ended: its lock is stale and is taken over, with a message (in-process: no model needed).
+    with caplog.at_level("WARNING"), WorkspaceLock(workspace):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert f"taking over the lock of a run that is no longer running (PID {sleeper.pid}" in caplog.text
+    assert not lock.exists()  # released at the end
+
+
+# ---- disk full -----------------------------------------------------------------------------------------
+def test_disk_full_while_writing_a_backup_keeps_the_previous_ones(prepared, tmp_path):
+    """Writes past 60 KB fail (EFBIG, as on a full disk): the LoRA-sized files fit, a backup's optimizer state
+    does not. The run stops naming the backups folder and the space needed; older backups are intact."""
+    workspace, cache = copy_workspace(prepared, tmp_path)
+    before = snapshot(workspace / "backups")
+    done = train(
+        *values(prepared, workspace, cache), "backup.every_steps=1", "training.max_steps=2", file_size_limit=60_000
+    )
+    assert_known_error(done, str(workspace / "backups"), "needed", "file-size limit")
+    assert snapshot(workspace / "backups") == before
+    assert not list((workspace / "backups").glob(".tmp-*"))
+    for folder in backup_folders(workspace / "backups"):
+        check_backup(folder)
+
+
+def test_disk_full_while_caching_leaves_no_partial_entry(prepared, tmp_path):
+    workspace, cache = tmp_path / "workspace", tmp_path / "cache"
+    done = train(*values(prepared, workspace, cache), "training.max_steps=1", file_size_limit=4_000)
+    assert_known_error(done, str(cache), "needed")
+    assert not [p for p in cache.rglob("*") if p.is_file()]  # neither entries nor temp files
+
+
+# ---- LoRAs for another model, broken LoRA files ---------------------------------------------------------
+def other_model_lora(prepared, path: Path, variant: str = "T2V-A14B") -> Path:
+    """The prepared TI2V-5B LoRA's tensors saved with another variant's model spec (the tiny models share
+    their layer shapes, so only the spec tells them apart)."""
+    from modules.wan.formats.lora_file import load_lora_file
+
+    state_dict, metadata = load_lora_file(prepared["workspace"] / "output" / "lora.safetensors")
+    return save_lora_file(state_dict, path, rank=8, alpha=8.0, variant=variant)
+
+
+SAMPLE_ARGS = ["--width", "32", "--height", "32", "--frames", "5", "--steps", "2", "--dtype", "float32"]
+SAMPLE_ARGS += ["--device", "cpu", "--text-max-length", "16", "--format", "png", "--prompt", "a red circle"]
+
+
+def test_sampling_with_a_lora_for_another_model_is_refused(prepared, tmp_path):
+    lora = other_model_lora(prepared, tmp_path / "t2v_lora.safetensors")
+    common = ["--model", str(prepared["model"]), *SAMPLE_ARGS]
+    done = run_script("sample.py", *common, "--lora", str(lora), "--out", str(tmp_path / "out"))
+    assert_known_error(done, str(lora), "T2V-A14B", "TI2V-5B", "--allow-other-model-lora")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    # The override, and the check's own reading of another variant's LoRA (header only, nothing loaded).
+    from modules.wan.formats.lora_compatibility import check_lora_fits
+
+    info = check_lora_fits(lora, "TI2V-5B", allow_other_model=True)
+    assert info.model == "T2V-A14B"
+    assert check_lora_fits(prepared["workspace"] / "output" / "lora.safetensors", "TI2V-5B").model == "TI2V-5B"
+
+
+def test_garbage_or_truncated_lora_files_are_named(prepared, tmp_path):
+    good = (prepared["workspace"] / "output" / "lora.safetensors").read_bytes()
+    garbage, truncated = tmp_path / "garbage.safetensors", tmp_path / "truncated.safetensors"
+    garbage.write_bytes(os.urandom(4096))
+    truncated.write_bytes(good[: len(good) // 2])
+    common = ["--model", str(prepared["model"]), *SAMPLE_ARGS, "--out", str(tmp_path / "out")]
+    done = run_script("sample.py", *common, "--lora", str(garbage))
+    assert_known_error(done, str(garbage), "not a usable safetensors file")
+    done = run_script(
+        "convert_model.py", "lora", str(truncated), str(tmp_path / "x.safetensors"), "--format", "diffusers"
+    )
+    assert_known_error(done, str(truncated), "not a usable safetensors file", "truncated")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_convert_model_missing_file_and_lora_for_another_model(prepared, tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    done = run_script(
+        "convert_model.py", "lora", str(missing), str(tmp_path / "x.safetensors"), "--format", "diffusers"
+    )
+    assert_known_error(done, str(missing), "no such file")
+    lora = other_model_lora(prepared, tmp_path / "t2v_lora.safetensors")
+    out = tmp_path / "converted.safetensors"
+    args = ["lora", str(lora), str(out), "--format", "diffusers", "--model", str(prepared["model"])]
+    done = run_script("convert_model.py", *args)
+    assert_known_error(done, str(lora), "T2V-A14B", "TI2V-5B", "--allow-other-model")
+    assert not out.exists()
+    done = run_script("convert_model.py", *args, "--allow-other-model")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert out.is_file()
+
+
+def test_trainer_continue_from_a_lora_for_another_model_is_refused(prepared, tmp_path):
+    workspace, cache = copy_workspace(prepared, tmp_path)
+    before = snapshot(workspace, cache)
+    lora = other_model_lora(prepared, tmp_path / "t2v_lora.safetensors")
+    done = train(*values(prepared, workspace, cache), f"lora.continue_from={lora}")
+    assert_known_error(done, "lora.continue_from", str(lora), "T2V-A14B", "TI2V-5B")
+    assert snapshot(workspace, cache) == before
+
+
+# ---- sample.py inputs ----------------------------------------------------------------------------------
+def test_prompts_file_that_is_not_utf8_names_file_and_option(prepared, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes(b"a red circle\nna\xefve caf\xe9\n")
+    done = run_script(
+        "sample.py", "--model", str(prepared["model"]), "--prompts-file", str(prompts), "--out", str(tmp_path / "o")
+    )
+    assert_known_error(done, "--prompts-file", str(prompts), "UTF-8", "line 2")
+    assert "Loading" not in done.stderr
