@@ -31,11 +31,16 @@ from modules.trainer.backups import (
     remove_stale_temp_folders,
     write_backup,
 )
-from modules.trainer.distributed import copy_into, shard_optimizer_state
+from modules.trainer.distributed import Distributed, copy_into, shard_optimizer_state
 from modules.trainer.rng_state import capture_rng_state, restore_rng_state
 from modules.trainer.training_state import TrainingState
 
 log = logging.getLogger("wan_trainer.backups")
+
+
+def processes_of(run_state) -> Distributed:
+    """The run's processes; one process for a state built without them (a caller other than the trainer)."""
+    return getattr(run_state, "distributed", None) or Distributed()
 
 
 # ---- training state <-> backup contents ---------------------------------------------------------------------
@@ -44,7 +49,7 @@ def run_contents(run_state: TrainingState) -> BackupContents:
     rng_json, rng_tensors = capture_rng_state(run_state.generator)
     config = run_state.config
     state = {
-        "num_processes": run_state.distributed.world_size,
+        "num_processes": processes_of(run_state).world_size,
         "model_type": config.model_type,
         "training_method": config.training_method,
         "progress": dataclasses.asdict(run_state.progress),
@@ -64,7 +69,7 @@ def run_contents(run_state: TrainingState) -> BackupContents:
     }
     if run_state.ema is not None:
         tensors["ema"] = run_state.ema.state_tensors()
-    tensors = {stem: run_state.distributed.full_tensors(part) for stem, part in tensors.items()}
+    tensors = {stem: processes_of(run_state).full_tensors(part) for stem, part in tensors.items()}
     return BackupContents(state=state, tensors=tensors)
 
 
@@ -76,7 +81,7 @@ def check_contents_fit(run_state: TrainingState, contents: BackupContents, folde
             f"{folder}: written for {state.get('model_type')}/{state.get('training_method')}, "
             f"this run trains {config.model_type}/{config.training_method}"
         )
-    written_by, running = state.get("num_processes", 1), run_state.distributed.world_size
+    written_by, running = state.get("num_processes", 1), processes_of(run_state).world_size
     if written_by != running:
         # Each step's batch is split between the processes: another count changes which samples a step holds
         # and where in the epoch the run stands, so the continuation would not be the run that was backed up.
@@ -200,7 +205,7 @@ class BackupController:
         self.root = Path(run_state.config.output.workspace_dir) / "backups"
         self.last_time = time.monotonic()
         self.last_step: int | None = None
-        self.main = run_state.distributed.is_main  # with several processes only the main one writes backups
+        self.main = processes_of(run_state).is_main  # with several processes only the main one writes backups
         if self.main:
             remove_stale_temp_folders(self.root)
 
@@ -238,7 +243,7 @@ class BackupController:
         if every_steps and step % every_steps == 0:
             return self.write(f"every {every_steps} steps")
         due = bool(every_minutes) and time.monotonic() - self.last_time >= every_minutes * 60
-        if every_minutes and self.run_state.distributed.main_decides(due):  # clocks differ between processes
+        if every_minutes and processes_of(self.run_state).main_decides(due):  # clocks differ between processes
             return self.write(f"every {every_minutes:g} minutes")
         return None
 
