@@ -10,7 +10,7 @@ import gc
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from modules.benchmark.synthetic_data import SyntheticLatents
 from modules.config.train_config import TrainConfig
 from modules.registry import plugin_for
 from modules.trainer.generic_trainer import GenericTrainer
+from modules.trainer.oom import OutOfMemoryStop
 from modules.util.device import DTYPES
 from modules.wan.random_models import benchmark_model
 from modules.wan.variants import VARIANTS
@@ -83,15 +84,19 @@ def run_configuration(name: str, config: TrainConfig, measure: Measure) -> dict:
             shape = TransformerShape.of(
                 dict(model.transformer.config), (frames, height, width), TEXT_TOKENS, variant.expand_timesteps
             )
-            trainer = GenericTrainer(config, plugin_for(config.model_type, config.training_method))
-            trainer.model = model
-            trainer.data = SyntheticLatents(
+            data = SyntheticLatents(
                 (channels, frames, height, width),
                 (TEXT_TOKENS, model.transformer.config.text_dim),
                 config.training.batch_size,
                 batches_per_epoch=measure.steps,
                 image_condition=variant.image_conditioning == "channel_concat",
             )
+            # The plugin's own classes, except its data loader: the trainer's checks before training then look at
+            # the synthetic data (nothing on disk) instead of concept folders.
+            plugin = replace(plugin_for(config.model_type, config.training_method), data_loader=lambda: data)
+            trainer = GenericTrainer(config, plugin)
+            trainer.model = model
+            trainer.data = data
             start = time.perf_counter()
             trainer.set_up_training()
             setup_seconds = time.perf_counter() - start
@@ -104,10 +109,13 @@ def run_configuration(name: str, config: TrainConfig, measure: Measure) -> dict:
                 losses=losses,
                 **_memory_fields(device),
             )
-    except torch.OutOfMemoryError as error:
+    except (torch.OutOfMemoryError, OutOfMemoryStop) as error:
+        # In a step the trainer's own guard turns the error into OutOfMemoryStop (after its backup); the place comes
+        # from the tracker, the device's own words from the original error.
+        original = error.__cause__ if isinstance(error, OutOfMemoryStop) and error.__cause__ else error
         where = tracker.where if tracker else "while building the model"
         cap = f" at {measure.memory_cap_gib:g} GB" if measure.memory_cap_gib else ""
-        row.update(status="oom", error=f"OOM{cap} in {where}", detail=str(error).splitlines()[0][:300])
+        row.update(status="oom", error=f"OOM{cap} in {where}", detail=str(original).splitlines()[0][:300])
         row.update(_memory_fields(device))
     finally:
         if tracker is not None:
