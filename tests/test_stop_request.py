@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -93,9 +94,12 @@ def test_sigint_backs_up_says_how_to_resume_and_the_resume_is_exact(demo_overrid
 
 # Freezes the trainer (SIGSTOP) the moment it creates a backup's temp folder: inotify wakes this small process at
 # once, at real-time priority where the system allows it, so it wins the race against the write on a busy machine.
+# Watches the backups folder from before the run starts (a fast machine trains 20 steps a second: a watcher started
+# later can miss the write), and acts only once armed: when the test has written the trainer's pid to the arm file,
+# the next backup temp folder created freezes the trainer (SIGSTOP) and is reported.
 FREEZER = """
 import ctypes, os, signal, struct, sys
-root, pid = sys.argv[1], int(sys.argv[2])
+root, arm_file = sys.argv[1], sys.argv[2]
 try:
     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
 except (OSError, AttributeError):
@@ -110,11 +114,23 @@ while True:
         _wd, _mask, _cookie, length = struct.unpack_from("iIII", data)
         name = data[16 : 16 + length].rstrip(b"\\0").decode()
         data = data[16 + length :]
-        if name.startswith(".tmp-") and "-backup-" in name:
-            os.kill(pid, signal.SIGSTOP)
+        if name.startswith(".tmp-") and "-backup-" in name and os.path.exists(arm_file):
+            os.kill(int(open(arm_file).read()), signal.SIGSTOP)
             print(name, flush=True)
             sys.exit(0)
 """
+
+
+def freezer_report_or_exit(freezer: subprocess.Popen, trainer: subprocess.Popen, timeout: float = 300) -> str | None:
+    """The temp folder the freezer caught, or None when the trainer ended first without a backup write to catch."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([freezer.stdout], [], [], 0.05)
+        if ready:
+            return freezer.stdout.readline().strip()
+        if trainer.poll() is not None:
+            return None
+    raise AssertionError(f"neither a backup write nor the end of the trainer within {timeout} s")
 
 
 def frozen(pid: int) -> bool:
@@ -125,30 +141,38 @@ def test_second_sigint_during_a_backup_write_stops_at_once_and_keeps_earlier_bac
     """The second SIGINT lands inside the backup write of the stop the first one asked for: a watcher freezes the
     trainer (SIGSTOP) as it creates the backup's temp folder; while that folder is still unrenamed, the test
     sends SIGINT and lets the trainer go on (SIGCONT)."""
-    workspace = tmp_path / "run"
-    root = workspace / "backups"
     events = tmp_path / "events.jsonl"
-    # A backup at step 5; the stop comes at step 6 or 7, so its backup is the only write after the first SIGINT.
-    overrides = demo_overrides(workspace) + ["training.max_steps=1000", "backup.every_steps=5"]
     for attempt in range(3):
+        workspace = tmp_path / f"run-{attempt}"  # each attempt on its own: no backups of an earlier one around
+        root = workspace / "backups"
+        root.mkdir(parents=True)
+        # A backup at step 5; the stop comes at step 6 or 7, so its backup is the only write after the first SIGINT.
+        overrides = demo_overrides(workspace) + ["training.max_steps=1000", "backup.every_steps=5"]
         events.unlink(missing_ok=True)
-        process = start_and_wait_for_step(train_command(overrides) + ["--events-file", str(events)], events, 6)
+        arm_file = tmp_path / f"arm-{attempt}"
         freezer = subprocess.Popen(
-            [sys.executable, "-c", FREEZER, str(root), str(process.pid)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", FREEZER, str(root), str(arm_file)], stdout=subprocess.PIPE, text=True
         )
-        with reaped(process), reaped(freezer):
+        with reaped(freezer):
             assert freezer.stdout.readline() == "watching\n"
-            os.kill(process.pid, signal.SIGINT)  # first: stop after this step and write a backup
-            caught = root / freezer.stdout.readline().strip()  # blocks until the freezer froze the writer
-            while not frozen(process.pid):
-                time.sleep(0.001)
-            assert caught.name.startswith(TEMP_FOLDER_PREFIX)
-            inside = caught.is_dir()  # not yet renamed: frozen inside the write
-            if inside:
-                os.kill(process.pid, signal.SIGINT)
-            os.kill(process.pid, signal.SIGCONT)
-            stdout, stderr = process.communicate(timeout=120)
-        print(f"attempt {attempt}: caught {caught.name}, inside {inside}, exit {process.returncode}")
+            process = start_and_wait_for_step(train_command(overrides) + ["--events-file", str(events)], events, 6)
+            with reaped(process):
+                (tmp_path / "arm.tmp").write_text(str(process.pid))
+                (tmp_path / "arm.tmp").rename(arm_file)  # armed after the step-5 backup, never during it
+                os.kill(process.pid, signal.SIGINT)  # first: stop after this step and write a backup
+                name = freezer_report_or_exit(freezer, process)
+                caught = root / name if name else None
+                if caught is not None:
+                    while not frozen(process.pid):
+                        time.sleep(0.001)
+                    assert caught.name.startswith(TEMP_FOLDER_PREFIX)
+                inside = caught is not None and caught.is_dir()  # not yet renamed: frozen inside the write
+                if inside:
+                    os.kill(process.pid, signal.SIGINT)
+                if caught is not None:
+                    os.kill(process.pid, signal.SIGCONT)
+                stdout, stderr = process.communicate(timeout=120)
+        print(f"attempt {attempt}: caught {caught and caught.name}, inside {inside}, exit {process.returncode}")
         assert "Traceback" not in stderr, stderr[-3000:]
         # Whatever the moment: every backup-* folder is complete and the newest one loads.
         for folder in backup_folders(root):
