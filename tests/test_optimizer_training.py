@@ -11,8 +11,7 @@ from modules.config.optimizer_config import OPTIMIZERS
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.trainer.optimizer_modes import optimizer_eval_weights
 from tests.test_optimizers import LEARNING_RATE, skip_unless_runs
-from tests.test_resume import EXACTNESS, TOTAL_STEPS, final_state, kill_after_backup, run_training
-from tests.test_resume import assert_bit_identical as assert_runs_bit_identical
+from tests.test_resume import assert_sigkilled_resume_is_exact
 from tests.test_training import lora_config, one_clip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -82,13 +81,4 @@ def test_sigkilled_resume_is_exact_for(optimizer_name, demo_overrides, tmp_path)
         f"training.optimizer={optimizer_name}",
         f"training.learning_rate={LEARNING_RATE.get(optimizer_name, 1e-3)}",
     ]
-    reference = tmp_path / "reference"
-    run_training(demo_overrides(reference) + EXACTNESS + settings + [f"training.max_steps={TOTAL_STEPS}"])
-    interrupted = tmp_path / "interrupted"
-    base = demo_overrides(interrupted) + EXACTNESS + settings
-    killed_at = kill_after_backup(
-        base + ["training.max_steps=1000", "backup.every_steps=1", "backup.rolling_count=2"], interrupted
-    )
-    log = run_training(base + [f"training.max_steps={TOTAL_STEPS}", "backup.continue_last_backup=true"])
-    assert f"at step {killed_at} " in log, log[-3000:]
-    assert_runs_bit_identical(final_state(reference), final_state(interrupted))
+    assert_sigkilled_resume_is_exact(settings, demo_overrides, tmp_path)

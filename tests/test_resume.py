@@ -99,16 +99,18 @@ def kill_after_backup(overrides: list[str], workspace: Path, min_step: int = 3) 
 def test_sigkilled_and_resumed_run_equals_an_uninterrupted_run(training_method, demo_overrides, tmp_path):
     if ("wan_2_2", training_method) not in PLUGINS:
         pytest.skip(f"wan_2_2/{training_method} is not in modules/registry.py yet")
-    method = [f"training_method={training_method}"]
-    reference = tmp_path / "reference"
-    run_training(demo_overrides(reference) + EXACTNESS + method + [f"training.max_steps={TOTAL_STEPS}"])
+    assert_sigkilled_resume_is_exact([f"training_method={training_method}"], demo_overrides, tmp_path)
 
+
+def assert_sigkilled_resume_is_exact(settings: list[str], demo_overrides, tmp_path: Path) -> None:
+    """A run SIGKILLed after a backup and resumed from it ends bit-identical to an uninterrupted run."""
+    reference = tmp_path / "reference"
+    run_training(demo_overrides(reference) + EXACTNESS + settings + [f"training.max_steps={TOTAL_STEPS}"])
     interrupted = tmp_path / "interrupted"
-    base = demo_overrides(interrupted) + EXACTNESS + method
+    base = demo_overrides(interrupted) + EXACTNESS + settings
     killed_at = kill_after_backup(
         base + ["training.max_steps=1000", "backup.every_steps=1", "backup.rolling_count=2"], interrupted
     )
     log = run_training(base + [f"training.max_steps={TOTAL_STEPS}", "backup.continue_last_backup=true"])
     assert f"at step {killed_at} " in log, log[-3000:]
-
     assert_bit_identical(final_state(reference), final_state(interrupted))
