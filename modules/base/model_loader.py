@@ -5,9 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from modules.base.model import BaseModel
+from modules.util.errors import UserError
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(UserError):
     """A model folder or file that cannot be used; the message names the path, what was found and the fix."""
 
 

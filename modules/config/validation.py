@@ -12,8 +12,10 @@ import types
 import typing
 from typing import Any
 
+from modules.util.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message says which key, what was wrong and what is allowed."""
 
 

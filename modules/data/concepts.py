@@ -8,9 +8,10 @@ from pathlib import Path
 from modules.data.folder_walk import media_files
 from modules.data.media_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from modules.data.report import DataReport
+from modules.util.errors import UserError
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The training data cannot be used as configured; the message names the file or folder and the fix."""
 
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from modules.util.errors import UserError
 
-class MediaError(Exception):
+
+class MediaError(UserError):
     """A media file cannot be used; the message names the file and why."""
 
     def __init__(self, path: Path, reason: str, fix: str = ""):

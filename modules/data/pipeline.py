@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from modules.util.errors import UserError
 
-class PipelineError(RuntimeError):
+
+class PipelineError(UserError, RuntimeError):
     """The stages do not fit together (a field is read before any stage writes it)."""
 
 

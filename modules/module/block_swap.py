@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from modules.util.errors import UserError
+
 # kind: "copy" (a block's frozen tensors copied to the device) or "release" (dropped); phase: "forward"/"backward".
 Observer = Callable[[str, int, str, frozenset], None]
 
 
-class BlockSwapError(ValueError):
+class BlockSwapError(UserError, ValueError):
     """A block cannot be swapped (the message names the tensor and why)."""
 
 

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from modules.util.atomic import TEMP_FOLDER_PREFIX, atomic_folder, stale_temp_folders
 from modules.util.disk_space import tensor_bytes
+from modules.util.errors import UserError
 
 log = logging.getLogger("wan_trainer.backups")
 
@@ -32,7 +33,7 @@ MARKER_FILE = "backup_complete.json"
 STATE_FILE = "state.json"
 
 
-class BackupError(RuntimeError):
+class BackupError(UserError, RuntimeError):
     """A backup folder that cannot be used; the message names the folder and the reason."""
 
 

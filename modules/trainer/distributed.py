@@ -29,13 +29,15 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs
 
+from modules.util.errors import UserError
+
 log = logging.getLogger("wan_trainer.distributed")
 
 # Non-main processes wait at a barrier while the main one builds the cache; that can take long.
 CACHE_WAIT = timedelta(hours=6)
 
 
-class DistributedError(RuntimeError):
+class DistributedError(UserError, RuntimeError):
     """A setting or state that several processes cannot work with; the message says what to change."""
 
 

@@ -21,12 +21,13 @@ from pathlib import Path
 
 from modules.trainer.backups import backup_folders
 from modules.trainer.ema import ema_weights_in_use
+from modules.util.errors import UserError
 
 log = logging.getLogger("wan_trainer")
 FALLBACK_FOLDER = "fallback-save"
 
 
-class SaveFailedError(RuntimeError):
+class SaveFailedError(UserError, RuntimeError):
     """A save failed; the message says why, where the weights were kept instead, and what to do."""
 
 

@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 from modules.util.atomic import _process_alive
+from modules.util.errors import UserError
 
 log = logging.getLogger("wan_trainer")
 LOCK_FILE = "run.lock"
 
 
-class WorkspaceLockError(RuntimeError):
+class WorkspaceLockError(UserError, RuntimeError):
     """Another run is using the workspace; the message names its PID and start time and the fix."""
 
 

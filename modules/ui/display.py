@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from modules.util.errors import UserError
 
-class NoWindowError(RuntimeError):
+
+class NoWindowError(UserError, RuntimeError):
     pass
 
 

@@ -13,11 +13,13 @@ import re
 import shutil
 from pathlib import Path
 
+from modules.util.errors import UserError
+
 SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _RUST_OS_ERROR = re.compile(r"os error (\d+)")
 
 
-class DiskFullError(RuntimeError):
+class DiskFullError(UserError, RuntimeError):
     """A write failed for lack of space; the message names the folder, the space needed and the fix."""
 
     def __init__(self, message: str, folder: Path, needed_bytes: int | None):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from modules.util.atomic import atomic_path
+from modules.util.errors import UserError
 
 VIDEO_FORMATS = ("mp4", "webm", "png")
 # Constant-rate-factor defaults (lower = better): visually near-lossless for H.264, good for VP9.
@@ -26,7 +27,7 @@ QUALITY_RANGE = {"mp4": (0, 51), "webm": (0, 63)}
 ENCODERS = {"mp4": "libx264", "webm": "libvpx-vp9"}
 
 
-class VideoExportError(RuntimeError):
+class VideoExportError(UserError, RuntimeError):
     pass
 
 

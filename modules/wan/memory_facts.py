@@ -12,11 +12,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from modules.memory.facts import ModelFacts, TextEncoderFacts, TransformerFacts, VaeFacts
+from modules.util.errors import UserError
 from modules.util.resources import MODEL_CONFIGS_DIR
 from modules.wan.variants import VARIANTS, WanVariant
 
 
-class PlanInputError(ValueError):
+class PlanInputError(UserError, ValueError):
     """The config does not say enough to plan (the message names the setting)."""
 
 

@@ -24,6 +24,7 @@ from safetensors import safe_open
 
 from modules.util.atomic import save_safetensors_atomic
 from modules.util.device import DTYPES
+from modules.util.errors import UserError
 
 VECTORS_KEY = "umt5"
 PLACEHOLDER_KEY, NUM_VECTORS_KEY, FORMAT_KEY = (
@@ -34,7 +35,7 @@ PLACEHOLDER_KEY, NUM_VECTORS_KEY, FORMAT_KEY = (
 FORMAT_VERSION = "1"
 
 
-class EmbeddingError(ValueError):
+class EmbeddingError(UserError, ValueError):
     pass
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from modules.base.model_loader import ModelLoadError
+from modules.util.errors import UserError
 from modules.util.resources import MODEL_SPECS_DIR
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES, original_to_diffusers_key
 from modules.wan.loading.headers import read_header
@@ -30,7 +31,7 @@ _MATRIX = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_down|lora_up
 _DIFFUSERS_PREFIX = "transformer."
 
 
-class LoraCompatibilityError(ValueError):
+class LoraCompatibilityError(UserError, ValueError):
     """A LoRA file that is unreadable or made for another model; the message names the file, both models and the fix."""
 
 

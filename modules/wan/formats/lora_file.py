@@ -20,6 +20,7 @@ from safetensors import safe_open
 
 from modules.util.atomic import save_safetensors_atomic
 from modules.util.device import DTYPES
+from modules.util.errors import UserError
 from modules.util.resources import MODEL_SPECS_DIR
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
 from modules.wan.formats.lycoris_keys import to_comfyui_variant_state_dict
@@ -40,7 +41,7 @@ _ORIGINAL_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_down|l
 _PART = {"lora_A": "lora_A", "lora_down": "lora_A", "lora_B": "lora_B", "lora_up": "lora_B"}
 
 
-class LoraFileError(ValueError):
+class LoraFileError(UserError, ValueError):
     pass
 
 

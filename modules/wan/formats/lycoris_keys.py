@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from modules.util.errors import UserError
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
 
 COMFYUI_PREFIX = "diffusion_model."
@@ -30,7 +31,7 @@ VARIANT_TENSORS: dict[str, tuple[str, ...]] = {
 _KEY = re.compile(r"^(?P<module>.+)\.(?P<part>hada_w[12]_[ab]|lokr_w[12](?:_[ab])?)$")
 
 
-class VariantFileError(ValueError):
+class VariantFileError(UserError, ValueError):
     pass
 
 

@@ -19,6 +19,7 @@ from safetensors import safe_open
 
 from modules.util.atomic import atomic_folder, save_safetensors_atomic
 from modules.util.device import DTYPES
+from modules.util.errors import UserError
 from modules.wan.formats.key_map import diffusers_to_original_state_dict, original_to_diffusers_state_dict
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -26,7 +27,7 @@ WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 FORMAT_KEY, EXPERT_KEY = "wan.model_format", "wan.expert"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError, ValueError):
     pass
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
 from modules.config.sampling_config import SCHEDULERS
+from modules.util.errors import UserError
 from modules.wan.model import WanModel
 
 FRAMES_RULE = (
@@ -19,7 +20,7 @@ FRAMES_RULE = (
 )
 
 
-class SampleError(ValueError):
+class SampleError(UserError, ValueError):
     """A sample request the model cannot serve; the message says which setting and what to do."""
 
 
