@@ -97,6 +97,14 @@ def with_rotation(source: Path, path: Path, degrees: int) -> Path:
     return path
 
 
+def with_display_matrix(source: Path, path: Path, rotation: int | None = None, hflip=False, vflip=False) -> Path:
+    """A copy whose display matrix rotates and/or mirrors (front cameras and editors write mirrored matrices)."""
+    options = [*(("-display_rotation", str(rotation)) if rotation is not None else ())]
+    options += [*(("-display_hflip",) if hflip else ()), *(("-display_vflip",) if vflip else ())]
+    ffmpeg(*options, "-i", str(source), "-c", "copy", str(path))
+    return path
+
+
 def trimmed(source: Path, path: Path, start: float) -> Path:
     """`-ss start -c copy`: no re-encode, so the file keeps frames before `start` hidden by an edit list."""
     ffmpeg("-ss", str(start), "-i", str(source), "-c", "copy", str(path))

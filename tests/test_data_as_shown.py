@@ -17,6 +17,7 @@ from tests.media_fixtures import (
     frame_number,
     player_frames,
     trimmed,
+    with_display_matrix,
     with_rotation,
     write_pattern_video,
 )
@@ -28,6 +29,19 @@ SHOWN_CORNERS = {
     180: ("yellow", "blue", "green", "red"),
     270: ("blue", "red", "yellow", "green"),
 }
+# Display matrices with a mirror: (rotation option, -display_hflip, -display_vflip) -> what the report says.
+MIRRORS = {
+    "hflip": (None, True, False),
+    "vflip": (None, False, True),
+    "rot90_hflip": (90, True, False),
+    "rot270_hflip": (270, True, False),
+}
+MIRROR_WORDS = {
+    "hflip": "mirrored left-right",
+    "vflip": "mirrored top-bottom",
+    "rot90_hflip": "rotated 270 and mirrored",  # ffmpeg composes the flip first: shown turned 270 after a mirror
+    "rot270_hflip": "rotated 90 and mirrored",
+}
 VFR_TIMES = [n / 30 for n in range(30)] + [1 + (n - 30) / 15 for n in range(30, 60)]  # 30 fps, then 15 fps
 
 
@@ -38,6 +52,8 @@ def files(tmp_path_factory):
     made = {"base": base}
     for degrees in (90, 180, 270):
         made[f"rot{degrees}"] = with_rotation(base, folder / f"rot{degrees}.mp4", degrees)
+    for name, (degrees, hflip, vflip) in MIRRORS.items():
+        made[name] = with_display_matrix(base, folder / f"{name}.mp4", degrees, hflip, vflip)
     made["sar"] = write_pattern_video(folder / "sar.mp4", filters="setsar=4/3")
     made["vfr"] = write_pattern_video(
         folder / "vfr.mp4",
@@ -78,6 +94,25 @@ def test_rotated_video_is_read_upright_by_both_readers(files, degrees, backend):
     bucket = (item["bucket"].width, item["bucket"].height)
     assert bucket == resolution_bucket(info.width, info.height, 64 * 64, 16)
     assert (bucket[0] < bucket[1]) == (degrees in (90, 270))  # portrait buckets for portrait display
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("name", list(MIRRORS))
+def test_mirrored_display_matrix_is_applied_and_reported_exactly(files, name, backend):
+    path = files[name]
+    info = media_io.probe(path, backend)
+    assert info.mirrored
+    assert info.corrections[0].startswith(MIRROR_WORDS[name]), info.corrections
+    assert not any(c.startswith("rotated 180") for c in info.corrections)  # the old, false report of a mirror
+    indices = [3, 31, 58]
+    frames = media_io.read_frames(path, indices, backend, info)
+    player = player_frames(path, info.width, info.height)  # ffmpeg's autorotate applies flips as well
+    assert frames.shape == player[indices].shape
+    assert [frame_number(f) for f in frames] == indices
+    for ours, theirs in zip(frames, player[indices]):
+        assert corner_names(ours) == corner_names(theirs)
+    assert np.abs(frames.astype(int) - player[indices]).mean() < 3
+    assert "display_matrix" in dict(info.frame_rule)  # both readers trained these wrong before: new entries
 
 
 def test_rotated_av1_that_only_pyav_reads_is_upright_and_gets_new_cache_entries(files):

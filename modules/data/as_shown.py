@@ -1,4 +1,4 @@
-"""Bringing decoded frames to what a viewer sees: display rotation, pixel aspect and the rate test.
+"""Bringing decoded frames to what a viewer sees: display matrix (rotation and mirror), pixel aspect, rate test.
 
 Pure functions on sizes, angles, timestamps and uint8 frame arrays; the readers (video_readers.py) call
 them so that decord and PyAV return the same, displayed frames.
@@ -6,6 +6,7 @@ them so that decord and PyAV return the same, displayed frames.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -23,6 +24,36 @@ def normalise_rotation(degrees: float | None) -> int:
     if not degrees:
         return 0
     return int(round(degrees / 90.0)) * 90 % 360
+
+
+def display_transform(matrix) -> tuple[int, bool]:
+    """(counter-clockwise rotation, mirrored) of a display matrix (9 int32 values, FFmpeg's layout, 16.16 fixed point).
+
+    A player shows the stored frame mirrored left-right first (when the matrix's determinant is negative),
+    then turned by the angle. Negating the first row takes the mirror out of the matrix; what remains is a pure
+    rotation [[cos, -sin], [sin, cos]], read back with atan2. FFmpeg's av_display_rotation_get (PyAV's
+    frame.rotation, which decord applies) reads the angle without taking the mirror out: 180 for a left-right
+    mirror. Checked against ffmpeg's autorotate for every rotation and flip in tests/test_data_as_shown.py.
+    """
+    a, b, c, d = (float(matrix[i]) for i in (0, 1, 3, 4))
+    mirrored = a * d - b * c < 0
+    if mirrored:
+        a, b = -a, -b
+    if a == 0 and b == 0:
+        return 0, False
+    return normalise_rotation(math.degrees(math.atan2(-b, a))), mirrored
+
+
+def mirror_words(rotation: int, mirrored: bool) -> str:
+    """The report's words for a display transform: "rotated 90 and mirrored", "mirrored left-right", ..."""
+    if not mirrored:
+        return f"rotated {rotation} (display matrix, counter-clockwise)" if rotation else ""
+    if rotation == 0:
+        return "mirrored left-right (display matrix)"
+    if rotation == 180:  # a left-right mirror turned upside down is a top-bottom mirror
+        return "mirrored top-bottom (display matrix)"
+    how = f"mirrored left-right, then turned {rotation} counter-clockwise"
+    return f"rotated {rotation} and mirrored (display matrix: {how})"
 
 
 def displayed_size(stored_width: int, stored_height: int, pixel_aspect: Fraction, rotation: int) -> tuple[int, int]:
@@ -55,10 +86,34 @@ def resize_uint8(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     return video.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def to_displayed(frames: np.ndarray, width: int, height: int, rotation: int, already_rotated: bool) -> np.ndarray:
-    """Frames as shown: rotated unless the reader did it, then scaled to the displayed size (the pixel aspect)."""
-    if not already_rotated:
-        frames = rotate(frames, rotation)
+def orient(frames: np.ndarray, rotation: int, mirrored: bool, applied: int = 0) -> np.ndarray:
+    """Stored frames as the display matrix shows them, for a reader that already turned them by `applied`.
+
+    The reader's turn is undone first (a view, no copy), then the mirror and the rotation are applied:
+    one copy at most, and none for an upright file.
+    """
+    if applied == rotation and not mirrored:
+        return frames
+    if applied:
+        frames = np.rot90(frames, k=-(applied // 90), axes=(1, 2))
+    if mirrored:
+        frames = frames[:, :, ::-1]
+    return rotate(frames, rotation) if rotation else np.ascontiguousarray(frames)
+
+
+def to_displayed(
+    frames: np.ndarray,
+    width: int,
+    height: int,
+    rotation: int,
+    already_rotated: bool,
+    mirrored: bool = False,
+    applied_rotation: int | None = None,
+) -> np.ndarray:
+    """Frames as shown: oriented by the display matrix (less what the reader applied), then scaled to the displayed
+    size (the pixel aspect). `already_rotated`: the reader turned them by `applied_rotation` (default `rotation`)."""
+    applied = (rotation if applied_rotation is None else applied_rotation) if already_rotated else 0
+    frames = orient(frames, rotation, mirrored, applied)
     if frames.shape[1:3] != (height, width):
         frames = resize_uint8(frames, width, height)
     return frames

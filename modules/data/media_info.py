@@ -31,7 +31,7 @@ class MediaInfo:
     width: int  # displayed width (rotation and pixel aspect applied)
     height: int  # displayed height
     is_image: bool = False
-    rotation: int = 0  # counter-clockwise degrees (0, 90, 180, 270) the display matrix asks for
+    rotation: int = 0  # counter-clockwise degrees (0, 90, 180, 270) the display matrix asks for (after the mirror)
     pixel_aspect: Fraction = Fraction(1)  # sample aspect ratio: stored pixel width / height as shown
     timestamps: tuple[float, ...] | None = None  # seconds from the first shown frame; only for variable rates
     hidden_frames: int = 0  # frames in the file before an edit list's visible start
@@ -40,3 +40,7 @@ class MediaInfo:
     # Cache-key parts for the corrections that make this file's frames differ from what cache format 1
     # decoded, so exactly those files get new entries (see stages.CacheLatents.key).
     frame_rule: tuple[tuple[str, str], ...] = ()
+    mirrored: bool = False  # the display matrix mirrors left-right before the rotation (front cameras, editors)
+    # The angle FFmpeg's av_display_rotation_get reads from the matrix, which decord applies itself; it differs
+    # from `rotation` only for a mirrored matrix (a left-right mirror reads as 180).
+    reader_rotation: int = 0

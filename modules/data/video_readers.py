@@ -1,13 +1,14 @@
 """The two video readers, brought to the same displayed frames: PyAV (metadata and fallback) and decord (speed).
 
-PyAV reads what a player needs and decord cannot report: the display rotation (from the first frame's
-display matrix), the sample aspect ratio, the presentation timestamps and an edit list's hidden lead-in
+PyAV reads what a player needs and decord cannot report: the display rotation and mirror (from the first
+frame's display matrix), the sample aspect ratio, the presentation timestamps and an edit list's hidden lead-in
 (packets FFmpeg flags "discard"). So the probe uses PyAV, and decord only when PyAV cannot open a file.
 
-decord applies the display rotation itself but not the pixel aspect, and numbers the frames of a file with
+decord applies the display matrix's angle itself (FFmpeg's reading, which takes a left-right mirror for a
+180 turn) but neither the mirror nor the pixel aspect, and numbers the frames of a file with
 an edit list differently by access pattern (a batch read from the start skips the hidden frames, a seek
-does not), so such files are read with PyAV only. PyAV applies neither rotation nor pixel aspect: both
-readers' frames go through as_shown.to_displayed.
+does not), so such files are read with PyAV only. PyAV applies neither rotation, mirror nor pixel aspect: both
+readers' frames go through as_shown.to_displayed, which undoes decord's turn where a mirror makes it wrong.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from modules.data.as_shown import (
+    display_transform,
     displayed_size,
     is_constant_rate,
+    mirror_words,
     normalise_rotation,
     pixel_aspect_of,
     rate_range,
@@ -56,7 +59,9 @@ def probe_pyav(path: Path) -> MediaInfo:
         first = next(container.decode(video=0), None)
         if first is None:
             raise MediaError(path, "PyAV: no frame could be decoded")
-        stored_width, stored_height, rotation = first.width, first.height, normalise_rotation(first.rotation)
+        stored_width, stored_height = first.width, first.height
+        reader_rotation = normalise_rotation(first.rotation)
+        rotation, mirrored = display_matrix_of(first)
     timestamps = None
     if not untimed and time_base and len(shown_pts) > 2:
         shown_pts.sort()
@@ -75,9 +80,19 @@ def probe_pyav(path: Path) -> MediaInfo:
         timestamps,
         hidden,
         # Cache format 1 decoded with decord when it could, which rotates: only files decord cannot open
-        # were trained unrotated, so only their entries must change.
-        rotation_changes_frames=bool(rotation) and not decord_opens(path),
+        # were trained unrotated, so only their entries must change (a mirror changes every file's frames).
+        rotation_changes_frames=bool(rotation) and not mirrored and not decord_opens(path),
+        mirrored=mirrored,
+        reader_rotation=reader_rotation,
     )
+
+
+def display_matrix_of(frame) -> tuple[int, bool]:
+    """(rotation, mirrored) from a decoded frame's display-matrix side data; upright when it has none."""
+    for side_data in frame.side_data:
+        if side_data.type.name == "DISPLAYMATRIX":
+            return display_transform(np.frombuffer(bytes(side_data), dtype=np.int32))
+    return 0, False
 
 
 def read_pyav(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
@@ -103,7 +118,7 @@ def read_pyav(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
             f"(frame {missing[0]} is missing; the file may be truncated)",
         )
     stacked = np.stack([frames[i] for i in indices])
-    return to_displayed(stacked, info.width, info.height, info.rotation, already_rotated=False)
+    return to_displayed(stacked, info.width, info.height, info.rotation, False, info.mirrored)
 
 
 # ---- decord ------------------------------------------------------------------------------------
@@ -144,7 +159,7 @@ def read_decord(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
         # not be shown frame i. Raised as a MediaError, so 'auto' reads the file with PyAV instead.
         raise MediaError(path, f"decord counts {len(reader)} frames where a player shows {info.frame_count}")
     frames = reader.get_batch(list(indices)).asnumpy()
-    return to_displayed(frames, info.width, info.height, info.rotation, already_rotated=True)
+    return to_displayed(frames, info.width, info.height, info.rotation, True, info.mirrored, info.reader_rotation)
 
 
 # ---- what the probe reports ---------------------------------------------------------------------
@@ -159,12 +174,16 @@ def video_info(
     timestamps: tuple[float, ...] | None,
     hidden: int,
     rotation_changes_frames: bool,
+    mirrored: bool = False,
+    reader_rotation: int | None = None,
 ) -> MediaInfo:
     width, height = displayed_size(stored_width, stored_height, pixel_aspect, rotation)
     corrections, rule = [], []
-    if rotation:
-        corrections.append(f"rotated {rotation} (display matrix, counter-clockwise)")
-        if rotation_changes_frames:
+    if rotation or mirrored:
+        corrections.append(mirror_words(rotation, mirrored))
+        if mirrored:  # both readers trained these wrong before (decord turned a mirror into a rotation)
+            rule.append(("display_matrix", f"mirror-then-rotate-{rotation}"))
+        elif rotation_changes_frames:
             rule.append(("rotation", str(rotation)))
     if pixel_aspect != 1:
         unrotated = (height, width) if rotation in (90, 270) else (width, height)
@@ -182,6 +201,8 @@ def video_info(
         width=width,
         height=height,
         rotation=rotation,
+        mirrored=mirrored,
+        reader_rotation=rotation if reader_rotation is None else reader_rotation,
         pixel_aspect=pixel_aspect,
         timestamps=timestamps,
         hidden_frames=hidden,
