@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.data.folder_walk import media_files
+from modules.data.folder_walk import media_files, unused_files
 from modules.data.media_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from modules.data.report import DataReport
 from modules.util.errors import UserError
@@ -42,7 +42,11 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
         )
     items = []
     skipped_before = len(report.skipped)
-    for path in media_files(folder, concept.include_subdirectories, report):
+    others: list[Path] = []
+    media = media_files(folder, concept.include_subdirectories, report, others)
+    for path, reason in unused_files(others, media, concept.caption_source == "txt"):  # named, never silent
+        report.not_used(path, reason)
+    for path in media:
         try:
             caption = caption_for(path, concept)
         except UnreadableCaption as error:

@@ -4,6 +4,10 @@ Python's glob neither follows linked folders under "**" nor reports a link that 
 tree or a link to nothing: those files vanished silently. Here a linked folder is followed (data sets are
 often assembled from links), each real folder is read once, and a link loop or a broken link to a media
 file is skipped with a counted warning naming the link.
+
+Files whose extension is not a media extension are used when their content is media (media_io.sniff_media);
+every other file, and a subfolder that is not read, is an unused file: `unused_files` names each with the
+reason, so a concept folder never loses a file silently, whatever else it holds.
 """
 
 from __future__ import annotations
@@ -12,12 +16,18 @@ import errno
 import os
 from pathlib import Path
 
-from modules.data.media_io import is_media
+from modules.data.media_io import CAPTION_EXTENSION, is_media, sniff_media
 from modules.data.report import DataReport
 
+NOT_MEDIA = "not an image or video: neither Pillow nor FFmpeg reads its content"
+SUBFOLDER_NOT_READ = "a subfolder: read only with include_subdirectories: true"
 
-def media_files(folder: Path, recursive: bool, report: DataReport) -> list[Path]:
-    """Every media file in `folder` (and below it when `recursive`), sorted by path."""
+
+def media_files(folder: Path, recursive: bool, report: DataReport, others: list[Path] | None = None) -> list[Path]:
+    """Every media file in `folder` (and below it when `recursive`), sorted by path.
+
+    `others`, when given, receives every other file (and, when not recursive, every subfolder) found.
+    """
     found: list[Path] = []
     visited: set[str] = set()
 
@@ -47,8 +57,10 @@ def media_files(folder: Path, recursive: bool, report: DataReport) -> list[Path]
                 continue
             if is_dir and recursive:
                 visit(path, (*chain, real))
-            elif is_file and is_media(path):
+            elif is_file and (is_media(path) or sniff_media(path)):
                 found.append(path)
+            elif others is not None and (is_file or is_dir):
+                others.append(path)
 
     visit(folder, ())
     return sorted(found)
@@ -60,3 +72,19 @@ def _report_bad_link(path: Path, error: OSError, recursive: bool, report: DataRe
             report.skip(path, "symlink loop", "the link resolves to itself through a loop of links (remove the link)")
     elif is_media(path):
         report.skip(path, "broken symlink", f"links to {os.readlink(path)}, which does not exist")
+
+
+def unused_files(others: list[Path], media: list[Path], captions_from_files: bool) -> list[tuple[Path, str]]:
+    """(file, why it is not used) for each non-media file of a concept folder; a used caption file is not listed."""
+    stems = {path.with_suffix("") for path in media}
+    unused = []
+    for path in sorted(others):
+        if path.is_dir():
+            unused.append((path, SUBFOLDER_NOT_READ))
+        elif path.suffix.lower() != CAPTION_EXTENSION:
+            unused.append((path, NOT_MEDIA))
+        elif path.with_suffix("") not in stems:
+            unused.append((path, "a caption file with no image or video of the same name"))
+        elif not captions_from_files:
+            unused.append((path, "a caption file, not read: the concept's caption_source is not 'txt'"))
+    return unused

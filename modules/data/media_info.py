@@ -44,3 +44,5 @@ class MediaInfo:
     # The angle FFmpeg's av_display_rotation_get reads from the matrix, which decord applies itself; it differs
     # from `rotation` only for a mirrored matrix (a left-right mirror reads as 180).
     reader_rotation: int = 0
+    container: str = ""  # FFmpeg's demuxer name ("mov,mp4,...", "mpegts"); empty when PyAV could not open it
+    animated: bool = False  # an animated GIF/WebP/PNG: a video read with Pillow (image_io.py)

@@ -4,8 +4,10 @@ The probe uses PyAV, which reports what decord cannot (display rotation, pixel a
 lists), and decord only when PyAV cannot open a file. Frames are decoded with decord (faster), with PyAV as
 the fallback when decord is missing or cannot read a file, and with PyAV only for files with an edit list
 (decord numbers their frames inconsistently). Both readers return the displayed frames (video_readers.py).
-Images are read with Pillow (image_io.py) and count as one-frame videos. Every failure becomes a
-MediaError that names the file, so the pipeline can skip it with a counted warning instead of crashing.
+Images are read with Pillow (image_io.py) and count as one-frame videos; animated GIF/WebP/PNG are videos
+read with Pillow (neither reader decodes them all). A file whose extension is not listed here is used when
+its content is an image (Pillow) or a video (FFmpeg), see `sniff_media`. Every failure becomes a MediaError
+that names the file, so the pipeline can skip it with a counted warning instead of crashing.
 """
 
 from __future__ import annotations
@@ -15,22 +17,60 @@ from pathlib import Path
 import numpy as np
 
 from modules.data import video_readers
-from modules.data.image_io import load_image
+from modules.data.image_io import animation_frames, animation_of, load_image
 from modules.data.media_info import MediaError, MediaInfo
 
-__all__ = ["MediaError", "MediaInfo", "probe", "read_frames", "is_media", "is_image"]
+__all__ = ["MediaError", "MediaInfo", "probe", "read_frames", "is_media", "is_image", "sniff_media"]
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"})
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+# What cameras, phones and downloads write: AVCHD and broadcast MPEG-TS (.mts .m2ts .ts), 3GPP phones.
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mts", ".m2ts", ".ts", ".3gp"})
+# .gif, .webp and .png may be animated: decided by content (image_io.animation_of).
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+CAPTION_EXTENSION = ".txt"  # never sniffed: FFmpeg's tty demuxer would open any text file as "video"
+TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})  # FFmpeg's text-art "video": not footage
 BACKENDS = ("auto", "decord", "pyav")
 
 
 def is_media(path: Path) -> bool:
+    """By extension only; see sniff_media for files whose extension is not listed."""
     return path.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
 
 
 def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def sniff_media(path: Path) -> str | None:
+    """ "image" or "video" when the content is one (whatever the extension), None otherwise. Reads headers only."""
+    if path.suffix.lower() == CAPTION_EXTENSION:
+        return None
+    if is_media(path):
+        return "image" if is_image(path) else "video"
+    if _pillow_opens(path):
+        return "image"
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            streams = [s for s in container.streams.video if s.codec_context.name not in TEXT_CODECS]
+            return "video" if streams else None
+    except Exception:  # PyAV's FFmpegError family, ImportError: not a video we can read
+        return None
+
+
+def _pillow_opens(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
+
+
+def _is_image_content(path: Path) -> bool:
+    """Images by extension, and files with an unlisted extension whose content Pillow reads."""
+    return is_image(path) or (not is_media(path) and _pillow_opens(path))
 
 
 def probe(path: Path, backend: str = "auto") -> MediaInfo:
@@ -41,7 +81,10 @@ def probe(path: Path, backend: str = "auto") -> MediaInfo:
     """
     _check_backend(backend)
     _check_not_empty(path)
-    if is_image(path):
+    if _is_image_content(path):
+        animation = animation_of(path)
+        if animation is not None:
+            return video_readers.animation_info(animation)
         shown = load_image(path)
         height, width = shown.pixels.shape[:2]
         return MediaInfo(1, 0.0, width, height, True, corrections=shown.corrections, frame_rule=shown.frame_rule)
@@ -63,10 +106,12 @@ def read_frames(path: Path, indices: list[int], backend: str = "auto", info: Med
     """
     _check_backend(backend)
     _check_not_empty(path)
-    if is_image(path):
-        return np.stack([load_image(path).pixels] * len(indices))
     info = info or probe(path, backend)
     indices = list(indices)
+    if info.is_image:
+        return np.stack([load_image(path).pixels] * len(indices))
+    if info.animated:
+        return animation_frames(path, indices)
 
     def by_decord(p):
         return video_readers.read_decord(p, indices, info)
@@ -74,14 +119,10 @@ def read_frames(path: Path, indices: list[int], backend: str = "auto", info: Med
     def by_pyav(p):
         return video_readers.read_pyav(p, indices, info)
 
-    if info.hidden_frames:
+    not_for_decord = _decord_cannot_read(info)
+    if not_for_decord:
         if backend == "decord":
-            raise MediaError(
-                path,
-                f"decord cannot number the frames of a file with an edit list consistently "
-                f"({info.hidden_frames} hidden frame(s) before the visible start)",
-                "read it with the 'auto' or 'pyav' backend",
-            )
+            raise MediaError(path, not_for_decord, "read it with the 'auto' or 'pyav' backend")
         return _as_media_error(path, "PyAV", by_pyav)
     if backend == "pyav":
         return _as_media_error(path, "PyAV", by_pyav)
@@ -97,6 +138,23 @@ def read_frames(path: Path, indices: list[int], backend: str = "auto", info: Med
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+# Containers decord seeks into inexactly: its batch read of an MPEG-TS (AVCHD .mts/.m2ts, .ts) returns other
+# frames than asked for (tests/test_data_formats.py), as it has no index to seek by. PyAV reads them.
+DECORD_INEXACT_CONTAINERS = frozenset({"mpegts"})
+
+
+def _decord_cannot_read(info: MediaInfo) -> str:
+    """Why decord must not read this file (empty when it may)."""
+    if info.hidden_frames:
+        return (
+            f"decord cannot number the frames of a file with an edit list consistently "
+            f"({info.hidden_frames} hidden frame(s) before the visible start)"
+        )
+    if info.container in DECORD_INEXACT_CONTAINERS:
+        return f"decord seeks into {info.container} files inexactly (it returns other frames than asked for)"
+    return ""
+
+
 def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}")

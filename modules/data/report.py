@@ -28,10 +28,22 @@ class DataReport:
     notes: list[str] = field(default_factory=list)
     corrected: dict[Path, list[str]] = field(default_factory=dict)
     empty_folders: list[str] = field(default_factory=list)  # messages, also in the summary: "no usable items" says why
+    unused: list[SkippedFile] = field(default_factory=list)  # files in a concept folder that are not media at all
 
     def skip(self, path: Path, category: str, reason: str) -> None:
         self.skipped.append(SkippedFile(Path(path), category, reason))
         log.warning("skipped %s (%s): %s", path, category, reason)
+
+    def not_used(self, path: Path, reason: str) -> None:
+        """A file in a concept folder that is not media (or a caption without media): named, never silent."""
+        self.unused.append(SkippedFile(Path(path), "unused file", reason))
+        log.info("not used: %s (%s)", path, reason)
+
+    def unused_summary(self) -> str:
+        if not self.unused:
+            return ""
+        lines = [f"{s.path}: {s.reason}" for s in self.unused]
+        return f"{len(self.unused)} file(s) in concept folders not used:\n  " + "\n  ".join(lines)
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -60,6 +72,7 @@ class DataReport:
 
     def summary(self) -> str:
         corrections = f"\n{self.corrections_summary()}" if self.corrected else ""
+        corrections += f"\n{self.unused_summary()}" if self.unused else ""
         corrections += "".join(f"\n{message}" for message in self.empty_folders)
         if not self.skipped:
             return "no files were skipped" + corrections

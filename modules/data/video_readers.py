@@ -13,6 +13,7 @@ readers' frames go through as_shown.to_displayed, which undoes decord's turn whe
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def probe_pyav(path: Path) -> MediaInfo:
         if not container.streams.video:
             raise MediaError(path, "PyAV: the file has no video stream")
         stream = container.streams.video[0]
+        container_name = container.format.name
         pixel_aspect = pixel_aspect_of(stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio)
         rate = stream.average_rate or stream.guessed_rate or Fraction(0)
         time_base = stream.time_base or Fraction(0)
@@ -69,7 +71,7 @@ def probe_pyav(path: Path) -> MediaInfo:
         if not is_constant_rate(times):
             timestamps = tuple(times)
             rate = Fraction((len(times) - 1) / times[-1]) if times[-1] > 0 else rate
-    return video_info(
+    info = video_info(
         path,
         count,
         float(rate),
@@ -85,6 +87,7 @@ def probe_pyav(path: Path) -> MediaInfo:
         mirrored=mirrored,
         reader_rotation=reader_rotation,
     )
+    return replace(info, container=container_name)
 
 
 def display_matrix_of(frame) -> tuple[int, bool]:
@@ -162,9 +165,27 @@ def read_decord(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
     return to_displayed(frames, info.width, info.height, info.rotation, True, info.mirrored, info.reader_rotation)
 
 
+# ---- animated images (read with Pillow, image_io.py) --------------------------------------------
+def animation_info(animation) -> MediaInfo:
+    """An animated GIF/WebP/PNG as a video: frames at their own durations (a variable rate when they differ)."""
+    starts = np.concatenate([[0.0], np.cumsum(animation.durations)[:-1]])
+    times = [float(t) for t in starts]
+    fps = len(times) / sum(animation.durations)
+    timestamps = None if is_constant_rate(times) else tuple(times)
+    info = video_info(None, len(times), fps, animation.width, animation.height, 0, Fraction(1), timestamps, 0, False)
+    what = f"animated {animation.format}: {len(times)} frames read as a video (Pillow)"
+    return replace(
+        info,
+        animated=True,
+        corrections=(what, *info.corrections),
+        # Cache format 1 read GIFs with a video reader and animated WebP as their first frame: new entries.
+        frame_rule=(("animated_image", "pillow"), *info.frame_rule),
+    )
+
+
 # ---- what the probe reports ---------------------------------------------------------------------
 def video_info(
-    path: Path,
+    path: Path | None,
     count: int,
     fps: float,
     stored_width: int,
