@@ -40,10 +40,16 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
             f"{folder}: the concept folder does not exist. "
             "Fix: point data.concepts[].path at a folder of videos/images."
         )
+    with report.collecting(folder):  # what is skipped or unused here is filed under this concept
+        return _collect(folder, concept, report)
+
+
+def _collect(folder: Path, concept: Concept, report: DataReport) -> list[MediaItem]:
     items = []
     skipped_before = len(report.skipped)
     others: list[Path] = []
     media = media_files(folder, concept.include_subdirectories, report, others)
+    report.collected(folder, media)
     for path, reason in unused_files(others, media, concept.caption_source == "txt"):  # named, never silent
         report.not_used(path, reason)
     for path in media:

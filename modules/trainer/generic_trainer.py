@@ -27,7 +27,7 @@ from modules.trainer.preflight import check_before_loading
 from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
-from modules.trainer.run_start import write_run_report
+from modules.trainer.run_start import record_data_report, write_run_report
 from modules.trainer.sample_hooks import SampleHooks
 from modules.trainer.save_fallback import save_or_keep
 from modules.trainer.stop_request import stop_if_requested
@@ -90,6 +90,8 @@ class GenericTrainer:
         self.data.share_between(self.distributed.rank, self.distributed.world_size)
         with self.distributed.main_first():  # the main process builds the cache; the others then only read it
             self.data.prepare(self.model, self.config, self.device)
+        if self.distributed.is_main:
+            record_data_report(self)  # per concept and file: corrections, unused and skipped files
 
     def set_up_training(self) -> None:
         seed_all(self.config.training.seed)  # adapter initialisation draws from the global RNGs

@@ -3,7 +3,9 @@
 `scripts/train.py --events-file PATH` opens the file; the run log (modules/trainer/run_log.py) and train.py
 emit into it. Each line is complete and flushed when written, so a reader polling the file never sees half
 an event. Kinds: start {total_steps, start_step}, step {step, total_steps, loss, lr}, message {text},
-sample {path}, done {steps, outputs, samples}, stopped {step, backup, text}, error {text}.
+sample {path}, done {steps, outputs, samples}, stopped {step, backup, text}, error {text},
+data {concepts, other}: after the data is prepared, what was corrected, unused or skipped per concept and per
+file (modules/data/report.py, DataReport.record).
 Without --events-file nothing is written.
 """
 

@@ -1,6 +1,7 @@
 """What every training run does before loading the model: write the diagnostics report into the workspace (so a
-bug report carries it) and warn when the memory plan does not fit the GPU found, naming the setting that would.
-Neither may stop a run: a failure is logged and training goes on."""
+bug report carries it) and warn when the memory plan does not fit the GPU found, naming the setting that would;
+after the data is prepared, add the data report (per concept and per file: corrections, unused and skipped files)
+to that report and to the event stream. None may stop a run: a failure is logged and training goes on."""
 
 from __future__ import annotations
 
@@ -46,3 +47,21 @@ def warn_if_plan_does_not_fit(trainer, report: dict) -> None:
         return
     if not plan.fits(vram):
         log.warning("memory plan: this run %s (GPU: %.1f GiB). See scripts/train.py --plan", plan.verdict(vram), vram)
+
+
+def record_data_report(trainer) -> None:
+    """The data report's plain record into diagnostics.json ("data") and the event stream (kind "data")."""
+    report = getattr(trainer.data, "report", None)  # a data loader without the media pipeline has none
+    if report is None:
+        return
+    from modules.trainer import run_events
+
+    record = report.record()
+    run_events.emit("data", **record)
+    path = trainer.workspace / REPORT_FILE
+    try:
+        written = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        text = json.dumps({**written, "data": record}, indent=2).encode()
+        atomic_write(path, lambda file: file.write(text))
+    except Exception as error:  # noqa: BLE001 - a report must never stop training
+        log.warning("could not add the data report to %s: %s", path, error)

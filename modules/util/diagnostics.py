@@ -57,6 +57,9 @@ REPORT_SCHEMA: dict = {
                                        "gpu_memory_gib": {"type": ["number", "null"]}, "phases": {"type": "array"},
                                        "error": _STR}},
         "config_error": _STR,
+        # Added by a training run once its data is prepared (modules/data/report.py, DataReport.record).
+        "data": {"type": "object", "required": ["concepts", "other"],
+                 "properties": {"concepts": {"type": "array"}, "other": {"type": "object"}}},
     },
 }  # fmt: skip
 

@@ -96,10 +96,7 @@ class WanBaseDataLoader(BaseDataLoader):
                 self.empty_text_key = empty["text_key"]
         finally:
             model.encoders_to(torch.device("cpu"))
-        if self.report.skipped_count():
-            log.warning(self.report.summary())
-        elif self.report.corrections_summary():  # summary() includes the corrections when files were skipped
-            log.info(self.report.corrections_summary())
+        self.report.log_summary()  # skipped, corrected and unused files
         log.info(
             "cache: %d training windows; %d latents and %d captions encoded now, the rest reused from %s",
             len(self.samples),
