@@ -237,3 +237,43 @@ def test_probe_stage_reports_per_file_what_was_corrected(files):
     assert corrected["sar.mp4"] == ["SAR 4:3 -> 128x64"]
     summary = report.summary()
     assert "rot90.mp4: rotated 90" in summary and "planned on timestamps" in summary
+
+
+def test_edit_listed_windows_are_reached_by_seeking_and_match_the_player_at_every_position(tmp_path):
+    import av
+
+    from modules.data import video_readers
+
+    base = write_pattern_video(tmp_path / "long.mp4", count=70, extra=("-g", "8"))  # keyframes every 8 frames
+    path = trimmed(base, tmp_path / "long_edit.mp4", 0.5)
+    info = media_io.probe(path)
+    player = player_frames(path, 96, 64)
+    assert info.hidden_frames > 0 and len(info.pts) == info.frame_count == len(player)
+    for window in ([0, 1, 2, 3], [20, 22, 24], [info.frame_count - 3, info.frame_count - 1], [1, 50]):
+        with av.open(str(path)) as container:
+            sought = video_readers._decode_by_seeking(container, container.streams.video[0], window, info)
+        assert sought is not None, window  # found by a seek, not by the decode-from-start fallback
+        frames = media_io.read_frames(path, window, "auto", info)
+        assert np.array_equal(np.stack([sought[i] for i in window]), frames)
+        assert np.abs(frames.astype(int) - player[window]).mean() < 3
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_non_square_pixels_are_resized_once_to_the_bucket(files, backend):
+    import torch
+
+    from modules.data.buckets import resize_and_crop
+
+    info = media_io.probe(files["sar"])  # 96x64 stored, shown 128x64
+    window = media_io.read_window(files["sar"], [4, 9], 64, 32, backend, info)
+    # Reference: ffmpeg scales the stored frames straight to the cover size of the 64x32 bucket (64x32 here).
+    reference = player_frames(files["sar"], 64, 32, scale_width=True)[[4, 9]]
+    expected = torch.from_numpy(reference).permute(3, 0, 1, 2).float() / 127.5 - 1
+    assert window.shape == (3, 2, 32, 64)
+    assert (window - expected).abs().mean() < 0.04
+    # Square pixels: exactly what resize_and_crop of the displayed frames gives, so their cache entries stay.
+    base = media_io.probe(files["base"])
+    frames = media_io.read_frames(files["base"], [4, 9], backend, base)
+    assert torch.equal(
+        media_io.read_window(files["base"], [4, 9], 64, 48, backend, base), resize_and_crop(frames, 64, 48)
+    )

@@ -11,7 +11,7 @@ from modules.data import media_io
 from modules.data.concepts import Concept, collect_media
 from modules.data.folder_walk import NOT_MEDIA, SUBFOLDER_NOT_READ
 from modules.data.report import DataReport
-from tests.media_fixtures import corner_names, frame_number, pattern, player_frames, write_pattern_video
+from tests.media_fixtures import corner_names, ffmpeg, frame_number, pattern, player_frames, write_pattern_video
 
 SMALL = {"count": 24, "width": 64, "height": 48}
 
@@ -106,3 +106,69 @@ def test_caption_files_are_unused_when_captions_come_from_file_names(tmp_path):
     [item] = collect_media(Concept(tmp_path, caption_source="filename"), report)
     assert item.caption == "a red ball"
     assert [(s.path.name, "caption_source" in s.reason) for s in report.unused] == [("a_red_ball.txt", True)]
+
+
+def interlaced_video(path, codec=("-c:v", "libx264", "-crf", "4", "-x264opts", "tff=1")):
+    """20 progressive frames at 60 fps woven into 10 interlaced frames at 30 fps, top field first: every stored
+    frame holds two moments (frame numbers 2k and 2k+1), the combing a player's deinterlacer removes."""
+    return write_pattern_video(
+        path,
+        count=20,
+        fps=60,
+        codec=codec,
+        filters="tinterlace=interleave_top,setfield=tff",
+        extra=("-flags", "+ildct+ilme"),
+    )
+
+
+def combing(frame) -> float:
+    """Mean difference between neighbouring rows of the centre patch minus that between rows two apart."""
+    centre = frame[24:40, 40:56].astype(float).mean(axis=2)
+    return np.abs(np.diff(centre, axis=0)).mean() - np.abs(centre[2:] - centre[:-2]).mean() / 2
+
+
+@pytest.mark.parametrize("name,codec", [("h264.mp4", None), ("avchd.m2ts", ("-c:v", "mpeg2video", "-q:v", "2"))])
+def test_interlaced_video_is_deinterlaced_by_its_field_order_as_a_player_does(tmp_path, name, codec):
+    path = interlaced_video(tmp_path / name, *([codec] if codec else []))
+    info = media_io.probe(path)
+    assert info.frame_count == 10
+    assert info.corrections == ("interlaced (top field first): deinterlaced with bwdif, one frame per frame",)
+    assert info.video_filter == "bwdif=mode=send_frame:parity=tff:deint=interlaced"
+    with pytest.raises(media_io.MediaError, match="decord cannot apply the filter"):
+        media_io.read_frames(path, [0], "decord", info)
+    ours = media_io.read_frames(path, list(range(10)), "auto", info)
+    # The player: ffmpeg with its field-order-aware deinterlacer, one frame per frame.
+    raw = ffmpeg(
+        "-i", str(path), "-vf", "bwdif=mode=send_frame:parity=auto", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"
+    )
+    player = np.frombuffer(raw, np.uint8).reshape(-1, 64, 96, 3)
+    assert len(player) == 10 and np.abs(ours.astype(int) - player).mean() < 1
+    stored = player_frames(path, 96, 64)  # no deinterlacer: the combed frames a plain decode gives
+    assert np.mean([combing(f) for f in stored]) > 3 * np.mean([combing(f) for f in ours])  # the combing is gone
+    assert np.array_equal(media_io.read_frames(path, [7, 3], "pyav", info), ours[[7, 3]])  # seek path: the same
+
+
+def test_hdr_video_is_reported_with_the_command_that_converts_it(tmp_path):
+    path = write_pattern_video(
+        tmp_path / "hdr.mp4",
+        count=6,
+        codec=(
+            "-c:v",
+            "libx264",
+            "-crf",
+            "8",
+            "-x264-params",
+            "transfer=smpte2084:colorprim=bt2020:colormatrix=bt2020nc",
+        ),
+    )
+    info = media_io.probe(path)
+    [hdr] = [c for c in info.corrections if c.startswith("HDR")]
+    assert "PQ (SMPTE 2084): NOT tone-mapped" in hdr
+    # The advice works with the bundled ffmpeg and its result is SDR.
+    command = (
+        hdr.split("convert it to SDR first: ffmpeg ")[1]
+        .replace("IN", str(path))
+        .replace("OUT.mp4", str(tmp_path / "sdr.mp4"))
+    )
+    ffmpeg(*command.split())
+    assert not any(c.startswith("HDR") for c in media_io.probe(tmp_path / "sdr.mp4").corrections)

@@ -109,12 +109,14 @@ def to_displayed(
     already_rotated: bool,
     mirrored: bool = False,
     applied_rotation: int | None = None,
+    stretch: bool = True,
 ) -> np.ndarray:
     """Frames as shown: oriented by the display matrix (less what the reader applied), then scaled to the displayed
-    size (the pixel aspect). `already_rotated`: the reader turned them by `applied_rotation` (default `rotation`)."""
+    size (the pixel aspect). `already_rotated`: the reader turned them by `applied_rotation` (default `rotation`).
+    `stretch=False` leaves the pixel aspect to the caller, who resizes once to the bucket (buckets.resize_and_crop)."""
     applied = (rotation if applied_rotation is None else applied_rotation) if already_rotated else 0
     frames = orient(frames, rotation, mirrored, applied)
-    if frames.shape[1:3] != (height, width):
+    if stretch and frames.shape[1:3] != (height, width):
         frames = resize_uint8(frames, width, height)
     return frames
 

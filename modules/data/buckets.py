@@ -36,17 +36,22 @@ def resolution_bucket(width: int, height: int, target_area: int, multiple: int) 
     )
 
 
-def resize_and_crop(frames: np.ndarray, width: int, height: int) -> torch.Tensor:
+def resize_and_crop(
+    frames: np.ndarray, width: int, height: int, shown_size: tuple[int, int] | None = None
+) -> torch.Tensor:
     """uint8 (frames, H, W, 3) -> float32 (3, frames, height, width) in [-1, 1].
 
     Scaled (antialiased bilinear) so the clip covers the bucket, then centre-cropped: nothing is stretched.
+    `shown_size` (width, height): the frames are shown at another aspect (non-square pixels), so they are
+    scaled from the stored size straight to the size covering the bucket at the shown aspect: one resize.
     """
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    source_height, source_width = video.shape[-2:]
+    stored_size = video.shape[-2:]
+    source_width, source_height = shown_size or (stored_size[1], stored_size[0])
     scale = max(width / source_width, height / source_height)
     scaled_height = max(height, round(source_height * scale))
     scaled_width = max(width, round(source_width * scale))
-    if (scaled_height, scaled_width) != (source_height, source_width):
+    if (scaled_height, scaled_width) != tuple(stored_size):
         video = F.interpolate(
             video, size=(scaled_height, scaled_width), mode="bilinear", antialias=True, align_corners=False
         )

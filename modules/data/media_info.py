@@ -45,4 +45,9 @@ class MediaInfo:
     # from `rotation` only for a mirrored matrix (a left-right mirror reads as 180).
     reader_rotation: int = 0
     container: str = ""  # FFmpeg's demuxer name ("mov,mp4,...", "mpegts"); empty when PyAV could not open it
+    # Presentation timestamps of the shown frames (stream time base), in order: how PyAV finds a frame after a
+    # seek. Empty when the probe could not read them (decord's probe, packets without timestamps).
+    pts: tuple[int, ...] = ()
+    # FFmpeg filter chain the readers apply to reach the shown frames (deinterlacing; picture_filters.py); "" for none.
+    video_filter: str = ""
     animated: bool = False  # an animated GIF/WebP/PNG: a video read with Pillow (image_io.py)

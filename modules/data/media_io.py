@@ -20,7 +20,7 @@ from modules.data import video_readers
 from modules.data.image_io import animation_frames, animation_of, load_image
 from modules.data.media_info import MediaError, MediaInfo
 
-__all__ = ["MediaError", "MediaInfo", "probe", "read_frames", "is_media", "is_image", "sniff_media"]
+__all__ = ["MediaError", "MediaInfo", "probe", "read_frames", "read_window", "is_media", "is_image", "sniff_media"]
 
 # What cameras, phones and downloads write: AVCHD and broadcast MPEG-TS (.mts .m2ts .ts), 3GPP phones.
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mts", ".m2ts", ".ts", ".3gp"})
@@ -104,6 +104,25 @@ def read_frames(path: Path, indices: list[int], backend: str = "auto", info: Med
 
     `info` is the file's probe result (probed here when not given); indices count shown frames.
     """
+    return _read(path, indices, backend, info, stretch=True)
+
+
+def read_window(
+    path: Path, indices: list[int], width: int, height: int, backend: str = "auto", info: MediaInfo | None = None
+):
+    """The shown frames at `indices` covering a (width, height) bucket, centre-cropped: float32 (3, count, height,
+    width) in [-1, 1], as buckets.resize_and_crop of read_frames gives, but with one resize for non-square pixels
+    (stored size straight to the bucket's cover size at the shown aspect, not stretched first and scaled again).
+    """
+    from modules.data.buckets import resize_and_crop
+
+    info = info or probe(path, backend)
+    frames = _read(path, indices, backend, info, stretch=False)
+    shown = (info.width, info.height) if info.pixel_aspect != 1 else None
+    return resize_and_crop(frames, width, height, shown_size=shown)
+
+
+def _read(path: Path, indices: list[int], backend: str, info: MediaInfo | None, stretch: bool) -> np.ndarray:
     _check_backend(backend)
     _check_not_empty(path)
     info = info or probe(path, backend)
@@ -114,10 +133,10 @@ def read_frames(path: Path, indices: list[int], backend: str = "auto", info: Med
         return animation_frames(path, indices)
 
     def by_decord(p):
-        return video_readers.read_decord(p, indices, info)
+        return video_readers.read_decord(p, indices, info, stretch)
 
     def by_pyav(p):
-        return video_readers.read_pyav(p, indices, info)
+        return video_readers.read_pyav(p, indices, info, stretch)
 
     not_for_decord = _decord_cannot_read(info)
     if not_for_decord:
@@ -150,6 +169,8 @@ def _decord_cannot_read(info: MediaInfo) -> str:
             f"decord cannot number the frames of a file with an edit list consistently "
             f"({info.hidden_frames} hidden frame(s) before the visible start)"
         )
+    if info.video_filter:
+        return f"decord cannot apply the filter this file needs to look as played ({info.video_filter})"
     if info.container in DECORD_INEXACT_CONTAINERS:
         return f"decord seeks into {info.container} files inexactly (it returns other frames than asked for)"
     return ""

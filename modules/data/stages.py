@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from modules.data import media_io
-from modules.data.buckets import Bucket, resize_and_crop, resolution_bucket
+from modules.data.buckets import Bucket, resolution_bucket
 from modules.data.cache import DiskCache, cache_key, file_identity
 from modules.data.concepts import Concept, collect_media
 from modules.data.flip import flip_horizontally
@@ -237,8 +237,9 @@ class CacheLatents(PipelineStage):
 
     def _pixels(self, item: dict) -> torch.Tensor:
         bucket: Bucket = item["bucket"]
-        frames = media_io.read_frames(item["path"], list(item["source_indices"]), self.backend, item["info"])
-        pixels = resize_and_crop(frames, bucket.width, bucket.height)
+        indices = list(item["source_indices"])
+        # One resize from the stored frames to the bucket, also for non-square pixels (media_io.read_window).
+        pixels = media_io.read_window(item["path"], indices, bucket.width, bucket.height, self.backend, item["info"])
         return flip_horizontally(pixels) if item.get("flip") else pixels
 
 

@@ -30,6 +30,7 @@ from modules.data.as_shown import (
     to_displayed,
 )
 from modules.data.media_info import MediaError, MediaInfo
+from modules.data.picture_filters import filtered_frames, picture_filter
 
 
 # ---- PyAV --------------------------------------------------------------------------------------
@@ -64,6 +65,7 @@ def probe_pyav(path: Path) -> MediaInfo:
         stored_width, stored_height = first.width, first.height
         reader_rotation = normalise_rotation(first.rotation)
         rotation, mirrored = display_matrix_of(first)
+        look = picture_filter(container.streams.video[0].codec_context, first)
     timestamps = None
     if not untimed and time_base and len(shown_pts) > 2:
         shown_pts.sort()
@@ -87,7 +89,14 @@ def probe_pyav(path: Path) -> MediaInfo:
         mirrored=mirrored,
         reader_rotation=reader_rotation,
     )
-    return replace(info, container=container_name)
+    return replace(
+        info,
+        container=container_name,
+        pts=tuple(sorted(shown_pts)) if not untimed else (),
+        video_filter=look.chain,
+        corrections=info.corrections + look.corrections,
+        frame_rule=info.frame_rule + look.rule,
+    )
 
 
 def display_matrix_of(frame) -> tuple[int, bool]:
@@ -98,22 +107,30 @@ def display_matrix_of(frame) -> tuple[int, bool]:
     return 0, False
 
 
-def read_pyav(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
-    """Decodes from the start; FFmpeg drops an edit list's hidden frames, so positions are shown frames."""
+# A wanted frame further ahead of the decoder than this is reached by a seek to the keyframe before it rather
+# than by decoding on: about one keyframe interval of common encoders (2 s), where the two cost about the same.
+SEEK_AHEAD_S = 2.0
+
+
+def read_pyav(path: Path, indices: list[int], info: MediaInfo, stretch: bool = True) -> np.ndarray:
+    """The shown frames at `indices`; positions are shown frames (an edit list's hidden frames never count).
+
+    Each run of wanted frames starts with a seek to the keyframe before it, and decoded frames are matched
+    to shown frames by their presentation timestamps (the probe's `pts`), so a window's cost does not grow
+    with its position in the clip. A file without timestamps, or a seek that lands past its target (some
+    MPEG-TS), is decoded from the start instead, where FFmpeg drops the hidden frames itself.
+    """
     import av
 
-    wanted = set(indices)
-    last = max(indices)
-    frames: dict[int, np.ndarray] = {}
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for position, frame in enumerate(container.decode(stream)):
-            if position in wanted:
-                frames[position] = frame.to_ndarray(format="rgb24")
-            if position >= last:
-                break
-    missing = sorted(wanted - frames.keys())
+    wanted = sorted(set(indices))
+    frames = None
+    if len(info.pts) == info.frame_count:
+        with av.open(str(path)) as container:
+            frames = _decode_by_seeking(container, container.streams.video[0], wanted, info)
+    if frames is None:
+        with av.open(str(path)) as container:
+            frames = _decode_from_start(container, wanted, info.video_filter)
+    missing = sorted(set(wanted) - frames.keys())
     if missing:
         raise MediaError(
             path,
@@ -121,7 +138,66 @@ def read_pyav(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
             f"(frame {missing[0]} is missing; the file may be truncated)",
         )
     stacked = np.stack([frames[i] for i in indices])
-    return to_displayed(stacked, info.width, info.height, info.rotation, False, info.mirrored)
+    return to_displayed(stacked, info.width, info.height, info.rotation, False, info.mirrored, stretch=stretch)
+
+
+def _decode_from_start(container, wanted: list[int], chain: str = "") -> dict[int, np.ndarray]:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    wanted_set, last, frames = set(wanted), wanted[-1], {}
+    for position, frame in enumerate(filtered_frames(container.decode(stream), stream, chain)):
+        if position in wanted_set:
+            frames[position] = frame.to_ndarray(format="rgb24")
+        if position >= last:
+            break
+    return frames
+
+
+def _decode_by_seeking(container, stream, wanted: list[int], info: MediaInfo) -> dict[int, np.ndarray] | None:
+    """Wanted frames by seek and decode, or None when timestamps do not lead to them (decode from the start).
+
+    A seek that lands past its frame, or at the end (MPEG-TS seeks by byte position and may land on a later
+    keyframe), is retried from further back, one second and then doubling, before giving up.
+    """
+    stream.thread_type = "AUTO"
+    shown_index = {pts: index for index, pts in enumerate(info.pts)}
+    ahead = max(1, round(SEEK_AHEAD_S * (info.fps or 30)))
+    second = max(1, round(1 / stream.time_base)) if stream.time_base else 0
+    frames: dict[int, np.ndarray] = {}
+    next_wanted, position, margin = 0, None, 0
+    while next_wanted < len(wanted):
+        target = wanted[next_wanted]
+        if position is None or target > position + ahead:
+            if info.pts[target] - margin < info.pts[0] - second:
+                return None  # even a seek to the start overshoots: no usable index
+            container.seek(info.pts[target] - margin, stream=stream, backward=True, any_frame=False)
+            decoded, landed = filtered_frames(container.decode(stream), stream, info.video_filter), False
+        for frame in decoded:
+            shown = shown_index.get(frame.pts)
+            if shown is None:
+                if frame.pts is None:
+                    return None
+                continue  # a hidden lead-in frame, decoded for reference only
+            if not landed and shown > target:
+                break  # landed past the frame: seek again from further back
+            landed, position = True, shown
+            if shown == wanted[next_wanted]:
+                frames[shown] = frame.to_ndarray(format="rgb24")
+                next_wanted += 1
+            elif shown > wanted[next_wanted]:
+                return None  # a wanted frame's timestamp never came out of the decoder
+            if next_wanted >= len(wanted) or wanted[next_wanted] > position + ahead:
+                break
+        else:
+            if landed:
+                break  # end of stream after the frames found: what is missing makes this None
+        if not landed:  # landed past the frame, or at the end of the stream: seek from further back
+            if not second:
+                return None
+            margin, position = max(2 * margin, second), None
+        else:
+            margin = 0
+    return frames if len(frames) == len(wanted) else None
 
 
 # ---- decord ------------------------------------------------------------------------------------
@@ -155,14 +231,15 @@ def probe_decord(path: Path) -> MediaInfo:
     return video_info(path, count, fps, int(width), int(height), 0, Fraction(1), timestamps, 0, False)
 
 
-def read_decord(path: Path, indices: list[int], info: MediaInfo) -> np.ndarray:
+def read_decord(path: Path, indices: list[int], info: MediaInfo, stretch: bool = True) -> np.ndarray:
     reader = _decord_reader(path)
     if len(reader) != info.frame_count:
         # decord numbers frames differently from what a player shows (the probe's count): its index i would
         # not be shown frame i. Raised as a MediaError, so 'auto' reads the file with PyAV instead.
         raise MediaError(path, f"decord counts {len(reader)} frames where a player shows {info.frame_count}")
     frames = reader.get_batch(list(indices)).asnumpy()
-    return to_displayed(frames, info.width, info.height, info.rotation, True, info.mirrored, info.reader_rotation)
+    rotation, mirrored, applied = info.rotation, info.mirrored, info.reader_rotation
+    return to_displayed(frames, info.width, info.height, rotation, True, mirrored, applied, stretch=stretch)
 
 
 # ---- animated images (read with Pillow, image_io.py) --------------------------------------------
@@ -209,7 +286,8 @@ def video_info(
     if pixel_aspect != 1:
         unrotated = (height, width) if rotation in (90, 270) else (width, height)
         corrections.append(f"SAR {pixel_aspect.numerator}:{pixel_aspect.denominator} -> {unrotated[0]}x{unrotated[1]}")
-        rule.append(("pixel_aspect", f"{pixel_aspect.numerator}:{pixel_aspect.denominator}"))
+        # Resized once from the stored size to the bucket (media_io.read_window), not stretched then scaled again.
+        rule.append(("pixel_aspect", f"{pixel_aspect.numerator}:{pixel_aspect.denominator}, one resize"))
     if timestamps is not None:
         low, high = rate_range(list(timestamps))
         corrections.append(f"variable frame rate ({low:.3g}-{high:.3g} fps): planned on timestamps")
