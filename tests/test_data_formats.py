@@ -82,6 +82,7 @@ def test_files_are_used_by_content_and_every_unused_file_is_named(tmp_path):
     for stem in ("clip", "camera_export", "photo", "orphan"):
         (folder / f"{stem}.txt").write_text(f"a caption of {stem}")
     (folder / "notes.md").write_text("# shot list\n")
+    (folder / "old_notes.md").symlink_to(tmp_path / "deleted.md")  # a broken link, named too
     (folder / "extra" / "more.mp4").write_bytes(clip.read_bytes())
     report = DataReport()
     items = collect_media(Concept(folder), report)
@@ -93,9 +94,10 @@ def test_files_are_used_by_content_and_every_unused_file_is_named(tmp_path):
         "extra": SUBFOLDER_NOT_READ,
         "notes.md": NOT_MEDIA,
         "orphan.txt": "a caption file with no image or video of the same name",
+        "old_notes.md": f"a broken link to {tmp_path / 'deleted.md'}",
     }
     summary = report.summary()
-    assert "3 file(s) in concept folders not used" in summary
+    assert "4 file(s) in concept folders not used" in summary
     assert all(str(folder / name) in summary for name in unused)
 
 

@@ -70,8 +70,12 @@ def _report_bad_link(path: Path, error: OSError, recursive: bool, report: DataRe
     if error.errno == errno.ELOOP:
         if recursive or is_media(path):  # a looped link could be a folder or a media file: say so
             report.skip(path, "symlink loop", "the link resolves to itself through a loop of links (remove the link)")
+        else:
+            report.not_used(path, "a link in a loop of links")
     elif is_media(path):
         report.skip(path, "broken symlink", f"links to {os.readlink(path)}, which does not exist")
+    else:  # not media by its name, and nothing to read its content from: still named
+        report.not_used(path, f"a broken link to {os.readlink(path)}")
 
 
 def unused_files(others: list[Path], media: list[Path], captions_from_files: bool) -> list[tuple[Path, str]]:
