@@ -331,7 +331,12 @@ class OutputConfig:
         help="Final output file (default: <workspace>/output/<training_method>.safetensors); A14B LoRAs are written "
         "as <name>_high_noise / <name>_low_noise beside it (full saves too)",
     )
-    lora_format: str = setting("comfyui", help="Key layout of saved LoRAs", choices=("comfyui", "diffusers"))
+    lora_format: str = setting(
+        "comfyui",
+        help="Key layout of saved LoRAs: comfyui (also read by diffusers), diffusers, or kohya (musubi-tuner's "
+        "lora_unet_ names, also read by ComfyUI and diffusers); see docs/lora_format.md",
+        choices=("comfyui", "diffusers", "kohya"),
+    )
     save_dtype: str = setting("bfloat16", help="Dtype of saved weights", choices=DTYPES)
     save_every_steps: int = setting(0, help="Also save every N steps into <workspace>/save (0: only at the end)", min=0)
     tensorboard: bool = setting(True, help="Log loss and learning rate to <workspace>/tensorboard")

@@ -22,7 +22,12 @@ import torch
 from modules.base.model_loader import ModelLoadError
 from modules.util.errors import UserError
 from modules.util.resources import MODEL_SPECS_DIR
-from modules.wan.formats.key_map import ORIGINAL_PREFIXES, original_to_diffusers_key
+from modules.wan.formats.key_map import (
+    KOHYA_PREFIX,
+    ORIGINAL_PREFIXES,
+    kohya_to_original_module,
+    original_to_diffusers_key,
+)
 from modules.wan.loading.headers import read_header
 
 log = logging.getLogger("wan_trainer")
@@ -120,11 +125,13 @@ def shape_problems(info: LoraFileInfo, linears: dict[str, tuple[int, int]]) -> l
 def _diffusers_module(name: str) -> str | None:
     if name.startswith(_DIFFUSERS_PREFIX):
         return name[len(_DIFFUSERS_PREFIX) :]
-    if name.startswith(ORIGINAL_PREFIXES):
-        try:
+    try:
+        if name.startswith(ORIGINAL_PREFIXES):
             return original_to_diffusers_key(name)
-        except KeyError:
-            return None
+        if name.startswith(KOHYA_PREFIX):
+            return original_to_diffusers_key(kohya_to_original_module(name))
+    except KeyError:
+        return None
     return name
 
 
