@@ -26,6 +26,25 @@ CAPTION_SOURCES = ("txt", "filename", "text")  # a .txt beside the media, the fi
 MISSING_CAPTION_RULES = ("skip", "use_text", "error")
 
 
+BASE_LORA_EXPERTS = ("auto", "high_noise", "low_noise", "both")
+
+
+@dataclass
+class BaseLoraConfig:
+    path: str = setting(
+        help="A LoRA file (LoRA, DoRA, LoHa or LoKr; ComfyUI, kohya or diffusers layout) to merge into the base "
+        "weights before training, e.g. a distillation LoRA you sample with; for A14B also the <stem> of a "
+        "<stem>_high_noise / <stem>_low_noise pair"
+    )
+    multiplier: float = setting(1.0, help="Strength of the merge (the high-noise expert's for A14B)")
+    multiplier_2: float | None = setting(None, help="Strength on the low-noise expert (A14B); empty: multiplier")
+    expert: str = setting(
+        "auto",
+        help="Which A14B expert a single file goes into; auto: from its file name / metadata, else both",
+        choices=BASE_LORA_EXPERTS,
+    )
+
+
 @dataclass
 class ModelConfig:
     base_path: str = setting(
@@ -74,6 +93,11 @@ class ModelConfig:
     )
     vae_dtype: str = setting("float32", help="Dtype of the VAE (used only while caching and sampling)", choices=DTYPES)
     text_max_length: int = setting(512, help="Text tokens per caption; the WAN pipelines use 512", min=1, max=512)
+    base_loras: list[BaseLoraConfig] = setting(
+        default_factory=list,
+        help="LoRAs merged into the transformer weights once at load, before any fp8/int8/nf4 storage "
+        "(docs/lora_format.md); samples during training use the merged base, and the trained file records them",
+    )
 
 
 @dataclass

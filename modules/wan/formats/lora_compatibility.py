@@ -141,10 +141,11 @@ def check_lora_fits(
     linears: dict[str, tuple[int, int]] | None = None,
     *,
     allow_other_model: bool = False,
-    override: str = "the override",
+    override: str | None = "the override",
 ) -> LoraFileInfo:
     """Refuse (LoraCompatibilityError) a LoRA made for another model than `variant_name`, or whose shapes do not
-    fit `linears` (from linear_shapes). `override` names the flag or setting that allows another model."""
+    fit `linears` (from linear_shapes). `override` names the flag or setting that allows another model (None: none
+    does, as for model.base_loras)."""
     info = read_lora_info(path)
     if info.model is not None and info.model != variant_name:
         message = (
@@ -152,7 +153,9 @@ def check_lora_fits(
             f"A LoRA only works on the model it was trained on. Fix: use a LoRA trained on {variant_name}"
         )
         if not allow_other_model:
-            raise LoraCompatibilityError(f"{message}, or set {override} to apply it anyway.")
+            raise LoraCompatibilityError(
+                f"{message}, or set {override} to apply it anyway." if override else f"{message}."
+            )
         log.warning("%s; applying it anyway because %s is set", message, override)
     if linears is not None:
         problems = shape_problems(info, linears)

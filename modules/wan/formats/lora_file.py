@@ -271,8 +271,9 @@ def expert_paths(destination: Path, experts: list[str], two_expert_model: bool =
     }
 
 
-def training_metadata(config) -> dict[str, str]:
-    """The settings that shaped the LoRA, for whoever loads the file later (all values strings)."""
+def training_metadata(config, model) -> dict[str, str]:
+    """The settings that shaped the trained file, for whoever loads it later (all values strings); with
+    `wan.base_loras` the LoRAs merged into the base it was trained on (files, SHA-256, multipliers)."""
     training, data, lora = config.training, config.data, config.lora
     values = {
         "wan.base_model": config.model.base_path,
@@ -292,4 +293,6 @@ def training_metadata(config) -> dict[str, str]:
         "wan.experts_shared_lora": config.experts.shared_lora,
         "wan.image_to_video_ratio": training.image_to_video_ratio,
     }
+    if model.base_weights_identity:
+        values["wan.base_loras"] = model.base_weights_identity
     return {k: _as_metadata_value(v) for k, v in values.items()}
