@@ -250,11 +250,24 @@ class ConceptConfig:
         help="Also train every window mirrored left-right (cached as its own entries); off when captions say "
         "left or right",
     )
+    on_missing_mask: str = setting(
+        "train_all",
+        help="With data.masked_training, a file without a <stem>-masklabel mask: train all of it, or skip the file",
+        choices=("train_all", "skip"),
+    )
 
 
 @dataclass
 class DataConfig:
     concepts: list[ConceptConfig] = setting(default_factory=list, help="The training data (or use concepts_file)")
+    masked_training: bool = setting(
+        False,
+        help="Weight the loss by a mask beside each file (<stem>-masklabel.png, or a video of the same length): "
+        "white trains, black gets unmasked_weight (docs/data_pipeline.md)",
+    )
+    unmasked_weight: float = setting(
+        0.1, help="Loss weight of the black (unmasked) area with masked_training; 0 ignores it", min=0.0, max=1.0
+    )
     concepts_file: str = setting(
         "", help="A JSON file holding a list of concepts (relative paths are relative to the config file)"
     )

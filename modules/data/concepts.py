@@ -32,6 +32,15 @@ class MediaItem:
     repeats: int
 
 
+# Masks for masked training lie beside their media as `<stem>-masklabel.<ext>` (modules/data/masks.py); they are
+# never training items themselves.
+MASK_SUFFIX = "-masklabel"
+
+
+def is_mask_file(path: Path) -> bool:
+    return path.stem.endswith(MASK_SUFFIX)
+
+
 def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
     """Every media file of a concept with its caption, sorted by path so runs are reproducible."""
     folder = Path(concept.path)
@@ -43,6 +52,8 @@ def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
     items = []
     skipped_before = len(report.skipped)
     for path in media_files(folder, concept.include_subdirectories, report):
+        if is_mask_file(path):
+            continue
         try:
             caption = caption_for(path, concept)
         except UnreadableCaption as error:
