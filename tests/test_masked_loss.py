@@ -152,7 +152,7 @@ def test_masks_of_rotated_and_anamorphic_clips_line_up_with_their_frames(tiny_mo
 
     # Reference: the frames ffmpeg's player shows (autorotation, SAR scaling), cut and resized as the clip's were.
     width, height = (32, 64) if shown == "rotated" else (128, 32)
-    played = player_frames(clip, width, height, scale_width=shown == "anamorphic")[:5]
+    played = player_frames(clip, width, height, scale_width=shown == "anamorphic")[:5].copy()
     pixels = resize_and_crop(played, sample.bucket.width, sample.bucket.height)
     expected = mask_to_latent_grid(((pixels.mean(dim=0) + 1) / 2).clamp(0, 1), *latents.shape[1:])
     torch.testing.assert_close(cached, expected, atol=0.02, rtol=0)
