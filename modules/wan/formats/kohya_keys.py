@@ -35,19 +35,19 @@ def _split(key: str) -> tuple[str, str]:
     return module, part
 
 
-def kohya_to_comfyui(tensors: dict[str, T]) -> dict[str, T]:
-    """kohya keys -> ComfyUI keys (values passed through); KeyError naming a key no WAN module fits."""
+def _renamed(tensors: dict[str, T], module_name, parts: dict[str, str]) -> dict[str, T]:
     out: dict[str, T] = {}
     for key, value in tensors.items():
         module, part = _split(key)
-        out[f"{COMFYUI_PREFIX}{kohya_to_original_module(module)}.{_FROM_KOHYA_PART.get(part, part)}"] = value
+        out[f"{module_name(module)}.{parts.get(part, part)}"] = value
     return out
+
+
+def kohya_to_comfyui(tensors: dict[str, T]) -> dict[str, T]:
+    """kohya keys -> ComfyUI keys (values passed through); KeyError naming a key no WAN module fits."""
+    return _renamed(tensors, lambda module: COMFYUI_PREFIX + kohya_to_original_module(module), _FROM_KOHYA_PART)
 
 
 def comfyui_to_kohya(tensors: dict[str, T]) -> dict[str, T]:
     """ComfyUI keys -> kohya keys (values passed through)."""
-    out: dict[str, T] = {}
-    for key, value in tensors.items():
-        module, part = _split(key)
-        out[f"{original_module_to_kohya(module)}.{_TO_KOHYA_PART.get(part, part)}"] = value
-    return out
+    return _renamed(tensors, original_module_to_kohya, _TO_KOHYA_PART)
