@@ -26,6 +26,7 @@ from modules.base.model_loader import ModelLoadError
 from modules.config.sampling_config import SAMPLE_FORMATS, SCHEDULERS, SampleConfig
 from modules.module.bnb_linear import BitsAndBytesUnavailable, check_quantised_backend
 from modules.util.video_export import VideoExportError
+from modules.wan.loading.base_loras import check_base_lora_files, merge_base_loras
 from modules.wan.loading.loader import load_wan_model, to_dtype
 from modules.wan.loading.storage import apply_storage_choices
 from modules.wan.memory import install_block_swap
@@ -50,6 +51,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="PATH[=W[,W_LOW]]",
         help="a LoRA file (or the stem of a _high_noise/_low_noise pair) with its weight; a second weight "
         "is the low-noise expert's (repeatable)",
+    )
+    parser.add_argument(
+        "--base-lora",
+        action="append",
+        default=[],
+        metavar="PATH[=W[,W_LOW]]",
+        help="a LoRA merged into the base weights before sampling, as model.base_loras does for training (so a "
+        "sample during training can be reproduced exactly; repeatable, in the training config's order)",
     )
     parser.add_argument(
         "--allow-other-model-lora",
@@ -168,6 +177,8 @@ def main(argv=None) -> int:
             dataclasses.replace(parse_lora_argument(text), allow_other_model=args.allow_other_model_lora)
             for text in args.lora
         ]
+        base_loras = [parse_lora_argument(text) for text in args.base_lora]
+        check_base_lora_files(base_loras, two_experts=args.variant != "TI2V-5B")
         sampler = WanModelSampler(
             SamplerOptions(
                 format=args.format,
@@ -187,11 +198,12 @@ def main(argv=None) -> int:
         fp8 = args.transformer_storage == "float8_e4m3fn"
         model = load_wan_model(
             args.model,
-            transformer_dtype=torch.float8_e4m3fn if fp8 else dtype,
+            transformer_dtype=torch.float8_e4m3fn if fp8 and not base_loras else dtype,
             text_encoder_dtype=dtype,
             text_max_length=args.text_max_length,
             expected_variant=args.variant,
         )
+        merge_base_loras(model, base_loras, fp8_storage=fp8 and bool(base_loras))
         apply_storage_choices(model, args.transformer_storage or "", args.text_encoder_storage or "", dtype)
         install_block_swap(model, args.blocks_to_swap, sampling_only=True)
         configs = sample_configs(args, model.variant)

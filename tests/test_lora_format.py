@@ -64,7 +64,7 @@ def ti2v(tiny_model_dir) -> Path:
     return tiny_model_dir("TI2V-5B")
 
 
-@pytest.mark.parametrize("fmt", ["comfyui", "diffusers"])
+@pytest.mark.parametrize("fmt", ["comfyui", "diffusers", "kohya"])
 def test_file_loads_into_diffusers_with_same_effect(ti2v, tmp_path, fmt):
     ours = trained_transformer(ti2v)
     path = save_lora_file(
@@ -156,7 +156,7 @@ def test_a14b_lora_loads_into_transformer_2(tiny_model_dir, tmp_path):
     torch.testing.assert_close(forward(pipe.transformer_2, inputs), forward(ours, inputs), atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("fmt", ["comfyui", "diffusers"])
+@pytest.mark.parametrize("fmt", ["comfyui", "diffusers", "kohya"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_load_lora_file_round_trip(ti2v, tmp_path, fmt, dtype):
     ours = trained_transformer(ti2v)
@@ -172,7 +172,7 @@ def test_load_lora_file_round_trip(ti2v, tmp_path, fmt, dtype):
         dtype=dtype,
     )
     with safe_open(str(path), framework="pt") as file:
-        stored = {file.get_tensor(k).dtype for k in file.keys() if "lora_" in k}
+        stored = {file.get_tensor(k).dtype for k in file.keys() if k.endswith(".weight")}
     assert stored == {getattr(torch, dtype)}
     loaded, metadata = load_lora_file(path)
     assert set(loaded) == set(state)

@@ -104,10 +104,10 @@ def check_consistency(config: TrainConfig) -> None:
         raise ConfigError(
             f"lora.use_dora: DoRA applies to lora.type 'lora', not {config.lora.type!r}. Fix: turn one of them off"
         )
-    if (config.lora.type != "lora" or config.lora.use_dora) and config.output.lora_format != "comfyui":
+    if (config.lora.type != "lora" or config.lora.use_dora) and config.output.lora_format == "diffusers":
         raise ConfigError(
             f"output.lora_format: diffusers cannot load lora.type {config.lora.type!r} / DoRA adapters. "
-            "Fix: set output.lora_format to comfyui (docs/lora_format.md)"
+            "Fix: set output.lora_format to comfyui or kohya (docs/lora_format.md)"
         )
     check_memory(config)
 

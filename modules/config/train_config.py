@@ -26,6 +26,25 @@ CAPTION_SOURCES = ("txt", "filename", "text")  # a .txt beside the media, the fi
 MISSING_CAPTION_RULES = ("skip", "use_text", "error")
 
 
+BASE_LORA_EXPERTS = ("auto", "high_noise", "low_noise", "both")
+
+
+@dataclass
+class BaseLoraConfig:
+    path: str = setting(
+        help="A LoRA file (LoRA, DoRA, LoHa or LoKr; ComfyUI, kohya or diffusers layout) to merge into the base "
+        "weights before training, e.g. a distillation LoRA you sample with; for A14B also the <stem> of a "
+        "<stem>_high_noise / <stem>_low_noise pair"
+    )
+    multiplier: float = setting(1.0, help="Strength of the merge (the high-noise expert's for A14B)")
+    multiplier_2: float | None = setting(None, help="Strength on the low-noise expert (A14B); empty: multiplier")
+    expert: str = setting(
+        "auto",
+        help="Which A14B expert a single file goes into; auto: from its file name / metadata, else both",
+        choices=BASE_LORA_EXPERTS,
+    )
+
+
 @dataclass
 class ModelConfig:
     base_path: str = setting(
@@ -74,6 +93,11 @@ class ModelConfig:
     )
     vae_dtype: str = setting("float32", help="Dtype of the VAE (used only while caching and sampling)", choices=DTYPES)
     text_max_length: int = setting(512, help="Text tokens per caption; the WAN pipelines use 512", min=1, max=512)
+    base_loras: list[BaseLoraConfig] = setting(
+        default_factory=list,
+        help="LoRAs merged into the transformer weights once at load, before any fp8/int8/nf4 storage "
+        "(docs/lora_format.md); samples during training use the merged base, and the trained file records them",
+    )
 
 
 @dataclass
@@ -226,11 +250,24 @@ class ConceptConfig:
         help="Also train every window mirrored left-right (cached as its own entries); off when captions say "
         "left or right",
     )
+    on_missing_mask: str = setting(
+        "train_all",
+        help="With data.masked_training, a file without a <stem>-masklabel mask: train all of it, or skip the file",
+        choices=("train_all", "skip"),
+    )
 
 
 @dataclass
 class DataConfig:
     concepts: list[ConceptConfig] = setting(default_factory=list, help="The training data (or use concepts_file)")
+    masked_training: bool = setting(
+        False,
+        help="Weight the loss by a mask beside each file (<stem>-masklabel.png, or a video of the same length): "
+        "white trains, black gets unmasked_weight (docs/data_pipeline.md)",
+    )
+    unmasked_weight: float = setting(
+        0.1, help="Loss weight of the black (unmasked) area with masked_training; 0 ignores it", min=0.0, max=1.0
+    )
     concepts_file: str = setting(
         "", help="A JSON file holding a list of concepts (relative paths are relative to the config file)"
     )
@@ -331,7 +368,12 @@ class OutputConfig:
         help="Final output file (default: <workspace>/output/<training_method>.safetensors); A14B LoRAs are written "
         "as <name>_high_noise / <name>_low_noise beside it (full saves too)",
     )
-    lora_format: str = setting("comfyui", help="Key layout of saved LoRAs", choices=("comfyui", "diffusers"))
+    lora_format: str = setting(
+        "comfyui",
+        help="Key layout of saved LoRAs: comfyui (also read by diffusers), diffusers, or kohya (musubi-tuner's "
+        "lora_unet_ names, also read by ComfyUI and diffusers); see docs/lora_format.md",
+        choices=("comfyui", "diffusers", "kohya"),
+    )
     save_dtype: str = setting("bfloat16", help="Dtype of saved weights", choices=DTYPES)
     save_every_steps: int = setting(0, help="Also save every N steps into <workspace>/save (0: only at the end)", min=0)
     tensorboard: bool = setting(True, help="Log loss and learning rate to <workspace>/tensorboard")

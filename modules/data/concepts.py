@@ -32,6 +32,15 @@ class MediaItem:
     repeats: int
 
 
+# Masks for masked training lie beside their media as `<stem>-masklabel.<ext>` (modules/data/masks.py); they are
+# never training items themselves.
+MASK_SUFFIX = "-masklabel"
+
+
+def is_mask_file(path: Path) -> bool:
+    return path.stem.endswith(MASK_SUFFIX)
+
+
 def collect_media(concept: Concept, report: DataReport) -> list[MediaItem]:
     """Every media file of a concept with its caption, sorted by path so runs are reproducible."""
     folder = Path(concept.path)
@@ -48,7 +57,8 @@ def _collect(folder: Path, concept: Concept, report: DataReport) -> list[MediaIt
     items = []
     skipped_before = len(report.skipped)
     others: list[Path] = []
-    media = media_files(folder, concept.include_subdirectories, report, others)
+    # Masks (masked training) lie beside their media; they are never training items themselves.
+    media = [p for p in media_files(folder, concept.include_subdirectories, report, others) if not is_mask_file(p)]
     report.collected(folder, media)
     for path, reason in unused_files(others, media, concept.caption_source == "txt"):  # named, never silent
         report.not_used(path, reason)

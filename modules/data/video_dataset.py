@@ -11,6 +11,7 @@ from modules.data.buckets import Bucket
 from modules.data.cache import DiskCache
 from modules.data.concepts import Concept, DataError
 from modules.data.flip import AddFlippedWindows
+from modules.data.masks import CacheMasks, FindMasks
 from modules.data.pipeline import Pipeline
 from modules.data.report import DataReport
 from modules.data.stages import (
@@ -32,6 +33,7 @@ class CachedSample:
     bucket: Bucket
     latent_key: str
     text_key: str
+    mask_key: str | None = None  # masked training: "masks" entry, "" for all ones (no mask file); None: off
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class DatasetSettings:
     pixel_multiple: int = 32
     backend: str = "auto"
     flip: bool = False  # also train every window mirrored left-right (modules/data/flip.py)
+    masked: bool = False  # cache a loss mask per window (modules/data/masks.py)
+    on_missing_mask: str = "train_all"
 
 
 def build_pipeline(
@@ -61,6 +65,7 @@ def build_pipeline(
         [
             CollectMedia(report),
             ProbeMedia(report, settings.backend),
+            *([FindMasks(report, settings.on_missing_mask, settings.backend)] if settings.masked else []),
             PlanWindows(
                 report,
                 settings.target_fps,
@@ -73,6 +78,7 @@ def build_pipeline(
             AssignBuckets(settings.target_area, settings.pixel_multiple),
             *([AddFlippedWindows()] if settings.flip else []),
             CacheLatents(cache, encode_video, video_identity, report, settings.backend),
+            *([CacheMasks(cache, settings.backend)] if settings.masked else []),
             CacheCaptions(cache, encode_text, text_identity),
         ],
         inputs=("concept",),
@@ -94,7 +100,9 @@ def build_cached_dataset(
     items = pipeline.run([{"concept": concept} for concept in concepts])
     samples = []
     for item in items:
-        sample = CachedSample(item["path"], item["caption"], item["bucket"], item["latent_key"], item["text_key"])
+        sample = CachedSample(
+            item["path"], item["caption"], item["bucket"], item["latent_key"], item["text_key"], item.get("mask_key")
+        )
         samples.extend([sample] * item["repeats"])
     return samples
 
@@ -108,4 +116,13 @@ def load_sample(sample: CachedSample, cache: DiskCache) -> dict[str, torch.Tenso
             f"{cache.root}: the cache entry of {sample.source} ({sample.bucket}) disappeared or broke during training. "
             "Fix: start the run again; missing entries are rebuilt before the first step."
         )
-    return {**latents, "text_embeds": text["text_embeds"]}
+    tensors = {**latents, "text_embeds": text["text_embeds"]}
+    if sample.mask_key is not None:  # masked training; a file without a mask trains everywhere
+        mask = cache.get("masks", sample.mask_key) if sample.mask_key else None
+        if sample.mask_key and mask is None:
+            raise DataError(
+                f"{cache.root}: the mask entry of {sample.source} ({sample.bucket}) disappeared or broke during "
+                "training. Fix: start the run again; missing entries are rebuilt before the first step."
+            )
+        tensors["mask"] = mask["mask"] if mask else torch.ones(latents["latents"].shape[1:])
+    return tensors

@@ -52,6 +52,7 @@ def run_contents(run_state: TrainingState) -> BackupContents:
         "num_processes": processes_of(run_state).world_size,
         "model_type": config.model_type,
         "training_method": config.training_method,
+        "base_weights": run_state.model.base_weights_identity,
         "progress": dataclasses.asdict(run_state.progress),
         "parameters": [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in run_state.parameters],
         "optimizer": optimizer_json,
@@ -80,6 +81,12 @@ def check_contents_fit(run_state: TrainingState, contents: BackupContents, folde
         raise BackupError(
             f"{folder}: written for {state.get('model_type')}/{state.get('training_method')}, "
             f"this run trains {config.model_type}/{config.training_method}"
+        )
+    if state.get("base_weights", "") != run_state.model.base_weights_identity:
+        # The trained weights are an update on top of that base: continuing them on another is another run.
+        raise BackupError(
+            f"{folder}: written on a base with other LoRAs merged into it (model.base_loras: files, their contents "
+            "or multipliers differ). Resume with the model.base_loras the run started with, or start a new run"
         )
     written_by, running = state.get("num_processes", 1), processes_of(run_state).world_size
     if written_by != running:

@@ -30,6 +30,7 @@ class WanModel(BaseModel):
     scheduler: object  # the inference scheduler from the model folder
     model_path: Path
     source_identity: str = ""
+    base_weights_identity: str = ""  # model.base_loras merged at load (loading/base_loras.py); "" for none
     vae_identity: str = ""  # what VAE-encoded caches depend on
     text_encoder_identity: str = ""  # what caption caches depend on (encoder and tokenizer)
     text_max_length: int = 512

@@ -132,3 +132,29 @@ def diffusers_to_original_state_dict(state_dict: Mapping[str, T]) -> dict[str, T
 def original_to_diffusers_state_dict(state_dict: Mapping[str, T]) -> dict[str, T]:
     """Rename every key, dropping a `model.diffusion_model.` / `diffusion_model.` prefix."""
     return _convert_dict(state_dict, original_to_diffusers_key)
+
+
+# ---- the kohya / musubi-tuner layout ---------------------------------------------------------------------------
+# Their published rule names a LoRA module "lora_unet_" + the original module path with every "." replaced by "_"
+# (`blocks.0.self_attn.q` -> `lora_unet_blocks_0_self_attn_q`). Underscores inside names (self_attn, norm_q) make
+# that rule lossy, so the way back looks the name up among the original module names these tables know.
+KOHYA_PREFIX = "lora_unet_"
+_KOHYA_BLOCK = re.compile(r"^blocks_(\d+)_(.+)$")
+_KOHYA_BLOCK_NAMES = {name.replace(".", "_"): name for name in _BLOCK_TABLE.values()}
+_KOHYA_TOP_NAMES = {name.replace(".", "_"): name for name in _TOP_TABLE.values()}
+
+
+def original_module_to_kohya(module: str) -> str:
+    """`[diffusion_model.]blocks.0.self_attn.q` (an original module path) -> `lora_unet_blocks_0_self_attn_q`."""
+    return KOHYA_PREFIX + strip_original_prefix(module).replace(".", "_")
+
+
+def kohya_to_original_module(name: str) -> str:
+    """`lora_unet_blocks_0_self_attn_q` -> `blocks.0.self_attn.q`; KeyError for a name no WAN module has."""
+    flat = name.removeprefix(KOHYA_PREFIX)
+    match = _KOHYA_BLOCK.match(flat)
+    if match and match.group(2) in _KOHYA_BLOCK_NAMES:
+        return f"blocks.{match.group(1)}.{_KOHYA_BLOCK_NAMES[match.group(2)]}"
+    if flat in _KOHYA_TOP_NAMES:
+        return _KOHYA_TOP_NAMES[flat]
+    raise KeyError(f"{name!r}: no WanTransformer3DModel module has this kohya name")

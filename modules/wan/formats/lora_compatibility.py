@@ -22,7 +22,12 @@ import torch
 from modules.base.model_loader import ModelLoadError
 from modules.util.errors import UserError
 from modules.util.resources import MODEL_SPECS_DIR
-from modules.wan.formats.key_map import ORIGINAL_PREFIXES, original_to_diffusers_key
+from modules.wan.formats.key_map import (
+    KOHYA_PREFIX,
+    ORIGINAL_PREFIXES,
+    kohya_to_original_module,
+    original_to_diffusers_key,
+)
 from modules.wan.loading.headers import read_header
 
 log = logging.getLogger("wan_trainer")
@@ -120,11 +125,13 @@ def shape_problems(info: LoraFileInfo, linears: dict[str, tuple[int, int]]) -> l
 def _diffusers_module(name: str) -> str | None:
     if name.startswith(_DIFFUSERS_PREFIX):
         return name[len(_DIFFUSERS_PREFIX) :]
-    if name.startswith(ORIGINAL_PREFIXES):
-        try:
+    try:
+        if name.startswith(ORIGINAL_PREFIXES):
             return original_to_diffusers_key(name)
-        except KeyError:
-            return None
+        if name.startswith(KOHYA_PREFIX):
+            return original_to_diffusers_key(kohya_to_original_module(name))
+    except KeyError:
+        return None
     return name
 
 
@@ -134,10 +141,11 @@ def check_lora_fits(
     linears: dict[str, tuple[int, int]] | None = None,
     *,
     allow_other_model: bool = False,
-    override: str = "the override",
+    override: str | None = "the override",
 ) -> LoraFileInfo:
     """Refuse (LoraCompatibilityError) a LoRA made for another model than `variant_name`, or whose shapes do not
-    fit `linears` (from linear_shapes). `override` names the flag or setting that allows another model."""
+    fit `linears` (from linear_shapes). `override` names the flag or setting that allows another model (None: none
+    does, as for model.base_loras)."""
     info = read_lora_info(path)
     if info.model is not None and info.model != variant_name:
         message = (
@@ -145,7 +153,9 @@ def check_lora_fits(
             f"A LoRA only works on the model it was trained on. Fix: use a LoRA trained on {variant_name}"
         )
         if not allow_other_model:
-            raise LoraCompatibilityError(f"{message}, or set {override} to apply it anyway.")
+            raise LoraCompatibilityError(
+                f"{message}, or set {override} to apply it anyway." if override else f"{message}."
+            )
         log.warning("%s; applying it anyway because %s is set", message, override)
     if linears is not None:
         problems = shape_problems(info, linears)

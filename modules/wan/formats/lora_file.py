@@ -1,11 +1,13 @@
-"""LoRA files for WAN 2.2: the ComfyUI layout (default) and the diffusers layout, written atomically.
+"""LoRA files for WAN 2.2: the ComfyUI layout (default), the diffusers and the kohya layouts, written atomically.
 
 ComfyUI matches LoRA keys against its own model's weight names, which are the original Wan names, so the
 default file uses those: `diffusion_model.blocks.0.self_attn.q.lora_A.weight` plus a per-module `.alpha`.
 diffusers' WanLoraLoaderMixin reads that layout too. The diffusers layout
 (`transformer.blocks.0.attn1.to_q.lora_A.weight`) cannot carry `.alpha` keys (diffusers rejects keys without
 "lora"), so rank and alpha go into the `lora_adapter_metadata` JSON that diffusers' own saver writes.
-See docs/lora_format.md. Also the file names per expert and the training metadata every saver writes.
+The kohya / musubi-tuner layout (`lora_unet_blocks_0_self_attn_q.lora_down.weight`) is ComfyUI's renamed
+(formats/kohya_keys.py). See docs/lora_format.md. Also the file names per expert and the training metadata every
+saver writes.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from modules.util.device import DTYPES
 from modules.util.errors import UserError
 from modules.util.resources import MODEL_SPECS_DIR
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
+from modules.wan.formats.kohya_keys import comfyui_to_kohya, is_kohya_layout, kohya_to_comfyui
 from modules.wan.formats.lycoris_keys import to_comfyui_variant_state_dict
 
-LORA_FORMATS = ("comfyui", "diffusers")
+LORA_FORMATS = ("comfyui", "diffusers", "kohya")
+# Layouts that carry per-module alphas, DoRA magnitudes and LoHa/LoKr tensors (diffusers' own layout does not).
+FULL_LAYOUTS = ("comfyui", "kohya")
 COMFYUI_PREFIX = "diffusion_model."
 DIFFUSERS_PREFIX = "transformer."
 # The safetensors metadata key diffusers reads LoraConfig kwargs from (diffusers.loaders.lora_base).
@@ -133,12 +138,14 @@ def save_lora_file(
         raise LoraFileError(f"LoRA format {format!r} is unknown; choose one of {', '.join(LORA_FORMATS)}")
     torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
     if kind != "lora":
-        if format != "comfyui":
+        if format not in FULL_LAYOUTS:
             raise LoraFileError(
                 f"output.lora_format {format!r}: diffusers cannot load {kind} adapters; "
-                "use comfyui (docs/lora_format.md)"
+                "use comfyui or kohya (docs/lora_format.md)"
             )
         tensors = to_comfyui_variant_state_dict(peft_state_dict, kind, rank, alpha, torch_dtype)
+        if format == "kohya":
+            tensors = comfyui_to_kohya(tensors)
         file_metadata = {"format": "pt", **(model_spec(variant) if variant else {})}
         file_metadata["modelspec.date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         file_metadata.update({k: _as_metadata_value(v) for k, v in (metadata or {}).items()})
@@ -146,8 +153,8 @@ def save_lora_file(
             {RANK_KEY: str(rank), ALPHA_KEY: repr(float(alpha)), FORMAT_KEY: format, LORA_TYPE_KEY: kind}
         )
         return save_safetensors_atomic(tensors, path, file_metadata)
-    if split_dora(peft_state_dict)[1] and format != "comfyui":
-        raise LoraFileError("DoRA magnitudes (dora_scale) are written in the comfyui layout only; use comfyui")
+    if split_dora(peft_state_dict)[1] and format not in FULL_LAYOUTS:
+        raise LoraFileError("DoRA magnitudes (dora_scale) are written in the comfyui and kohya layouts only; use one")
     modules = lora_modules(split_dora(peft_state_dict)[0])
     wrong_rank = sorted(m for m, (down, _) in modules.items() if down.shape[0] != rank)
     if wrong_rank:
@@ -160,8 +167,10 @@ def save_lora_file(
     file_metadata.update({k: _as_metadata_value(v) for k, v in (metadata or {}).items()})
     file_metadata.update({RANK_KEY: str(rank), ALPHA_KEY: repr(float(alpha)), FORMAT_KEY: format})
 
-    if format == "comfyui":
+    if format in FULL_LAYOUTS:
         tensors = to_comfyui_state_dict(peft_state_dict, alpha, torch_dtype)
+        if format == "kohya":
+            tensors = comfyui_to_kohya(tensors)
         # Never diffusers' adapter metadata here: its loader would apply alpha on top of the `.alpha` keys.
         file_metadata.pop(DIFFUSERS_ADAPTER_METADATA_KEY, None)
     else:
@@ -172,7 +181,7 @@ def save_lora_file(
 
 
 def load_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a ComfyUI- or diffusers-layout LoRA back to peft names (float32) and its metadata.
+    """Read a ComfyUI-, kohya- or diffusers-layout LoRA back to peft names (float32) and its metadata.
 
     The returned metadata always holds the rank (ss_network_dim), alpha (ss_network_alpha) and layout
     (wan.lora_format) as read from the weights themselves, so a resume or conversion can rebuild the adapter.
@@ -185,12 +194,16 @@ def load_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
     if all(k.startswith(DIFFUSERS_PREFIX) for k in tensors):
         state_dict, alphas = _read_diffusers(tensors, metadata)
         metadata[FORMAT_KEY] = "diffusers"
+    elif is_kohya_layout(tensors):
+        state_dict, alphas = _read_comfyui(kohya_tensors_as_comfyui(path, tensors))
+        metadata[FORMAT_KEY] = "kohya"
     elif all(k.startswith(ORIGINAL_PREFIXES) for k in tensors):
         state_dict, alphas = _read_comfyui(tensors)
         metadata[FORMAT_KEY] = "comfyui"
     else:
         raise LoraFileError(
-            f"{path}: keys must all start with '{DIFFUSERS_PREFIX}' (diffusers) or '{COMFYUI_PREFIX}' (ComfyUI); "
+            f"{path}: keys must all start with '{DIFFUSERS_PREFIX}' (diffusers), '{COMFYUI_PREFIX}' (ComfyUI) or "
+            "'lora_unet_' (kohya); "
             f"found e.g. {next(iter(tensors))!r}"
         )
     ranks = {down.shape[0] for down, _ in lora_modules(split_dora(state_dict)[0]).values()}
@@ -203,6 +216,17 @@ def load_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
     metadata[RANK_KEY] = str(rank)
     metadata[ALPHA_KEY] = repr(float(alphas[0])) if alphas else repr(float(rank))  # no alpha: scale 1
     return state_dict, metadata
+
+
+def kohya_tensors_as_comfyui(path: str | Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A kohya-layout file's tensors under ComfyUI names; a key naming no WAN module is refused naming the file."""
+    try:
+        return kohya_to_comfyui(tensors)
+    except KeyError as error:
+        raise LoraFileError(
+            f"{path}: {error.args[0]} Expected kohya names of WAN 2.2 modules (lora_unet_blocks_N_self_attn_q, ...). "
+            "Fix: use a LoRA trained for WAN 2.2"
+        ) from None
 
 
 def _read_comfyui(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[float]]:
@@ -247,8 +271,9 @@ def expert_paths(destination: Path, experts: list[str], two_expert_model: bool =
     }
 
 
-def training_metadata(config) -> dict[str, str]:
-    """The settings that shaped the LoRA, for whoever loads the file later (all values strings)."""
+def training_metadata(config, model) -> dict[str, str]:
+    """The settings that shaped the trained file, for whoever loads it later (all values strings); with
+    `wan.base_loras` the LoRAs merged into the base it was trained on (files, SHA-256, multipliers)."""
     training, data, lora = config.training, config.data, config.lora
     values = {
         "wan.base_model": config.model.base_path,
@@ -268,4 +293,6 @@ def training_metadata(config) -> dict[str, str]:
         "wan.experts_shared_lora": config.experts.shared_lora,
         "wan.image_to_video_ratio": training.image_to_video_ratio,
     }
+    if model.base_weights_identity:
+        values["wan.base_loras"] = model.base_weights_identity
     return {k: _as_metadata_value(v) for k, v in values.items()}

@@ -22,6 +22,7 @@ from safetensors import safe_open
 
 from modules.util.errors import UserError
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
+from modules.wan.formats.kohya_keys import is_kohya_layout, kohya_to_comfyui
 
 COMFYUI_PREFIX = "diffusion_model."
 VARIANT_TENSORS: dict[str, tuple[str, ...]] = {
@@ -121,8 +122,15 @@ def from_comfyui_variant_state_dict(
 
 
 def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A LoHa/LoKr file's tensors under ComfyUI names (a kohya-layout file is renamed) and its metadata."""
     with safe_open(str(path), framework="pt") as file:
-        return {key: file.get_tensor(key) for key in file.keys()}, dict(file.metadata() or {})
+        tensors, metadata = {key: file.get_tensor(key) for key in file.keys()}, dict(file.metadata() or {})
+    if is_kohya_layout(tensors):
+        try:
+            tensors = kohya_to_comfyui(tensors)
+        except KeyError as error:
+            raise VariantFileError(f"{path}: {error.args[0]}. Fix: use a LoRA trained for WAN 2.2") from None
+    return tensors, metadata
 
 
 def is_variant_file(path: str | Path) -> bool:

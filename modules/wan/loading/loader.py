@@ -45,7 +45,8 @@ from modules.wan.model import WanModel
 from modules.wan.variants import WanVariant, check_expected_variant
 
 # The transformer may also be stored in fp8 (block linears only; computed in the training dtype: fp8_linear.py).
-TRANSFORMER_DTYPES: dict[str, torch.dtype] = {**DTYPES, "float8_e4m3fn": torch.float8_e4m3fn}
+FP8 = "float8_e4m3fn"
+TRANSFORMER_DTYPES: dict[str, torch.dtype] = {**DTYPES, FP8: torch.float8_e4m3fn}
 
 
 def to_dtype(value: str | torch.dtype, what: str, choices: dict[str, torch.dtype] = DTYPES) -> torch.dtype:
@@ -214,6 +215,7 @@ class WanModelLoader(BaseModelLoader):
     def load(self, config) -> WanModel:
         from modules.config.loading import check_fp8_storage
         from modules.config.memory_config import check_memory
+        from modules.wan.loading.base_loras import base_lora_specs, check_base_lora_files, merge_base_loras
         from modules.wan.loading.storage import apply_storage, check_storage_backend, load_dtypes
 
         check_fp8_storage(config)  # also for configs built in code, which skip the file loader's checks
@@ -221,6 +223,12 @@ class WanModelLoader(BaseModelLoader):
         check_storage_backend(config)
         transformer_dtype, text_encoder_dtype = load_dtypes(config)
         m = config.model
+        base_loras = base_lora_specs(m.base_loras)
+        fp8_after_merge = bool(base_loras) and transformer_dtype == FP8
+        if base_loras:
+            check_base_lora_files(base_loras, two_experts=m.variant != "TI2V-5B")
+        if fp8_after_merge:  # base LoRAs are merged into 16-bit weights, which are then quantised with them
+            transformer_dtype = config.training.train_dtype
         parts = {
             name: getattr(m, f"{name}_path", "") or None
             for name in ("transformer", "transformer_2", "vae", "text_encoder")
@@ -240,5 +248,7 @@ class WanModelLoader(BaseModelLoader):
             allow_download=m.allow_download,
             expected_variant=None if m.variant in (None, "", "auto") else m.variant,
         )
+        if base_loras:
+            merge_base_loras(model, base_loras, fp8_storage=fp8_after_merge)
         apply_storage(model, config)
         return model

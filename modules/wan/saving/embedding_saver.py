@@ -17,7 +17,7 @@ class WanEmbeddingSaver(BaseModelSaver):
         vectors = embedding.parameter.detach().float().cpu()
         write_vectors(model, embedding, vectors)  # samples after the save use the final vectors
         metadata = {
-            **training_metadata(config),
+            **training_metadata(config, model),
             "wan.variant": model.variant.name,
             "wan.text_encoder_identity": model.text_encoder_identity,
             "wan.embedding_init_text": config.embedding.init_text,

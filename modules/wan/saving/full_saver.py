@@ -43,7 +43,7 @@ class WanFineTuneSaver(BaseModelSaver):
         if config.finetune.save_single_file:
             metadata = {
                 **_model_spec(model.variant.name),
-                **training_metadata(config),
+                **training_metadata(config, model),
                 "wan.finetune_block_filter": config.finetune.block_filter,
             }
             for expert, path in expert_paths(destination, trained, model.variant.has_transformer_2).items():

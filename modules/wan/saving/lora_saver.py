@@ -14,7 +14,7 @@ class WanLoRASaver(BaseModelSaver):
         experts = model.trained_experts or ["transformer"]
         written = []
         for expert, path in expert_paths(Path(destination), experts, model.variant.has_transformer_2).items():
-            metadata = training_metadata(config)
+            metadata = training_metadata(config, model)
             metadata["wan.expert"] = EXPERT_FILE_SUFFIX[expert] if model.variant.has_transformer_2 else "single"
             written.append(
                 save_lora_file(

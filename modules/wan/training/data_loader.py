@@ -60,6 +60,7 @@ class WanBaseDataLoader(BaseDataLoader):
             stride=data.slide_stride,
             target_area=data.resolution * data.resolution,
             pixel_multiple=model.variant.pixel_multiple,
+            masked=data.masked_training,
         )
         # Loaded embeddings change what captions encode to: their identity is part of every caption key
         # (nothing is added without embeddings, so caches made before embeddings existed stay valid).
@@ -148,10 +149,11 @@ class WanBaseDataLoader(BaseDataLoader):
             yield batch
 
     def _entry_paths(self, sample) -> list[str]:
-        return [
+        paths = [
             str(self.cache.path_for("latents", sample.latent_key)),
             str(self.cache.path_for("text", sample.text_key)),
         ]
+        return paths + ([str(self.cache.path_for("masks", sample.mask_key))] if sample.mask_key else [])
 
 
 def wan_video_latents(model: WanModel, pixels: torch.Tensor) -> dict[str, torch.Tensor]:

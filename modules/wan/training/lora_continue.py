@@ -11,7 +11,7 @@ from modules.config.validation import ConfigError
 from modules.module.lora import set_lora_state_dict
 from modules.wan.formats.lora_compatibility import LoraCompatibilityError, check_lora_fits, linear_shapes
 from modules.wan.formats.lora_file import EXPERT_FILE_SUFFIX, RANK_KEY, LoraFileError, load_lora_file
-from modules.wan.sampling.loras import LoraSpec, resolve_lora_files
+from modules.wan.formats.lora_pairs import LoraSpec, resolve_lora_files
 from modules.wan.sampling.settings import SampleError
 
 

@@ -137,6 +137,10 @@ class WanTrainingSetup(BaseModelSetup):
                 x_t = conditioning.with_clean_first_frame(x_t, latents[:, :, :1], mask)
                 loss_mask = mask.expand_as(latents)
             timestep = conditioning.per_token_timesteps(t, mask, transformer.config.patch_size)
+        if "mask" in batch:  # data.masked_training: each latent position weighted by its cached mask
+            position_mask = batch["mask"].to(device, torch.float32).unsqueeze(1)
+            # mask + u * (1 - mask): exactly 1 where the mask is 1, so an all-white mask changes no bit of the loss.
+            loss_mask = loss_mask * (position_mask + config.data.unmasked_weight * (1 - position_mask))
         text = batch["text_embeds"].to(device)
         # The input layer's dtype is what the pipelines cast to (transformer.dtype); read directly, because the
         # diffusers property walks every module, a few ms per step.
