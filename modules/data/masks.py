@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from modules.data import media_io
-from modules.data.buckets import Bucket, resize_and_crop
+from modules.data.buckets import Bucket
 from modules.data.cache import DiskCache, cache_key, file_identity
 from modules.data.concepts import MASK_SUFFIX
 from modules.data.flip import flip_horizontally
@@ -145,8 +144,8 @@ class CacheMasks(PipelineStage):
         bucket: Bucket = item["bucket"]
         info: media_io.MediaInfo = item["mask_info"]
         indices = [0] * len(item["source_indices"]) if info.is_image else list(item["source_indices"])
-        frames = media_io.read_frames(item["mask_path"], indices, self.backend, info)
-        pixels = resize_and_crop(np.asarray(frames), bucket.width, bucket.height)  # (3, F, H, W) in [-1, 1]
+        # Read and resized as the clip's own frames are (stages.CacheLatents): (3, F, H, W) in [-1, 1].
+        pixels = media_io.read_window(item["mask_path"], indices, bucket.width, bucket.height, self.backend, info)
         if item.get("flip"):
             pixels = flip_horizontally(pixels)
         return ((pixels.mean(dim=0) + 1) / 2).clamp(0, 1)
