@@ -1,9 +1,10 @@
 """LoRAs (a weight per LoRA and per expert) and embeddings for sampling a base model.
 
-LoRA files are read with formats/lora_file.load_lora_file (ComfyUI or diffusers layout, alpha kept) and attached
-as named peft adapters, the same layers diffusers' loader would create; each expert gets its own weight
-through diffusers' `set_adapters`. An A14B LoRA saved by this trainer is a pair of files
-`<stem>_high_noise.safetensors` / `<stem>_low_noise.safetensors`; giving `<stem>.safetensors` finds both.
+LoRA files (LoRA, DoRA, LoHa, LoKr) are read with formats/adapter_file.read_adapter_file, which gives the
+settings recorded in the file (or inferred from older ones), and attached as named peft adapters, the same
+layers diffusers' loader would create; each expert gets its own weight through diffusers' `set_adapters`.
+An A14B LoRA saved by this trainer is a pair of files `<stem>_high_noise.safetensors` /
+`<stem>_low_noise.safetensors`; giving `<stem>.safetensors` finds both.
 """
 
 from __future__ import annotations
@@ -16,14 +17,9 @@ from safetensors import safe_open
 
 from modules.module.dora import remove_dora
 from modules.module.lora import attach_lora, set_lora_state_dict
+from modules.wan.formats.adapter_file import read_adapter_file
 from modules.wan.formats.lora_compatibility import check_lora_fits, linear_shapes
-from modules.wan.formats.lora_file import ALPHA_KEY, DORA_SUFFIX, EXPERT_FILE_SUFFIX, RANK_KEY, load_lora_file
-from modules.wan.formats.lycoris_keys import (
-    file_rank_and_alpha,
-    from_comfyui_variant_state_dict,
-    is_variant_file,
-    read_tensors,
-)
+from modules.wan.formats.lora_file import DORA_SUFFIX, EXPERT_FILE_SUFFIX
 from modules.wan.model import WanModel
 from modules.wan.sampling.settings import SampleError
 from modules.wan.training.experts import HIGH, LOW
@@ -130,6 +126,12 @@ def resolve_lora_files(spec: LoraSpec, two_experts: bool) -> dict[str, Path]:
     return found
 
 
+def _module_of(key: str) -> str:
+    """`blocks.0.attn1.to_q.lora_A.weight` / `...hada_w1_a` / `...dora_scale` -> `blocks.0.attn1.to_q`."""
+    key = key.removesuffix(".weight")
+    return key[: -len(DORA_SUFFIX)] if key.endswith(DORA_SUFFIX) else key.rsplit(".", 1)[0]
+
+
 def _adapters_on(expert) -> list[str]:
     return list(getattr(expert, "peft_config", {}) or {})
 
@@ -152,24 +154,10 @@ def apply_loras(model: WanModel, specs: list[LoraSpec]) -> list[LoadedLora]:
                 override="--allow-other-model-lora",
             )
             try:
-                if is_variant_file(path):  # LoHa / LoKr (formats/lycoris_keys.py)
-                    tensors, metadata = read_tensors(path)
-                    rank, alpha = file_rank_and_alpha(tensors, metadata)
-                    kind, state_dict = from_comfyui_variant_state_dict(tensors, rank, alpha)
-                    modules = sorted({key.rsplit(".", 1)[0] for key in state_dict})
-                else:
-                    state_dict, metadata = load_lora_file(path)
-                    modules = sorted({key.rsplit(".lora_", 1)[0] for key in state_dict if ".lora_" in key})
-                    kind, rank, alpha = "lora", int(metadata[RANK_KEY]), float(metadata[ALPHA_KEY])
-                attach_lora(
-                    expert,
-                    rank=rank,
-                    alpha=alpha,
-                    target_modules=modules,
-                    adapter_name=adapter,
-                    kind=kind,
-                    use_dora=any(key.endswith(DORA_SUFFIX) for key in state_dict),
-                )
+                # The settings recorded in the file (factor, DoRA, ...), else inferred from it (older files).
+                settings, state_dict, _ = read_adapter_file(path)
+                modules = sorted({_module_of(key) for key in state_dict})
+                attach_lora(expert, target_modules=modules, adapter_name=adapter, **settings.attach_arguments())
                 set_lora_state_dict(expert, state_dict, adapter_name=adapter)
             except (KeyError, ValueError, RuntimeError) as error:
                 raise SampleError(f"LoRA {path} does not fit the {model.variant.name} {expert_name}: {error}") from None
