@@ -434,6 +434,20 @@ def test_standin_refuses_nix_older_than_nixpkgs_does(flake):
     assert nix_version(NIX) >= MINIMUM_NIX
 
 
+OLD_NIX = REPO_ROOT / ".nix" / "old" / "bin" / "nix"  # Debian 12's 2.8, from scripts/ci_install_nix.sh
+
+
+@needs_nix
+@pytest.mark.skipif(not OLD_NIX.is_file(), reason="no Debian 12 nix in .nix/old (bash scripts/ci_install_nix.sh)")
+def test_an_old_nix_cannot_evaluate_the_flake(flake, monkeypatch):
+    """What a user of Debian 12's Nix 2.8 gets: the evaluation stops at the stand-in's version check, as it stops
+    at nixpkgs' own with a real nixpkgs."""
+    assert nix_version(str(OLD_NIX)) < MINIMUM_NIX
+    monkeypatch.setattr(sys.modules[__name__], "NIX", str(OLD_NIX))
+    proc = flake.run("eval", "--raw", f".#devShells.{SYSTEM}.default.name")
+    assert proc.returncode != 0 and "requires Nix >= 2.18" in proc.stderr and "Nix 2.8" in proc.stderr, proc.stderr
+
+
 @needs_nix
 def test_shell_warns_while_flake_lock_is_missing(flake, checkout, tmp_path):
     """Unlocked is unsupported: the hook says so and how to lock, until flake.lock exists (then it is silent)."""
