@@ -12,7 +12,7 @@ keys (or ss_network_dim / ss_network_alpha), LoKr's factor from the factor shape
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from peft.tuners.lokr.layer import factorization
@@ -77,7 +77,8 @@ def recorded_settings(metadata: dict[str, str], source: str) -> AdapterSettings 
                 f"{source}: its {ADAPTER_KEY} entry is format {version}, this trainer reads up to {ADAPTER_FORMAT}. "
                 "Fix: update the trainer"
             )
-        return AdapterSettings(**values)
+        known = {f.name for f in fields(AdapterSettings)} - {"recorded"}
+        return AdapterSettings(**{k: v for k, v in values.items() if k in known})  # extra keys: informational
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise VariantFileError(
             f"{source}: its {ADAPTER_KEY} metadata is not readable ({error}). Fix: remove the entry to have the "
