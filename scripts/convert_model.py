@@ -1,6 +1,7 @@
 """Convert WAN 2.2 LoRAs and full transformers between the supported formats.
 
-    # LoRA: ComfyUI layout (original WAN names) <-> diffusers/PEFT layout, either direction (read from the keys)
+    # LoRA: ComfyUI layout (original WAN names) <-> diffusers/PEFT layout, either direction (read from the keys);
+    # DoRA / LoHa / LoKr files stay in the ComfyUI layout (e.g. to change --dtype), their settings kept
     python scripts/convert_model.py lora in.safetensors out.safetensors --format diffusers [--dtype bfloat16]
     # ... and check first that it is a LoRA for this model (its spec and shapes; --allow-other-model overrides)
     python scripts/convert_model.py lora in.safetensors out.safetensors --format comfyui --model path/to/model-folder
@@ -29,15 +30,14 @@ from safetensors import safe_open
 from modules.base.model_loader import ModelLoadError
 from modules.util.device import DTYPES
 from modules.util.disk_space import DiskFullError
+from modules.wan.formats.adapter_file import read_adapter_file
+from modules.wan.formats.adapter_settings import ADAPTER_KEY
 from modules.wan.formats.lora_compatibility import check_lora_fits, model_folder_linears, read_lora_info
 from modules.wan.formats.lora_file import (
-    ALPHA_KEY,
     DIFFUSERS_ADAPTER_METADATA_KEY,
     FORMAT_KEY,
     LORA_FORMATS,
-    RANK_KEY,
     LoraFileError,
-    load_lora_file,
     save_lora_file,
 )
 from modules.wan.formats.model_files import (
@@ -61,11 +61,22 @@ def convert_lora(
     if model is not None:  # the LoRA must be for this model: its spec and every matrix shape are compared
         variant, linears = model_folder_linears(model)
         check_lora_fits(source, variant, linears, allow_other_model=allow_other_model, override="--allow-other-model")
-    state_dict, metadata = load_lora_file(source)
-    rank, alpha = int(metadata[RANK_KEY]), float(metadata[ALPHA_KEY])
-    # Training metadata travels along; layout-specific entries are rewritten by the saver.
-    kept = {k: v for k, v in metadata.items() if k not in (FORMAT_KEY, DIFFUSERS_ADAPTER_METADATA_KEY, "format")}
-    return save_lora_file(state_dict, destination, format=format, rank=rank, alpha=alpha, metadata=kept, dtype=dtype)
+    # Type, rank, alpha, DoRA and LoKr's factor as recorded in the file (or inferred from an older one).
+    settings, state_dict, metadata = read_adapter_file(source)
+    # Training metadata travels along; layout- and adapter-specific entries are rewritten by the saver.
+    rewritten = (FORMAT_KEY, DIFFUSERS_ADAPTER_METADATA_KEY, ADAPTER_KEY, "format")
+    kept = {k: v for k, v in metadata.items() if k not in rewritten}
+    return save_lora_file(
+        state_dict,
+        destination,
+        format=format,
+        rank=settings.rank,
+        alpha=settings.alpha,
+        metadata=kept,
+        dtype=dtype,
+        kind=settings.type,
+        factor=settings.factor,
+    )
 
 
 def _transformer_folder(path: Path, expert: str) -> Path:

@@ -76,28 +76,22 @@ def comfyui_merged(base: WanTransformer3DModel, lora_file: Path, multiplier: flo
 def test_merge_equals_comfyuis_formula_and_peft_with_the_adapter_attached(ti2v, tmp_path, name):
     kind, rank, dora = TYPES[name]
     path = random_lora_file(ti2v, tmp_path / f"{name}.safetensors", kind, rank, dora)
-    adapter = read_adapter_file(path)
+    settings, state_dict, _ = read_adapter_file(path)
+    modules = {key.removesuffix(".weight").rsplit(".", 1)[0] for key in state_dict}
 
     base = WanTransformer3DModel.from_pretrained(ti2v, subfolder="transformer")
     expected = comfyui_merged(base, path, MULTIPLIER)
-    merged = merge_adapter(base, adapter.state_dict, adapter.kind, adapter.rank, adapter.alpha, MULTIPLIER)
-    assert len(merged) == len(adapter.modules) > 0
+    merged = merge_adapter(base, state_dict, settings.type, settings.rank, settings.alpha, MULTIPLIER)
+    assert len(merged) == len(modules) > 0
     for key, value in base.state_dict().items():
         torch.testing.assert_close(value, expected[key], atol=2e-6, rtol=0, msg=key)
 
     # At multiplier 1 the merged model computes what peft computes with the adapter attached.
     at_one = WanTransformer3DModel.from_pretrained(ti2v, subfolder="transformer")
-    merge_adapter(at_one, adapter.state_dict, adapter.kind, adapter.rank, adapter.alpha, 1.0)
+    merge_adapter(at_one, state_dict, settings.type, settings.rank, settings.alpha, 1.0)
     attached = WanTransformer3DModel.from_pretrained(ti2v, subfolder="transformer")
-    attach_lora(
-        attached,
-        rank=adapter.rank,
-        alpha=adapter.alpha,
-        kind=adapter.kind,
-        use_dora=adapter.use_dora,
-        target_modules=adapter.modules,
-    )
-    set_lora_state_dict(attached, adapter.state_dict)
+    attach_lora(attached, target_modules=sorted(modules), **settings.attach_arguments())
+    set_lora_state_dict(attached, state_dict)
     inputs = transformer_inputs(at_one)
     torch.testing.assert_close(forward(at_one.eval(), inputs), forward(attached.eval(), inputs), atol=1e-5, rtol=0)
 

@@ -26,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HOOK = REPO_ROOT / "scripts" / "nix" / "shell_hook.sh"
 STAND_IN = REPO_ROOT / "tests" / "nix_standin"
 SYSTEM = "x86_64-linux"
+ARM = "aarch64-linux"
 PLATFORMS = ("default", "cuda", "rocm")
 APPS = {
     "train": "scripts/train.py",
@@ -63,8 +64,10 @@ def checkout(tmp_path):
 def run_bash(script: str, cwd: Path, env: dict[str, str] | None = None, strict: bool = False):
     """Runs `script` in bash, then prints the variables the hook sets, one per line, after a marker."""
     probe = 'echo "=== $?"; for v in WAN_TRAINER_PLATFORM WAN_TRAINER_ROOT VIRTUAL_ENV LD_LIBRARY_PATH PATH'
-    probe += ' HSA_OVERRIDE_GFX_VERSION; do echo "$v=${!v:-}"; done'
-    own = ("WAN_TRAINER_", "HSA_OVERRIDE", "VIRTUAL_ENV", "LD_LIBRARY_PATH")  # what the hook sets, from a clean start
+    probe += " HSA_OVERRIDE_GFX_VERSION WAN_TRAINER_LIBRARY_PATH TRITON_LIBCUDA_PATH"
+    probe += '; do echo "$v=${!v:-}"; done'
+    # What the hook and the shells set, from a clean start.
+    own = ("WAN_TRAINER_", "HSA_OVERRIDE", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "TRITON_", "PYTHONPATH")
     base = {k: v for k, v in os.environ.items() if not k.startswith(own)}
     base["WAN_TRAINER_SKIP_GPU_CHECK"] = "1"  # the venv has no torch; the report must not need it
     args = ["bash", "-euo", "pipefail", "-c"] if strict else ["bash", "-c"]
@@ -192,7 +195,7 @@ def test_hook_cuda_without_driver_says_why(checkout):
     assert proc.returncode == 0, proc.stderr
     assert env["WAN_TRAINER_PLATFORM"] == "cuda"
     assert "no NVIDIA GPU: nvidia-smi is not on PATH" in proc.stderr
-    assert "libcuda.so.1 is on no LD_LIBRARY_PATH folder" in proc.stderr
+    assert "libcuda.so.1 is in no folder of the trainer's library path" in proc.stderr
 
 
 needs_shellcheck = pytest.mark.skipif(
@@ -209,11 +212,30 @@ def test_hook_passes_shellcheck():
 
 # --- the flake, evaluated by the real nix with the nixpkgs stand-in -----------------------------------------------
 
-NIX = shutil.which("nix")
-needs_nix = pytest.mark.skipif(
-    NIX is None and os.environ.get("CI") != "true",
-    reason="nix is not installed (Debian/Ubuntu: apt-get install nix-bin; scripts/ci_install_nix.sh does it in CI)",
-)
+MINIMUM_NIX = (2, 18)  # nixpkgs since 25.11 refuses older Nix; the stand-in does too
+
+
+def nix_version(nix: str) -> tuple[int, ...]:
+    out = subprocess.run([nix, "--version"], capture_output=True, text=True, timeout=60).stdout.split()
+    return tuple(int(part) for part in out[-1].split(".")[:2]) if out else (0,)
+
+
+def find_nix() -> tuple[str | None, str]:
+    """A Nix >= 2.18: scripts/ci_install_nix.sh's (.nix/bin/nix), WAN_TRAINER_NIX, or the one on PATH."""
+    tried = []
+    for nix in (os.environ.get("WAN_TRAINER_NIX"), str(REPO_ROOT / ".nix" / "bin" / "nix"), shutil.which("nix")):
+        if not nix or not Path(nix).is_file():
+            continue
+        version = nix_version(nix)
+        if version >= MINIMUM_NIX:
+            return nix, ""
+        tried.append(f"{nix} is Nix {'.'.join(map(str, version))}")
+    found = "; ".join(tried) or "no nix found"
+    return None, f"{found}; need Nix >= 2.18 (bash scripts/ci_install_nix.sh puts Debian 13's into .nix/)"
+
+
+NIX, NO_NIX_REASON = find_nix()
+needs_nix = pytest.mark.skipif(NIX is None and os.environ.get("CI") != "true", reason=NO_NIX_REASON)
 
 
 class Flake:
@@ -222,7 +244,7 @@ class Flake:
 
     def __init__(self, folder: Path):
         if NIX is None:
-            pytest.fail("CI=true but nix is missing: scripts/ci_install_nix.sh should have installed nix-bin")
+            pytest.fail(f"CI=true but {NO_NIX_REASON}")
         self.repo = folder / "repo"
         self.store = folder / "store"
         self.repo.mkdir()
@@ -236,11 +258,12 @@ class Flake:
         subprocess.run([*git, "add", "."], cwd=self.repo, check=True)
         subprocess.run([*git, "commit", "-qm", "flake under test"], cwd=self.repo, check=True)
 
-    def run(self, *args: str) -> subprocess.CompletedProcess:
+    def run(self, *args: str, lock: bool = False) -> subprocess.CompletedProcess:
         command = [NIX, "--extra-experimental-features", "nix-command flakes", "--store", str(self.store), *args]
         # The evaluation cache trips over string context in a private store (Nix 2.8); evaluation takes 0.1 s anyway.
         command += ["--option", "eval-cache", "false"]
-        command += ["--offline", "--no-write-lock-file", "--override-input", "nixpkgs", f"path:{STAND_IN}"]
+        command += ["--offline", *([] if lock else ["--no-write-lock-file"])]
+        command += ["--override-input", "nixpkgs", f"path:{STAND_IN}"]
         return subprocess.run(command, cwd=self.repo, env=self.env, capture_output=True, text=True, timeout=120)
 
     def eval(self, attribute: str, apply: str | None = None):
@@ -266,7 +289,8 @@ def test_flake_show_lists_shells_and_apps(flake):
     assert proc.returncode == 0, proc.stderr
     outputs = json.loads(proc.stdout)
     assert set(outputs["devShells"][SYSTEM]) == set(PLATFORMS)
-    assert set(outputs["apps"][SYSTEM]) == set(APPS)
+    assert set(outputs["devShells"][ARM]) == {"default"}  # the GPU wheels are x86_64 only
+    assert set(outputs["apps"][SYSTEM]) == set(outputs["apps"][ARM]) == set(APPS)
     assert all(app["type"] == "app" for app in outputs["apps"][SYSTEM].values())
     assert SYSTEM in outputs["formatter"]
     assert {"shell-scripts", *PLATFORMS} <= set(outputs["checks"][SYSTEM])
@@ -274,8 +298,9 @@ def test_flake_show_lists_shells_and_apps(flake):
 
 @needs_nix
 def test_flake_check_evaluates(flake, tmp_path):
-    proc = flake.run("flake", "check", "--no-build")
+    proc = flake.run("flake", "check", "--no-build", "--all-systems")
     assert proc.returncode == 0, proc.stderr
+    assert "wan-trainer-default" in flake.eval(f"checks.{ARM}.default.name")
     # The check really evaluates the wiring: without the hook the flake no longer evaluates.
     broken = Flake(tmp_path)
     subprocess.run(["git", "rm", "-q", "scripts/nix/shell_hook.sh"], cwd=broken.repo, check=True)
@@ -288,8 +313,10 @@ def test_shells_carry_the_tools(flake):
     for platform in PLATFORMS:
         names = flake.eval(f"devShells.{SYSTEM}.{platform}.nativeBuildInputs", "map (p: p.name)")
         assert any(name.startswith("python3-3.12") for name in names), names
-        for tool in ("ffmpeg", "tk", "git"):
+        for tool in ("ffmpeg-headless", "tk", "git"):
             assert any(name.startswith(f"{tool}-") for name in names), (tool, names)
+        # Triton (torch.compile) builds C helpers at run time: the CUDA shell has a compiler (cc) on PATH.
+        assert any(name.startswith("gcc-wrapper-") for name in names) == (platform == "cuda"), names
 
 
 @needs_nix
@@ -309,11 +336,20 @@ def test_shell_hook_sets_platform_and_runs_install(flake, checkout, platform):
     assert f"platform {platform}, environment {root}/.venv (requirements-{platform}.txt)" in proc.stderr
     assert env["WAN_TRAINER_PLATFORM"] == platform  # the shell's platform wins over the caller's
     assert env["VIRTUAL_ENV"] == f"{root}/.venv"
-    on_library_path = env["LD_LIBRARY_PATH"].split(":")
-    assert (DRIVER_LIB in on_library_path) == (platform == "cuda")
+    library_path = env["WAN_TRAINER_LIBRARY_PATH"].split(":")
+    assert (DRIVER_LIB in library_path) == (platform == "cuda")
     if platform == "cuda":
-        assert on_library_path[0] == DRIVER_LIB
+        assert library_path[0] == DRIVER_LIB
         assert "nvidia-smi" in proc.stderr or "NVIDIA GPU found" in proc.stderr  # the GPU, or why none
+        assert env["TRITON_LIBCUDA_PATH"] == DRIVER_LIB  # no ldconfig on NixOS: Triton is told where libcuda is
+    # Host programs started from the shell get no library path from it; the trainer's Python (a wrapper the hook
+    # writes) gets the wheels' libraries and Nix's tkinter, and is still the venv's Python.
+    assert env["LD_LIBRARY_PATH"] == ""
+    probe = "import os, sys; print(sys.prefix); print(os.environ['LD_LIBRARY_PATH']); print(os.environ['PYTHONPATH'])"
+    seen = subprocess.run([root / ".venv" / "bin" / "python3", "-c", probe], capture_output=True, text=True, env={})
+    prefix, ld_path, python_path = seen.stdout.splitlines()
+    assert prefix == str(root / ".venv") and ld_path.split(":") == library_path, seen.stderr
+    assert python_path.endswith("tkinter-3.12.13/lib/python3.12/site-packages")
 
     # A venv installed for another platform: the shell runs install.sh for its own (pip is absent here, so the
     # attempt shows, then the hook stops with a message).
@@ -346,8 +382,11 @@ def test_apps_run_their_script_in_the_trainer_environment(flake):
         assert apps[name]["program"] == f"{package['out']}/bin/wan-trainer-{name}"
         text = package["text"]
         assert f'"$WAN_TRAINER_ROOT/{script}" "$@"' in text
-        assert "wan_trainer_enter" in text and f"export LD_LIBRARY_PATH={DRIVER_LIB}:" in text
+        assert "wan_trainer_enter" in text and f"export WAN_TRAINER_LIBRARY_PATH={DRIVER_LIB}:" in text
+        assert f"export TRITON_LIBCUDA_PATH={DRIVER_LIB}" in text and "LD_LIBRARY_PATH" not in text
         assert "WAN_TRAINER_PLATFORM=" not in text  # the platform is install.sh's choice or the caller's
+        inputs = flake.eval(f"packages.{SYSTEM}.{name}.runtimeInputs", "map (p: p.name)")
+        assert any(name.startswith("gcc-wrapper-") for name in inputs), inputs  # Triton's C compiler
 
 
 @needs_nix
@@ -372,7 +411,85 @@ def test_train_app_runs_train_py(flake):
     if platform not in PLATFORMS or stamp.read_text() != installed_stamp(REPO_ROOT, platform):
         pytest.skip(".venv is not installed from the current requirements files (run scripts/install.sh)")
     text = flake.in_private_store(flake.eval(f"packages.{SYSTEM}.train.text"))
-    proc, env = run_bash(f'set -- --help\n{text}', cwd=REPO_ROOT / "docs", strict=True)
+    # This checkout's .venv is the developer's own: the hook must not turn its python into a wrapper here.
+    keep = {"WAN_TRAINER_KEEP_VENV_PYTHON": "1"}
+    python = REPO_ROOT / ".venv" / "bin" / "python"
+    before = (python.is_symlink(), os.readlink(python) if python.is_symlink() else python.read_bytes())
+    proc, env = run_bash(f"set -- --help\n{text}", cwd=REPO_ROOT / "docs", env=keep, strict=True)
+    assert (python.is_symlink(), os.readlink(python) if python.is_symlink() else python.read_bytes()) == before
     assert proc.returncode == 0, proc.stderr
     assert "usage: train.py" in proc.stdout and "--config-path" in proc.stdout
     assert f"platform {platform}, environment {REPO_ROOT}/.venv" in proc.stderr
+
+
+@needs_nix
+def test_standin_refuses_nix_older_than_nixpkgs_does(flake):
+    """The stand-in enforces nixpkgs' minimum (2.18, lib/minver.nix since 25.11) on the Nix evaluating it, so a
+    flake test run by an older Nix fails as a real evaluation would; this Nix passes it (every test above)."""
+    getflake = f'(builtins.getFlake "path:{STAND_IN}").lib'
+    assert flake.run("eval", "--impure", "--raw", "--expr", f"{getflake}.minimumNixVersion").stdout == "2.18"
+    old = flake.run("eval", "--impure", "--expr", f'{getflake}.checkNixVersion "2.8.0"')  # Debian 12's nix-bin
+    assert old.returncode != 0 and "requires Nix >= 2.18" in old.stderr and "2.8.0" in old.stderr
+    assert flake.run("eval", "--impure", "--expr", f'{getflake}.checkNixVersion "2.18.0"').stdout.strip() == "true"
+    assert nix_version(NIX) >= MINIMUM_NIX
+
+
+OLD_NIX = REPO_ROOT / ".nix" / "old" / "bin" / "nix"  # Debian 12's 2.8, from scripts/ci_install_nix.sh
+
+
+@needs_nix
+@pytest.mark.skipif(not OLD_NIX.is_file(), reason="no Debian 12 nix in .nix/old (bash scripts/ci_install_nix.sh)")
+def test_an_old_nix_cannot_evaluate_the_flake(flake, monkeypatch):
+    """What a user of Debian 12's Nix 2.8 gets: the evaluation stops at the stand-in's version check, as it stops
+    at nixpkgs' own with a real nixpkgs."""
+    assert nix_version(str(OLD_NIX)) < MINIMUM_NIX
+    monkeypatch.setattr(sys.modules[__name__], "NIX", str(OLD_NIX))
+    proc = flake.run("eval", "--raw", f".#devShells.{SYSTEM}.default.name")
+    assert proc.returncode != 0 and "requires Nix >= 2.18" in proc.stderr and "Nix 2.8" in proc.stderr, proc.stderr
+
+
+@needs_nix
+def test_shell_warns_while_flake_lock_is_missing(flake, checkout, tmp_path):
+    """Unlocked is unsupported: the hook says so and how to lock, until flake.lock exists (then it is silent)."""
+    root = checkout("default")
+    unlocked = flake.in_private_store(flake.eval(f"devShells.{SYSTEM}.default.shellHook"))
+    assert "export WAN_TRAINER_FLAKE_LOCKED=0" in unlocked
+    proc, _ = run_bash(unlocked, cwd=root)
+    assert proc.returncode == 0 and "no flake.lock" in proc.stderr and "nix flake lock" in proc.stderr
+    locked_flake = Flake(tmp_path)
+    lock = locked_flake.run("flake", "lock", lock=True)  # offline: the stand-in, a path input, is all there is to lock
+    assert lock.returncode == 0 and (locked_flake.repo / "flake.lock").is_file(), lock.stderr
+    subprocess.run(["git", "add", "flake.lock"], cwd=locked_flake.repo, check=True)
+    locked = locked_flake.in_private_store(locked_flake.eval(f"devShells.{SYSTEM}.default.shellHook"))
+    assert "export WAN_TRAINER_FLAKE_LOCKED=1" in locked
+    proc, _ = run_bash(locked, cwd=root)
+    assert proc.returncode == 0 and "flake.lock" not in proc.stderr, proc.stderr
+
+
+def test_hook_links_the_wsl2_driver_with_libdxcore(checkout, tmp_path):
+    """WSL2's libcuda (in /usr/lib/wsl/lib) needs libdxcore beside it: both are linked for the trainer's Python,
+    Triton is pointed there, and the shell's own LD_LIBRARY_PATH stays unset."""
+    wsl = tmp_path / "wsl_lib"
+    wsl.mkdir()
+    for name in ("libcuda.so.1", "libcuda.so", "libdxcore.so", "libnvidia-ml.so.1", "libd3d12.so"):
+        (wsl / name).write_bytes(b"")
+    root = checkout("cuda")
+    env_in = {"WAN_TRAINER_PLATFORM": "cuda", "WAN_TRAINER_WSL_LIB": str(wsl), "WAN_TRAINER_LIBRARY_PATH": "/opt/x"}
+    proc, env = run_bash(ENTER, cwd=root, env=env_in, strict=True)
+    assert proc.returncode == 0, proc.stderr
+    linked = root / ".venv" / "host-driver-lib"
+    assert sorted(p.name for p in linked.iterdir()) == [
+        "libcuda.so",
+        "libcuda.so.1",
+        "libdxcore.so",
+        "libnvidia-ml.so.1",
+    ]
+    assert all((linked / p).resolve().parent == wsl for p in ("libcuda.so.1", "libdxcore.so"))
+    assert env["WAN_TRAINER_LIBRARY_PATH"] == f"{linked}:/opt/x" and env["TRITON_LIBCUDA_PATH"] == str(linked)
+    assert env["LD_LIBRARY_PATH"] == ""
+    assert f"driver library: {linked}/libcuda.so.1" in proc.stderr
+    seen = subprocess.run(
+        [root / ".venv" / "bin" / "python", "-c", "import os; print(os.environ['LD_LIBRARY_PATH'])"],
+        capture_output=True, text=True, env={"LD_LIBRARY_PATH": "/caller"},
+    )  # fmt: skip
+    assert seen.stdout.strip() == f"{linked}:/opt/x:/caller", seen.stderr

@@ -113,15 +113,25 @@ def attach_lora(
     kind: str = "lora",
     factor: int = -1,
     use_dora: bool = False,
+    decompose_both: bool = False,
 ) -> list[str]:
     """Add an adapter (its update starts at zero, so the model is unchanged) and return the module names.
     `kind` is lora, loha or lokr (modules/module/lora_variants.py); `factor` is LoKr's decompose factor;
-    `use_dora` adds DoRA magnitudes to a plain LoRA (modules/module/dora.py)."""
+    `use_dora` adds DoRA magnitudes to a plain LoRA (modules/module/dora.py); `decompose_both`: LoKr's first factor
+    is a product of two matrices too."""
     if use_dora and kind != "lora":
         raise ValueError(f"lora.use_dora: DoRA applies to lora.type 'lora', not {kind!r}. Fix: turn one of them off")
     names = select_lora_modules(transformer, target_modules, layer_filter)
     # Full names: peft matches a name exactly (or as a dotted suffix), so nothing else is picked up.
-    config = adapter_config(kind, rank=rank, alpha=alpha, dropout=dropout, target_modules=names, factor=factor)
+    config = adapter_config(
+        kind,
+        rank=rank,
+        alpha=alpha,
+        dropout=dropout,
+        target_modules=names,
+        factor=factor,
+        decompose_both=decompose_both,
+    )
     transformer.add_adapter(config, adapter_name=adapter_name)
     make_adapter_float32(transformer, adapter_name)
     if use_dora:

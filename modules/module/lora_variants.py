@@ -18,9 +18,18 @@ LORA_TYPES = ("lora", "loha", "lokr")
 
 
 def adapter_config(
-    kind: str, *, rank: int, alpha: float, dropout: float, target_modules: list[str], factor: int = -1
+    kind: str,
+    *,
+    rank: int,
+    alpha: float,
+    dropout: float,
+    target_modules: list[str],
+    factor: int = -1,
+    decompose_both: bool = False,
 ) -> LoraConfig | LoHaConfig | LoKrConfig:
-    """The peft config of one adapter type; `target_modules` are full module names (exact matches)."""
+    """The peft config of one adapter type; `target_modules` are full module names (exact matches).
+    `factor` / `decompose_both`: LoKr's factor shapes (the trainer uses decompose_both=False; files of other
+    tools may have a decomposed first factor)."""
     if kind == "lora":
         return LoraConfig(
             r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, init_lora_weights=True
@@ -35,6 +44,7 @@ def adapter_config(
             rank_dropout=dropout,
             target_modules=target_modules,
             decompose_factor=factor,
+            decompose_both=decompose_both,
             init_weights=True,
         )
     raise ValueError(f"lora.type: {kind!r} is unknown; choose one of {', '.join(LORA_TYPES)}")

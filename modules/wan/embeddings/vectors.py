@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from tokenizers import AddedToken
 
 from modules.util.atomic import save_safetensors_atomic
 from modules.util.device import DTYPES
@@ -33,6 +34,9 @@ PLACEHOLDER_KEY, NUM_VECTORS_KEY, FORMAT_KEY = (
     "wan.embedding_format",
 )
 FORMAT_VERSION = "1"
+# How placeholders are tokenized (part of the cache identity, so captions encoded under an earlier rule are
+# encoded again): "lstrip" = the token takes the space before it (see add_embedding).
+TOKENIZATION = "lstrip"
 
 
 class EmbeddingError(UserError, ValueError):
@@ -128,7 +132,10 @@ def add_embedding(model, placeholder: str, vectors: torch.Tensor, trainable: boo
             + " (a placeholder must be a new word, and each embedding may be loaded once). "
             "Fix: choose another placeholder such as '<my-concept>'."
         )
-    model.tokenizer.add_tokens(names)
+    # lstrip: a token takes the space before it, so no lone "▁" token precedes the vectors. ComfyUI inserts an
+    # embedding's vectors right after the previous word's tokens, with nothing between (its SDTokenizer), so
+    # this is what makes `embedding:NAME` there encode exactly as `<p>` here (integrations/comfyui/).
+    model.tokenizer.add_tokens([AddedToken(name, lstrip=True, rstrip=False, normalized=False) for name in names])
     ids = model.tokenizer.convert_tokens_to_ids(names)
     if max(ids) >= table.num_embeddings:
         # UMT5's table has spare rows beyond the vocabulary; only when they run out does it grow.
@@ -193,7 +200,7 @@ def embedding_identity(model) -> str:
     embeddings = loaded_embeddings(model)
     if not embeddings:
         return ""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(TOKENIZATION.encode())
     for placeholder, embedding in sorted(embeddings.items()):
         digest.update(f"{placeholder}\0{embedding.token_ids}\0".encode())
         digest.update(input_embeddings(model).weight[embedding.token_ids].detach().float().cpu().numpy().tobytes())

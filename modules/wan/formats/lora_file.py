@@ -24,6 +24,7 @@ from modules.util.atomic import save_safetensors_atomic
 from modules.util.device import DTYPES
 from modules.util.errors import UserError
 from modules.util.resources import MODEL_SPECS_DIR
+from modules.wan.formats.adapter_settings import settings_for_saving
 from modules.wan.formats.key_map import ORIGINAL_PREFIXES, diffusers_to_original_key, original_to_diffusers_key
 from modules.wan.formats.kohya_keys import comfyui_to_kohya, is_kohya_layout, kohya_to_comfyui
 from modules.wan.formats.lycoris_keys import to_comfyui_variant_state_dict
@@ -131,9 +132,12 @@ def save_lora_file(
     variant: str | None = None,
     dtype: str | torch.dtype = "float32",
     kind: str = "lora",
+    factor: int = -1,
 ) -> Path:
     """Write one LoRA file. `metadata` (training settings) is merged over the variant's model spec.
-    `kind` loha / lokr: peft's LoHa/LoKr tensors, written in ComfyUI's layout (formats/lycoris_keys.py)."""
+    `kind` loha / lokr: peft's LoHa/LoKr tensors, written in ComfyUI's layout (formats/lycoris_keys.py).
+    Every setting that rebuilds the adapter (`factor` is LoKr's) goes into `wan.adapter` (adapter_settings.py)."""
+    adapter = settings_for_saving(peft_state_dict, kind, rank, alpha, factor).metadata()
     if format not in LORA_FORMATS:
         raise LoraFileError(f"LoRA format {format!r} is unknown; choose one of {', '.join(LORA_FORMATS)}")
     torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
@@ -150,7 +154,7 @@ def save_lora_file(
         file_metadata["modelspec.date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         file_metadata.update({k: _as_metadata_value(v) for k, v in (metadata or {}).items()})
         file_metadata.update(
-            {RANK_KEY: str(rank), ALPHA_KEY: repr(float(alpha)), FORMAT_KEY: format, LORA_TYPE_KEY: kind}
+            {RANK_KEY: str(rank), ALPHA_KEY: repr(float(alpha)), FORMAT_KEY: format, LORA_TYPE_KEY: kind, **adapter}
         )
         return save_safetensors_atomic(tensors, path, file_metadata)
     if split_dora(peft_state_dict)[1] and format not in FULL_LAYOUTS:
@@ -165,7 +169,7 @@ def save_lora_file(
         file_metadata.update(model_spec(variant))
     file_metadata["modelspec.date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     file_metadata.update({k: _as_metadata_value(v) for k, v in (metadata or {}).items()})
-    file_metadata.update({RANK_KEY: str(rank), ALPHA_KEY: repr(float(alpha)), FORMAT_KEY: format})
+    file_metadata.update({RANK_KEY: str(rank), ALPHA_KEY: repr(float(alpha)), FORMAT_KEY: format, **adapter})
 
     if format in FULL_LAYOUTS:
         tensors = to_comfyui_state_dict(peft_state_dict, alpha, torch_dtype)

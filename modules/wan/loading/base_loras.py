@@ -52,18 +52,16 @@ def merge_base_loras(model: WanModel, specs: list[LoraSpec], fp8_storage: bool =
                 if expert is None:  # an expert this run does not load (experts.train)
                     continue
                 check_lora_fits(path, model.variant.name, linear_shapes(expert), override=None)
-                adapter = read_adapter_file(path)
+                settings, state_dict, _ = read_adapter_file(path)
                 multiplier = spec.weight_for(expert_name)
-                merged = merge_adapter(
-                    expert, adapter.state_dict, adapter.kind, adapter.rank, adapter.alpha, multiplier
-                )
+                merged = merge_adapter(expert, state_dict, settings.type, settings.rank, settings.alpha, multiplier)
                 records.append(
                     {
                         "path": str(path),
                         "sha256": file_sha256(path),
                         "expert": expert_name,
                         "multiplier": multiplier,
-                        "type": "dora" if adapter.use_dora else adapter.kind,
+                        "type": "dora" if settings.use_dora else settings.type,
                     }
                 )
                 log.info(

@@ -1,9 +1,10 @@
 """LoRAs (a weight per LoRA and per expert) and embeddings for sampling a base model.
 
-LoRA files are read with formats/lora_file.load_lora_file (ComfyUI or diffusers layout, alpha kept) and attached
-as named peft adapters, the same layers diffusers' loader would create; each expert gets its own weight
-through diffusers' `set_adapters`. An A14B LoRA saved by this trainer is a pair of files
-`<stem>_high_noise.safetensors` / `<stem>_low_noise.safetensors`; giving `<stem>.safetensors` finds both.
+LoRA files (LoRA, DoRA, LoHa, LoKr) are read with formats/adapter_file.read_adapter_file, which gives the
+settings recorded in the file (or inferred from older ones), and attached as named peft adapters, the same
+layers diffusers' loader would create; each expert gets its own weight through diffusers' `set_adapters`.
+An A14B LoRA saved by this trainer is a pair of files `<stem>_high_noise.safetensors` /
+`<stem>_low_noise.safetensors`; giving `<stem>.safetensors` finds both.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from modules.module.dora import remove_dora
 from modules.module.lora import attach_lora, set_lora_state_dict
 from modules.wan.formats.adapter_file import read_adapter_file
 from modules.wan.formats.lora_compatibility import check_lora_fits, linear_shapes
-from modules.wan.formats.lora_file import EXPERT_FILE_SUFFIX
+from modules.wan.formats.lora_file import DORA_SUFFIX, EXPERT_FILE_SUFFIX
 
 # Re-exported: the sampler's callers name LoRAs with these (formats/lora_pairs.py is their one home).
 from modules.wan.formats.lora_pairs import (  # noqa: F401
@@ -48,6 +49,12 @@ class LoadedLora:
         }
 
 
+def _module_of(key: str) -> str:
+    """`blocks.0.attn1.to_q.lora_A.weight` / `...hada_w1_a` / `...dora_scale` -> `blocks.0.attn1.to_q`."""
+    key = key.removesuffix(".weight")
+    return key[: -len(DORA_SUFFIX)] if key.endswith(DORA_SUFFIX) else key.rsplit(".", 1)[0]
+
+
 def _adapters_on(expert) -> list[str]:
     return list(getattr(expert, "peft_config", {}) or {})
 
@@ -70,17 +77,11 @@ def apply_loras(model: WanModel, specs: list[LoraSpec]) -> list[LoadedLora]:
                 override="--allow-other-model-lora",
             )
             try:
-                adapter_file = read_adapter_file(path)
-                attach_lora(
-                    expert,
-                    rank=adapter_file.rank,
-                    alpha=adapter_file.alpha,
-                    target_modules=adapter_file.modules,
-                    adapter_name=adapter,
-                    kind=adapter_file.kind,
-                    use_dora=adapter_file.use_dora,
-                )
-                set_lora_state_dict(expert, adapter_file.state_dict, adapter_name=adapter)
+                # The settings recorded in the file (factor, DoRA, ...), else inferred from it (older files).
+                settings, state_dict, _ = read_adapter_file(path)
+                modules = sorted({_module_of(key) for key in state_dict})
+                attach_lora(expert, target_modules=modules, adapter_name=adapter, **settings.attach_arguments())
+                set_lora_state_dict(expert, state_dict, adapter_name=adapter)
             except (KeyError, ValueError, RuntimeError) as error:
                 raise SampleError(f"LoRA {path} does not fit the {model.variant.name} {expert_name}: {error}") from None
         loaded.append(LoadedLora(adapter, spec, files, {e: spec.weight_for(e) for e in files}))

@@ -27,6 +27,7 @@ class WanLoRASaver(BaseModelSaver):
                     variant=model.variant.name,
                     dtype=config.output.save_dtype,
                     kind=config.lora.type,
+                    factor=config.lora.factor,
                 )
             )
         return written
