@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Puts a Nix of at least 2.18 where tests/test_nix.py finds it: .nix/bin/nix in the checkout (git ignores it).
+# Puts a Nix of at least 2.18 where tests/test_nix.py finds it: ~/.cache/wan-trainer/nix/bin/nix (WAN_TRAINER_NIX_PREFIX).
 # nixpkgs since 25.11 refuses older Nix, and Debian 12's nix-bin is 2.8, so a current one is taken from Debian 13
 # (trixie, nix-bin 2.26.3): apt-get downloads the .debs of nix-bin and its libraries into a private folder, with a
 # private package list (the system's apt sources, lists and installed packages are not touched; root is not
-# needed), dpkg-deb unpacks them, and .nix/bin/nix runs that nix with trixie's own dynamic loader and libraries,
-# so the host's older glibc does not matter. Debian 12's nix 2.8 goes into .nix/old/ the same way: the test that
+# needed), dpkg-deb unpacks them, and $prefix/bin/nix runs that nix with trixie's own dynamic loader and libraries,
+# so the host's older glibc does not matter. Debian 12's nix 2.8 goes into $prefix/old/ the same way: the test that
 # shows the nixpkgs stand-in refusing an old Nix runs it. Does nothing where both are already there.
 # Never stops the test run: without it tests/test_nix.py skips (or fails under CI=true) and says why.
 set -uo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-prefix="${WAN_TRAINER_NIX_PREFIX:-$root/.nix}"
+# Outside the checkout by default, so every clone on this machine (CI's fresh clone included) shares one download.
+prefix="${WAN_TRAINER_NIX_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/wan-trainer/nix}"
 minimum="2.18"
 release="trixie"      # Debian 13: nix-bin 2.26.3
 old_release="bookworm" # Debian 12: nix-bin 2.8.0, older than nixpkgs accepts

@@ -3,7 +3,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash scripts/ci_install_nix.sh  # Nix >= 2.18 for tests/test_nix.py (Debian 13's nix-bin unpacked into .nix/)
+bash scripts/ci_install_nix.sh  # Nix >= 2.18 for tests/test_nix.py (Debian 13's nix-bin unpacked into ~/.cache/wan-trainer/nix)
 bash scripts/install.sh
 # Lint first, so CI fails on style and import-order errors too (config: pyproject.toml).
 .venv/bin/ruff check .

@@ -23,6 +23,11 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where scripts/ci_install_nix.sh unpacks Debian's Nix: shared by every checkout on the machine.
+NIX_PREFIX = Path(
+    os.environ.get("WAN_TRAINER_NIX_PREFIX")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wan-trainer" / "nix"
+)
 HOOK = REPO_ROOT / "scripts" / "nix" / "shell_hook.sh"
 STAND_IN = REPO_ROOT / "tests" / "nix_standin"
 SYSTEM = "x86_64-linux"
@@ -221,9 +226,9 @@ def nix_version(nix: str) -> tuple[int, ...]:
 
 
 def find_nix() -> tuple[str | None, str]:
-    """A Nix >= 2.18: scripts/ci_install_nix.sh's (.nix/bin/nix), WAN_TRAINER_NIX, or the one on PATH."""
+    """A Nix >= 2.18: WAN_TRAINER_NIX, scripts/ci_install_nix.sh's (NIX_PREFIX/bin/nix), or the one on PATH."""
     tried = []
-    for nix in (os.environ.get("WAN_TRAINER_NIX"), str(REPO_ROOT / ".nix" / "bin" / "nix"), shutil.which("nix")):
+    for nix in (os.environ.get("WAN_TRAINER_NIX"), str(NIX_PREFIX / "bin" / "nix"), shutil.which("nix")):
         if not nix or not Path(nix).is_file():
             continue
         version = nix_version(nix)
@@ -231,7 +236,7 @@ def find_nix() -> tuple[str | None, str]:
             return nix, ""
         tried.append(f"{nix} is Nix {'.'.join(map(str, version))}")
     found = "; ".join(tried) or "no nix found"
-    return None, f"{found}; need Nix >= 2.18 (bash scripts/ci_install_nix.sh puts Debian 13's into .nix/)"
+    return None, f"{found}; need Nix >= 2.18 (bash scripts/ci_install_nix.sh puts Debian 13's into {NIX_PREFIX})"
 
 
 NIX, NO_NIX_REASON = find_nix()
@@ -434,11 +439,13 @@ def test_standin_refuses_nix_older_than_nixpkgs_does(flake):
     assert nix_version(NIX) >= MINIMUM_NIX
 
 
-OLD_NIX = REPO_ROOT / ".nix" / "old" / "bin" / "nix"  # Debian 12's 2.8, from scripts/ci_install_nix.sh
+OLD_NIX = NIX_PREFIX / "old" / "bin" / "nix"  # Debian 12's 2.8, from scripts/ci_install_nix.sh
 
 
 @needs_nix
-@pytest.mark.skipif(not OLD_NIX.is_file(), reason="no Debian 12 nix in .nix/old (bash scripts/ci_install_nix.sh)")
+@pytest.mark.skipif(
+    not OLD_NIX.is_file(), reason=f"no Debian 12 nix in {OLD_NIX.parent.parent} (bash scripts/ci_install_nix.sh)"
+)
 def test_an_old_nix_cannot_evaluate_the_flake(flake, monkeypatch):
     """What a user of Debian 12's Nix 2.8 gets: the evaluation stops at the stand-in's version check, as it stops
     at nixpkgs' own with a real nixpkgs."""
