@@ -22,9 +22,13 @@ class ConceptPlan:
 def from_config(config_path: Path, overrides: list[str] = ()) -> list[ConceptPlan]:
     """Every concept of a training config with its settings, built as WanBaseDataLoader.prepare builds them."""
     from modules.config.loading import load_config
+
+    return from_train_config(load_config(config_path, list(overrides)))
+
+
+def from_train_config(config) -> list[ConceptPlan]:
     from modules.wan.training.data_loader import _concept  # the one mapping of a concept setting to a Concept
 
-    config = load_config(config_path, list(overrides))
     variant = _variant(config)
     data = config.data
     base = DatasetSettings(
