@@ -92,6 +92,7 @@ def test_check_lists_what_training_caches(data_and_config, tiny_model_dir):
     }
 
 
+@pytest.mark.slow  # CLI subprocesses each import torch: about 20 s apiece on the shared machine
 def test_cli_prints_text_and_json(data_and_config, tmp_path):
     data, settings = data_and_config
     config_path = tmp_path / "config.json"

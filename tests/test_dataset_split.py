@@ -141,6 +141,7 @@ def test_training_frame_bounds_match_the_pipeline_resampling():
         bounds_from_training_frames(30.0, 16.0, 16, None)
 
 
+@pytest.mark.slow  # CLI subprocesses each import torch: about 20 s apiece on the shared machine
 def test_cli_splits_and_reports_a_missing_input(long_clip, tmp_path):
     script = [sys.executable, str(REPO / "scripts" / "dataset.py"), "split"]
     done = subprocess.run(
