@@ -100,15 +100,20 @@ def model_input(path: Path, data, settings: CaptionSettings) -> dict:
 def generate_captions(model, processor, device, inputs: list[dict], settings: CaptionSettings) -> list[str]:
     if not inputs:
         return []
+    from transformers.video_utils import VideoMetadata
+
     instruction = settings.instruction or DEFAULT_INSTRUCTION
     texts, videos, images, metadata = [], [], [], []
     for item in inputs:
         content = [{"type": item["kind"]}, {"type": "text", "text": instruction}]
-        texts.append(processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True))
+        conversation = [{"role": "user", "content": content}]
+        texts.append(processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True))
         if item["kind"] == "video":
             videos.append(item["pixels"])
             count = len(item["pixels"])
-            metadata.append({"total_num_frames": count, "fps": item["fps"], "frames_indices": list(range(count))})
+            # The frames are already chosen (do_sample_frames=False); their rate gives the model real time
+            # (Qwen2.5-VL's temporal positions, Qwen3-VL's timestamps in the prompt).
+            metadata.append(VideoMetadata(total_num_frames=count, fps=item["fps"], frames_indices=list(range(count))))
         else:
             images.append(item["pixels"])
     extra = {"videos": videos, "video_metadata": metadata, "do_sample_frames": False} if videos else {}

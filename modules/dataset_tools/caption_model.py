@@ -25,18 +25,41 @@ class CaptionModelError(UserError):
 
 
 def load_captioner(source: str, allow_download: bool, quantize: str, device: str, dtype: str):
-    """(model, processor, device) ready for generate()."""
+    """(model, processor, device) ready for generate(); the processor first, as it fails fastest."""
+    processor = load_processor(source, allow_download)
+    model, target = load_model(source, allow_download, quantize, device, dtype)
+    return model, processor, target
+
+
+def load_processor(source: str, allow_download: bool):
     import transformers
 
-    local_only = not allow_download
-    where = {"local_files_only": local_only, "trust_remote_code": False}
     try:
-        config = transformers.AutoConfig.from_pretrained(source, **where)
+        processor = transformers.AutoProcessor.from_pretrained(
+            source, local_files_only=not allow_download, trust_remote_code=False
+        )
+    except ImportError as error:
+        raise CaptionModelError(
+            f"{source}: transformers cannot build this model's processor ({str(error).strip().splitlines()[0]}). "
+            "Fix: install torchvision built for your torch, from the same index (torch 2.13.0 goes with "
+            "torchvision 0.28.0); transformers' Qwen-VL video processors need it."
+        ) from None
     except (OSError, ValueError) as error:
-        hint = "pass a local checkpoint folder, or add --allow-download to fetch it from the hub"
-        if Path(source).exists():
-            hint = "the folder must hold a transformers checkpoint (config.json, weights, processor files)"
-        raise CaptionModelError(f"{source}: cannot read the model config ({error}). Fix: {hint}.") from None
+        raise CaptionModelError(f"{source}: cannot load the processor ({error}). Fix: {_fix(source)}.") from None
+    processor.tokenizer.padding_side = "left"  # generation continues every row at its end
+    return processor
+
+
+def model_class_for(source: str, allow_download: bool):
+    """The transformers class named by the checkpoint's config.json model_type."""
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(
+            source, local_files_only=not allow_download, trust_remote_code=False
+        )
+    except (OSError, ValueError) as error:
+        raise CaptionModelError(f"{source}: cannot read the model config ({error}). Fix: {_fix(source)}.") from None
     class_name = MODEL_CLASSES.get(config.model_type)
     model_class = getattr(transformers, class_name, None) if class_name else None
     if model_class is None:
@@ -46,8 +69,16 @@ def load_captioner(source: str, allow_download: bool, quantize: str, device: str
             f"{transformers.__version__} (supported: {known}). Fix: use a Qwen2.5-VL or Qwen3-VL checkpoint"
             + (" or a newer transformers." if class_name else ".")
         )
+    return model_class
+
+
+def load_model(source: str, allow_download: bool, quantize: str = "none", device: str = "auto", dtype: str = "auto"):
+    """(model in eval mode, its device)."""
+    import transformers
+
+    model_class = model_class_for(source, allow_download)
     target = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    kwargs = dict(where)
+    kwargs = {"local_files_only": not allow_download, "trust_remote_code": False}
     if quantize != "none":
         if target.type != "cuda":
             raise CaptionModelError(
@@ -66,10 +97,14 @@ def load_captioner(source: str, allow_download: bool, quantize: str, device: str
     kwargs["dtype"] = getattr(torch, dtype)
     try:
         model = model_class.from_pretrained(source, **kwargs)
-        processor = transformers.AutoProcessor.from_pretrained(source, **where)
-    except (OSError, ValueError, ImportError) as error:
-        raise CaptionModelError(f"{source}: cannot load the {class_name} checkpoint ({error}).") from None
+    except (OSError, ValueError) as error:
+        raise CaptionModelError(f"{source}: cannot load the {model_class.__name__} weights ({error}).") from None
     if quantize == "none":
         model.to(target)
-    processor.tokenizer.padding_side = "left"  # generation continues every row at its end
-    return model.eval(), processor, target
+    return model.eval(), target
+
+
+def _fix(source: str) -> str:
+    if Path(source).exists():
+        return "the folder must hold a transformers checkpoint (config.json, weights, processor and tokenizer files)"
+    return "pass a local checkpoint folder, or add --allow-download to fetch it from the Hugging Face hub"
