@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from media_fixtures import ffmpeg, frame_number, player_frames, with_rotation, write_pattern_video
@@ -32,6 +33,14 @@ def shot_frame(index: int) -> np.ndarray:
     frame = np.full((48, 64, 3), SHOT_COLOURS[shot_of(index)], np.uint8)
     frame[20:28, index % 50 : index % 50 + 8] = 255  # motion inside a shot, so no shot is a still
     return frame
+
+
+def packet_times(path: Path) -> np.ndarray:
+    """The shown frames' presentation times from the first, read from the packets (not the probe's rate)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None and not p.is_discard)
+        return np.array([float((t - pts[0]) * stream.time_base) for t in pts])
 
 
 def checksum(path: Path) -> str:
@@ -101,12 +110,19 @@ def shown_sources(tmp_path_factory) -> dict[str, Path]:
     codec = ("-c:v", "libx264", "-crf", "4", "-g", "12", "-bf", "2")
     base = write_pattern_video(folder / "base.mp4", count=48, codec=codec)
     return {
+        "vfr": write_pattern_video(
+            folder / "vfr.mp4",
+            count=48,
+            codec=codec,
+            filters="settb=1/30,setpts='if(lt(N,24),N,24+2*(N-24))'",  # 30 fps, then 15 fps, in exact ticks
+            extra=("-fps_mode", "passthrough"),
+        ),
         "rotated": with_rotation(base, folder / "rotated.mp4", 90),
         "anamorphic": write_pattern_video(folder / "anamorphic.mp4", count=48, codec=codec, filters="setsar=4/3"),
     }
 
 
-@pytest.mark.parametrize("name", ["rotated", "anamorphic"])
+@pytest.mark.parametrize("name", ["rotated", "anamorphic", "vfr"])
 @pytest.mark.parametrize("reencode", [False, True])
 def test_clips_play_as_the_source_does(shown_sources, tmp_path, name, reencode):
     source = shown_sources[name]
@@ -114,6 +130,8 @@ def test_clips_play_as_the_source_does(shown_sources, tmp_path, name, reencode):
     info = probe(source)
     # crf 4: the frame counter is a grey level 3 steps per frame, which the default crf 18 can blur by one step
     settings = SplitSettings(tmp_path / "clips", 0.2, 0.8, always_reencode=reencode, crf=4)
+    if name == "vfr":  # 0.8 s is 24 frames at the average rate (20 fps): 0.8 s of the 30 fps part, 1.6 s after
+        settings = SplitSettings(tmp_path / "clips", 0.2, 1.2, always_reencode=reencode, crf=4)
     results = split_sources([source], settings)
     assert [(r["start_frame"], r["end_frame"]) for r in results] == [(0, 24), (24, 48)]
     assert {r["method"] for r in results} == {"re-encode" if reencode else "stream copy"}
@@ -127,6 +145,8 @@ def test_clips_play_as_the_source_does(shown_sources, tmp_path, name, reencode):
         expected = shown[result["start_frame"] : result["end_frame"]]
         assert [frame_number(f) for f in played] == [frame_number(f) for f in expected]
         assert np.abs(played.astype(int) - expected.astype(int)).mean() < 3
+        times = packet_times(source)[result["start_frame"] : result["end_frame"]]
+        assert np.allclose(packet_times(clip), times - times[0], atol=1e-3)  # each frame keeps its time
     assert checksum(source) == before
 
 
