@@ -8,7 +8,7 @@ from pathlib import Path
 
 from modules.data.concept_options import concept_settings
 from modules.data.concepts import Concept
-from modules.data.video_dataset import DatasetSettings
+from modules.data.video_dataset import DatasetSettings, settings_from_config
 from modules.util.errors import UserError
 
 
@@ -31,16 +31,7 @@ def from_train_config(config) -> list[ConceptPlan]:
 
     variant = _variant(config)
     data = config.data
-    base = DatasetSettings(
-        target_fps=data.fps or variant.fps,
-        window_frames=data.frames,
-        min_frames=data.min_frames,
-        extraction_mode=data.extraction_mode,
-        max_windows=data.max_windows_per_video,
-        stride=data.slide_stride,
-        target_area=data.resolution * data.resolution,
-        pixel_multiple=variant.pixel_multiple,
-    )
+    base = settings_from_config(data, variant.fps, variant.pixel_multiple)
     return [
         ConceptPlan(_concept(c), concept_settings(base, c), f"data.concepts[{i}]") for i, c in enumerate(data.concepts)
     ]
