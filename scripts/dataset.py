@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     split.add_argument("inputs", nargs="+", type=Path, help="video files or folders of them (only read)")
     split.add_argument("--out", type=Path, required=True, help="folder for the clips and their .json sidecars")
     split.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip kept (default 1)")
-    split.add_argument("--max-seconds", type=float, default=10.0, help="longer shots become several clips (10; 0: no limit)")
+    split.add_argument("--max-seconds", type=float, default=10.0, help="split longer shots (10; 0: no limit)")
     split.add_argument("--min-frames", type=int, help="shortest clip in training frames (4n+1) at --fps")
     split.add_argument("--max-frames", type=int, help="longest clip in training frames (4n+1) at --fps")
     split.add_argument("--fps", type=float, default=16.0, help="the trained frame rate for --min/max-frames (16)")
