@@ -1,7 +1,7 @@
 """Tiny, randomly initialised Qwen-VL checkpoints written to disk like real ones: the real model classes from
 their transformers configs at tiny sizes, with a byte-level BPE tokenizer built with the `tokenizers` library.
 
-No processor is written: transformers' Qwen-VL processors need torchvision (see docs/dataset_tools.md)."""
+`write_tiny_processor` adds the real processor, which needs torchvision (see docs/dataset_tools.md)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ def _text(ids: dict[str, int], **extra) -> dict:
         "max_position_embeddings": 4096,
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
+        "bos_token_id": ids["<|endoftext|>"],
+        "initializer_range": 0.5,
         **extra,
     }
 
@@ -63,7 +65,10 @@ def write_tiny_qwen_vl(folder: Path, model_type: str = "qwen2_5_vl", seed: int =
 
     folder.mkdir(parents=True, exist_ok=True)
     ids = write_tokenizer(folder)
+    # A wide weight spread (real checkpoints use 0.02) so the random model's words depend on the pixels: captions
+    # of different clips differ, which the batching test needs to mean anything.
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 4, "out_hidden_size": 32}
+    vision["initializer_range"] = 0.5
     if model_type == "qwen2_5_vl":
         rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}
         config = transformers.Qwen2_5_VLConfig(
@@ -83,3 +88,27 @@ def write_tiny_qwen_vl(folder: Path, model_type: str = "qwen2_5_vl", seed: int =
     torch.manual_seed(seed)
     model_class(config).eval().save_pretrained(folder)
     return folder
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message.role }}\n"
+    "{% if message.content is string %}{{ message.content }}{% else %}{% for part in message.content %}"
+    "{% if part.type == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif part.type == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ part.text }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def write_tiny_processor(folder: Path) -> None:
+    """The real Qwen2.5-VL processor (image and video processors, the folder's tokenizer) with a small chat
+    template laid out as Qwen's conversations are. Needs torchvision (transformers' video processors do)."""
+    from transformers import AutoTokenizer, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil, Qwen2VLVideoProcessor
+
+    pixels = {"shortest_edge": 28 * 28, "longest_edge": 28 * 28 * 16}  # at most 16 merged patches a frame
+    Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessorPil(size=pixels),
+        tokenizer=AutoTokenizer.from_pretrained(folder),
+        video_processor=Qwen2VLVideoProcessor(size=pixels),
+        chat_template=CHAT_TEMPLATE,
+    ).save_pretrained(folder)

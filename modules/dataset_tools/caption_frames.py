@@ -17,7 +17,7 @@ from modules.data import media_io
 from modules.data.buckets import resize_and_crop
 from modules.data.pipeline import Pipeline
 from modules.data.report import DataReport
-from modules.data.stages import AssignBuckets, PlanWindows, ProbeMedia
+from modules.data.stages import AssignBuckets, PlanWindows
 from modules.data.video_dataset import DatasetSettings
 
 
@@ -25,20 +25,21 @@ def trainer_window(path: Path, settings: DatasetSettings) -> dict | None:
     """The pipeline item of the file's first window (None when the pipeline skips the file)."""
     s = settings
     stages = [
-        ProbeMedia(DataReport(), s.backend),
         PlanWindows(DataReport(), s.target_fps, s.window_frames, s.extraction_mode, 1, s.stride, s.min_frames),
         AssignBuckets(s.target_area, s.pixel_multiple),
     ]
-    items = Pipeline(stages, inputs=("path",)).run([{"path": Path(path)}])
+    # The probe directly rather than the ProbeMedia stage, whose progress bar would show once per file.
+    info = media_io.probe(Path(path), s.backend)
+    items = Pipeline(stages, inputs=("path", "info")).run([{"path": Path(path), "info": info}])
     return items[0] if items else None
 
 
 def caption_frames(path: Path, settings: DatasetSettings, sample_frames: int) -> tuple[np.ndarray, float, list[int]]:
     """uint8 (count, height, width, 3) frames of the first window, `sample_frames` of them spread evenly from its
     first to its last, the rate they sample (frames per second) and their source frame indices."""
-    item = trainer_window(path, settings)
+    item = trainer_window(path, settings)  # a MediaError when unreadable
     if item is None:
-        raise media_io.MediaError(path, "the data pipeline would skip this file (unreadable or too short)")
+        raise media_io.MediaError(path, "too short for the data settings: the data pipeline would skip it")
     indices = list(item["source_indices"])
     picks = sorted({round(i) for i in np.linspace(0, len(indices) - 1, min(sample_frames, len(indices)))})
     chosen = [indices[p] for p in picks]
