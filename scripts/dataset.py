@@ -131,7 +131,7 @@ def run_split(args) -> int:
         preset=args.preset,
         always_reencode=args.reencode,
     )
-    results = split_sources(args.inputs, settings)
+    results, failures = split_sources(args.inputs, settings)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -139,7 +139,9 @@ def run_split(args) -> int:
             where = f"frames {r['start_frame']}-{r['end_frame']} of {r['source']}"
             print(f"{r['clip']}: {where} ({r['method']}; {r['status']})")
         print(f"{len(results)} clip(s) in {args.out}")
-    return 0
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 2 if failures else 0
 
 
 def run_caption(args) -> int:

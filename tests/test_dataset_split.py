@@ -65,7 +65,7 @@ def long_clip(tmp_path_factory) -> Path:
 def test_hard_cuts_become_clip_boundaries_and_each_clip_holds_one_shot(long_clip, tmp_path):
     before = checksum(long_clip)
     settings = SplitSettings(tmp_path / "clips", min_seconds=0.5, max_seconds=None)
-    results = split_sources([long_clip], settings)
+    results, _ = split_sources([long_clip], settings)
 
     edges = [0, *CUTS, TOTAL]
     assert len(results) == len(edges) - 1
@@ -90,7 +90,7 @@ def test_hard_cuts_become_clip_boundaries_and_each_clip_holds_one_shot(long_clip
         assert np.array_equal(copied, source[result["start_frame"] : result["end_frame"]])
 
     mtimes = {r["clip"]: Path(r["clip"]).stat().st_mtime_ns for r in results}
-    again = split_sources([long_clip], settings)
+    again, _ = split_sources([long_clip], settings)
     assert [r["status"] for r in again] == ["skipped (already done)"] * len(results)
     assert {r["clip"]: Path(r["clip"]).stat().st_mtime_ns for r in again} == mtimes
     assert checksum(long_clip) == before
@@ -99,7 +99,7 @@ def test_hard_cuts_become_clip_boundaries_and_each_clip_holds_one_shot(long_clip
 
 def test_gap_and_maximum_length(long_clip, tmp_path):
     settings = SplitSettings(tmp_path / "clips", min_seconds=0.5, max_seconds=1.0, gap_seconds=0.1)
-    ranges = [(r["start_frame"], r["end_frame"]) for r in split_sources([long_clip], settings)]
+    ranges = [(r["start_frame"], r["end_frame"]) for r in split_sources([long_clip], settings)[0]]
     # gap 3 frames from each cut, at most 30 frames, pieces under 15 frames dropped
     assert ranges == [(0, 30), (40, 70), (86, 116), (124, 150)]
 
@@ -132,7 +132,8 @@ def test_clips_play_as_the_source_does(shown_sources, tmp_path, name, reencode):
     settings = SplitSettings(tmp_path / "clips", 0.2, 0.8, always_reencode=reencode, crf=4)
     if name == "vfr":  # 0.8 s is 24 frames at the average rate (20 fps): 0.8 s of the 30 fps part, 1.6 s after
         settings = SplitSettings(tmp_path / "clips", 0.2, 1.2, always_reencode=reencode, crf=4)
-    results = split_sources([source], settings)
+    results, failures = split_sources([source], settings)
+    assert not failures
     assert [(r["start_frame"], r["end_frame"]) for r in results] == [(0, 24), (24, 48)]
     assert {r["method"] for r in results} == {"re-encode" if reencode else "stream copy"}
     scale = name == "anamorphic"
@@ -175,3 +176,14 @@ def test_cli_splits_and_reports_a_missing_input(long_clip, tmp_path):
         [*script, str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "c")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "nope.mp4" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_broken_video_in_a_folder_is_reported_and_the_others_are_split(long_clip, tmp_path):
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    (folder / "a_broken.mp4").write_text("not a video")
+    (folder / "long.mp4").write_bytes(long_clip.read_bytes())
+    results, failures = split_sources([folder], SplitSettings(tmp_path / "clips", min_seconds=0.5, max_seconds=None))
+    assert [r["start_frame"] for r in results] == [0, *CUTS]
+    assert len(failures) == 1 and failures[0].path == folder / "a_broken.mp4"
+    assert not list((tmp_path / "clips").glob("a_broken*"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from bisect import bisect_left
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,19 +67,24 @@ class SplitSettings:
         return bounds_from_seconds(source_fps, self.min_seconds, self.max_seconds)
 
 
-def split_sources(inputs: list[Path], settings: SplitSettings) -> list[dict]:
-    """Every video of `inputs` (files or folders) split into `settings.out_dir`; one result per clip."""
+def split_sources(inputs: list[Path], settings: SplitSettings) -> tuple[list[dict], list[MediaError]]:
+    """Every video of `inputs` (files or folders) split into `settings.out_dir`: one result per clip, and the
+    sources that could not be split (each error names its file); one bad file does not stop the others."""
     sources = _videos(inputs, settings.out_dir)
-    results = []
+    results, failures = [], []
     for source in tqdm(sources, desc="splitting", unit="video", disable=len(sources) < 2):
-        results += split_one(source, settings)
-    return results
+        try:
+            results += split_one(source, settings)
+        except MediaError as error:
+            failures.append(error)
+            tqdm.write(f"skipped {error}", file=sys.stderr)
+    return results, failures
 
 
 def split_one(source: Path, settings: SplitSettings) -> list[dict]:
     info = probe(source)
     if info.is_image or info.frame_count < 2:
-        raise SplitError(f"{source}: not a video with several frames. Fix: pass video files (mp4, mov, mkv, webm).")
+        raise MediaError(source, "not a video with several frames", "pass video files (mp4, mov, mkv, webm)")
     timing = source_timing(source, info)
     shots = detect_shots(source, info, timing, settings)
     gap = round(settings.gap_seconds * info.fps)
