@@ -18,7 +18,8 @@ import pytest
 
 pytest.importorskip("torchvision", reason="transformers' Qwen-VL video processor needs torchvision")
 
-from media_fixtures import write_pattern_video  # noqa: E402
+from media_fixtures import pattern, write_pattern_video  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from modules.data.concepts import Concept  # noqa: E402
 from modules.data.video_dataset import DatasetSettings  # noqa: E402
@@ -29,6 +30,7 @@ from modules.dataset_tools.data_settings import ConceptPlan  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = DatasetSettings(target_fps=16, window_frames=17, target_area=64 * 64, pixel_multiple=16)
 SIZES = [(96, 64), (64, 96), (64, 64), (128, 64), (80, 80), (64, 112)]
+FILES = len(SIZES) + 1  # and one image
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -45,6 +47,7 @@ def make_clips(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for index, (width, height) in enumerate(SIZES):  # different sizes: different buckets, different captions
         write_pattern_video(folder / f"clip{index}.mp4", count=30, fps=30, width=width, height=height)
+    Image.fromarray(pattern(7, 96, 64)).save(folder / "still.png")  # images go through the image processor
     return folder
 
 
@@ -71,7 +74,7 @@ def test_the_processor_gets_the_trainers_frames_and_batches_caption_as_single_fi
     one = CaptionSettings(model=str(checkpoint), max_new_tokens=12, sample_frames=4, batch_size=1)
     caption_files(files_in(clips), one)
     singles = captions(clips)
-    assert len(singles) == len(SIZES) and len(set(singles.values())) > 1  # the captions depend on the pixels
+    assert len(singles) == FILES and len(set(singles.values())) > 1  # the captions depend on the pixels
     assert len(seen) == len(SIZES)
     for path, given in zip(sorted(clips.glob("*.mp4")), seen):
         expected, _, _ = caption_frames(path, SETTINGS, 4)
@@ -96,7 +99,7 @@ def test_trigger_words_keep_and_overwrite(checkpoint, tmp_path):
         model=str(checkpoint), max_new_tokens=12, sample_frames=4, prefix="mystyle, ", suffix=" [end]"
     )
     results = caption_files(files_in(clips), tagged)
-    assert [r["status"] for r in results] == ["kept (has a caption)"] + ["written"] * (len(SIZES) - 1)
+    assert [r["status"] for r in results] == ["kept (has a caption)"] + ["written"] * (FILES - 1)
     after = captions(clips)
     assert after["clip0.txt"] == "written by hand"
     for name in after:
@@ -122,7 +125,7 @@ def test_a_kill_mid_run_leaves_whole_captions_and_the_rerun_finishes(checkpoint,
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     partial = captions(clips)
-    assert 0 < len(partial) < len(SIZES), "the kill should land mid-run"
+    assert 0 < len(partial) < FILES, "the kill should land mid-run"
     assert all(expected[name] == text for name, text in partial.items())  # whole captions only
 
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
