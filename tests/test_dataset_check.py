@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from dataset_cli import load_cli
 
 from modules.config.loading import config_from_dict
 from modules.data.demo_data import DemoClip, write_clip
@@ -92,8 +93,8 @@ def test_check_lists_what_training_caches(data_and_config, tiny_model_dir):
     }
 
 
-@pytest.mark.slow  # CLI subprocesses each import torch: about 20 s apiece on the shared machine
-def test_cli_prints_text_and_json(data_and_config, tmp_path):
+@pytest.mark.slow  # a CLI subprocess imports torch: about 20 s on the shared machine
+def test_cli_prints_text_and_json(data_and_config, tmp_path, capsys):
     data, settings = data_and_config
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(settings))
@@ -102,8 +103,11 @@ def test_cli_prints_text_and_json(data_and_config, tmp_path):
     assert as_json.returncode == 0, as_json.stderr
     report = json.loads(as_json.stdout)
     assert report["totals"]["files_skipped"] == 2
-    folder = subprocess.run([*script, str(data), "--fps", "16", "--frames", "17"], capture_output=True, text=True)
-    assert folder.returncode == 0, folder.stderr
-    assert "SKIPPED" in folder.stdout and "broken.mp4" in folder.stdout and "captions:" in folder.stdout
-    missing = subprocess.run([*script, str(tmp_path / "nowhere")], capture_output=True, text=True)
-    assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
+    # The same entry point in this process (a subprocess costs a torch import): text for a folder, a bad input.
+    cli = load_cli()
+    assert cli.main(["check", str(data), "--fps", "16", "--frames", "17"]) == 0
+    text = capsys.readouterr().out
+    assert "SKIPPED" in text and "broken.mp4" in text and "captions:" in text
+    assert cli.main(["check", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "Traceback" not in err
