@@ -187,3 +187,26 @@ def test_a_broken_video_in_a_folder_is_reported_and_the_others_are_split(long_cl
     assert [r["start_frame"] for r in results] == [0, *CUTS]
     assert len(failures) == 1 and failures[0].path == folder / "a_broken.mp4"
     assert not list((tmp_path / "clips").glob("a_broken*"))
+
+
+@pytest.mark.parametrize("reencode", [False, True])
+def test_colour_tags_travel_with_the_clips(tmp_path, reencode):
+    tags = "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:range=pc"
+    codec = ("-c:v", "libx264", "-crf", "4", "-g", "12")
+    source = write_pattern_video(tmp_path / "tagged.mp4", count=24, codec=codec, filters=tags)
+
+    def colour(path: Path) -> tuple:
+        with av.open(str(path)) as container:
+            context = container.streams.video[0].codec_context
+            return (
+                int(context.color_primaries),
+                int(context.color_trc),
+                int(context.colorspace),
+                int(context.color_range),
+            )
+
+    assert colour(source) == (9, 16, 9, 2)  # BT.2020, PQ, BT.2020 non-constant, full range: the tags were written
+    settings = SplitSettings(tmp_path / "clips", 0.2, 0.4, always_reencode=reencode)
+    results, _ = split_sources([source], settings)
+    assert len(results) == 2 and {r["method"] for r in results} == {"re-encode" if reencode else "stream copy"}
+    assert all(colour(Path(r["clip"])) == colour(source) for r in results)
