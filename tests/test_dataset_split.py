@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 from dataset_cli import load_cli
-from media_fixtures import ffmpeg, frame_number, player_frames, with_rotation, write_pattern_video
+from media_fixtures import ffmpeg, frame_number, player_frames, trimmed, with_rotation, write_pattern_video
 
 from modules.data.frame_windows import resampled_source_indices
 from modules.data.media_io import probe
@@ -119,11 +119,12 @@ def shown_sources(tmp_path_factory) -> dict[str, Path]:
             extra=("-fps_mode", "passthrough"),
         ),
         "rotated": with_rotation(base, folder / "rotated.mp4", 90),
+        "edit_list": trimmed(base, folder / "edit_list.mp4", 0.5),  # frames before 0.5 s hidden by an edit list
         "anamorphic": write_pattern_video(folder / "anamorphic.mp4", count=48, codec=codec, filters="setsar=4/3"),
     }
 
 
-@pytest.mark.parametrize("name", ["rotated", "anamorphic", "vfr"])
+@pytest.mark.parametrize("name", ["rotated", "anamorphic", "vfr", "edit_list"])
 @pytest.mark.parametrize("reencode", [False, True])
 def test_clips_play_as_the_source_does(shown_sources, tmp_path, name, reencode):
     source = shown_sources[name]
@@ -135,8 +136,9 @@ def test_clips_play_as_the_source_does(shown_sources, tmp_path, name, reencode):
         settings = SplitSettings(tmp_path / "clips", 0.2, 1.2, always_reencode=reencode, crf=4)
     results, failures = split_sources([source], settings)
     assert not failures
-    assert [(r["start_frame"], r["end_frame"]) for r in results] == [(0, 24), (24, 48)]
-    assert {r["method"] for r in results} == {"re-encode" if reencode else "stream copy"}
+    assert [(r["start_frame"], r["end_frame"]) for r in results] == [(0, 24), (24, info.frame_count)]
+    # The edit list's first shown frame lies inside a GOP and no keyframe falls on a clip edge: re-encoded.
+    assert {r["method"] for r in results} == {"re-encode" if reencode or name == "edit_list" else "stream copy"}
     scale = name == "anamorphic"
     shown = player_frames(source, info.width, info.height, scale_width=scale)
     for result in results:
