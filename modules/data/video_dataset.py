@@ -52,6 +52,22 @@ class DatasetSettings:
     on_missing_mask: str = "train_all"
 
 
+def settings_from_config(data, model_fps: float, pixel_multiple: int) -> DatasetSettings:
+    """The run's settings from the config's `data` section and the model's rate and pixel multiple: the one place
+    both training (modules/wan/training/data_loader.py) and `scripts/dataset.py check` build them."""
+    return DatasetSettings(
+        target_fps=data.fps or model_fps,
+        window_frames=data.frames,
+        min_frames=data.min_frames,
+        extraction_mode=data.extraction_mode,
+        max_windows=data.max_windows_per_video,
+        stride=data.slide_stride,
+        target_area=data.resolution * data.resolution,
+        pixel_multiple=pixel_multiple,
+        masked=data.masked_training,
+    )
+
+
 def build_pipeline(
     settings: DatasetSettings,
     cache: DiskCache,

@@ -16,7 +16,7 @@ from modules.data.concept_options import concept_settings
 from modules.data.concepts import Concept, DataError, collect_media
 from modules.data.report import DataReport
 from modules.data.stages import CacheCaptions
-from modules.data.video_dataset import DatasetSettings, build_cached_dataset, load_sample
+from modules.data.video_dataset import build_cached_dataset, load_sample, settings_from_config
 from modules.wan.embeddings.vectors import embedding_identity, expand_prompt
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning
@@ -51,17 +51,7 @@ class WanBaseDataLoader(BaseDataLoader):
             # A multi-vector embedding's placeholder stands for all its tokens (modules/wan/embeddings/vectors.py).
             return model.encode_text([expand_prompt(model, caption) for caption in captions])
 
-        settings = DatasetSettings(
-            target_fps=data.fps or model.variant.fps,
-            window_frames=data.frames,
-            min_frames=data.min_frames,
-            extraction_mode=data.extraction_mode,
-            max_windows=data.max_windows_per_video,
-            stride=data.slide_stride,
-            target_area=data.resolution * data.resolution,
-            pixel_multiple=model.variant.pixel_multiple,
-            masked=data.masked_training,
-        )
+        settings = settings_from_config(data, model.variant.fps, model.variant.pixel_multiple)
         # Loaded embeddings change what captions encode to: their identity is part of every caption key
         # (nothing is added without embeddings, so caches made before embeddings existed stay valid).
         embeddings_key = f":embeddings={embedding_identity(model)}" if embedding_identity(model) else ""

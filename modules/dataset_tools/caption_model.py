@@ -1,0 +1,110 @@
+"""Loading a vision-language captioner: the Qwen2.5-VL / Qwen3-VL class named by the checkpoint's config.
+
+Local folder or the Hugging Face cache only, unless the user allows a download; never remote code. Optional
+8-bit / 4-bit weights through bitsandbytes (CUDA only) for small cards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from modules.util.errors import UserError
+
+# config.model_type -> transformers class; a type the installed transformers lacks is reported, not guessed.
+MODEL_CLASSES = {
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
+    "qwen2_vl": "Qwen2VLForConditionalGeneration",
+}
+
+
+class CaptionModelError(UserError):
+    """The captioning model cannot be loaded; the message names it and the fix."""
+
+
+def load_captioner(source: str, allow_download: bool, quantize: str, device: str, dtype: str):
+    """(model, processor, device) ready for generate(); the processor first, as it fails fastest."""
+    processor = load_processor(source, allow_download)
+    model, target = load_model(source, allow_download, quantize, device, dtype)
+    return model, processor, target
+
+
+def load_processor(source: str, allow_download: bool):
+    import transformers
+
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(
+            source, local_files_only=not allow_download, trust_remote_code=False
+        )
+    except ImportError as error:
+        raise CaptionModelError(
+            f"{source}: transformers cannot build this model's processor ({str(error).strip().splitlines()[0]}). "
+            "Fix: install torchvision built for your torch, from the same index (torch 2.13.0 goes with "
+            "torchvision 0.28.0); transformers' Qwen-VL video processors need it."
+        ) from None
+    except (OSError, ValueError) as error:
+        raise CaptionModelError(f"{source}: cannot load the processor ({error}). Fix: {_fix(source)}.") from None
+    processor.tokenizer.padding_side = "left"  # generation continues every row at its end
+    return processor
+
+
+def model_class_for(source: str, allow_download: bool):
+    """The transformers class named by the checkpoint's config.json model_type."""
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(
+            source, local_files_only=not allow_download, trust_remote_code=False
+        )
+    except (OSError, ValueError) as error:
+        raise CaptionModelError(f"{source}: cannot read the model config ({error}). Fix: {_fix(source)}.") from None
+    class_name = MODEL_CLASSES.get(config.model_type)
+    model_class = getattr(transformers, class_name, None) if class_name else None
+    if model_class is None:
+        known = ", ".join(MODEL_CLASSES)
+        raise CaptionModelError(
+            f"{source}: model_type {config.model_type!r} is not a supported captioner with transformers "
+            f"{transformers.__version__} (supported: {known}). Fix: use a Qwen2.5-VL or Qwen3-VL checkpoint"
+            + (" or a newer transformers." if class_name else ".")
+        )
+    return model_class
+
+
+def load_model(source: str, allow_download: bool, quantize: str = "none", device: str = "auto", dtype: str = "auto"):
+    """(model in eval mode, its device)."""
+    import transformers
+
+    model_class = model_class_for(source, allow_download)
+    target = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    kwargs = {"local_files_only": not allow_download, "trust_remote_code": False}
+    if quantize != "none":
+        if target.type != "cuda":
+            raise CaptionModelError(
+                f"--quantize {quantize}: bitsandbytes' 8/4-bit weights need a CUDA GPU (device is {target}). "
+                "Fix: run on a GPU or use --quantize none."
+            )
+        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_8bit=quantize == "8bit",
+            load_in_4bit=quantize == "4bit",
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": target.index or 0}
+    if dtype == "auto":
+        dtype = "bfloat16" if target.type == "cuda" else "float32"
+    kwargs["dtype"] = getattr(torch, dtype)
+    try:
+        model = model_class.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        raise CaptionModelError(f"{source}: cannot load the {model_class.__name__} weights ({error}).") from None
+    if quantize == "none":
+        model.to(target)
+    return model.eval(), target
+
+
+def _fix(source: str) -> str:
+    if Path(source).exists():
+        return "the folder must hold a transformers checkpoint (config.json, weights, processor and tokenizer files)"
+    return "pass a local checkpoint folder, or add --allow-download to fetch it from the Hugging Face hub"

@@ -1,0 +1,59 @@
+"""The concepts and data settings the dataset tools use: a training config's, exactly as a training run builds
+them (so `check` and `caption` see the windows training will cache), or a folder with settings given directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from modules.data.concept_options import concept_settings
+from modules.data.concepts import Concept
+from modules.data.video_dataset import DatasetSettings, settings_from_config
+from modules.util.errors import UserError
+
+
+@dataclass(frozen=True)
+class ConceptPlan:
+    concept: Concept
+    settings: DatasetSettings
+    label: str  # "data.concepts[0]" or the folder
+
+
+def from_config(config_path: Path, overrides: list[str] = ()) -> list[ConceptPlan]:
+    """Every concept of a training config with its settings, built as WanBaseDataLoader.prepare builds them."""
+    from modules.config.loading import load_config
+
+    return from_train_config(load_config(config_path, list(overrides)))
+
+
+def from_train_config(config) -> list[ConceptPlan]:
+    from modules.wan.training.data_loader import _concept  # the one mapping of a concept setting to a Concept
+
+    variant = _variant(config)
+    data = config.data
+    base = settings_from_config(data, variant.fps, variant.pixel_multiple)
+    return [
+        ConceptPlan(_concept(c), concept_settings(base, c), f"data.concepts[{i}]") for i, c in enumerate(data.concepts)
+    ]
+
+
+def from_folders(folders: list[Path], settings: DatasetSettings, include_subdirectories: bool = False):
+    return [
+        ConceptPlan(Concept(path=Path(f), include_subdirectories=include_subdirectories), settings, str(f))
+        for f in folders
+    ]
+
+
+def _variant(config):
+    from modules.wan.variants import VARIANTS
+
+    if config.model.variant in VARIANTS:
+        return VARIANTS[config.model.variant]
+    if not config.model.base_path:
+        raise UserError(
+            "model.variant is 'auto' and model.base_path is empty: the trained fps and pixel multiple are unknown. "
+            "Fix: set model.variant (TI2V-5B, T2V-A14B or I2V-A14B) in the config."
+        )
+    from modules.wan.loading.detection import detect_variant
+
+    return detect_variant(config.model.base_path)
