@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from modules.memory.facts import ModelFacts
 from modules.memory.phases import GIB, Phase, RunSettings, caching_phase, sampling_phases, training_phase
 from modules.memory.phases import trained_fraction as _trained_fraction
+from modules.trainer.optimizer_state_bytes import optimizer_state_bytes
 
 
 def settings_from_config(config, facts: ModelFacts) -> RunSettings:
@@ -28,6 +29,7 @@ def settings_from_config(config, facts: ModelFacts) -> RunSettings:
         compute_dtype=config.training.train_dtype,
         lora_rank=config.lora.rank,
         optimizer=config.training.optimizer,
+        optimizer_state_bytes=optimizer_state_bytes(config.training),
         gradient_checkpointing=config.training.gradient_checkpointing,
         batch_size=config.training.batch_size,
         resolution=config.data.resolution,
