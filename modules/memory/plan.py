@@ -91,8 +91,10 @@ class MemoryPlan:
 
     def traffic_per_step(self) -> float:
         """Bytes copied between CPU and GPU per training step by swapping (each swapped block in once per forward
-        and once per backward) and activation offloading (each checkpointed input out and back)."""
+        and once per backward) and activation offloading (each checkpointed input's copies as the offloading makes
+        them: offload_copies_per_step, measured by tests/test_activation_offload_traffic.py)."""
         from modules.memory.phases import block_bytes
+        from modules.module.activation_offload import offload_copies_per_step
 
         memory = getattr(self.config, "memory", None)
         expert = self.facts.experts[0]
@@ -100,7 +102,7 @@ class MemoryPlan:
         traffic = 2 * swap * block_bytes(expert, self.config.model.transformer_dtype)
         if getattr(memory, "offload_activations", False):
             scale = 2 if self.config.training.train_dtype == "float32" else 1
-            traffic += 2 * expert.num_blocks * self.tokens * 2 * expert.dim * scale
+            traffic += offload_copies_per_step(expert.num_blocks) * self.tokens * 2 * expert.dim * scale
         return traffic
 
     def in_use(self) -> str:
