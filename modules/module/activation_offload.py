@@ -2,19 +2,18 @@
 
 With gradient checkpointing, what stays alive between the forward and the backward pass is each block's input
 (a hidden state of batch x tokens x width: 832x480x81 on A14B is 32,760 tokens x 5120 x 2 bytes = 320 MiB per block,
-12.5 GiB for 40 blocks). `offloaded_checkpoint` is a drop-in `gradient_checkpointing_func` for diffusers models: it
-moves the block's first input to the CPU (a differentiable copy, so its gradient flows back to the device) and
-checkpoints a function that copies it back to the device before the block runs, in the forward pass and again in
-the recomputation. The device copy of the input is then free as soon as the next block has started.
-The other inputs (text states, timestep projection, rotary tables) are shared by every block and stay.
+12.5 GiB for 40 blocks). `offloaded_checkpoint` is a drop-in `gradient_checkpointing_func` for diffusers models:
+the checkpoint saves the block's first input for the recomputation, and a saved-tensor hook parks that copy in CPU
+memory and brings it back when the backward pass recomputes the block. The forward pass and the gradients run on
+the device as without offloading. The other inputs (text states, timestep projection, rotary tables) are shared by
+every block and stay.
 
-Copies are exact, so results are bit-equal to plain checkpointing. The price, per block and step, is five copies
-of the block input's size (offload_copies_per_step, what the memory planner's traffic_per_step counts): out to
-the CPU, back for the forward, back again for the recomputation, and the gradient's way out and back through the
-two differentiable copies. On CUDA the first (the one the forward pass would wait for) goes into pinned memory on
-a side stream, so it overlaps the next block's compute; the copies back wait on its event. Every copy is counted
-in `TRAFFIC` (bytes and copies, on any device, the CPU included), which is how tests and benchmarks measure the
-traffic per step.
+Copies are exact, so results are bit-equal to plain checkpointing. The price is two copies of the block input per
+block and step (offload_copies_per_step, what the memory planner's traffic_per_step counts): out after the block's
+forward, back before its recomputation. (The first version moved the input through differentiable copies: five per
+block, the gradient's round trip included.) On CUDA the copy out goes into pinned memory on a side stream, so it
+overlaps the following blocks' compute; the copy back waits on its event. Every copy is counted in `TRAFFIC` (bytes
+and copies, on any device, the CPU included), which is how tests and benchmarks measure the traffic per step.
 """
 
 from __future__ import annotations
@@ -24,13 +23,12 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-OFFLOAD_COPIES_PER_BLOCK = 5
+OFFLOAD_COPIES_PER_BLOCK = 2  # out after the block's forward, back before its recomputation
 
 
 def offload_copies_per_step(num_blocks: int) -> int:
-    """Copies of one block input's size per step: five per block, but the first block's input needs no gradient
-    (the patch embedding before it never trains), so its gradient makes no round trip."""
-    return OFFLOAD_COPIES_PER_BLOCK * num_blocks - 2 if num_blocks else 0
+    """Copies of one block input's size per training step."""
+    return OFFLOAD_COPIES_PER_BLOCK * num_blocks
 
 
 @dataclass
@@ -79,35 +77,33 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device, copy=True)
 
 
-class _ToHost(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, tensor):
-        ctx.device = tensor.device
-        return _to_host(tensor)
+@dataclass
+class _Parked:
+    """A block input waiting in CPU memory for its block's recomputation."""
 
-    @staticmethod
-    def backward(ctx, grad):
-        return _to_device(grad, ctx.device)
-
-
-class _ToDevice(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, tensor, device):
-        return _to_device(tensor, device)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _to_host(grad), None
+    host: torch.Tensor
+    device: torch.device
 
 
 def offloaded_checkpoint(module: torch.nn.Module, *args):
-    hidden, rest = args[0], args[1:]
-    device = hidden.device
+    """Checkpoint `module` with its first input parked in CPU memory until the recomputation needs it.
 
-    def run(stored: torch.Tensor, *others):
-        return module(_ToDevice.apply(stored, device), *others)
+    The checkpoint saves its inputs for the recomputation as saved tensors, outside its own hooks, so the hooks
+    here see exactly those: the block input goes to the CPU, the inputs every block shares stay. The forward pass
+    and the gradient use the device tensor as they would without offloading; only the copy kept for the backward
+    pass lives in CPU memory."""
+    hidden = args[0]
 
-    return checkpoint(run, _ToHost.apply(hidden), *rest, use_reentrant=False)
+    def pack(tensor: torch.Tensor):
+        if tensor.data_ptr() == hidden.data_ptr() and tensor.shape == hidden.shape:
+            return _Parked(_to_host(tensor.detach()), tensor.device)
+        return tensor
+
+    def unpack(saved):
+        return _to_device(saved.host, saved.device) if isinstance(saved, _Parked) else saved
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        return checkpoint(module, *args, use_reentrant=False)
 
 
 def offload_activations(transformer) -> None:
