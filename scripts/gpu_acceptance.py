@@ -24,7 +24,7 @@ import _repo_path  # noqa: F401
 import torch
 
 from modules.benchmark import acceptance_checks as checks
-from modules.benchmark.acceptance import DEFAULT_BUDGET_S, AcceptanceReport, run_stages
+from modules.benchmark.acceptance import DEFAULT_BUDGET_S, STAGES, AcceptanceReport, estimate_s, run_stages
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,8 +45,12 @@ def main() -> int:
         torch.set_num_threads(1)
     deadline = time.monotonic() + args.budget_s
 
-    def left() -> float:
-        return deadline - time.monotonic()
+    estimates = {stage.key: estimate_s(stage, on_gpu, tiny) for stage in STAGES}
+
+    def left(key: str) -> float:
+        """A child process's time limit: what the budget has left, and never 3x its estimate (a hung stage must
+        not eat the stages after it)."""
+        return min(deadline - time.monotonic(), 3 * estimates[key] + 30)
 
     report = AcceptanceReport(out_dir=out, device=str(device), tiny=tiny, budget_s=args.budget_s)
 
@@ -58,11 +62,11 @@ def main() -> int:
     runners = {
         "environment": environment,
         "cpu_vs_device": lambda: checks.cpu_vs_device(device),
-        "presets": lambda: checks.presets(device, tiny, out, left()),
+        "presets": lambda: checks.presets(device, tiny, out, left("presets")),
         "layers_and_swap": lambda: checks.layers_and_swap(device, tiny),
-        "real_5b": lambda: checks.real_shapes("TI2V-5B", 32, tiny, device, out, left()),
-        "real_a14b": lambda: checks.real_shapes("T2V-A14B", 64, tiny, device, out, left()),
-        "a14b_24gb_cap": lambda: checks.capped_a14b(device, out, left()),
+        "real_5b": lambda: checks.real_shapes("TI2V-5B", 32, tiny, device, out, left("real_5b")),
+        "real_a14b": lambda: checks.real_shapes("T2V-A14B", 64, tiny, device, out, left("real_a14b")),
+        "a14b_24gb_cap": lambda: checks.capped_a14b(device, out, left("a14b_24gb_cap")),
     }
     print(f"GPU acceptance on {device}{' (tiny)' if tiny else ''}, budget {args.budget_s:.0f} s, results in {out}")
     run_stages(report, runners, on_gpu, deadline)

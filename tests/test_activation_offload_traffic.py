@@ -42,6 +42,8 @@ def test_bytes_per_step_equal_the_planners_traffic(tiny_model_dir, demo_data_dir
     blocks = len(transformer.blocks)
     # Two per block: out after its forward, back before its recomputation.
     assert TRAFFIC.copies == offload_copies_per_step(blocks) == 2 * blocks
+    # Every copy back but the first recomputed block's was started a block ahead.
+    assert TRAFFIC.prefetched == blocks - 1
     assert plan.tokens == 48
     width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
     assert TRAFFIC.bytes == plan.traffic_per_step() == 2 * blocks * 48 * width * 4  # float32 block inputs

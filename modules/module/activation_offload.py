@@ -12,12 +12,14 @@ Copies are exact, so results are bit-equal to plain checkpointing. The price is 
 block and step (offload_copies_per_step, what the memory planner's traffic_per_step counts): out after the block's
 forward, back before its recomputation. (The first version moved the input through differentiable copies: five per
 block, the gradient's round trip included.) On CUDA the copy out goes into pinned memory on a side stream, so it
-overlaps the following blocks' compute; the copy back waits on its event. Every copy is counted in `TRAFFIC` (bytes
+overlaps the following blocks' compute; while the backward pass recomputes a block, the input of the block before
+it is already being copied back on that stream (prefetch). Every copy is counted in `TRAFFIC` (bytes
 and copies, on any device, the CPU included), which is how tests and benchmarks measure the traffic per step.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -35,13 +37,14 @@ def offload_copies_per_step(num_blocks: int) -> int:
 class Traffic:
     copies: int = 0
     bytes: int = 0
+    prefetched: int = 0  # copies back started one block ahead
 
     def add(self, tensor: torch.Tensor) -> None:
         self.copies += 1
         self.bytes += tensor.numel() * tensor.element_size()
 
     def reset(self) -> None:
-        self.copies = self.bytes = 0
+        self.copies = self.bytes = self.prefetched = 0
 
 
 TRAFFIC = Traffic()
@@ -77,12 +80,50 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device, copy=True)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Parked:
-    """A block input waiting in CPU memory for its block's recomputation."""
+    """A block input waiting in CPU memory for its block's recomputation. `previous` is the input parked before it
+    (the block the backward pass recomputes next), prefetched to the device while this block's backward runs."""
 
     host: torch.Tensor
     device: torch.device
+    previous: weakref.ref | None = None
+    ready: torch.Tensor | None = None  # the device copy, when prefetched
+    consumed: bool = False
+
+
+_LAST_PARKED: list[weakref.ref | None] = [None]
+
+
+def _prefetch(parked: _Parked) -> torch.Tensor:
+    """Start the copy back of `parked` (on CUDA on the side stream, ordered after its copy out)."""
+    TRAFFIC.prefetched += 1
+    if parked.device.type != "cuda":
+        return _to_device(parked.host, parked.device)
+    TRAFFIC.add(parked.host)
+    stream = _SIDE_STREAMS[parked.device]
+    event = getattr(parked.host, "_offload_event", None)
+    if event is not None:
+        stream.wait_event(event)
+    with torch.cuda.stream(stream):
+        ready = parked.host.to(parked.device, non_blocking=True)
+    ready._offload_event = stream.record_event()
+    return ready
+
+
+def _bring_back(parked: _Parked) -> torch.Tensor:
+    parked.consumed = True
+    tensor, parked.ready = parked.ready, None
+    if tensor is None:
+        tensor = _to_device(parked.host, parked.device)
+    elif parked.device.type == "cuda":
+        current = torch.cuda.current_stream(parked.device)
+        current.wait_event(tensor._offload_event)
+        tensor.record_stream(current)  # made on the side stream, used and freed on this one
+    previous = parked.previous() if parked.previous is not None else None
+    if previous is not None and not previous.consumed and previous.ready is None:
+        previous.ready = _prefetch(previous)  # overlaps this block's recomputation and backward
+    return tensor
 
 
 def offloaded_checkpoint(module: torch.nn.Module, *args):
@@ -96,11 +137,13 @@ def offloaded_checkpoint(module: torch.nn.Module, *args):
 
     def pack(tensor: torch.Tensor):
         if tensor.data_ptr() == hidden.data_ptr() and tensor.shape == hidden.shape:
-            return _Parked(_to_host(tensor.detach()), tensor.device)
+            parked = _Parked(_to_host(tensor.detach()), tensor.device, _LAST_PARKED[0])
+            _LAST_PARKED[0] = weakref.ref(parked)  # weak: a finished step's inputs are freed with its graph
+            return parked
         return tensor
 
     def unpack(saved):
-        return _to_device(saved.host, saved.device) if isinstance(saved, _Parked) else saved
+        return _bring_back(saved) if isinstance(saved, _Parked) else saved
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         return checkpoint(module, *args, use_reentrant=False)
