@@ -8,7 +8,8 @@ the steps are GenericTrainer's own. One expert of an A14B model is trained (each
       --compile none,blocks --json docs/benchmarks/ti2v_5b_lora.json
   # a preset's settings under 16/24/32/48/80 GB caps (which fit?):
   python scripts/benchmark.py --preset training_presets/wan22_t2v_a14b_lora_24gb.json --sweep tiers
-  # regression check against an earlier result (exit code 3 when slower or bigger):
+  # regression check against an earlier result with the same full settings (exit code 3 when slower or bigger,
+  # 4 when no row of the baseline has the settings of a row here):
   python scripts/benchmark.py ... --compare baseline.json
   # CPU, tiny model (what CI runs):
   python scripts/benchmark.py --tiny --steps 4 --json out.json
@@ -33,6 +34,8 @@ from modules.wan.variants import VARIANTS
 TIERS_GB = (16, 24, 32, 48, 80)
 TINY = {"num_layers": 2, "heads": 2, "head_dim": 32}
 REGRESSION_EXIT_CODE = 3
+NO_MATCH_EXIT_CODE = 4  # --compare found no row of the baseline with the same full settings
+LANDSCAPE = (832, 480)  # the aspect ratio of the default benchmark clip (WAN's 480p landscape)
 
 
 def base_settings(args) -> dict:
@@ -48,6 +51,8 @@ def base_settings(args) -> dict:
     data["backup"] = {"every_steps": 0}
     data.setdefault("output", {})["save_every_steps"] = 0
     data.setdefault("output", {})["tensorboard"] = False
+    # The random model has no folder to copy the untrained parts from: a full fine-tune saves its single files only.
+    data.setdefault("finetune", {})["save_diffusers"] = False
     variant = VARIANTS[data["model"].get("variant", args.variant)]
     if variant.has_transformer_2:
         data.setdefault("experts", {})["train"] = "high_noise"
@@ -71,19 +76,31 @@ def base_settings(args) -> dict:
     if args.checkpointing is not None:
         data.setdefault("training", {})["gradient_checkpointing"] = args.checkpointing
     if args.tiny:
-        data["model"]["transformer_dtype"] = data["training"]["train_dtype"] = "float32"
+        data["model"]["transformer_dtype"] = data.setdefault("training", {})["train_dtype"] = "float32"
     for override in args.set:
         apply_override(data, override)
     return data
 
 
+def clip_size(data: dict, tiny: bool) -> tuple[int, int]:
+    """The default clip: 64x64 tiny; else the bucket training would use for a landscape 832x480 clip at the
+    preset's data.resolution (its area), e.g. 832x480 for the A14B presets' 632, never a size the model refuses."""
+    if tiny:
+        return 64, 64
+    from modules.data.buckets import resolution_bucket
+
+    variant = VARIANTS[data["model"]["variant"]]
+    side = data["data"].get("resolution", 640)
+    return resolution_bucket(LANDSCAPE[0], LANDSCAPE[1], side * side, variant.pixel_multiple)
+
+
 def configurations(args) -> list[tuple[str, dict, Measure]]:
     data = base_settings(args)
     variant = data["model"]["variant"]
-    default_size, default_frames = (64, 9) if args.tiny else (data["data"].get("resolution", 480), 81)
-    width = args.width or default_size
-    height = args.height or default_size
-    frames = data["data"].setdefault("frames", default_frames)
+    default_width, default_height = clip_size(data, args.tiny)
+    width = args.width or default_width
+    height = args.height or default_height
+    frames = data["data"].setdefault("frames", 9 if args.tiny else 81)
     label = f"{variant} {data.get('training_method', 'lora')} {width}x{height}x{frames}"
     rows = []
     for compile_mode in args.compile.split(","):
@@ -126,20 +143,27 @@ def print_row(row: dict) -> None:
 
 
 def run_all(args) -> dict:
-    rows = []
-    for name, settings, measure in configurations(args):
-        row = run_configuration(name, config_from_dict(settings), measure)
-        row["settings"] = settings
-        print_row(row)
-        rows.append(row)
+    """Every configuration, each an ok/oom/skipped/error row; the JSON (--json) is rewritten after every row, so a
+    run that dies later still leaves the rows before."""
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return {
+    document = {
         "machine": results.machine_info(torch.device(device)),
         "versions": results.versions(),
         "git_commit": results.git_commit(),
         "attention": results.attention_backends(torch.device(device)),
-        "results": rows,
+        "results": [],
     }
+    for name, settings, measure in configurations(args):
+        try:
+            row = run_configuration(name, config_from_dict(settings), measure)
+        except Exception as error:  # noqa: BLE001 - a bad configuration (e.g. ConfigError) is a row too
+            row = {"name": name, "status": "error", "error": f"{type(error).__name__}: {error}"[:500]}
+        row.update(settings=settings, width=measure.width, height=measure.height)
+        print_row(row)
+        document["results"].append(row)
+        if args.json:
+            results.write_results(args.json, document)
+    return document
 
 
 def main() -> int:
@@ -188,6 +212,9 @@ def main() -> int:
         print(f"results: {args.json}")
     if args.compare:
         baseline = json.loads(args.compare.read_text(encoding="utf-8"))
+        if not results.matching_rows(document, baseline):
+            print(f"NO MATCH: no row of {args.compare} has the full settings of a row here (name, settings, size, cap)")
+            return NO_MATCH_EXIT_CODE
         regressions = results.compare(document, baseline, args.threshold, args.memory_threshold)
         for line in regressions:
             print(f"REGRESSION {line}")

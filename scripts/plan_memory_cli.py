@@ -5,20 +5,13 @@ from __future__ import annotations
 import _repo_path  # noqa: F401
 
 from modules.memory.planner import plan_memory
+from modules.util.device import gpu_capacity_gib
 
 TIERS = (16, 24, 32, 48, 80)
 
 
-def gpu_memory_gib() -> float | None:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_properties(0).total_memory / 2**30
-    return None
-
-
 def print_plan(config, vram_gib: float | None) -> int:
-    vram = vram_gib if vram_gib is not None else gpu_memory_gib()
+    vram = vram_gib if vram_gib is not None else gpu_capacity_gib()
     plan = plan_memory(config, vram)
     print(plan.table())
     if vram is None:

@@ -28,6 +28,11 @@ class BaseModel(ABC):
     def denoisers_to(self, device: torch.device) -> None:
         """Move the parts used on every training step to `device`."""
 
+    def memory_facts(self):
+        """The memory planner's facts of this loaded model (modules/memory/facts.py ModelFacts), or None when the
+        plugin has none; the planner then reads them from the config's sources."""
+        return None
+
     @abstractmethod
     def eval(self) -> None:
         """Put every part in eval mode (the setup switches trained parts back to train mode)."""

@@ -125,13 +125,28 @@ def validate(document: dict) -> None:
     jsonschema.validate(document, SCHEMA)
 
 
+def row_key(row: dict) -> str:
+    """What makes two rows the same measurement: every setting (rank, dtypes, fp8, checkpointing, batch, optimizer,
+    memory settings, compile, overrides), the clip size and the memory cap; the name alone says too little."""
+    return json.dumps(
+        {k: row.get(k) for k in ("name", "settings", "width", "height", "memory_cap_gib")}, sort_keys=True, default=str
+    )
+
+
+def matching_rows(current: dict, baseline: dict) -> list[str]:
+    """Names of the rows here whose full settings a row of the baseline has."""
+    keys = {row_key(row) for row in baseline["results"]}
+    return [row["name"] for row in current["results"] if row_key(row) in keys]
+
+
 def compare(current: dict, baseline: dict, time_threshold: float, memory_threshold: float) -> list[str]:
-    """One line per configuration slower than the baseline by more than `time_threshold` (a fraction), using
-    more peak device memory by more than `memory_threshold`, or failing where the baseline ran."""
-    base_rows = {row["name"]: row for row in baseline["results"] if row["status"] == "ok"}
+    """Rows are matched by their full settings (row_key). One line per configuration slower than the baseline by
+    more than `time_threshold` (a fraction), using more peak device memory by more than `memory_threshold`, or
+    failing where the baseline ran."""
+    base_rows = {row_key(row): row for row in baseline["results"] if row["status"] == "ok"}
     regressions = []
     for row in current["results"]:
-        base = base_rows.get(row["name"])
+        base = base_rows.get(row_key(row))
         if base is None:
             continue
         if row["status"] != "ok":

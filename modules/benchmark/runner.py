@@ -20,6 +20,7 @@ from modules.benchmark.device_peaks import peak_tflops
 from modules.benchmark.flops import TransformerShape, training_step_flops
 from modules.benchmark.synthetic_data import SyntheticLatents
 from modules.config.train_config import TrainConfig
+from modules.config.validation import ConfigError
 from modules.registry import plugin_for
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.trainer.oom import OutOfMemoryStop
@@ -56,8 +57,13 @@ def _latent_shape(config: TrainConfig, measure: Measure) -> tuple[int, int, int,
     """(channels, frames, height, width) of one sample's latents, as the VAE would give for the clip size."""
     variant = VARIANTS[config.model.variant]
     stride = variant.vae_stride_spatial
-    height = (measure.height or config.data.resolution) // stride
-    width = (measure.width or config.data.resolution) // stride
+    pixels = (measure.width or config.data.resolution, measure.height or config.data.resolution)
+    if any(side % variant.pixel_multiple for side in pixels):
+        raise ConfigError(
+            f"clip size {pixels[0]}x{pixels[1]}: {variant.name} needs both sides a multiple of "
+            f"{variant.pixel_multiple} pixels (VAE stride x patch). Fix: pass --width/--height that are, e.g. 832x480"
+        )
+    width, height = pixels[0] // stride, pixels[1] // stride
     return variant.latent_channels, variant.latent_frames(config.data.frames), height, width
 
 
@@ -65,7 +71,13 @@ def run_configuration(name: str, config: TrainConfig, measure: Measure) -> dict:
     """Train `measure.steps` steps and return one result row (status 'ok', 'oom' or 'error')."""
     device = torch.device(config.training.device if config.training.device != "auto" else _auto_device())
     variant = VARIANTS[config.model.variant]
-    row = {"name": name, "status": "ok", "memory_cap_gib": measure.memory_cap_gib}
+    row = {
+        "name": name,
+        "status": "ok",
+        "memory_cap_gib": measure.memory_cap_gib,
+        "width": measure.width or config.data.resolution,
+        "height": measure.height or config.data.resolution,
+    }
     cap_note = _apply_memory_cap(device, measure.memory_cap_gib)
     if cap_note:
         return {**row, "status": "skipped", "error": cap_note}
@@ -73,6 +85,7 @@ def run_configuration(name: str, config: TrainConfig, measure: Measure) -> dict:
     try:
         with tempfile.TemporaryDirectory() as workspace:
             config.output.workspace_dir = workspace
+            channels, frames, height, width = _latent_shape(config, measure)  # a refused size fails before building
             model = benchmark_model(
                 variant.name,
                 device,
@@ -80,7 +93,6 @@ def run_configuration(name: str, config: TrainConfig, measure: Measure) -> dict:
                 fp8=config.model.transformer_dtype == "float8_e4m3fn",
                 tiny=measure.tiny,
             )
-            channels, frames, height, width = _latent_shape(config, measure)
             shape = TransformerShape.of(
                 dict(model.transformer.config), (frames, height, width), TEXT_TOKENS, variant.expand_timesteps
             )
@@ -100,6 +112,9 @@ def run_configuration(name: str, config: TrainConfig, measure: Measure) -> dict:
             start = time.perf_counter()
             trainer.set_up_training()
             setup_seconds = time.perf_counter() - start
+            if device.type == "cuda":  # the peaks of training, not of building and placing the model
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
             tracker = BlockTracker(model.transformer.blocks, measure.fail_at)
             step_times, losses = _timed_training(trainer, tracker, device)
             row.update(
@@ -117,12 +132,20 @@ def run_configuration(name: str, config: TrainConfig, measure: Measure) -> dict:
         cap = f" at {measure.memory_cap_gib:g} GB" if measure.memory_cap_gib else ""
         row.update(status="oom", error=f"OOM{cap} in {where}", detail=str(original).splitlines()[0][:300])
         row.update(_memory_fields(device))
+    except Exception as error:  # noqa: BLE001 - any failure is a result row; the next configuration still runs
+        row.update(status="error", error=f"{type(error).__name__}: {error}"[:500], detail=_traceback_tail())
     finally:
         if tracker is not None:
             tracker.remove()
         del trainer
         _release(device)
     return row
+
+
+def _traceback_tail() -> str:
+    import traceback
+
+    return "".join(traceback.format_exc().splitlines(keepends=True)[-12:])
 
 
 def _auto_device() -> str:

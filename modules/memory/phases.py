@@ -22,7 +22,6 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Bytes per block-linear weight in each storage, scales included per weight (int8: one float per row, ~0;
 # nf4: one float per 64 weights).
 LINEAR_STORAGE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1, "nf4": 0.5 + 4 / 64}
-OPTIMIZER_STATE_BYTES = {"adamw": 8, "adamw_8bit": 2}
 
 
 @dataclass
@@ -36,6 +35,7 @@ class RunSettings:
     compute_dtype: str
     lora_rank: int
     optimizer: str
+    optimizer_state_bytes: float  # per trained parameter (modules/trainer/optimizer_state_bytes.py)
     gradient_checkpointing: bool
     batch_size: int
     resolution: int
@@ -120,7 +120,7 @@ def caching_phase(facts: ModelFacts, run: RunSettings, vae_tiled: bool) -> Phase
 
 def _trained_state(facts: ModelFacts, run: RunSettings) -> dict[str, float]:
     expert = facts.experts[0]
-    state = OPTIMIZER_STATE_BYTES[run.optimizer]
+    state = run.optimizer_state_bytes
     if run.method == "lora":
         lora = expert.lora_params_per_rank * run.lora_rank
         loras = 1 if run.shared_lora else run.trained_experts

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from modules.memory.facts import ModelFacts
 from modules.memory.phases import GIB, Phase, RunSettings, caching_phase, sampling_phases, training_phase
 from modules.memory.phases import trained_fraction as _trained_fraction
+from modules.trainer.optimizer_state_bytes import optimizer_state_bytes
 
 
 def settings_from_config(config, facts: ModelFacts) -> RunSettings:
@@ -28,6 +29,7 @@ def settings_from_config(config, facts: ModelFacts) -> RunSettings:
         compute_dtype=config.training.train_dtype,
         lora_rank=config.lora.rank,
         optimizer=config.training.optimizer,
+        optimizer_state_bytes=optimizer_state_bytes(config.training),
         gradient_checkpointing=config.training.gradient_checkpointing,
         batch_size=config.training.batch_size,
         resolution=config.data.resolution,
@@ -89,8 +91,10 @@ class MemoryPlan:
 
     def traffic_per_step(self) -> float:
         """Bytes copied between CPU and GPU per training step by swapping (each swapped block in once per forward
-        and once per backward) and activation offloading (each checkpointed input out and back)."""
+        and once per backward) and activation offloading (each checkpointed input's copies as the offloading makes
+        them: offload_copies_per_step, measured by tests/test_activation_offload_traffic.py)."""
         from modules.memory.phases import block_bytes
+        from modules.module.activation_offload import offload_copies_per_step
 
         memory = getattr(self.config, "memory", None)
         expert = self.facts.experts[0]
@@ -98,7 +102,7 @@ class MemoryPlan:
         traffic = 2 * swap * block_bytes(expert, self.config.model.transformer_dtype)
         if getattr(memory, "offload_activations", False):
             scale = 2 if self.config.training.train_dtype == "float32" else 1
-            traffic += 2 * expert.num_blocks * self.tokens * 2 * expert.dim * scale
+            traffic += offload_copies_per_step(expert.num_blocks) * self.tokens * 2 * expert.dim * scale
         return traffic
 
     def in_use(self) -> str:

@@ -8,7 +8,8 @@
 
 The one estimate behind the presets test, the GUI's memory hint, `scripts/train.py --plan`, the warning a run
 prints before loading, the out-of-memory message and memory.vae_tiling=auto. The model's numbers come from its
-plugin (modules/registry.py memory_facts_for); the plan itself is modules/memory/plan.py, the arithmetic
+plugin: the loaded model's own (WanModel.memory_facts) once it is loaded, else from the config's sources
+(modules/registry.py memory_facts_for); the plan itself is modules/memory/plan.py, the arithmetic
 modules/memory/phases.py, and the formulas, with what was measured, docs/presets.md.
 """
 
@@ -17,14 +18,30 @@ from __future__ import annotations
 from modules.memory.facts import ModelFacts
 from modules.memory.plan import MemoryPlan, Recommendation, build_plan, card_name, settings_from_config
 
-__all__ = ["MemoryPlan", "Recommendation", "build_plan", "card_name", "plan_memory", "settings_from_config"]
+__all__ = [
+    "MemoryPlan",
+    "Recommendation",
+    "build_plan",
+    "card_name",
+    "model_facts",
+    "plan_memory",
+    "settings_from_config",
+]
 
 
-def plan_memory(config, vram_gib: float | None = None, facts: ModelFacts | None = None) -> MemoryPlan:
-    """Plan `config` (a TrainConfig) on a card of vram_gib (None: no card known; vae_tiling=auto then tiles where
-    the untiled VAE pass would be the run's peak)."""
+def model_facts(config, model=None) -> ModelFacts:
+    """The model's facts: the loaded model's own where one is loaded (nothing re-detected from paths), else from
+    the config's sources through its plugin (may raise PlanInputError when the config does not say enough)."""
+    facts = model.memory_facts() if model is not None else None
     if facts is None:
         from modules.registry import memory_facts_for
 
         facts = memory_facts_for(config)
-    return build_plan(config, vram_gib, facts)
+    return facts
+
+
+def plan_memory(config, vram_gib: float | None = None, facts: ModelFacts | None = None) -> MemoryPlan:
+    """Plan `config` (a TrainConfig) on a card of vram_gib (None: no card known; vae_tiling=auto then tiles where
+    the untiled VAE pass would be the run's peak). `facts`: from `model_facts(config, model)`; None reads them
+    from the config's sources."""
+    return build_plan(config, vram_gib, facts if facts is not None else model_facts(config))

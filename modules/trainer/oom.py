@@ -33,9 +33,14 @@ class OutOfMemoryStop(RuntimeError):
 
 
 def gpu_memory_gib(device: torch.device) -> float | None:
-    if device.type != "cuda":
+    """The GPU's size (or WAN_TRAINER_PRETEND_GPU_GIB's); None without a GPU. Never raises: advice must not."""
+    from modules.util.device import gpu_capacity_gib
+
+    try:
+        return gpu_capacity_gib(device)
+    except Exception as error:  # noqa: BLE001 - a bad environment variable is logged, the stop still happens
+        log.warning("%s", error)
         return None
-    return torch.cuda.get_device_properties(device).total_memory / 2**30
 
 
 def measured_peak(device: torch.device) -> str:
@@ -44,12 +49,13 @@ def measured_peak(device: torch.device) -> str:
     return f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB allocated at most"
 
 
-def planner_advice(config, device: torch.device) -> str:
+def planner_advice(config, device: torch.device, model=None) -> str:
+    """The planner's verdict for this GPU, with the loaded model's facts where `model` is given."""
     try:
-        from modules.memory.planner import plan_memory
+        from modules.memory.planner import model_facts, plan_memory
 
         vram = gpu_memory_gib(device)
-        return plan_memory(config, vram).verdict(vram)
+        return plan_memory(config, vram, model_facts(config, model)).verdict(vram)
     except Exception as error:  # noqa: BLE001 - advice must not hide the out-of-memory error
         return f"no plan ({error})"
 
@@ -100,14 +106,15 @@ class StepGuard:
             f"out of GPU memory during {self.what}: {error}\n"
             f"  measured peak: {peak}\n"
             f"  saved: {saved}; resume with backup.continue_last_backup=true\n"
-            f"  memory planner: {planner_advice(trainer.config, trainer.device)}"
+            f"  memory planner: {planner_advice(trainer.config, trainer.device, trainer.model)}"
         )
         log.error(message)
         return OutOfMemoryStop(message)
 
 
-def sample_oom_note(config, device: torch.device) -> str:
+def sample_oom_note(config, device: torch.device, model=None) -> str:
     """What a sample that ran out of memory adds to its log line."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return f"out of memory while sampling; training goes on. Memory planner: {planner_advice(config, device)}"
+    advice = planner_advice(config, device, model)
+    return f"out of memory while sampling; training goes on. Memory planner: {advice}"

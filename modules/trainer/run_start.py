@@ -34,12 +34,12 @@ def write_run_report(trainer) -> None:
 
 
 def warn_if_plan_does_not_fit(trainer, report: dict) -> None:
-    if trainer.device.type != "cuda":
-        return
     from modules.memory.planner import plan_memory
     from modules.trainer.oom import gpu_memory_gib
 
     vram = gpu_memory_gib(trainer.device)
+    if vram is None:
+        return
     try:
         plan = plan_memory(trainer.config, vram)
     except Exception as error:  # noqa: BLE001

@@ -83,7 +83,7 @@ class SampleHooks:
                 self.failures += 1
                 log.warning("sample %d (%s) failed at step %d: %s", index, tag, step, error, exc_info=True)
                 note = (
-                    sample_oom_note(self.run_state.config, self.run_state.device)
+                    sample_oom_note(self.run_state.config, self.run_state.device, self.run_state.model)
                     if isinstance(error, torch.OutOfMemoryError)
                     else "training goes on"
                 )

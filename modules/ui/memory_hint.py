@@ -14,15 +14,14 @@ NOT_AVAILABLE = "memory estimate not available"
 
 @lru_cache(maxsize=1)
 def gpu_memory_gib() -> float | None:
-    """Total memory of the first CUDA/ROCm device, or None (no GPU, or torch cannot see one)."""
+    """Total memory of the first CUDA/ROCm device (or WAN_TRAINER_PRETEND_GPU_GIB's), or None (no GPU, or torch
+    cannot see one)."""
     try:
-        import torch
+        from modules.util.device import gpu_capacity_gib
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_properties(0).total_memory / 2**30
+        return gpu_capacity_gib()
     except Exception:  # noqa: BLE001 - no GPU information is an answer too
         return None
-    return None
 
 
 def memory_hint(config) -> str:

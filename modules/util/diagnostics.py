@@ -144,6 +144,17 @@ def memory_plan_entry(config, vram_gib: float | None) -> dict:
         return {"verdict": f"no plan: {error}", "gpu_memory_gib": vram_gib, "error": str(error)}
 
 
+def _capacity_gib(found: list[dict]) -> float | None:
+    """The size the memory decisions use: WAN_TRAINER_PRETEND_GPU_GIB's where set, else the first GPU's."""
+    from modules.util.device import pretend_gpu_gib
+
+    try:
+        pretend = pretend_gpu_gib()
+    except Exception:  # noqa: BLE001 - the report is for bugs like this one; the run itself will say why
+        pretend = None
+    return pretend if pretend is not None else (found[0]["memory_gib"] if found else None)
+
+
 def collect_report(config=None, config_error: str | None = None, probe_bitsandbytes: bool = True) -> dict:
     import torch
 
@@ -183,7 +194,7 @@ def collect_report(config=None, config_error: str | None = None, probe_bitsandby
             report["model_parts"] = describe_parts_for(config)
         except Exception as error:  # noqa: BLE001
             report["model_parts"] = [{"part": "all", "setting": "model", "source": None, "error": str(error)}]
-        report["memory_plan"] = memory_plan_entry(config, found[0]["memory_gib"] if found else None)
+        report["memory_plan"] = memory_plan_entry(config, _capacity_gib(found))
     return report
 
 

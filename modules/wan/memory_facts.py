@@ -1,7 +1,8 @@
 """WAN 2.2's numbers for the memory planner (modules/memory/), counted from the model's own configs.
 
-The configs are the model folder's when `model.base_path` is a local diffusers folder (so the tiny demo models
-plan as tiny models), else the real ones in resources/model_configs/. Parameter counts come from building each
+Once a model is loaded, its parts' own configs (`loaded_model_facts`, reached as WanModel.memory_facts()); before
+loading, the model folder's when `model.base_path` is a local diffusers folder (so the tiny demo models plan as
+tiny models), else the real ones in resources/model_configs/ (`memory_facts`). Parameter counts come from building each
 part on the meta device (no memory, no weights read), so they are the real modules' counts, not a formula.
 """
 
@@ -132,13 +133,41 @@ def vae_facts(config_text: str) -> VaeFacts:
 
 
 def memory_facts(config) -> ModelFacts:
+    """Facts from the config's sources, before any weights load (a local folder's configs, else the real ones)."""
     variant = variant_of(config)
-    experts = transformer_facts(_part_config(config, variant, "transformer"), variant.expand_timesteps)
+    return _facts(
+        variant,
+        _part_config(config, variant, "transformer"),
+        _part_config(config, variant, "text_encoder"),
+        _part_config(config, variant, "vae"),
+        config.model.text_max_length,
+    )
+
+
+def loaded_model_facts(model) -> ModelFacts:
+    """Facts of a loaded WanModel, from the configs of its parts as loaded: nothing is re-detected from paths, so a
+    hub id with model.variant=auto plans as the model it loaded."""
+    return _facts(
+        model.variant,
+        _config_text(model.transformer.config),
+        _config_text(model.text_encoder.config.to_dict()),
+        _config_text(model.vae.config),
+        model.text_max_length,
+    )
+
+
+def _config_text(config) -> str:
+    # The cached builders key on the text; sorted keys make equal configs one key.
+    return json.dumps(dict(config), sort_keys=True, default=str)
+
+
+def _facts(variant: WanVariant, transformer: str, text_encoder: str, vae: str, max_tokens: int) -> ModelFacts:
+    experts = transformer_facts(transformer, variant.expand_timesteps)
     return ModelFacts(
         name=variant.name,
         experts=(experts,) * variant.num_experts,
-        text_encoder=text_encoder_facts(_part_config(config, variant, "text_encoder"), config.model.text_max_length),
-        vae=vae_facts(_part_config(config, variant, "vae")),
+        text_encoder=text_encoder_facts(text_encoder, max_tokens),
+        vae=vae_facts(vae),
         pixels_per_token=variant.pixel_multiple,
         frames_per_latent=variant.vae_stride_temporal,
         extra_condition_frames=1 if variant.image_conditioning == "channel_concat" else 0,

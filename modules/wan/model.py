@@ -51,6 +51,11 @@ class WanModel(BaseModel):
         for part in (self.vae, self.text_encoder, *self.experts()):
             part.eval()
 
+    def memory_facts(self):
+        from modules.wan.memory_facts import loaded_model_facts
+
+        return loaded_model_facts(self)
+
     def experts(self) -> list[WanTransformer3DModel]:
         return [t for t in (self.transformer, self.transformer_2) if t is not None]
 

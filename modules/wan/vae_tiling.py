@@ -1,8 +1,9 @@
 """memory.vae_tiling: encode (caching) and decode (samples) in overlapping spatial tiles, through diffusers'
 AutoencoderKLWan tiling, where the untiled pass would not fit the GPU.
 
-'auto' asks the memory planner (modules/memory/planner.py) whether the untiled VAE pass fits the card found; on a
-machine without a GPU it stays off (there is no card to fit). Tiled latents differ from untiled ones near tile
+'auto' asks the memory planner (modules/memory/planner.py), with the loaded model's facts, whether the untiled VAE
+pass fits the card found (modules/util/device.py gpu_capacity_gib, which WAN_TRAINER_PRETEND_GPU_GIB can set on a
+CPU machine); without a GPU it stays off (there is no card to fit). Tiled latents differ from untiled ones near tile
 seams (docs/presets.md states by how much), so the cache key of a tiled encode names the tiling.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import logging
 
 import torch
+
+from modules.util.device import gpu_capacity_gib
 
 log = logging.getLogger("wan_trainer")
 
@@ -23,7 +26,8 @@ TILE = {
 }
 
 
-def vae_tiling_wanted(config, vram_gib: float | None) -> bool:
+def vae_tiling_wanted(config, vram_gib: float | None, facts=None) -> bool:
+    """`facts`: the loaded model's (WanModel.memory_facts()); None reads them from the config's sources."""
     setting = getattr(getattr(config, "memory", None), "vae_tiling", "auto")
     if setting != "auto":
         return setting == "on"
@@ -32,7 +36,7 @@ def vae_tiling_wanted(config, vram_gib: float | None) -> bool:
     from modules.memory.plan import build_plan
     from modules.wan.memory_facts import memory_facts
 
-    return build_plan(config, vram_gib, memory_facts(config)).vae_tiled
+    return build_plan(config, vram_gib, facts if facts is not None else memory_facts(config)).vae_tiled
 
 
 def apply_vae_tiling(vae, on: bool, tile: dict | None = None) -> None:
@@ -44,8 +48,8 @@ def apply_vae_tiling(vae, on: bool, tile: dict | None = None) -> None:
 
 def configure_vae_tiling(model, config, device: torch.device) -> bool:
     """Set the model's VAE tiling for this run (caching now, sample decoding later); returns whether it is on."""
-    vram = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
-    on = vae_tiling_wanted(config, vram)
+    vram = gpu_capacity_gib(device)
+    on = vae_tiling_wanted(config, vram, model.memory_facts() if vram is not None else None)
     apply_vae_tiling(model.vae, on)
     if on:
         log.info("VAE tiling on (memory.vae_tiling=%s)", getattr(config.memory, "vae_tiling", "auto"))
