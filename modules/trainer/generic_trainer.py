@@ -91,6 +91,21 @@ class GenericTrainer:
         with self.distributed.main_first():  # the main process builds the cache; the others then only read it
             self.data.prepare(self.model, self.config, self.device)
 
+    def build_cache(self):
+        """Caching as its own phase (scripts/cache.py): the encoders and the data, no denoiser. Returns the
+        prepared data loader; a later train() with the same config rebuilds no entry."""
+        self.claim_workspace()
+        try:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            model = self.plugin.loader().load_for_caching(self.config)
+            data = self.plugin.data_loader()
+            data.prepare(model, self.config, self.device)
+            return data
+        finally:
+            if self.workspace_lock:
+                self.workspace_lock.release()
+            self.workspace_lock = None
+
     def set_up_training(self) -> None:
         seed_all(self.config.training.seed)  # adapter initialisation draws from the global RNGs
         self.setup = self.plugin.setup()

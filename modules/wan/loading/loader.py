@@ -73,8 +73,11 @@ def load_wan_model(
     vae_path: str | Path | None = None,
     text_encoder_path: str | Path | None = None,
     configs_dir: Path | None = None,
+    encoders_only: bool = False,
 ) -> WanModel:
-    """Load every part of a WAN 2.2 model on the CPU; `load_transformer_2=False` skips the low-noise expert.
+    """Load every part of a WAN 2.2 model on the CPU; `load_transformer_2=False` skips the low-noise expert and
+    `encoders_only` both experts (caching as its own phase: scripts/cache.py). The text encoder and the VAE are
+    checked now and read from their files when first used.
 
     A part's own path (a single file, a part folder, or a diffusers folder / hub id) replaces that part of
     `model_path` (docs/model_loading.md).
@@ -119,21 +122,25 @@ def load_wan_model(
         "tokenizer",
         lambda: AutoTokenizer.from_pretrained(base / "tokenizer", local_files_only=True, trust_remote_code=False),
     )
-    text_encoder = _load(sources["text_encoder"], text_encoder_dtype, base, variant, configs_dir)
-    vae = _load(sources["vae"], vae_dtype, base, variant, configs_dir)
+    experts = [] if encoders_only else experts
     loaded = {part: _load(sources[part], transformer_dtype, base, variant, configs_dir) for part in experts}
     model = WanModel(
         variant=variant,
         tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae,
-        transformer=loaded["transformer"],
+        text_encoder=None,
+        vae=None,
+        transformer=loaded.get("transformer"),
         transformer_2=loaded.get("transformer_2"),
         scheduler=_scheduler(base, variant, required=whole_folder),
         model_path=base or sources["transformer"].path,
         **_identities(sources, base, variant),
         text_max_length=text_max_length,
     )
+    # The encoders are read when first used (a run whose cache is complete never reads them: encoder_parts.py).
+    for part, dtype in (("text_encoder", text_encoder_dtype), ("vae", vae_dtype)):
+        model.set_encoder_source(
+            part, lambda part=part, dtype=dtype: _load(sources[part], dtype, base, variant, configs_dir), dtype
+        )
     model.eval()
     return model
 
@@ -212,13 +219,21 @@ class WanModelLoader(BaseModelLoader):
     """Reads the config's model section and calls load_wan_model."""
 
     def load(self, config) -> WanModel:
+        return self._load_model(config, encoders_only=False)
+
+    def load_for_caching(self, config) -> WanModel:
+        """Tokenizer and encoders (read on first use), no expert: what scripts/cache.py needs."""
+        return self._load_model(config, encoders_only=True)
+
+    def _load_model(self, config, encoders_only: bool) -> WanModel:
         from modules.config.loading import check_fp8_storage
         from modules.config.memory_config import check_memory
         from modules.wan.loading.storage import apply_storage, check_storage_backend, load_dtypes
 
         check_fp8_storage(config)  # also for configs built in code, which skip the file loader's checks
         check_memory(config)
-        check_storage_backend(config)
+        if not encoders_only:
+            check_storage_backend(config)
         transformer_dtype, text_encoder_dtype = load_dtypes(config)
         m = config.model
         parts = {
@@ -239,6 +254,7 @@ class WanModelLoader(BaseModelLoader):
             text_max_length=m.text_max_length,
             allow_download=m.allow_download,
             expected_variant=None if m.variant in (None, "", "auto") else m.variant,
+            encoders_only=encoders_only,
         )
         apply_storage(model, config)
         return model

@@ -74,6 +74,6 @@ def apply_storage_choices(model, transformer_storage: str, text_encoder_storage:
     if transformer_storage in QUANTISED_DTYPES:
         for expert in model.experts():
             convert_to_quantised_storage(expert, transformer_storage, compute_dtype)
-    if text_encoder_storage == FP8:
-        convert_text_encoder_to_fp8(model.text_encoder)
+    if text_encoder_storage == FP8:  # on every load of UMT5 (it is read on first use: modules/wan/encoder_parts.py)
+        model.after_encoder_load("text_encoder", "fp8 linears", convert_text_encoder_to_fp8)
         model.text_encoder_identity = f"{model.text_encoder_identity}:linears=float8_e4m3fn"
