@@ -10,6 +10,7 @@ and says what to do (docs/model_loading.md).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ from modules.wan.loading.part_folder import (
     load_scheduler,
     official_scheduler,
 )
-from modules.wan.loading.part_load import PART_CLASSES, load_part_from_file
+from modules.wan.loading.part_load import PART_CLASSES, load_folder_streamed, load_part_from_file
 from modules.wan.loading.sources import (
     PART_SETTINGS,
     PartSource,
@@ -185,6 +186,10 @@ def _load(src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVa
         )
         return load_part_from_file(info, config, dtype, config_source=config_source)
     cls = PART_CLASSES["transformer" if src.part == "transformer_2" else src.part]
+    if dtype == torch.float8_e4m3fn and cls is PART_CLASSES["transformer"]:  # streamed: no bf16 copy of the expert
+        shards = check_part_folder(src.path.parent, src.path.name)
+        config = json.loads((src.path / "config.json").read_text(encoding="utf-8"))
+        return load_folder_streamed(src.path, shards, config, dtype)
     return load_part_folder(src.path.parent, src.path.name, cls, dtype=dtype)
 
 
