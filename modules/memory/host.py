@@ -16,11 +16,11 @@ pinned memory; mapped pages are counted once. The terms and what was measured: d
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modules.memory.config_changes import with_changes
 from modules.memory.facts import ModelFacts, TransformerFacts
 from modules.memory.phases import DTYPE_BYTES, GIB, block_bytes, expert_bytes
 from modules.util.errors import UserError
@@ -317,7 +317,7 @@ def _least_change(plan: HostPlan, ram_gib: float) -> str | None:
         settings = {**settings, "memory.offload_activations": False}  # costs GPU memory: the last resort
         candidates.append((True, dict(settings), 1))
     for first, changes, processes in candidates:
-        candidate = build_host_plan(_with(config, changes), facts, processes, cache_first=first)
+        candidate = build_host_plan(with_changes(config, changes), facts, processes, cache_first=first)
         if candidate.fits(ram_gib):
             words = ["build the cache first: scripts/cache.py --config-path FILE"] if not plan.cache_first else []
             words += [
@@ -326,18 +326,6 @@ def _least_change(plan: HostPlan, ram_gib: float) -> str | None:
             words += [f"--num-processes {processes}"] if processes < plan.processes else []
             return ", then ".join(words) + f" ({candidate.peak_gib():.1f} GiB peak)"
     return None
-
-
-def _with(config, changes: dict[str, object]):
-    """A copy of `config` with dotted settings changed."""
-    changed = copy.deepcopy(config)
-    for dotted, value in changes.items():
-        *path, last = dotted.split(".")
-        target = changed
-        for part in path:
-            target = getattr(target, part)
-        setattr(target, last, value)
-    return changed
 
 
 # ---- what the CLI, the report and the run use ----------------------------------------------------------------
