@@ -80,6 +80,7 @@ def test_ram_size_comes_from_the_environment_when_set(monkeypatch):
     assert machine_ram_gib() > 0.5  # /proc/meminfo
 
 
+@pytest.mark.slow
 def test_plan_prints_the_host_plan_beside_the_gpu_plan():
     printed = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train.py"), "--config-path", str(A14B_24GB), "--plan", "--vram", "24"],
