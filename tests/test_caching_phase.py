@@ -132,3 +132,20 @@ def test_releasing_umt5_returns_its_memory(tiny_model_dir):
     after = rss_bytes()
     assert size > 100e6 and loaded - before > 0.8 * size
     assert loaded - after > 0.8 * size, f"released {(loaded - after) / 1e6:.0f} MB of {size / 1e6:.0f} MB"
+
+
+def test_a_cache_built_first_with_a_frozen_embedding_is_the_training_runs(tiny_model_dir, tmp_path):
+    """build_cache (scripts/cache.py) loads the same embeddings as training, so its caption keys are the run's."""
+    from modules.wan.embeddings.vectors import initial_vectors, save_embedding_file
+
+    base = tiny_model_dir("TI2V-5B")
+    config = lora_config(base, one_clip(tmp_path / "data"), tmp_path / "run", max_steps=1)
+    config.data.concepts[0].caption_text = "<concept> moves"
+    model = load_wan_model(base, transformer_dtype=torch.float32, text_encoder_dtype=torch.float32)
+    embedding = save_embedding_file(tmp_path / "e.safetensors", "<concept>", initial_vectors(model, "red", 1))
+    config.embedding.frozen_embeddings = [str(embedding)]
+    built = GenericTrainer(config).build_cache()
+    assert built.stats.texts_encoded == 1 and built.stats.videos_encoded == 1
+    trainer = GenericTrainer(config)
+    trainer.load_and_cache()
+    assert trainer.data.stats.texts_encoded == 0 and trainer.data.stats.videos_encoded == 0
