@@ -32,8 +32,8 @@ PROCESS_BYTES = {"cpu": 0.9 * GIB, "cuda": 1.9 * GIB}
 USABLE_SHARE = 0.9
 RAM_SIZES = (32, 64, 128)
 RAM_ENV = "WAN_TRAINER_RAM_GIB"  # the machine's RAM in GiB, instead of /proc/meminfo (tests, planning elsewhere)
-# Storage that the loaders fill tensor by tensor (modules/wan/loading/part_load.py, part_folder.py); int8/nf4 are
-# read in the training dtype and quantised once every expert is loaded (modules/wan/loading/storage.py).
+# Storage that the loaders fill tensor by tensor (modules/wan/loading/part_load.py, part_folder.py); int8/nf4 experts
+# are read in the training dtype and each quantised before the next is read (modules/wan/loading/storage.py).
 STREAMED_STORAGE = ("float8_e4m3fn", "bfloat16", "float16", "float32")
 # An fp8 UMT5 is read in bf16 and then quantised (modules/wan/loading/storage.py).
 TEXT_ENCODER_LOAD_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 2}
@@ -206,11 +206,10 @@ def build_host_plan(config, facts: ModelFacts, processes: int = 1, cache_first: 
     if storage in STREAMED_STORAGE:
         loading.anonymous[f"experts, {storage} ({loaded_experts})"] = loaded_experts * stored
         loading.anonymous["load transient (largest tensor, read + cast)"] = _load_transient(expert, storage)
-    else:  # read in the training dtype, quantised after
+    else:  # int8/nf4: each expert read in the training dtype, then quantised before the next is read
         read_as = config.training.train_dtype
-        loading.anonymous[f"experts read as {read_as} ({loaded_experts}), then {storage}"] = loaded_experts * (
-            expert_bytes(expert, read_as)
-        )
+        loading.anonymous[f"experts, {storage} ({loaded_experts - 1} before the last)"] = (loaded_experts - 1) * stored
+        loading.anonymous[f"the last expert read as {read_as}, then quantised"] = expert_bytes(expert, read_as)
 
     window = _decoded_window_bytes(config.data.resolution, config.data.frames)
     encoders = {"UMT5 (read for missing captions)": umt5, "VAE": vae, "decoded windows (two in flight)": window}

@@ -75,6 +75,7 @@ def load_wan_model(
     text_encoder_path: str | Path | None = None,
     configs_dir: Path | None = None,
     encoders_only: bool = False,
+    after_expert=None,
 ) -> WanModel:
     """Load every part of a WAN 2.2 model on the CPU; `load_transformer_2=False` skips the low-noise expert and
     `encoders_only` both experts (caching as its own phase: scripts/cache.py). The text encoder and the VAE are
@@ -124,7 +125,11 @@ def load_wan_model(
         lambda: AutoTokenizer.from_pretrained(base / "tokenizer", local_files_only=True, trust_remote_code=False),
     )
     experts = [] if encoders_only else experts
-    loaded = {part: _load(sources[part], transformer_dtype, base, variant, configs_dir) for part in experts}
+    loaded = {}
+    for part in experts:  # one after the other: `after_expert` (int8/nf4) shrinks each before the next is read
+        loaded[part] = _load(sources[part], transformer_dtype, base, variant, configs_dir)
+        if after_expert is not None:
+            after_expert(loaded[part])
     model = WanModel(
         variant=variant,
         tokenizer=tokenizer,
@@ -233,7 +238,7 @@ class WanModelLoader(BaseModelLoader):
     def _load_model(self, config, encoders_only: bool) -> WanModel:
         from modules.config.loading import check_fp8_storage
         from modules.config.memory_config import check_memory
-        from modules.wan.loading.storage import apply_storage, check_storage_backend, load_dtypes
+        from modules.wan.loading.storage import apply_storage, check_storage_backend, load_dtypes, quantiser_for
 
         check_fp8_storage(config)  # also for configs built in code, which skip the file loader's checks
         check_memory(config)
@@ -241,6 +246,7 @@ class WanModelLoader(BaseModelLoader):
             check_storage_backend(config)
         transformer_dtype, text_encoder_dtype = load_dtypes(config)
         m = config.model
+        quantise_now = quantiser_for(config) if not encoders_only else None
         parts = {
             name: getattr(m, f"{name}_path", "") or None
             for name in ("transformer", "transformer_2", "vae", "text_encoder")
@@ -260,6 +266,7 @@ class WanModelLoader(BaseModelLoader):
             allow_download=m.allow_download,
             expected_variant=None if m.variant in (None, "", "auto") else m.variant,
             encoders_only=encoders_only,
+            after_expert=quantise_now,
         )
-        apply_storage(model, config)
+        apply_storage(model, config, experts_done=quantise_now is not None)
         return model
