@@ -38,6 +38,7 @@ def main() -> int:
     from modules.config.validation import ConfigError
     from modules.data.concepts import DataError
     from modules.data.stages import CachingOutOfMemory
+    from modules.memory.host import HostMemoryError
     from modules.trainer.backups import BackupError
     from modules.trainer.distributed import DistributedError
     from modules.trainer.generic_trainer import GenericTrainer, TrainingError
@@ -59,6 +60,7 @@ def main() -> int:
         SaveFailedError,
         LoraFileError,
         DistributedError,
+        HostMemoryError,
     )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,11 +88,12 @@ def main() -> int:
     parser.add_argument(
         "--plan",
         action="store_true",
-        help="print the memory plan (per phase) and its verdict, and exit without training",
+        help="print the GPU and host (RAM) memory plans (per phase) and their verdicts, and exit without training "
+        "(with --num-processes N: the RAM of N processes on this machine)",
     )
     parser.add_argument("--vram", type=float, help="with --plan: the card's memory in GB (default: the GPU found)")
     args = parser.parse_args()
-    if args.num_processes > 1 and "WORLD_SIZE" not in os.environ:
+    if args.num_processes > 1 and "WORLD_SIZE" not in os.environ and not args.plan:
         return launch_processes(args.num_processes)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     where = f" (process {rank} of {world_size})" if world_size > 1 else ""
@@ -105,7 +108,9 @@ def main() -> int:
         if args.plan:
             from plan_memory_cli import print_plan
 
-            return print_plan(config, args.vram)
+            code = print_plan(config, args.vram)
+            print_host_plan(config, args.num_processes)  # RAM, phase by phase, beside the GPU plan
+            return code
         trainer = GenericTrainer(config)
         stop_if_requested_before_training()
         trainer.load_and_cache()  # the model, then the cache: a stop asked for meanwhile ends the run here
@@ -145,6 +150,13 @@ def main() -> int:
         print(f"  sample: {path}")
     print(f"  TensorBoard: tensorboard --logdir {result.workspace / 'tensorboard'}")
     return 0
+
+
+def print_host_plan(config, processes: int) -> None:
+    from modules.memory.host import build_host_plan, host_plan_text, machine_ram_gib
+    from modules.registry import memory_facts_for
+
+    print(host_plan_text(build_host_plan(config, memory_facts_for(config), processes), machine_ram_gib()))
 
 
 def launch_processes(count: int) -> int:

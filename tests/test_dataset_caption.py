@@ -18,7 +18,7 @@ from modules.dataset_tools.caption import CaptionSettings, caption_files, files_
 from modules.dataset_tools.caption_frames import caption_frames
 from modules.dataset_tools.caption_model import CaptionModelError, load_model
 from modules.dataset_tools.check import plan_items
-from modules.dataset_tools.data_settings import ConceptPlan
+from modules.dataset_tools.data_settings import LabelledConcept
 
 SETTINGS = DatasetSettings(target_fps=16, window_frames=17, target_area=64 * 64, pixel_multiple=16)
 
@@ -32,7 +32,7 @@ def clips(tmp_path_factory) -> Path:
 
 
 def test_frames_given_to_the_model_are_the_trainers_window(clips):
-    plan = ConceptPlan(Concept(clips, caption_source="text", caption_text="x"), SETTINGS, "clips")
+    plan = LabelledConcept(Concept(clips, caption_source="text", caption_text="x"), SETTINGS, "clips")
     windows = {item["path"]: item for item in plan_items(plan, DataReport())}
     for path, item in windows.items():
         frames, rate, indices = caption_frames(path, SETTINGS, sample_frames=5)
@@ -48,7 +48,7 @@ def test_frames_given_to_the_model_are_the_trainers_window(clips):
 def test_existing_captions_are_kept_without_loading_a_model_and_a_missing_model_is_named(clips, tmp_path):
     for path in clips.glob("*.mp4"):
         path.with_suffix(".txt").write_text("an existing caption")
-    plan = ConceptPlan(Concept(clips), SETTINGS, "clips")
+    plan = LabelledConcept(Concept(clips), SETTINGS, "clips")
     missing = str(tmp_path / "no_model")
     results = caption_files(files_to_caption([plan]), CaptionSettings(model=missing))
     assert [r["status"] for r in results] == ["kept (has a caption)"] * 2

@@ -25,7 +25,7 @@ from modules.data.concepts import Concept  # noqa: E402
 from modules.data.video_dataset import DatasetSettings  # noqa: E402
 from modules.dataset_tools.caption import CaptionSettings, caption_files, files_to_caption  # noqa: E402
 from modules.dataset_tools.caption_frames import caption_frames  # noqa: E402
-from modules.dataset_tools.data_settings import ConceptPlan  # noqa: E402
+from modules.dataset_tools.data_settings import LabelledConcept  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = DatasetSettings(target_fps=16, window_frames=17, target_area=64 * 64, pixel_multiple=16)
@@ -52,7 +52,7 @@ def make_clips(folder: Path) -> Path:
 
 
 def files_in(folder: Path):
-    return files_to_caption([ConceptPlan(Concept(folder), SETTINGS, str(folder))])
+    return files_to_caption([LabelledConcept(Concept(folder), SETTINGS, str(folder))])
 
 
 def captions(folder: Path) -> dict[str, str]:

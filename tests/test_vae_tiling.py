@@ -113,8 +113,9 @@ def test_a_tiled_cache_has_its_own_key(model, demo_data_dir, tmp_path):
     assert again.stats.videos_encoded == 0 and not model.vae.use_tiling
 
 
-def test_caching_out_of_memory_names_the_clip_and_keeps_what_was_cached(model, demo_data_dir, tmp_path):
-    real_encode, calls = model.vae.encode, []
+def test_caching_out_of_memory_names_the_clip_and_keeps_what_was_cached(model, demo_data_dir, tmp_path, monkeypatch):
+    # On the class: the VAE is read when caching first needs it and released after (modules/wan/encoder_parts.py).
+    real_encode, calls = type(model.vae).encode, []
 
     def encode_then_run_out_of_memory(*args, **kwargs):
         calls.append(1)
@@ -122,12 +123,10 @@ def test_caching_out_of_memory_names_the_clip_and_keeps_what_was_cached(model, d
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_encode(*args, **kwargs)
 
-    model.vae.encode = encode_then_run_out_of_memory
-    try:
+    with monkeypatch.context() as patched:
+        patched.setattr(type(model.vae), "encode", encode_then_run_out_of_memory)
         with pytest.raises(CachingOutOfMemory) as caught:
             prepare(model, demo_data_dir, tmp_path / "oom", vae_tiling="off")
-    finally:
-        del model.vae.encode  # the class's method again
     message = str(caught.value)
     assert str(demo_data_dir) in message and "window" in message
     assert "data.resolution or data.frames" in message and "memory.vae_tiling=on" in message

@@ -16,3 +16,8 @@ class BaseModelLoader(ABC):
     @abstractmethod
     def load(self, config) -> BaseModel:
         """Load every part from local files (no network unless the config allows a hub download)."""
+
+    def load_for_caching(self, config) -> BaseModel:
+        """What building the cache needs (scripts/cache.py); a family whose loader can skip its denoisers
+        overrides this. Default: the whole model."""
+        return self.load(config)

@@ -247,21 +247,26 @@ class CacheCaptions(PipelineStage):
     reads = ("caption",)
     writes = ("text_key",)
 
-    def __init__(self, cache: DiskCache, encode_text: TextEncoder, encoder_identity: str):
+    def __init__(
+        self, cache: DiskCache, encode_text: TextEncoder, encoder_identity: str, kind: str = "text", batch: int = 0
+    ):
         self.cache = cache
         self.encode_text = encode_text
         self.encoder_identity = encoder_identity
+        self.kind = kind  # "text" (captions) or "prompt" (sample prompts, encoded one at a time: batch=1)
+        self.batch = batch or TEXT_BATCH
 
     def key(self, caption: str) -> str:
         return cache_key({"kind": "text", "caption": caption, "encoder": self.encoder_identity})
 
     def process(self, items):
         keys = {item["caption"]: self.key(item["caption"]) for item in items}
-        todo = [caption for caption, key in keys.items() if not self.cache.is_valid("text", key)]
-        with tqdm(total=len(todo), desc="caching captions", unit="caption", disable=not todo) as bar:
-            for start in range(0, len(todo), TEXT_BATCH):
-                chunk = todo[start : start + TEXT_BATCH]
+        todo = [caption for caption, key in keys.items() if not self.cache.is_valid(self.kind, key)]
+        what = "captions" if self.kind == "text" else "sample prompts"
+        with tqdm(total=len(todo), desc=f"caching {what}", unit=self.kind, disable=not todo) as bar:
+            for start in range(0, len(todo), self.batch):
+                chunk = todo[start : start + self.batch]
                 for caption, embeds in zip(chunk, self.encode_text(chunk)):
-                    self.cache.put("text", keys[caption], {"text_embeds": embeds}, {"caption": caption})
+                    self.cache.put(self.kind, keys[caption], {"text_embeds": embeds}, {"caption": caption})
                 bar.update(len(chunk))
         return [{**item, "text_key": keys[item["caption"]]} for item in items]

@@ -17,7 +17,7 @@ from modules.data import media_io
 from modules.data.folder_walk import media_files
 from modules.data.report import DataReport
 from modules.dataset_tools.caption_frames import caption_frames
-from modules.dataset_tools.data_settings import ConceptPlan
+from modules.dataset_tools.data_settings import LabelledConcept
 from modules.util.atomic import atomic_write
 
 DEFAULT_INSTRUCTION = (
@@ -43,7 +43,7 @@ class CaptionSettings:
     overwrite: bool = False
 
 
-def files_to_caption(plans: list[ConceptPlan]) -> list[tuple[Path, object]]:
+def files_to_caption(plans: list[LabelledConcept]) -> list[tuple[Path, object]]:
     """(media file, its concept's data settings) for every file of the concepts, in path order."""
     found = []
     for plan in plans:

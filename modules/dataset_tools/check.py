@@ -18,10 +18,10 @@ from modules.data.flip import AddFlippedWindows
 from modules.data.pipeline import Pipeline
 from modules.data.report import DataReport
 from modules.data.stages import AssignBuckets, CollectMedia, PlanWindows, ProbeMedia
-from modules.dataset_tools.data_settings import ConceptPlan
+from modules.dataset_tools.data_settings import LabelledConcept
 
 
-def plan_items(plan: ConceptPlan, report: DataReport) -> list[dict]:
+def plan_items(plan: LabelledConcept, report: DataReport) -> list[dict]:
     """The pipeline items of one concept up to its buckets: one per window (and mirrored window)."""
     s = plan.settings
     stages = [
@@ -34,7 +34,7 @@ def plan_items(plan: ConceptPlan, report: DataReport) -> list[dict]:
     return Pipeline(stages, inputs=("concept",)).run([{"concept": plan.concept}])
 
 
-def check_concepts(plans: list[ConceptPlan]) -> dict:
+def check_concepts(plans: list[LabelledConcept]) -> dict:
     concepts = [_check_one(plan) for plan in plans]
     captions = [f["caption_words"] for c in concepts for f in c["files"]]
     skipped = [s for c in concepts for s in c["skipped"]]
@@ -59,7 +59,7 @@ def check_concepts(plans: list[ConceptPlan]) -> dict:
     }
 
 
-def _check_one(plan: ConceptPlan) -> dict:
+def _check_one(plan: LabelledConcept) -> dict:
     report = DataReport()
     items = plan_items(plan, report)
     files: dict[Path, dict] = {}

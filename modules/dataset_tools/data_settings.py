@@ -6,40 +6,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.data.concept_options import concept_settings
+from modules.data.concept_options import concept_of, concept_settings
 from modules.data.concepts import Concept
 from modules.data.video_dataset import DatasetSettings, settings_from_config
 from modules.util.errors import UserError
 
 
 @dataclass(frozen=True)
-class ConceptPlan:
+class LabelledConcept:
+    """A concept with its settings and the name the tools report it under."""
+
     concept: Concept
     settings: DatasetSettings
     label: str  # "data.concepts[0]" or the folder
 
 
-def from_config(config_path: Path, overrides: list[str] = ()) -> list[ConceptPlan]:
+def from_config(config_path: Path, overrides: list[str] = ()) -> list[LabelledConcept]:
     """Every concept of a training config with its settings, built as WanBaseDataLoader.prepare builds them."""
     from modules.config.loading import load_config
 
     return from_train_config(load_config(config_path, list(overrides)))
 
 
-def from_train_config(config) -> list[ConceptPlan]:
-    from modules.wan.training.data_loader import _concept  # the one mapping of a concept setting to a Concept
-
+def from_train_config(config) -> list[LabelledConcept]:
     variant = _variant(config)
     data = config.data
     base = settings_from_config(data, variant.fps, variant.pixel_multiple)
     return [
-        ConceptPlan(_concept(c), concept_settings(base, c), f"data.concepts[{i}]") for i, c in enumerate(data.concepts)
+        LabelledConcept(concept_of(c), concept_settings(base, c), f"data.concepts[{i}]")
+        for i, c in enumerate(data.concepts)
     ]
 
 
 def from_folders(folders: list[Path], settings: DatasetSettings, include_subdirectories: bool = False):
     return [
-        ConceptPlan(Concept(path=Path(f), include_subdirectories=include_subdirectories), settings, str(f))
+        LabelledConcept(Concept(path=Path(f), include_subdirectories=include_subdirectories), settings, str(f))
         for f in folders
     ]
 

@@ -7,9 +7,9 @@ in docs/presets.md.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
+from modules.memory.config_changes import with_changes as _with
 from modules.memory.facts import ModelFacts
 from modules.memory.phases import GIB, Phase, RunSettings, caching_phase, sampling_phases, training_phase
 from modules.memory.phases import trained_fraction as _trained_fraction
@@ -226,17 +226,6 @@ def _get(config, dotted: str):
     for part in dotted.split("."):
         value = getattr(value, part, None)
     return value
-
-
-def _with(config, changes: dict[str, object]):
-    changed = copy.deepcopy(config)
-    for dotted, value in changes.items():
-        *path, last = dotted.split(".")
-        target = changed
-        for part in path:
-            target = getattr(target, part)
-        setattr(target, last, value)
-    return changed
 
 
 def build_plan(config, vram_gib: float | None, facts: ModelFacts) -> MemoryPlan:

@@ -19,6 +19,7 @@ from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.distributed import Distributed, QuietSampleHooks, create_accelerator
 from modules.trainer.ema import create_ema, ema_weights_in_use
+from modules.trainer.host_memory_check import check_host_memory
 from modules.trainer.nonfinite_loss import nonfinite_loss_error
 from modules.trainer.oom import StepGuard
 from modules.trainer.optimizer_modes import optimizer_eval_weights
@@ -85,6 +86,7 @@ class GenericTrainer:
         self.workspace.mkdir(parents=True, exist_ok=True)
         if self.distributed.is_main:
             write_run_report(self)  # diagnostics.json, and a warning when the memory plan does not fit this GPU
+        check_host_memory(self.config, self.distributed.world_size)  # refused here, not killed by the kernel later
         self.model = self.plugin.loader().load(self.config)
         self.data = self.plugin.data_loader()
         self.data.share_between(self.distributed.rank, self.distributed.world_size)
@@ -92,6 +94,21 @@ class GenericTrainer:
             self.data.prepare(self.model, self.config, self.device)
         if self.distributed.is_main:
             record_data_report(self)  # per concept and file: corrections, unused and skipped files
+
+    def build_cache(self):
+        """Caching as its own phase (scripts/cache.py): the encoders and the data, no denoiser. Returns the
+        prepared data loader; a later train() with the same config rebuilds no entry."""
+        self.claim_workspace()
+        try:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            model = self.plugin.loader().load_for_caching(self.config)
+            data = self.plugin.data_loader()
+            data.prepare(model, self.config, self.device)
+            return data
+        finally:
+            if self.workspace_lock:
+                self.workspace_lock.release()
+            self.workspace_lock = None
 
     def set_up_training(self) -> None:
         seed_all(self.config.training.seed)  # adapter initialisation draws from the global RNGs

@@ -56,6 +56,10 @@ REPORT_SCHEMA: dict = {
                         "properties": {"verdict": _STR, "peak_gib": {"type": "number"}, "peak_phase": _STR,
                                        "gpu_memory_gib": {"type": ["number", "null"]}, "phases": {"type": "array"},
                                        "error": _STR}},
+        "host_memory_plan": {"type": "object", "required": ["verdict"],
+                             "properties": {"verdict": _STR, "peak_gib": {"type": "number"}, "peak_phase": _STR,
+                                            "ram_gib": {"type": ["number", "null"]}, "phases": {"type": "array"},
+                                            "verdicts": {"type": "object"}, "error": _STR}},
         "config_error": _STR,
         # Added by a training run once its data is prepared (modules/data/report.py, DataReport.record).
         "data": {"type": "object", "required": ["concepts", "other"],
@@ -195,7 +199,19 @@ def collect_report(config=None, config_error: str | None = None, probe_bitsandby
         except Exception as error:  # noqa: BLE001
             report["model_parts"] = [{"part": "all", "setting": "model", "source": None, "error": str(error)}]
         report["memory_plan"] = memory_plan_entry(config, _capacity_gib(found))
+        report["host_memory_plan"] = host_memory_plan_entry(config)
     return report
+
+
+def host_memory_plan_entry(config, processes: int = 1) -> dict:
+    """The host (RAM) plan beside the GPU one (modules/memory/host.py)."""
+    try:
+        from modules.memory.host import build_host_plan, host_plan_entry, machine_ram_gib
+        from modules.registry import memory_facts_for
+
+        return host_plan_entry(build_host_plan(config, memory_facts_for(config), processes), machine_ram_gib())
+    except Exception as error:  # noqa: BLE001
+        return {"verdict": f"no plan: {error}", "error": str(error)}
 
 
 def format_report(report: dict) -> str:
@@ -230,6 +246,8 @@ def format_report(report: dict) -> str:
         lines.append(f"{part['part'] + ':':<14} {', '.join(f for f in facts if f)} ({part['source']})")
     if report["memory_plan"] is not None:
         lines.append(f"memory plan:   {report['memory_plan']['verdict']}")
+    if report.get("host_memory_plan") is not None:
+        lines.append(f"host memory:   {report['host_memory_plan']['verdict']}")
     return "\n".join(lines)
 
 

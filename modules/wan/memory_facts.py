@@ -42,7 +42,11 @@ def variant_of(config) -> WanVariant:
 
 
 def _part_config(config, variant: WanVariant, part: str) -> str:
-    folder = _local_folder(config)
+    return _part_config_in(_local_folder(config), variant, part)
+
+
+def _part_config_in(folder: Path | None, variant: WanVariant, part: str) -> str:
+    """A model folder's `<part>/config.json`, else the real variant's (resources/model_configs)."""
     if folder is not None and (folder / part / "config.json").is_file():
         return (folder / part / "config.json").read_text(encoding="utf-8")
     name = {
@@ -150,10 +154,21 @@ def loaded_model_facts(model) -> ModelFacts:
     return _facts(
         model.variant,
         _config_text(model.transformer.config),
-        _config_text(model.text_encoder.config.to_dict()),
-        _config_text(model.vae.config),
+        _encoder_config(model, "text_encoder"),
+        _encoder_config(model, "vae"),
         model.text_max_length,
     )
+
+
+def _encoder_config(model, part: str) -> str:
+    """The encoder's config as loaded when it is resident, else its model folder's (or the real one): encoders are
+    read on first use and released between phases (encoder_parts.py), and planning must not read one."""
+    module = model.resident(part)
+    if module is not None:
+        config = module.config
+        return _config_text(config.to_dict() if hasattr(config, "to_dict") else config)
+    folder = Path(model.model_path) if model.model_path and Path(model.model_path).is_dir() else None
+    return _part_config_in(folder, model.variant, part)
 
 
 def _config_text(config) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,10 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 from transformers import PreTrainedTokenizerBase, UMT5EncoderModel
 
 from modules.base.model import BaseModel
+from modules.wan.encoder_parts import EncoderPart
 from modules.wan.variants import WanVariant
+
+ENCODERS = ("text_encoder", "vae")
 
 
 def trim_to_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -23,9 +27,10 @@ def trim_to_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> list[torch.Tenso
 class WanModel(BaseModel):
     variant: WanVariant
     tokenizer: PreTrainedTokenizerBase
-    text_encoder: UMT5EncoderModel
-    vae: AutoencoderKLWan
-    transformer: WanTransformer3DModel  # the only expert (5B) or the high-noise expert (A14B)
+    # Read on first use and released after caching (encoder_parts.py): properties over `encoder_parts`.
+    text_encoder: UMT5EncoderModel | None = field(repr=False)
+    vae: AutoencoderKLWan | None = field(repr=False)
+    transformer: WanTransformer3DModel | None  # the only expert (5B) or the high-noise expert (A14B); None: caching
     transformer_2: WanTransformer3DModel | None  # the low-noise expert (A14B)
     scheduler: object  # the inference scheduler from the model folder
     model_path: Path
@@ -37,24 +42,65 @@ class WanModel(BaseModel):
     train_dtype: torch.dtype = torch.float32
     # Set by the setup: which experts are trained in this run ("transformer", "transformer_2").
     trained_experts: list[str] = field(default_factory=list)
+    # Sample prompts encoded while caching (prompt -> trimmed float32 states), so sampling needs no UMT5.
+    prompt_embeds: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
-    # ---- devices -------------------------------------------------------------------------------
+    # ---- encoders: loaded on first use, released after their phase ------------------------------
+    def encoder_part(self, name: str) -> EncoderPart:
+        parts = self.__dict__.setdefault("encoder_parts", {})
+        return parts.setdefault(name, EncoderPart(name))
+
+    def set_encoder_source(self, name: str, load: Callable[[], torch.nn.Module], dtype: torch.dtype) -> None:
+        """How to read `name` when it is first used (the loader calls this instead of loading it)."""
+        part = self.encoder_part(name)
+        part.load, part.dtype = load, dtype
+
+    def resident(self, name: str) -> torch.nn.Module | None:
+        """The encoder if it is in memory now, else None (never loads it)."""
+        return self.encoder_part(name).module
+
+    def encoder_dtype(self, name: str) -> torch.dtype | None:
+        return self.encoder_part(name).current_dtype()
+
+    def after_encoder_load(self, name: str, key: str, apply: Callable[[torch.nn.Module], None]) -> None:
+        """Run `apply` on the encoder now if it is resident and after every later load (fp8 linears, tiling)."""
+        part = self.encoder_part(name)
+        part.after_load[key] = apply
+        if part.module is not None:
+            apply(part.module)
+
+    def release_encoders(self, names: tuple[str, ...] = ENCODERS) -> list[str]:
+        """Free the encoders that can be read again; UMT5 stays while embeddings are loaded into its rows
+        (embedding training, frozen embeddings: docs/embeddings.md). Returns what was released."""
+        keep = {"text_encoder"} if vars(self).get("embeddings") else set()
+        return [name for name in names if name not in keep and self.encoder_part(name).release()]
+
     def encoders_to(self, device: torch.device) -> None:
-        self.vae.to(device)
-        self.text_encoder.to(device)
+        """Where the encoders run: moved now if resident, placed there when loaded later."""
+        for name in ENCODERS:
+            self.encoder_to(name, device)
+
+    def encoder_to(self, name: str, device: torch.device | str) -> None:
+        part = self.encoder_part(name)
+        part.device = torch.device(device)
+        if part.module is not None:
+            part.module.to(part.device)
 
     def denoisers_to(self, device: torch.device) -> None:
         for expert in self.experts():
             expert.to(device)
 
     def eval(self) -> None:
-        for part in (self.vae, self.text_encoder, *self.experts()):
+        for part in (*self.resident_encoders(), *self.experts()):
             part.eval()
 
     def memory_facts(self):
         from modules.wan.memory_facts import loaded_model_facts
 
         return loaded_model_facts(self)
+
+    def resident_encoders(self) -> list[torch.nn.Module]:
+        return [module for module in map(self.resident, ENCODERS) if module is not None]
 
     def experts(self) -> list[WanTransformer3DModel]:
         return [t for t in (self.transformer, self.transformer_2) if t is not None]
@@ -119,3 +165,18 @@ class WanModel(BaseModel):
         latents = latents.to(vae_param.device, torch.float32)
         mean, std = self._latent_stats(latents)
         return self.vae.decode((latents * std + mean).to(vae_param.dtype)).sample.float()
+
+
+def _encoder_property(name: str) -> property:
+    def get(model: WanModel):
+        return model.encoder_part(name).get()
+
+    def set(model: WanModel, module) -> None:
+        model.encoder_part(name).module = module
+
+    return property(get, set, doc=f"The {name}, read from its file on first use (encoder_parts.py).")
+
+
+# After the dataclass is built, so that its __init__ assigns through them.
+WanModel.text_encoder = _encoder_property("text_encoder")
+WanModel.vae = _encoder_property("vae")

@@ -50,7 +50,8 @@ def configure_vae_tiling(model, config, device: torch.device) -> bool:
     """Set the model's VAE tiling for this run (caching now, sample decoding later); returns whether it is on."""
     vram = gpu_capacity_gib(device)
     on = vae_tiling_wanted(config, vram, model.memory_facts() if vram is not None else None)
-    apply_vae_tiling(model.vae, on)
+    # On every load of the VAE (it is read on first use and released between phases: encoder_parts.py).
+    model.after_encoder_load("vae", "tiling", lambda vae: apply_vae_tiling(vae, on))
     if on:
         log.info("VAE tiling on (memory.vae_tiling=%s)", getattr(config.memory, "vae_tiling", "auto"))
     return on
@@ -60,7 +61,14 @@ def tiling_identity(vae) -> str:
     """What the cache key adds for a tiled encode (nothing when untiled, so existing caches stay valid)."""
     if not getattr(vae, "use_tiling", False):
         return ""
+    return tiling_identity_of({name: getattr(vae, name) for name in TILE})
+
+
+def tiling_identity_of(tile: dict | None) -> str:
+    """`tiling_identity` of a VAE with these tile settings (None: untiled), without needing the VAE."""
+    if not tile:
+        return ""
     return (
-        f":tiled={vae.tile_sample_min_height}x{vae.tile_sample_min_width}"
-        f"/{vae.tile_sample_stride_height}x{vae.tile_sample_stride_width}"
+        f":tiled={tile['tile_sample_min_height']}x{tile['tile_sample_min_width']}"
+        f"/{tile['tile_sample_stride_height']}x{tile['tile_sample_stride_width']}"
     )

@@ -10,6 +10,7 @@ and says what to do (docs/model_loading.md).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ from modules.wan.loading.part_folder import (
     load_scheduler,
     official_scheduler,
 )
-from modules.wan.loading.part_load import PART_CLASSES, load_part_from_file
+from modules.wan.loading.part_load import PART_CLASSES, load_folder_streamed, load_part_from_file
 from modules.wan.loading.sources import (
     PART_SETTINGS,
     PartSource,
@@ -74,8 +75,12 @@ def load_wan_model(
     vae_path: str | Path | None = None,
     text_encoder_path: str | Path | None = None,
     configs_dir: Path | None = None,
+    encoders_only: bool = False,
+    after_expert=None,
 ) -> WanModel:
-    """Load every part of a WAN 2.2 model on the CPU; `load_transformer_2=False` skips the low-noise expert.
+    """Load every part of a WAN 2.2 model on the CPU; `load_transformer_2=False` skips the low-noise expert and
+    `encoders_only` both experts (caching as its own phase: scripts/cache.py). The text encoder and the VAE are
+    checked now and read from their files when first used.
 
     A part's own path (a single file, a part folder, or a diffusers folder / hub id) replaces that part of
     `model_path` (docs/model_loading.md).
@@ -120,21 +125,29 @@ def load_wan_model(
         "tokenizer",
         lambda: AutoTokenizer.from_pretrained(base / "tokenizer", local_files_only=True, trust_remote_code=False),
     )
-    text_encoder = _load(sources["text_encoder"], text_encoder_dtype, base, variant, configs_dir)
-    vae = _load(sources["vae"], vae_dtype, base, variant, configs_dir)
-    loaded = {part: _load(sources[part], transformer_dtype, base, variant, configs_dir) for part in experts}
+    experts = [] if encoders_only else experts
+    loaded = {}
+    for part in experts:  # one after the other: `after_expert` (int8/nf4) shrinks each before the next is read
+        loaded[part] = _load(sources[part], transformer_dtype, base, variant, configs_dir)
+        if after_expert is not None:
+            after_expert(loaded[part])
     model = WanModel(
         variant=variant,
         tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae,
-        transformer=loaded["transformer"],
+        text_encoder=None,
+        vae=None,
+        transformer=loaded.get("transformer"),
         transformer_2=loaded.get("transformer_2"),
         scheduler=_scheduler(base, variant, required=whole_folder),
         model_path=base or sources["transformer"].path,
         **_identities(sources, base, variant),
         text_max_length=text_max_length,
     )
+    # The encoders are read when first used (a run whose cache is complete never reads them: encoder_parts.py).
+    for part, dtype in (("text_encoder", text_encoder_dtype), ("vae", vae_dtype)):
+        model.set_encoder_source(
+            part, lambda part=part, dtype=dtype: _load(sources[part], dtype, base, variant, configs_dir), dtype
+        )
     model.eval()
     return model
 
@@ -179,6 +192,10 @@ def _load(src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVa
         )
         return load_part_from_file(info, config, dtype, config_source=config_source)
     cls = PART_CLASSES["transformer" if src.part == "transformer_2" else src.part]
+    if dtype == torch.float8_e4m3fn and cls is PART_CLASSES["transformer"]:  # streamed: no bf16 copy of the expert
+        shards = check_part_folder(src.path.parent, src.path.name)
+        config = json.loads((src.path / "config.json").read_text(encoding="utf-8"))
+        return load_folder_streamed(src.path, shards, config, dtype)
     return load_part_folder(src.path.parent, src.path.name, cls, dtype=dtype)
 
 
@@ -213,22 +230,32 @@ class WanModelLoader(BaseModelLoader):
     """Reads the config's model section and calls load_wan_model."""
 
     def load(self, config) -> WanModel:
+        return self._load_model(config, encoders_only=False)
+
+    def load_for_caching(self, config) -> WanModel:
+        """Tokenizer and encoders (read on first use), no expert: what scripts/cache.py needs."""
+        return self._load_model(config, encoders_only=True)
+
+    def _load_model(self, config, encoders_only: bool) -> WanModel:
         from modules.config.loading import check_fp8_storage
         from modules.config.memory_config import check_memory
         from modules.wan.loading.base_loras import base_lora_specs, check_base_lora_files, merge_base_loras
-        from modules.wan.loading.storage import apply_storage, check_storage_backend, load_dtypes
+        from modules.wan.loading.storage import apply_storage, check_storage_backend, load_dtypes, quantiser_for
 
         check_fp8_storage(config)  # also for configs built in code, which skip the file loader's checks
         check_memory(config)
-        check_storage_backend(config)
+        if not encoders_only:
+            check_storage_backend(config)
         transformer_dtype, text_encoder_dtype = load_dtypes(config)
         m = config.model
-        base_loras = base_lora_specs(m.base_loras)
+        base_loras = [] if encoders_only else base_lora_specs(m.base_loras)
         fp8_after_merge = bool(base_loras) and transformer_dtype == FP8
         if base_loras:
             check_base_lora_files(base_loras, two_experts=m.variant != "TI2V-5B")
         if fp8_after_merge:  # base LoRAs are merged into 16-bit weights, which are then quantised with them
             transformer_dtype = config.training.train_dtype
+        # int8/nf4 quantise each expert as it loads, unless base LoRAs must be merged into it first (apply_storage).
+        quantise_now = quantiser_for(config) if not encoders_only and not base_loras else None
         parts = {
             name: getattr(m, f"{name}_path", "") or None
             for name in ("transformer", "transformer_2", "vae", "text_encoder")
@@ -247,8 +274,10 @@ class WanModelLoader(BaseModelLoader):
             text_max_length=m.text_max_length,
             allow_download=m.allow_download,
             expected_variant=None if m.variant in (None, "", "auto") else m.variant,
+            encoders_only=encoders_only,
+            after_expert=quantise_now,
         )
         if base_loras:
             merge_base_loras(model, base_loras, fp8_storage=fp8_after_merge)
-        apply_storage(model, config)
+        apply_storage(model, config, experts_done=quantise_now is not None)
         return model

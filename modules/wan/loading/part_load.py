@@ -24,7 +24,7 @@ from modules.module.fp8_linear import convert_to_fp8_storage, quantise_fp8
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.formats.part_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
 from modules.wan.loading.file_detection import SingleFileInfo, detect_single_file
-from modules.wan.loading.weight_file import WeightFile
+from modules.wan.loading.weight_file import ShardedWeightFile, WeightFile
 
 PART_CLASSES = {"transformer": WanTransformer3DModel, "vae": AutoencoderKLWan, "text_encoder": UMT5EncoderModel}
 FP8_STORAGE = (torch.float8_e4m3fn, torch.float8_e5m2)
@@ -195,3 +195,17 @@ def check_file_fits(path: str | Path, config: dict) -> SingleFileInfo:
         info = detect_single_file(path, file=file)
     check_names_and_shapes(info, config, str(path))
     return info
+
+
+def load_folder_streamed(folder: Path, shards: list[Path], config: dict, dtype: torch.dtype) -> torch.nn.Module:
+    """A diffusers transformer folder (sharded or not) into `dtype` tensor by tensor, as a single file: the host
+    peak is the stored model plus one tensor, where from_pretrained into bf16 and then quantising held the whole
+    bf16 expert beside its fp8 copy."""
+    file = ShardedWeightFile(shards, "transformer")
+    info = SingleFileInfo(
+        path=folder, part="transformer", naming="diffusers", prefix="", dtype="mixed", shapes=dict(file.shapes)
+    )
+    try:
+        return load_part_from_file(info, config, dtype, config_source=str(folder / "config.json"), file=file)
+    finally:
+        file.close()

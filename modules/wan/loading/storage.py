@@ -63,8 +63,19 @@ def convert_text_encoder_to_fp8(text_encoder: nn.Module) -> list[str]:
     return names
 
 
-def apply_storage(model, config) -> None:
+def quantiser_for(config):
+    """int8/nf4: a function that quantises one loaded expert, which the loader calls right after reading it, so
+    loading holds one expert in the training dtype, not every expert (None for other storage)."""
     storage = config.model.transformer_dtype
+    if storage not in QUANTISED_DTYPES:
+        return None
+    compute = DTYPES[config.training.train_dtype]
+    return lambda expert: convert_to_quantised_storage(expert, storage, compute)
+
+
+def apply_storage(model, config, experts_done: bool = False) -> None:
+    """`experts_done`: the loader already quantised each expert (quantiser_for)."""
+    storage = config.training.train_dtype if experts_done else config.model.transformer_dtype
     compute = DTYPES[config.training.train_dtype] if storage in QUANTISED_DTYPES else None
     apply_storage_choices(model, storage, config.model.text_encoder_dtype, compute)
 
@@ -74,6 +85,6 @@ def apply_storage_choices(model, transformer_storage: str, text_encoder_storage:
     if transformer_storage in QUANTISED_DTYPES:
         for expert in model.experts():
             convert_to_quantised_storage(expert, transformer_storage, compute_dtype)
-    if text_encoder_storage == FP8:
-        convert_text_encoder_to_fp8(model.text_encoder)
+    if text_encoder_storage == FP8:  # on every load of UMT5 (it is read on first use: modules/wan/encoder_parts.py)
+        model.after_encoder_load("text_encoder", "fp8 linears", convert_text_encoder_to_fp8)
         model.text_encoder_identity = f"{model.text_encoder_identity}:linears=float8_e4m3fn"

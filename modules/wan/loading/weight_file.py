@@ -103,3 +103,30 @@ def _torch_load(path: Path, what: str) -> dict[str, torch.Tensor]:
             f"{path}: the {what} .pth file is not a dict of tensors. Fix: use the .safetensors version."
         )
     return state
+
+
+class ShardedWeightFile:
+    """The safetensors shards of one diffusers part folder read as one WeightFile (each name from its shard), so a
+    folder streams into fp8 storage tensor by tensor exactly as a single file does (part_load.py)."""
+
+    def __init__(self, paths: list[Path], what: str):
+        self.files = [WeightFile(path, what) for path in paths]
+        self._owner = {name: file for file in self.files for name in file.shapes}
+        self.shapes = {name: shape for file in self.files for name, shape in file.shapes.items()}
+        self.dtypes = {name: dtype for file in self.files for name, dtype in file.dtypes.items()}
+
+    def read(self, name: str) -> torch.Tensor:
+        return self._owner[name].read(name)
+
+    def read_as(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        return self._owner[name].read_as(name, dtype)
+
+    def read_temporary(self, name: str) -> torch.Tensor:
+        """What fp8 storage quantises: a float32 weight rounded to bf16 first, as from_pretrained into bf16 then
+        quantising gave it (the folder path's numbers before it streamed; the Wan-AI folders are bf16 anyway)."""
+        value = self._owner[name].read_temporary(name)
+        return value.to(torch.bfloat16) if value.dtype == torch.float32 else value
+
+    def close(self) -> None:
+        for file in self.files:
+            file.close()

@@ -42,7 +42,10 @@ def placed_for_sampling(model: WanModel, device: torch.device | None, offload_ex
     if device is None:
         yield
         return
-    parts = [model.text_encoder, model.vae, *model.experts()]
+    # The VAE is read now if it was released (a run's encoders leave memory after caching); UMT5 only if the
+    # prompts were not encoded while caching.
+    model.vae  # noqa: B018 - reads the VAE if it was released, so it is among the parts placed and put back
+    parts = [*model.resident_encoders(), *model.experts()]
     original = [_device_of(part) for part in parts]
     experts = model.experts()
 
@@ -74,7 +77,8 @@ def build_pipeline(model: WanModel, settings: SampleSettings, image_to_video: bo
     variant = model.variant
     parts = dict(
         tokenizer=model.tokenizer,
-        text_encoder=model.text_encoder,
+        # None when the prompts were encoded while caching and UMT5 left memory (encode_prompts uses them).
+        text_encoder=model.resident("text_encoder"),
         vae=model.vae,
         scheduler=make_scheduler(model.scheduler, settings.scheduler, settings.flow_shift),
         transformer=model.transformer,
@@ -107,7 +111,12 @@ def encode_prompts(
     """
     arguments = dict(arguments)
     prompt, negative = arguments.pop("prompt"), arguments.pop("negative_prompt")
-    text_encoder = model.text_encoder
+    cached = precomputed_prompts(model, prompt, negative or "", arguments["max_sequence_length"])
+    if cached is not None:  # encoded once while caching, one prompt at a time as the pipeline does
+        positive, negative_embeds = (embeds.to(device) if device is not None else embeds for embeds in cached)
+        arguments.update(prompt_embeds=positive, negative_prompt_embeds=negative_embeds)
+        return arguments
+    pipe.text_encoder = text_encoder = model.text_encoder  # read now if it was released
     home = _device_of(text_encoder)
     # text_on_cpu (memory.text_encoder_on_cpu): a GPU too small for UMT5 encodes on the CPU; the states move after.
     target = torch.device("cpu") if text_on_cpu else device or home
@@ -129,6 +138,18 @@ def encode_prompts(
         positive, negative_embeds = positive.to(device), negative_embeds.to(device)
     arguments.update(prompt_embeds=positive, negative_prompt_embeds=negative_embeds)
     return arguments
+
+
+def precomputed_prompts(model: WanModel, prompt: str, negative: str, max_length: int):
+    """(positive, negative) as the pipeline's encode_prompt returns them, from the states cached for this run's
+    samples (modules/wan/training/data_loader.py), or None when either was not cached. The pipeline casts the
+    encoder's output to the encoder's dtype and zero-pads it; the cache holds it trimmed in float32, which that
+    cast rounds back to the same numbers."""
+    states = [model.prompt_embeds.get(prompt), model.prompt_embeds.get(negative)]
+    if any(state is None for state in states) or max_length != model.text_max_length:
+        return None
+    dtype = model.encoder_dtype("text_encoder")
+    return tuple(model.pad_text_embeds([state]).to(dtype) for state in states)
 
 
 def pipeline_arguments(model: WanModel, settings: SampleSettings) -> dict:

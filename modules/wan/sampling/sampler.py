@@ -21,7 +21,7 @@ from modules.util.atomic import atomic_path
 from modules.util.sample_export import ExportedSample, export_sample, video_path
 from modules.util.video_checks import DEFAULT_STATIC_THRESHOLD, MotionCheck
 from modules.util.video_export import check_encoder
-from modules.wan.model import WanModel
+from modules.wan.model import ENCODERS, WanModel
 from modules.wan.sampling.loras import (
     LoadedLora,
     LoraSpec,
@@ -50,6 +50,8 @@ class SamplerOptions:
     embeddings: list[str] = field(default_factory=list)
     progress_bar: bool = False
     text_encoder_on_cpu: bool = False  # encode prompts on the CPU (a GPU too small for UMT5)
+    # Release the encoders a sample read (the VAE for its decode) once it is written: training's host memory.
+    release_encoders: bool = False
 
 
 @dataclass
@@ -122,6 +124,7 @@ class WanModelSampler(BaseModelSampler):
                 offload_experts=config.experts.offload_inactive_expert,
                 boundary_ratio=config.experts.boundary_ratio,
                 text_encoder_on_cpu=config.memory.text_encoder_on_cpu,
+                release_encoders=True,
             )
         )
 
@@ -145,6 +148,14 @@ class WanModelSampler(BaseModelSampler):
 
         `extra` is merged into every sidecar (the trainer records the step there).
         """
+        resident = {name for name in ENCODERS if model.resident(name) is not None}
+        try:
+            return self._sample(model, sample_config, destination, extra)
+        finally:
+            if self.options.release_encoders:  # what this sample read (the VAE, for its decode) leaves again
+                model.release_encoders(tuple(name for name in ENCODERS if name not in resident))
+
+    def _sample(self, model: WanModel, sample_config, destination: Path, extra: dict | None) -> Path:
         self.last_result = None  # release the previous frames before making new ones
         settings = resolve_settings(model, sample_config, self.options.boundary_ratio)
         destination = video_path(destination, self.options.format)

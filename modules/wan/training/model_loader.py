@@ -20,7 +20,13 @@ class WanTrainingModelLoader(WanModelLoader):
     """The plugin's loader (modules/registry.py) for LoRA, full and embedding training alike."""
 
     def load(self, config) -> WanModel:
-        model = super().load(config)
+        return self._add_embeddings(super().load(config), config)
+
+    def load_for_caching(self, config) -> WanModel:
+        """scripts/cache.py: the encoders with the same embeddings, so caption keys equal the training run's."""
+        return self._add_embeddings(super().load_for_caching(config), config)
+
+    def _add_embeddings(self, model: WanModel, config) -> WanModel:
         settings = config.embedding
         for path in settings.frozen_embeddings:
             embedding = load_embedding(model, path)

@@ -22,7 +22,7 @@ class WanTrainingSetup(BaseModelSetup):
         """Every weight frozen; which experts take part and how steps are shared between them. Each training
         method (LoRA, full, embedding) starts here and then unfreezes or adds what it trains."""
         model.eval()
-        for part in (model.vae, model.text_encoder, *model.experts()):
+        for part in (*model.resident_encoders(), *model.experts()):  # encoders read later are frozen on load
             part.requires_grad_(False)
         model.trained_experts = experts.trained_experts(model.variant, config.experts.train)
         self.boundary = experts.boundary_ratio(model.variant, config.experts)

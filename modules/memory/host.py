@@ -1,0 +1,372 @@
+"""The host-memory plan: peak RAM of a run, phase by phase, beside the GPU plan (modules/memory/planner.py).
+
+    plan = build_host_plan(config, facts, processes=1)   # HostPlan
+    plan.peak_gib(), plan.peak_phase()                   # 27.9, "training"
+    plan.verdict(64)                                     # "fits 64 GB of RAM (27.9 GiB peak in training)"
+    plan.least_change(32)                                # "cache first (scripts/cache.py), then ..." or None
+    host_memory_summary(config, facts, processes)        # HostMemorySummary, for the window's memory hint
+
+Each phase counts three kinds of host memory, because they behave differently: anonymous resident memory (the
+process's own copies: weights in CPU memory, activations offloaded, buffers), pinned memory (page-locked staging
+for host-to-device copies, which the kernel can never swap or drop; PyTorch's caching host allocator rounds each
+block up to a power of two) and file-backed pages that must stay resident (weights mapped from their file: shared
+by every process on the machine through the page cache). Several processes each hold their own anonymous and
+pinned memory; mapped pages are counted once. The terms and what was measured: docs/presets.md "Host memory".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modules.memory.config_changes import with_changes
+from modules.memory.facts import ModelFacts, TransformerFacts
+from modules.memory.phases import DTYPE_BYTES, GIB, block_bytes, expert_bytes
+from modules.util.errors import UserError
+
+# Python, torch, diffusers/transformers and, on a GPU machine, the CUDA runtime's host side: measured on this
+# machine's CPU build (docs/benchmarks.md) plus the CUDA runtime's ~1 GiB of host memory on a GPU machine.
+PROCESS_BYTES = {"cpu": 0.9 * GIB, "cuda": 1.9 * GIB}
+# What the operating system and a desktop keep: a plan fits when its peak is under this share of the RAM.
+USABLE_SHARE = 0.9
+RAM_SIZES = (32, 64, 128)
+RAM_ENV = "WAN_TRAINER_RAM_GIB"  # the machine's RAM in GiB, instead of /proc/meminfo (tests, planning elsewhere)
+# Storage that the loaders fill tensor by tensor (modules/wan/loading/part_load.py, part_folder.py); int8/nf4 experts
+# are read in the training dtype and each quantised before the next is read (modules/wan/loading/storage.py).
+STREAMED_STORAGE = ("float8_e4m3fn", "bfloat16", "float16", "float32")
+# An fp8 UMT5 is read in bf16 and then quantised (modules/wan/loading/storage.py).
+TEXT_ENCODER_LOAD_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 2}
+
+
+class HostMemoryError(UserError, MemoryError):
+    """The run will not fit this machine's RAM; the message gives the plan and the least change that fits."""
+
+
+@dataclass
+class HostPhase:
+    name: str
+    anonymous: dict[str, float] = field(default_factory=dict)  # bytes per part, the process's own memory
+    pinned: dict[str, float] = field(default_factory=dict)  # page-locked staging
+    file_backed: dict[str, float] = field(default_factory=dict)  # mapped weights that must stay resident
+    one_process: bool = False  # runs in one process whatever the run's count (scripts/cache.py)
+
+    def per_process(self) -> float:
+        return sum(self.anonymous.values()) + sum(self.pinned.values()) + sum(self.file_backed.values())
+
+    def machine(self, processes: int) -> float:
+        """Bytes on the machine with `processes` processes: mapped pages are shared, the rest is per process."""
+        own = sum(self.anonymous.values()) + sum(self.pinned.values())
+        return (1 if self.one_process else processes) * own + sum(self.file_backed.values())
+
+
+@dataclass
+class HostPlan:
+    model: str
+    processes: int
+    phases: list[HostPhase]
+    cache_first: bool  # the cache is built by scripts/cache.py, so the run's caching phase has no transformer
+    config: object = field(repr=False, default=None)  # the TrainConfig planned (least_change plans changed copies)
+    facts: ModelFacts | None = field(repr=False, default=None)
+
+    def peak_bytes(self, processes: int | None = None) -> float:
+        return max(p.machine(processes or self.processes) for p in self.phases)
+
+    def peak_gib(self, processes: int | None = None) -> float:
+        return self.peak_bytes(processes) / GIB
+
+    def peak_phase(self) -> str:
+        return max(self.phases, key=lambda p: p.machine(self.processes)).name
+
+    def phase(self, name: str) -> HostPhase:
+        return next(p for p in self.phases if p.name == name)
+
+    def fits(self, ram_gib: float, skip_caching: bool = False) -> bool:
+        phases = [p for p in self.phases if not (skip_caching and p.name.startswith("caching"))]
+        return max(p.machine(self.processes) for p in phases) <= ram_gib * GIB * USABLE_SHARE
+
+    def verdict(self, ram_gib: float) -> str:
+        who = f" ({self.processes} processes)" if self.processes > 1 else ""
+        head = f"{self.peak_gib():.1f} GiB peak in {self.peak_phase()}{who}"
+        if self.fits(ram_gib):
+            return f"fits {ram_gib:g} GB of RAM ({head})"
+        change = self.least_change(ram_gib)
+        return f"does not fit {ram_gib:g} GB of RAM ({head}); " + (
+            f"fix: {change}" if change else "no setting makes it fit: lower data.resolution or data.frames"
+        )
+
+    def least_change(self, ram_gib: float) -> str | None:
+        """The least change that makes the run fit `ram_gib`, in words, or None. Order: build the cache first
+        (costs nothing), fp8 storage (precision of the frozen base), fewer processes, then giving up host-side
+        savings that cost GPU memory (activation offloading)."""
+        return _least_change(self, ram_gib)
+
+    def table(self) -> str:
+        several = f"; {self.processes} processes" if self.processes > 1 else ""
+        lines = [f"host memory (RAM) of {self.model}, per process{several}"]
+        for phase in self.phases:
+            kinds = (("anon", phase.anonymous), ("pinned", phase.pinned), ("mapped", phase.file_backed))
+            lines.append(f"  {phase.name:<44} {phase.per_process() / GIB:7.2f} GiB")
+            for kind, parts in kinds:
+                for name, value in parts.items():
+                    lines.append(f"    {name + ' (' + kind + ')':<42} {value / GIB:7.2f}")
+        lines.append(f"  peak on the machine: {self.peak_gib():.2f} GiB in {self.peak_phase()}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        def gib(parts: dict[str, float]) -> dict[str, float]:
+            return {k: round(v / GIB, 3) for k, v in parts.items()}
+
+        return {
+            "model": self.model,
+            "processes": self.processes,
+            "peak_gib": round(self.peak_gib(), 3),
+            "peak_phase": self.peak_phase(),
+            "phases": [
+                {
+                    "name": p.name,
+                    "per_process_gib": round(p.per_process() / GIB, 3),
+                    "anonymous": gib(p.anonymous),
+                    "pinned": gib(p.pinned),
+                    "file_backed": gib(p.file_backed),
+                }
+                for p in self.phases
+            ],
+            "verdicts": {f"{ram} GB": self.verdict(ram) for ram in RAM_SIZES},
+        }
+
+
+@dataclass(frozen=True)
+class HostMemorySummary:
+    """What the window's memory hint shows: one line per RAM size, and this machine's."""
+
+    peak_gib: float
+    peak_phase: str
+    processes: int
+    ram_gib: float | None  # this machine's (None: unknown)
+    fits: bool | None  # on this machine
+    verdict: str  # on this machine, or for 32 GB when unknown
+    least_change: str | None
+    verdicts: dict[int, str]
+
+
+def host_memory_summary(
+    config, facts: ModelFacts, processes: int = 1, ram_gib: float | None = None
+) -> HostMemorySummary:
+    plan = build_host_plan(config, facts, processes)
+    ram = ram_gib if ram_gib is not None else machine_ram_gib()
+    target = ram if ram is not None else RAM_SIZES[0]
+    return HostMemorySummary(
+        peak_gib=round(plan.peak_gib(), 2),
+        peak_phase=plan.peak_phase(),
+        processes=processes,
+        ram_gib=ram,
+        fits=plan.fits(ram) if ram is not None else None,
+        verdict=plan.verdict(target),
+        least_change=None if plan.fits(target) else plan.least_change(target),
+        verdicts={size: plan.verdict(size) for size in RAM_SIZES},
+    )
+
+
+def machine_ram_gib() -> float | None:
+    """This machine's RAM: $WAN_TRAINER_RAM_GIB if set, else MemTotal of /proc/meminfo (None where unknown)."""
+    if os.environ.get(RAM_ENV):
+        try:
+            return float(os.environ[RAM_ENV])
+        except ValueError:
+            raise HostMemoryError(
+                f"{RAM_ENV}={os.environ[RAM_ENV]!r}: expected the machine's RAM in GiB, e.g. 64. Fix: set a number "
+                "or unset it."
+            ) from None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024 / GIB
+    except OSError:
+        return None
+    return None
+
+
+# ---- the phases ---------------------------------------------------------------------------------------------
+def build_host_plan(config, facts: ModelFacts, processes: int = 1, cache_first: bool = False) -> HostPlan:
+    """Host memory of `config` (a TrainConfig) per phase, for `processes` processes of one machine. `cache_first`:
+    the cache is built beforehand by scripts/cache.py, so the run's own caching phase holds no transformer."""
+    gpu = config.training.device != "cpu"
+    base = {"process (Python, torch" + (", CUDA" if gpu else "") + ")": PROCESS_BYTES["cuda" if gpu else "cpu"]}
+    storage = config.model.transformer_dtype
+    expert = facts.experts[0]
+    loaded_experts = len(facts.experts)
+    stored = expert_bytes(expert, storage)
+    keeps_umt5 = config.training_method == "embedding" or bool(config.embedding.frozen_embeddings)
+    umt5 = facts.text_encoder.params * TEXT_ENCODER_LOAD_BYTES.get(config.model.text_encoder_dtype, 2)
+    vae = facts.vae.params * DTYPE_BYTES.get(config.model.vae_dtype, 4)
+    text = {"UMT5 (kept: embeddings)": umt5} if keeps_umt5 else {}
+
+    loading = HostPhase("loading the experts", {**base, **text})
+    if storage in STREAMED_STORAGE:
+        loading.anonymous[f"experts, {storage} ({loaded_experts})"] = loaded_experts * stored
+        loading.anonymous["load transient (largest tensor, read + cast)"] = _load_transient(expert, storage)
+    else:  # int8/nf4: each expert read in the training dtype, then quantised before the next is read
+        read_as = config.training.train_dtype
+        loading.anonymous[f"experts, {storage} ({loaded_experts - 1} before the last)"] = (loaded_experts - 1) * stored
+        loading.anonymous[f"the last expert read as {read_as}, then quantised"] = expert_bytes(expert, read_as)
+
+    window = _decoded_window_bytes(config.data.resolution, config.data.frames)
+    encoders = {"UMT5 (read for missing captions)": umt5, "VAE": vae, "decoded windows (two in flight)": window}
+    if cache_first:
+        caching = HostPhase("caching (scripts/cache.py, no transformer)", {**base, **encoders}, one_process=True)
+    else:
+        caching = HostPhase("caching (in the run, cache incomplete)", {**base, **encoders})
+        caching.anonymous[f"experts, {storage} ({loaded_experts})"] = loaded_experts * stored
+
+    training = HostPhase("training", {**base, **text})
+    _training_weights(training, config, facts, expert, storage, gpu)
+    sampling = HostPhase("sampling (VAE read for the decode)", dict(training.anonymous), dict(training.pinned))
+    sampling.file_backed = dict(training.file_backed)
+    sampling.anonymous["VAE"] = vae
+    sampling.anonymous["decoded sample frames"] = max(
+        [3 * 4 * 3 * w * h * f for w, h, f in ((s.width, s.height, s.frames) for s in config.sampling.samples)] or [0]
+    )
+    phases = [loading, caching, training] + ([sampling] if config.sampling.samples else [])
+    return HostPlan(facts.name, processes, phases, cache_first, config, facts)
+
+
+def _training_weights(
+    phase: HostPhase, config, facts: ModelFacts, expert: TransformerFacts, storage: str, gpu: bool
+) -> None:
+    """What stays in CPU memory while steps run: experts not on the GPU, swapped blocks, offloaded activations."""
+    experts = len(facts.experts)
+    trained = experts if (experts > 1 and config.experts.train == "both") else 1
+    offload = config.experts.offload_inactive_expert and trained > 1
+    on_gpu = 1 if (offload or trained == 1) else trained
+    swap = min(config.memory.blocks_to_swap, expert.num_blocks)
+    swapped = swap * block_bytes(expert, storage)
+    off_gpu = experts - on_gpu  # the inactive expert (offloaded), or an expert loaded for sampling only
+    if off_gpu:
+        phase.anonymous[f"experts not on the GPU ({off_gpu}), without swapped blocks"] = off_gpu * (
+            expert_bytes(expert, storage) - swapped
+        )
+    if swap:
+        # The swapper keeps every expert's swapped blocks in CPU memory: pinned (one page-locked block per tensor,
+        # rounded up to a power of two) where CUDA is present, else ordinary memory.
+        if gpu:
+            phase.pinned[f"swapped blocks ({swap} x {experts} experts, pow2-rounded)"] = (
+                experts * swap * pinned_block_bytes(expert, storage)
+            )
+        else:
+            phase.anonymous[f"swapped blocks ({swap} x {experts} experts)"] = experts * swapped
+    if offload and config.training_method == "lora":
+        # The inactive expert's LoRA moves with it; its optimizer state stays on the GPU.
+        phase.anonymous["LoRA of the inactive expert (float32)"] = expert.lora_params_per_rank * config.lora.rank * 4
+    if offload and config.training_method == "full":
+        share = _trained_share(config, expert)
+        phase.anonymous["trained float32 weights of the inactive expert"] = share * expert.params * 4
+    if config.memory.offload_activations:
+        tokens = config.training.batch_size * facts.tokens_for_area(config.data.resolution, config.data.frames)
+        scale = 2 if config.training.train_dtype == "float32" else 1
+        phase.anonymous[f"offloaded block inputs ({expert.num_blocks} blocks)"] = (
+            expert.num_blocks * tokens * expert.dim * 2 * scale
+        )
+
+
+def _trained_share(config, expert: TransformerFacts) -> float:
+    from modules.memory.phases import trained_fraction
+
+    return trained_fraction(config.finetune.block_filter, expert.num_blocks)
+
+
+def pinned_block_bytes(expert: TransformerFacts, storage: str) -> float:
+    """One swapped block in pinned memory as the caching host allocator takes it: each tensor rounded up to a
+    power of two. WAN's block: two FFN matrices (dim x ffn_dim) and square attention matrices (dim x dim)."""
+    per = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1, "nf4": 0.5}[storage]
+    ffn = expert.dim * expert.ffn_dim
+    square_count = max(expert.block_linears - 2, 0)
+    square = (expert.block_linear_params - 2 * ffn) / square_count if square_count else 0
+    rest = block_bytes(expert, storage) - expert.block_linear_params * per
+    return 2 * _pow2(ffn * per) + square_count * _pow2(square * per) + 1.5 * rest
+
+
+def _pow2(size: float) -> float:
+    return float(1 << max(int(size - 1).bit_length(), 0)) if size > 0 else 0.0
+
+
+def _load_transient(expert: TransformerFacts, storage: str) -> float:
+    """Beyond the stored model while loading: the largest tensor read in its file dtype (bf16) and its cast."""
+    return expert.largest_linear * (2 + {"float8_e4m3fn": 1}.get(storage, DTYPE_BYTES.get(storage, 2)))
+
+
+def _decoded_window_bytes(resolution: int, frames: int) -> float:
+    """One window decoded (uint8) and as float32 pixels twice (resize, crop), with the next window decoding ahead."""
+    return 2 * frames * resolution * resolution * 3 * (1 + 2 * 4)
+
+
+# ---- the least change ------------------------------------------------------------------------------------------
+def _least_change(plan: HostPlan, ram_gib: float) -> str | None:
+    config, facts = plan.config, plan.facts
+    if config is None or facts is None:
+        return None
+    # Each candidate adds to the one before: (cache first, settings, processes).
+    candidates: list[tuple[bool, dict[str, object], int]] = [(True, {}, plan.processes)]
+    settings: dict[str, object] = {}
+    if config.training_method != "full" and config.model.transformer_dtype in ("bfloat16", "float16", "float32"):
+        settings = {"model.transformer_dtype": "float8_e4m3fn"}
+        candidates.append((True, dict(settings), plan.processes))
+    candidates += [(True, dict(settings), count) for count in range(plan.processes - 1, 0, -1)]
+    if config.memory.offload_activations:
+        settings = {**settings, "memory.offload_activations": False}  # costs GPU memory: the last resort
+        candidates.append((True, dict(settings), 1))
+    for first, changes, processes in candidates:
+        candidate = build_host_plan(with_changes(config, changes), facts, processes, cache_first=first)
+        if candidate.fits(ram_gib):
+            words = ["build the cache first: scripts/cache.py --config-path FILE"] if not plan.cache_first else []
+            words += [
+                f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in changes.items()
+            ]
+            words += [f"--num-processes {processes}"] if processes < plan.processes else []
+            return ", then ".join(words) + f" ({candidate.peak_gib():.1f} GiB peak)"
+    return None
+
+
+# ---- what the CLI, the report and the run use ----------------------------------------------------------------
+def host_plan_text(plan: HostPlan, ram_gib: float | None) -> str:
+    """The table and a verdict for 32, 64 and 128 GB (and this machine's RAM), as `--plan` prints them."""
+    lines = [plan.table()]
+    sizes = sorted({*RAM_SIZES, *([round(ram_gib, 1)] if ram_gib else [])})
+    for size in sizes:
+        mark = " (this machine)" if ram_gib and size == round(ram_gib, 1) else ""
+        lines.append(f"  {size:g} GB RAM{mark}: {plan.verdict(size)}")
+    lines.append(f"  (a plan fits when its peak is under {USABLE_SHARE:.0%} of the RAM; ${RAM_ENV} overrides the size)")
+    return "\n".join(lines)
+
+
+def host_plan_entry(plan: HostPlan, ram_gib: float | None) -> dict:
+    """diagnostics.json's `host_memory_plan`."""
+    return {
+        **plan.to_dict(),
+        "ram_gib": None if ram_gib is None else round(ram_gib, 2),
+        "verdict": plan.verdict(ram_gib) if ram_gib else plan.verdict(RAM_SIZES[0]),
+    }
+
+
+def refuse_if_ram_too_small(plan: HostPlan, ram_gib: float | None) -> str | None:
+    """Before loading: raise HostMemoryError when loading, training or sampling cannot fit the machine's RAM;
+    return a warning (or None) when only caching inside the run would not (a complete cache skips it)."""
+    if ram_gib is None:
+        return None
+    if not plan.fits(ram_gib, skip_caching=True):
+        change = plan.least_change(ram_gib)
+        raise HostMemoryError(
+            f"host memory: this run needs ~{plan.peak_gib():.1f} GiB of RAM ({plan.peak_phase()}), but this machine "
+            f"has {ram_gib:.1f} GiB (a plan may use {USABLE_SHARE:.0%} of it). Expected: a run that fits, so the "
+            "kernel does not kill it mid-run. Fix: "
+            + (change if change else "lower data.resolution or data.frames")
+            + f". The plan, phase by phase: scripts/train.py --config-path FILE --plan (set ${RAM_ENV} to plan for "
+            "another size)."
+        )
+    if not plan.fits(ram_gib):
+        return (
+            f"host memory: if the cache is incomplete, caching inside this run needs ~{plan.peak_gib():.1f} GiB of "
+            f"RAM with the transformer loaded, more than this machine's {ram_gib:.1f} GiB allows; build the cache "
+            "first with scripts/cache.py --config-path FILE (see scripts/train.py --plan)"
+        )
+    return None

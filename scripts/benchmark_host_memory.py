@@ -1,0 +1,235 @@
+"""Host memory: the peak resident memory of a process (VmHWM after a reset, plus pinned bytes) per phase, measured
+on this machine and compared with the host-memory plan (modules/memory/host.py).
+
+Each case runs in a fresh process (a process that wrote the files already holds their memory). An A14B expert is
+built at the real width (5120, FFN 13824) and reduced depth (`--depths`, of 40 blocks), written to disk in the
+real formats with random weights, one tensor at a time; the per-block slope between the depths is extrapolated to
+40 blocks. Cases:
+
+- load-folder: fp8 storage from a bf16 diffusers folder in two shards, streamed (the loader's path now);
+- load-folder-old: the same through from_pretrained into bf16, then quantised (the path before streaming);
+- load-single: fp8 storage from an fp8_scaled ComfyUI single file;
+- two-processes: two processes loading the same single file at once (the sum of both peaks over one's);
+- encoders: UMT5 at the real width (4096, FFN 10240; 2 of 24 layers, 32k vocabulary) resident, then released:
+  how much of it leaves the process.
+
+Pinned bytes are 0 here (no CUDA: nothing is page-locked); on a GPU machine the plan adds the swapped blocks'
+pinned copies. Results: docs/benchmarks.md "Host memory".
+
+    python scripts/benchmark_host_memory.py [--depths 2 4] [--cases load-folder load-single ...]
+"""
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _repo_path  # noqa: F401
+import torch
+from benchmark_single_file_load import peak_rss, reset_peak_rss, write_random_file
+
+from modules.memory.phases import GIB, expert_bytes
+from modules.util.resources import MODEL_CONFIGS_DIR
+from modules.wan.formats.single_file_writer import write_streamed
+from modules.wan.loading.detection import read_json
+from modules.wan.loading.part_load import build_empty
+
+CASES = ("load-folder", "load-folder-old", "load-single", "two-processes", "encoders")
+REAL_BLOCKS = 40
+
+
+def a14b_config(depth: int) -> dict:
+    return {**read_json(MODEL_CONFIGS_DIR / "transformer_T2V-A14B.json"), "num_layers": depth}
+
+
+def rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def write_folder(folder: Path, config: dict) -> Path:
+    """A bf16 diffusers transformer folder in two shards with an index, written tensor by tensor."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"_class_name": "WanTransformer3DModel", **config}))
+    empty = build_empty("transformer", config)
+    names = {n: (torch.bfloat16, tuple(p.shape)) for n, p in empty.state_dict().items()}
+    keys = list(names)
+    halves = {"diffusion_pytorch_model-00001-of-00002.safetensors": keys[: len(keys) // 2]}
+    halves["diffusion_pytorch_model-00002-of-00002.safetensors"] = keys[len(keys) // 2 :]
+    generator = torch.Generator().manual_seed(0)
+
+    def make(name, dtype, shape):
+        return torch.randn(shape, generator=generator) * 0.02
+
+    weight_map = {}
+    for file, part in halves.items():
+        write_streamed(folder / file, {k: names[k] for k in part}, make)
+        weight_map.update({k: file for k in part})
+    index = {"metadata": {}, "weight_map": weight_map}
+    (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index))
+    return folder
+
+
+# ---- what a child process measures -------------------------------------------------------------------------------
+def child(case: str, path: str, depth: int) -> dict:
+    import psutil
+
+    from modules.module.fp8_linear import convert_to_fp8_storage
+    from modules.wan.loading.file_detection import detect_single_file
+    from modules.wan.loading.part_folder import check_part_folder, load_part_folder
+    from modules.wan.loading.part_load import load_folder_streamed, load_part_from_file
+
+    config = a14b_config(depth)
+    build_empty("transformer", config)  # diffusers' lazy imports before the baseline
+    gc.collect()
+    reset_peak_rss()
+    baseline = psutil.Process().memory_info().rss
+    start = time.perf_counter()
+    if case == "load-folder":
+        folder = Path(path)
+        model = load_folder_streamed(folder, check_part_folder(folder.parent, folder.name), config, torch.float8_e4m3fn)
+    elif case == "load-folder-old":
+        from diffusers import WanTransformer3DModel
+
+        model = load_part_folder(Path(path).parent, Path(path).name, WanTransformer3DModel, dtype=torch.bfloat16)
+        convert_to_fp8_storage(model)
+    else:  # load-single, two-processes
+        info = detect_single_file(Path(path), "transformer")
+        model = load_part_from_file(info, config, torch.float8_e4m3fn, config_source="benchmark")
+    seconds = time.perf_counter() - start
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()
+    stored = sum(t.numel() * t.element_size() for t in tensors)
+    return {"baseline": baseline, "peak": peak_rss(), "stored": stored, "seconds": seconds, "pinned": 0}
+
+
+def encoders_child() -> dict:
+    """UMT5 at the real width, reduced depth: resident memory with it and after WanModel's release."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from modules.wan.encoder_parts import EncoderPart
+
+    config = UMT5Config(vocab_size=32128, d_model=4096, d_ff=10240, num_layers=2, num_heads=64, d_kv=64)
+    part = EncoderPart("text_encoder", load=lambda: UMT5EncoderModel(config).to(torch.bfloat16))
+    gc.collect()
+    before = rss()
+    module = part.get()
+    size = sum(p.numel() * p.element_size() for p in module.parameters())
+    del module
+    loaded = rss()
+    part.release()
+    return {"before": before, "loaded": loaded, "after": rss(), "size": size}
+
+
+def run_child(*args: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the measuring process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_two(path: Path, depth: int) -> list[dict]:
+    command = [sys.executable, __file__, "--child", "two-processes", str(path), str(depth)]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    return [json.loads(c.communicate()[0].strip().splitlines()[-1]) for c in children]
+
+
+# ---- the plan's figures ------------------------------------------------------------------------------------------
+def planned_load_bytes(depth: int) -> float:
+    """The plan's loading phase for one expert of `depth` blocks: fp8 storage plus one tensor's read and cast."""
+    from modules.memory.host import _load_transient
+    from modules.wan.memory_facts import transformer_facts
+
+    facts = transformer_facts(json.dumps(a14b_config(depth)), False)
+    return expert_bytes(facts, "float8_e4m3fn") + _load_transient(facts, "float8_e4m3fn")
+
+
+def extrapolate(by_depth: dict[int, float]) -> float:
+    """The value at 40 blocks from the per-block slope between the smallest and the largest depth measured."""
+    low, high = min(by_depth), max(by_depth)
+    slope = (by_depth[high] - by_depth[low]) / (high - low)
+    return by_depth[high] + (REAL_BLOCKS - high) * slope
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depths", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = encoders_child() if args.child[0] == "encoders" else child(*args.child[:2], int(args.child[2]))
+        print(json.dumps(result))
+        return
+    rows = []
+    for depth in args.depths:
+        config = a14b_config(depth)
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            folder = single = None
+            if {"load-folder", "load-folder-old"} & set(args.cases):
+                folder = write_folder(tmp / "transformer", config)
+            if {"load-single", "two-processes"} & set(args.cases):
+                single = write_random_file(tmp / "wan2.2_t2v_high_noise_fp8_scaled.safetensors", config, "fp8_scaled")
+            for case in args.cases:
+                if case == "encoders":
+                    continue
+                if case == "load-folder-old" and depth != min(args.depths):
+                    continue  # the old path is shown once: it needs the whole bf16 expert
+                if case == "two-processes":
+                    both = run_two(single, depth)
+                    increase = sum(r["peak"] - r["baseline"] for r in both)
+                    one = both[0]["peak"] - both[0]["baseline"]
+                    rows.append({"case": case, "depth": depth, "increase": increase, "ratio_to_one": increase / one,
+                                 "stored": both[0]["stored"], "seconds": max(r["seconds"] for r in both)})  # fmt: skip
+                    continue
+                r = run_child(case, str(folder if case.startswith("load-folder") else single), str(depth))
+                increase = r["peak"] - r["baseline"]
+                rows.append({"case": case, "depth": depth, "increase": increase, "stored": r["stored"],
+                             "ratio": increase / r["stored"], "plan": planned_load_bytes(depth),
+                             "seconds": r["seconds"]})  # fmt: skip
+    if "encoders" in args.cases:
+        r = run_child("encoders")
+        rows.append({"case": "encoders", **r, "released_share": (r["loaded"] - r["after"]) / r["size"]})
+    print(json.dumps(rows, indent=1))
+    report(rows)
+
+
+def report(rows: list[dict]) -> None:
+    mib = 2**20
+    print("\ncase                depth  increase MiB  stored MiB  ratio  plan MiB  plan/measured")
+    for r in rows:
+        if r["case"] == "encoders":
+            continue
+        plan = r.get("plan")
+        print(
+            f"{r['case']:<19} {r['depth']:>5} {r['increase'] / mib:>13.0f} {r['stored'] / mib:>11.0f} "
+            f"{r.get('ratio', r.get('ratio_to_one', 0)):>6.2f} {plan / mib if plan else 0:>9.0f} "
+            f"{plan / r['increase'] if plan else 0:>14.2f}"
+        )
+    for case in ("load-folder", "load-single"):
+        by_depth = {r["depth"]: r["increase"] for r in rows if r["case"] == case}
+        if len(by_depth) > 1:
+            at_40 = extrapolate(by_depth)
+            stored = extrapolate({r["depth"]: r["stored"] for r in rows if r["case"] == case})
+            plan = planned_load_bytes(REAL_BLOCKS)
+            print(
+                f"{case}: extrapolated to 40 blocks: {at_40 / GIB:.2f} GiB peak increase for {stored / GIB:.2f} GiB "
+                f"stored (x{at_40 / stored:.3f}); plan {plan / GIB:.2f} GiB"
+            )
+    for r in rows:
+        if r["case"] == "encoders":
+            resident, released = (r["loaded"] - r["before"]) / mib, (r["loaded"] - r["after"]) / mib
+            print(
+                f"encoders: UMT5 slice of {r['size'] / mib:.0f} MiB: resident +{resident:.0f} MiB, released "
+                f"-{released:.0f} MiB ({r['released_share']:.0%} returned)"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Build the latent and caption cache of a training config without loading the transformer.
+
+python scripts/cache.py --config-path my.json
+python scripts/cache.py --config-path my.json --config-value data.resolution=480
+
+Caching is its own phase: this reads only the VAE and UMT5 (never an expert), encodes every training window,
+caption and sample prompt not yet cached, and exits. `scripts/train.py` with the same config then finds a
+complete cache and reads neither encoder's file (docs/data_pipeline.md). Run it before training on a machine
+whose RAM cannot hold the encoders beside the transformer (scripts/train.py --plan shows the host memory plan).
+
+Exit codes: 0 done; 2 a config, model or data problem (the message says which); 4 out of GPU memory while
+VAE-encoding a clip (the clip is named; entries cached so far are kept).
+"""
+
+import argparse
+import logging
+import sys
+
+import _repo_path  # noqa: F401
+
+
+def main() -> int:
+    from modules.config.loading import load_config
+    from modules.data.stages import CachingOutOfMemory
+    from modules.trainer.generic_trainer import GenericTrainer
+    from modules.util.errors import UserError
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-path", required=True, help="JSON training config (see training_presets/)")
+    parser.add_argument(
+        "--config-value",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. data.resolution=480 (repeatable; VALUE is JSON or a string)",
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config_path, args.config_value)
+        data = GenericTrainer(config).build_cache()
+    except CachingOutOfMemory as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except UserError as error:  # the message names the file or setting and the fix; no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"\nCache ready: {len(data.samples)} training windows in {data.cache.root} "
+        f"({data.stats.videos_encoded} latents and {data.stats.texts_encoded} captions/prompts encoded now, "
+        "the rest reused). scripts/train.py with this config reads no encoder file."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
