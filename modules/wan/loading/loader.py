@@ -18,6 +18,7 @@ from transformers import AutoTokenizer
 from modules.base.model_loader import BaseModelLoader, ModelLoadError
 from modules.util.device import DTYPES
 from modules.util.resources import MODEL_CONFIGS_DIR
+from modules.util.stop_point import stop_point
 from modules.wan.loading.detection import detect_variant
 from modules.wan.loading.expert_slots import check_expert_slots
 from modules.wan.loading.file_detection import SingleFileInfo
@@ -119,9 +120,15 @@ def load_wan_model(
         "tokenizer",
         lambda: AutoTokenizer.from_pretrained(base / "tokenizer", local_files_only=True, trust_remote_code=False),
     )
+    # A requested stop (Ctrl-C) is taken between parts (one part is the unit: a load is not cut in the middle).
+    stop_point("loading the model")
     text_encoder = _load(sources["text_encoder"], text_encoder_dtype, base, variant, configs_dir)
+    stop_point("loading the model")
     vae = _load(sources["vae"], vae_dtype, base, variant, configs_dir)
-    loaded = {part: _load(sources[part], transformer_dtype, base, variant, configs_dir) for part in experts}
+    loaded = {}
+    for part in experts:
+        stop_point("loading the model")
+        loaded[part] = _load(sources[part], transformer_dtype, base, variant, configs_dir)
     model = WanModel(
         variant=variant,
         tokenizer=tokenizer,

@@ -33,7 +33,7 @@ def continue_lora_from(model, config) -> None:
             )
         expert = getattr(model, expert_name)
         try:
-            check_lora_fits(path, model.variant.name, linear_shapes(expert), override="a LoRA for this model")
+            check_lora_fits(path, model.variant.name, linear_shapes(expert), override=None)
             state_dict, metadata = load_lora_file(path)
         except (LoraCompatibilityError, LoraFileError) as error:
             raise ConfigError(f"lora.continue_from: {error}") from None
