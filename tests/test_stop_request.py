@@ -79,9 +79,10 @@ def test_sigint_backs_up_says_how_to_resume_and_the_resume_is_exact(demo_overrid
     lines = stderr.splitlines()
     printed = lines[lines.index("Resume exactly where it stopped with:") + 1].strip()
     resume = shlex.split(printed)
-    assert resume[0] == "python" and resume[-2:] == ["--config-value", "backup.continue_last_backup=true"]
+    # The interpreter that ran it (a bare `python` may be another one, without the packages).
+    assert resume[0] == sys.executable and resume[-2:] == ["--config-value", "backup.continue_last_backup=true"]
     resumed = subprocess.run(
-        [sys.executable, *resume[1:], "--config-value", f"training.max_steps={TOTAL_STEPS}"],
+        [*resume, "--config-value", f"training.max_steps={TOTAL_STEPS}"],
         cwd=REPO,
         capture_output=True,
         text=True,
