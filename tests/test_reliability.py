@@ -93,10 +93,15 @@ def test_non_finite_numbers_and_overrides_into_a_value_are_config_errors(prepare
     message = assert_known_error(done, "training.learning_rate", "not a finite number")
     assert "lower" not in message
     # Every float setting is checked in one place (validation reads the field type): a few more, in-process.
-    for setting, value in (("training.flow_shift", "Infinity"), ("lora.alpha", "-Infinity"), ("ema.decay", "NaN")):
+    # The fix gives the setting's own range (flow_shift's minimum is 0.01, so not "such as 1e-4").
+    for setting, value, fix in (
+        ("training.flow_shift", "Infinity", "a number of at least 0.01"),
+        ("lora.alpha", "-Infinity", "a number of at least 0"),
+        ("ema.decay", "NaN", "a number from 0 to 1"),
+    ):
         data = json.loads(DEMO_PRESET.read_text())
         apply_override(data, f"{setting}={value}")
-        with pytest.raises(ConfigError, match=f"{re.escape(setting)}: .* is not a finite number"):
+        with pytest.raises(ConfigError, match=f"{re.escape(setting)}: .* is not a finite number. Fix: give {fix}$"):
             config_from_dict(data)
     done = train(*values(prepared), "training.max_steps.value=3")
     assert_known_error(done, "training.max_steps.value=3", "training.max_steps=VALUE")
@@ -559,3 +564,71 @@ def test_ctrl_c_while_saving_finishes_the_save_and_skips_the_end_samples(prepare
     saved = load_file(str(out / "lora.safetensors"))
     assert saved.keys() == reference.keys() and all(torch.equal(saved[k], v) for k, v in reference.items())
     assert not (workspace / "samples").exists() or not list((workspace / "samples").iterdir())
+
+
+# ---- settings that train nothing, process counts, the planner: refused before anything loads or starts ------------
+def test_settings_that_train_nothing_are_refused_before_loading(prepared):
+    before = snapshot(prepared["workspace"], prepared["cache"])
+    done = train(*values(prepared), "data.concepts.0.loss_weight=0")
+    assert_known_error(done, "data.concepts[0].loss_weight", "train nothing")
+    # A layer filter is checked against the model's layer names, read from its headers before it loads.
+    done = train(*values(prepared), "lora.layer_filter=blocks.7.")
+    assert_known_error(done, "lora.layer_filter", "'blocks.7.'", "blocks.0.")
+    assert "caching" not in done.stderr and "Loading" not in done.stderr
+    # The other combinations the config shows to be no-ops (in-process: the same check at config load).
+    data = json.loads(DEMO_PRESET.read_text())
+    for override, named in (
+        ("training.learning_rate=0", "training.learning_rate"),
+        ("lora.alpha=0", "lora.alpha"),
+        ('data.concepts=[{"path": "a", "loss_weight": 0}, {"path": "b", "loss_weight": 0}]', "concepts[1].loss_weight"),
+    ):
+        changed = json.loads(json.dumps(data))
+        apply_override(changed, override)
+        with pytest.raises(ConfigError, match=f"{re.escape(named)}.*train nothing.*Fix"):
+            config_from_dict(changed)
+    changed = json.loads(json.dumps(data))
+    for override in ("model.variant=T2V-A14B", "experts.train=high_noise", "experts.high_noise_step_ratio=0"):
+        apply_override(changed, override)
+    with pytest.raises(ConfigError, match="experts.high_noise_step_ratio: 0 with experts.train=high_noise"):
+        config_from_dict(changed)
+    assert snapshot(prepared["workspace"], prepared["cache"]) == before
+
+
+def test_process_counts_and_nonsense_plans_are_refused_before_anything_starts(prepared):
+    from modules.trainer.process_count import check_process_count
+
+    before = snapshot(prepared["workspace"], prepared["cache"])
+    done = run_script(
+        "train.py", "--config-path", str(DEMO_PRESET), *sum((["--config-value", v] for v in values(prepared)), []),
+        "--num-processes", "1000",
+    )  # fmt: skip
+    assert_known_error(done, "--num-processes 1000", "each process needs one")
+    assert "torch.distributed.run" not in done.stderr and "caching" not in done.stderr
+    config = load_config(DEMO_PRESET, values(prepared))
+    with pytest.raises(ConfigError, match="--num-processes 0: expected at least 1.*Fix"):
+        check_process_count(0, config, cuda_devices=0, cpu_cores=4, available_bytes=None)
+    with pytest.raises(ConfigError, match="--num-processes 3: this machine has 2 GPU"):
+        check_process_count(3, config, cuda_devices=2, cpu_cores=64, available_bytes=None)
+    # Each process holds the model's weight files in host memory while loading: N copies must fit what is free.
+    with pytest.raises(ConfigError, match="--num-processes 2: each process loads the model.*--num-processes 1 or"):
+        check_process_count(2, config, cuda_devices=0, cpu_cores=4, available_bytes=1_500_000)
+    check_process_count(2, config, cuda_devices=0, cpu_cores=4, available_bytes=10**12)
+    for vram in ("0", "-1", "nan"):
+        done = run_script("train.py", "--config-path", str(DEMO_PRESET), "--plan", "--vram", vram)
+        assert_known_error(done, "--vram", f"'{vram}' is not a card's memory")
+    assert snapshot(prepared["workspace"], prepared["cache"]) == before
+
+
+def test_broken_continue_from_is_refused_from_its_header_before_loading(prepared, tmp_path):
+    before = snapshot(prepared["workspace"], prepared["cache"])
+    good = (prepared["workspace"] / "output" / "lora.safetensors").read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good[: len(good) // 2])
+    done = train(*values(prepared), f"lora.continue_from={truncated}")
+    assert_known_error(done, "lora.continue_from", str(truncated), "truncated")
+    assert "caching" not in done.stderr and "Loading" not in done.stderr
+    other = other_model_lora(prepared, tmp_path / "t2v_lora.safetensors")
+    done = train(*values(prepared), f"lora.continue_from={other}")
+    message = assert_known_error(done, "lora.continue_from", str(other), "T2V-A14B", "TI2V-5B")
+    assert "anyway" not in message and "caching" not in done.stderr  # no override exists for training
+    assert snapshot(prepared["workspace"], prepared["cache"]) == before

@@ -187,3 +187,31 @@ def test_second_sigint_during_a_backup_write_stops_at_once_and_keeps_earlier_bac
             return
         assert process.returncode == EXIT_STOPPED, stderr[-3000:]
     raise AssertionError("the writer was never frozen inside its backup write in 3 runs; the test proved nothing")
+
+
+def test_a_stop_request_belongs_to_one_run_and_its_handlers_are_restored(demo_overrides, tmp_path):
+    """A SIGTERM during one in-process run stops that run's phases only: the handlers found before are back when it
+    ends, and a later run in the same process has a request of its own and trains to its end."""
+    from modules.config.loading import load_config
+    from modules.trainer.generic_trainer import GenericTrainer
+    from modules.trainer.stop_request import STOP_SIGNALS, stop_signals
+    from modules.util.stop_point import StopRequested, stop_point
+
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    config = load_config(REPO / "training_presets" / "demo_ti2v_5b_lora.json", demo_overrides(tmp_path / "first"))
+    with stop_signals() as first:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread before the next line runs
+        assert first.signal_name == "SIGTERM"
+        assert GenericTrainer(config).stop is first  # the trainer made in this run takes this run's request
+        try:
+            stop_point("caching latents")
+            raise AssertionError("the stop point did not stop")
+        except StopRequested as stopped:
+            assert (stopped.phase, stopped.signal_name) == ("caching latents", "SIGTERM")
+    assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == before
+    stop_point("caching latents")  # no run in progress: nothing to stop
+
+    overrides = demo_overrides(tmp_path / "second") + ["training.max_steps=2", "sampling.sample_at_end=false"]
+    later = GenericTrainer(load_config(REPO / "training_presets" / "demo_ti2v_5b_lora.json", overrides))
+    assert not later.stop.requested
+    assert later.train().steps == 2
