@@ -133,12 +133,17 @@ def terminal_lines(text: str) -> list[str]:
     return lines
 
 
-# Freezes a process (SIGSTOP) the moment a file whose name starts with a prefix is created in a folder: inotify wakes
-# this small watcher at once, so a test can land a signal inside a write that takes milliseconds. It prints
-# "watching" when ready and the caught name when done; the pid to freeze is read from a file at that moment.
+# Freezes a process (SIGSTOP) the moment a file or folder whose name starts with a prefix is created in a folder:
+# inotify wakes this small watcher at once, at real-time priority where the system allows it, so it wins the race
+# against a write that takes milliseconds on a busy machine. It prints "watching" when ready and the caught name when
+# done. It acts only once armed: when the pid file exists (written whole, by a rename), that pid is frozen.
 FREEZER = """
 import ctypes, os, signal, struct, sys
 folder, prefix, pid_file = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+except (OSError, AttributeError):
+    pass
 libc = ctypes.CDLL(None, use_errno=True)
 fd = libc.inotify_init1(0)
 assert fd >= 0 and libc.inotify_add_watch(fd, folder.encode(), 0x100) >= 0  # IN_CREATE
@@ -149,7 +154,7 @@ while True:
         _wd, _mask, _cookie, length = struct.unpack_from("iIII", data)
         name = data[16 : 16 + length].rstrip(b"\\0").decode()
         data = data[16 + length :]
-        if name.startswith(prefix):
+        if name.startswith(prefix) and os.path.exists(pid_file):
             os.kill(int(open(pid_file).read()), signal.SIGSTOP)
             print(name, flush=True)
             sys.exit(0)
@@ -157,6 +162,7 @@ while True:
 
 
 def start_freezer(folder: Path, prefix: str, pid_file: Path) -> subprocess.Popen:
+    """The FREEZER watching `folder`, once it says it is watching (so no creation after this call is missed)."""
     freezer = subprocess.Popen(
         [sys.executable, "-c", FREEZER, str(folder), prefix, str(pid_file)], stdout=subprocess.PIPE, text=True
     )

@@ -549,7 +549,8 @@ def test_ctrl_c_while_saving_finishes_the_save_and_skips_the_end_samples(prepare
     args.append(f"sampling.samples=[{sample_json()}]")
     trainer = RunningTrainer(train_arguments(*args), tmp_path / "run")
     try:
-        pid_file.write_text(str(trainer.process.pid))
+        (tmp_path / "pid.tmp").write_text(str(trainer.process.pid))
+        (tmp_path / "pid.tmp").rename(pid_file)  # armed
         assert freezer.stdout.readline().startswith(".lora.safetensors."), trainer.output()[-3000:]
         os.kill(trainer.process.pid, signal.SIGINT)
         os.kill(trainer.process.pid, signal.SIGCONT)
