@@ -34,7 +34,13 @@ from modules.trainer.stop_request import (
 def main() -> int:
     # First, so a Ctrl-C even while torch is imported is a clean stop, never a traceback; the stop request is this
     # run's, and the handlers found before are restored when it ends.
-    with stop_signals() as stop:
+    from modules.trainer.library_messages import run_logging
+
+    rank = int(os.environ.get("RANK", 0))
+    # Before the imports in run(): libraries print notices while imported; the known-harmless ones go only to the
+    # run's log file (modules/trainer/library_messages.py). Only the main process speaks; the others report
+    # warnings and their own failure.
+    with stop_signals() as stop, run_logging(logging.INFO if rank == 0 else logging.WARNING):
         return run(stop)
 
 
@@ -54,12 +60,6 @@ def positive_gb(text: str) -> float:
 
 def run(stop) -> int:
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    # Before the imports below: libraries print notices while imported; the known-harmless ones go only to the
-    # run's log file (modules/trainer/library_messages.py). Only the main process speaks; the others report
-    # warnings and their own failure.
-    from modules.trainer.library_messages import route_library_messages
-
-    route_library_messages(logging.INFO if rank == 0 else logging.WARNING)
     # Imported after the handlers: they take seconds (torch, diffusers).
     from modules.base.model_loader import ModelLoadError
     from modules.config.loading import load_config

@@ -10,8 +10,10 @@ so the same filter applies to them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 LOG_FILE = "run.log"
@@ -78,34 +80,46 @@ class RunLogFile(logging.Handler):
         super().close()
 
 
-def route_library_messages(level: int) -> RunLogFile:
-    """Set up the run's logging before anything imports torch: the terminal at `level` without the known-harmless
-    notices, and the run log file with everything. Returns the file handler (its `open` is called once the
-    workspace is claimed: modules/trainer/run_start.py)."""
+@contextlib.contextmanager
+def run_logging(level: int) -> Iterator[RunLogFile]:
+    """The run's logging, set up before anything imports torch and taken down when the run ends (a later run in the
+    same process starts clean): the terminal at `level` without the known-harmless notices, and the run log file
+    with everything. Yields the file handler (its `open` is called once the workspace is claimed:
+    modules/trainer/run_start.py)."""
     terminal = logging.StreamHandler()
     terminal.setFormatter(logging.Formatter(FORMAT))
     terminal.addFilter(TerminalFilter())
     terminal.setLevel(level)
     run_file = RunLogFile()
     root = logging.getLogger()
+    previous_level = root.level
     root.setLevel(logging.INFO)
     root.addHandler(terminal)
     root.addHandler(run_file)
     logging.captureWarnings(True)  # warnings.warn notices take the same path
-    for library in ("transformers", "diffusers"):
-        _into_the_logging_tree(library)
-    return run_file
+    libraries = [utils for utils in map(_library_logging, ("transformers", "diffusers")) if utils is not None]
+    for utils in libraries:  # their own stderr handler off, their records into the tree (at their WARNING level)
+        utils.disable_default_handler()
+        utils.enable_propagation()
+    try:
+        yield run_file
+    finally:
+        for utils in libraries:
+            utils.disable_propagation()
+            utils.enable_default_handler()
+        logging.captureWarnings(False)
+        root.removeHandler(terminal)
+        root.removeHandler(run_file)
+        root.setLevel(previous_level)
+        run_file.close()
 
 
 def run_log_file() -> RunLogFile | None:
     return next((h for h in logging.getLogger().handlers if isinstance(h, RunLogFile)), None)
 
 
-def _into_the_logging_tree(library: str) -> None:
-    """The library's own stderr handler off and its records propagated to the root, at its default WARNING level."""
+def _library_logging(library: str):
     try:
-        utils = __import__(f"{library}.utils.logging", fromlist=["logging"])
+        return __import__(f"{library}.utils.logging", fromlist=["logging"])
     except ImportError:
-        return
-    utils.disable_default_handler()
-    utils.enable_propagation()
+        return None
