@@ -633,3 +633,29 @@ def test_broken_continue_from_is_refused_from_its_header_before_loading(prepared
     message = assert_known_error(done, "lora.continue_from", str(other), "T2V-A14B", "TI2V-5B")
     assert "anyway" not in message and "caching" not in done.stderr  # no override exists for training
     assert snapshot(prepared["workspace"], prepared["cache"]) == before
+
+
+def test_only_the_listed_library_notices_are_kept_off_the_terminal():
+    """The three notices issue 23 saw, as the libraries word them, are recognised; a warning of the trainer's own or
+    a library's real problem is not (it stays on the terminal)."""
+    import logging
+
+    from modules.trainer.library_messages import TerminalFilter
+
+    def shown(message: str) -> bool:
+        return TerminalFilter().filter(logging.LogRecord("x", logging.WARNING, __file__, 1, message, None, None))
+
+    assert not shown(
+        "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'. Please make sure "
+        "you already `pip install kernels` and the kernels >= 0.11.1"
+    )
+    assert not shown(
+        "`CLIPImageProcessor` requires torchvision (not installed); falling back to `CLIPImageProcessorPil` for "
+        "backward compatibility."
+    )
+    assert not shown(
+        "There are modules in WanTransformer3DModel that should be kept in float32: ['norm']. Casting directly with "
+        "`to()` can lead to inconsistent results"
+    )
+    assert shown("sample 0 (step000010) failed at step 10: start_image: 'x.png' is not a file")
+    assert shown("Passed `torch_dtype` bf16 is not a `torch.dtype`. Defaulting to `torch.float32`.")
