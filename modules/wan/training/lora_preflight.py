@@ -13,7 +13,12 @@ from pathlib import Path
 
 from modules.config.validation import ConfigError
 from modules.module.lora import filter_matcher, select_lora_names
-from modules.wan.formats.lora_compatibility import LoraCompatibilityError, check_lora_fits, model_folder_linears
+from modules.wan.formats.lora_compatibility import (
+    LoraCompatibilityError,
+    check_lora_fits,
+    model_folder_linears,
+    read_lora_info,
+)
 from modules.wan.formats.lora_file import RANK_KEY
 from modules.wan.sampling.loras import LoraSpec, resolve_lora_files
 from modules.wan.sampling.settings import SampleError
@@ -37,7 +42,7 @@ def check_lora_settings(config) -> None:
                 f"{config.model.base_path}/transformer (names such as {targets[0]!r}), so the run would train "
                 "nothing. Fix: widen it (e.g. 'blocks.0.,blocks.1.' or 'attn1'), or leave it empty for all."
             )
-    if config.lora.continue_from and variant is not None:
+    if config.lora.continue_from:
         _check_continue_from(config, variant, linears)
 
 
@@ -52,15 +57,24 @@ def _model_layers(config) -> tuple[str | None, dict[str, tuple[int, int]]]:
     return model_folder_linears(base)  # ModelLoadError (a UserError) when the folder's parts do not fit
 
 
-def _check_continue_from(config, variant: str, linears: dict[str, tuple[int, int]]) -> None:
+def _check_continue_from(config, variant: str | None, linears: dict[str, tuple[int, int]]) -> None:
+    """With the model's variant unknown before loading (model.variant auto and no local folder), the file's header
+    is still read (a truncated file is refused); its model and shapes are then checked at set-up."""
     source = config.lora.continue_from
+    two_experts = variant is not None and VARIANTS[variant].has_transformer_2
     try:
-        files = resolve_lora_files(LoraSpec(path=source), VARIANTS[variant].has_transformer_2)
+        files = resolve_lora_files(LoraSpec(path=source), two_experts)
     except SampleError as error:
+        if variant is None:
+            return  # perhaps an A14B pair's stem: resolved at set-up, when the variant is known
         raise ConfigError(f"lora.continue_from: {error}") from None
     for path in dict.fromkeys(files.values()):
         try:
-            info = check_lora_fits(path, variant, linears or None, override=None)
+            info = (
+                read_lora_info(path)
+                if variant is None
+                else check_lora_fits(path, variant, linears or None, override=None)
+            )
         except LoraCompatibilityError as error:
             raise ConfigError(f"lora.continue_from: {error}") from None
         rank = info.metadata.get(RANK_KEY)
