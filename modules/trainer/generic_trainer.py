@@ -231,6 +231,7 @@ class GenericTrainer:
             progress.epoch_step = 0
             until_stop(lambda: self.sample_hooks.after_epoch(progress.epoch))
             self.step_guard.mark()
+            stop_if_requested(self)  # a stop asked for during the epoch's samples: before the next epoch's step
 
     def _stop_after_the_final_save(self, result: TrainResult, phase: str) -> None:
         """Training is over and saved: a stop skips what is left (the end samples) and needs no backup."""
