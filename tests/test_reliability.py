@@ -5,6 +5,7 @@ against a workspace prepared once (cache entries, a saved LoRA and two backups) 
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -428,6 +429,7 @@ ALLOWED_TERMINAL_LINES = (
 )
 
 
+@pytest.mark.slow
 def test_a_fresh_run_keeps_a_finished_runs_backups_and_prints_only_its_own_lines(prepared, tmp_path):
     """The prepared run finished (backups at steps 2 and 4 of 4): a new run from step 0 in a copy of its workspace
     is allowed, writes its own rolling backups and leaves the earlier ones byte-identical. What it prints is the
@@ -614,9 +616,17 @@ def test_process_counts_and_nonsense_plans_are_refused_before_anything_starts(pr
     with pytest.raises(ConfigError, match="--num-processes 2: each process loads the model.*--num-processes 1 or"):
         check_process_count(2, config, cuda_devices=0, cpu_cores=4, available_bytes=1_500_000)
     check_process_count(2, config, cuda_devices=0, cpu_cores=4, available_bytes=10**12)
-    for vram in ("0", "-1", "nan"):
-        done = run_script("train.py", "--config-path", str(DEMO_PRESET), "--plan", "--vram", vram)
-        assert_known_error(done, "--vram", f"'{vram}' is not a card's memory")
+    done = run_script("train.py", "--config-path", str(DEMO_PRESET), "--plan", "--vram", "0")
+    assert_known_error(done, "--vram", "'0' is not a card's memory")
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from train import positive_gb  # the same argument type, in-process for the other values
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    for vram in ("-1", "nan", "inf", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"'{vram}' is not a card's memory.*Fix"):
+            positive_gb(vram)
+    assert positive_gb("24") == 24.0
     assert snapshot(prepared["workspace"], prepared["cache"]) == before
 
 
