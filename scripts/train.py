@@ -24,14 +24,42 @@ from modules.trainer import run_events
 from modules.trainer.stop_request import (
     EXIT_STOPPED,
     TrainingStopped,
-    install_stop_handlers,
+    command_line,
     stop_if_requested_before_training,
     stop_message,
+    stop_signals,
 )
 
 
 def main() -> int:
-    install_stop_handlers()  # first, so a Ctrl-C even while torch is imported is a clean stop, never a traceback
+    # First, so a Ctrl-C even while torch is imported is a clean stop, never a traceback; the stop request is this
+    # run's, and the handlers found before are restored when it ends.
+    from modules.trainer.library_messages import run_logging
+
+    rank = int(os.environ.get("RANK", 0))
+    # Before the imports in run(): libraries print notices while imported; the known-harmless ones go only to the
+    # run's log file (modules/trainer/library_messages.py). Only the main process speaks; the others report
+    # warnings and their own failure.
+    with stop_signals() as stop, run_logging(logging.INFO if rank == 0 else logging.WARNING):
+        return run(stop)
+
+
+def positive_gb(text: str) -> float:
+    """--vram: a card's memory in GB, a finite number above 0 (0 or -1 is no card; refused by argparse, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a card's memory. Expected a number of GB above 0, e.g. --vram 24. Fix: give the "
+            "card's memory, or leave --vram out to use the GPU found"
+        )
+    return value
+
+
+def run(stop) -> int:
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     # Imported after the handlers: they take seconds (torch, diffusers).
     from modules.base.model_loader import ModelLoadError
     from modules.config.loading import load_config
@@ -46,6 +74,8 @@ def main() -> int:
     from modules.trainer.save_fallback import SaveFailedError
     from modules.trainer.workspace_lock import WorkspaceLockError
     from modules.util.disk_space import DiskFullError
+    from modules.util.errors import UserError
+    from modules.util.stop_point import StopRequested
     from modules.wan.formats.lora_file import LoraFileError
 
     # Errors whose message is complete for a user (file or setting, what is wrong, the fix): one line, exit code 2.
@@ -61,6 +91,7 @@ def main() -> int:
         LoraFileError,
         DistributedError,
         HostMemoryError,
+        UserError,
     )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,18 +122,13 @@ def main() -> int:
         help="print the GPU and host (RAM) memory plans (per phase) and their verdicts, and exit without training "
         "(with --num-processes N: the RAM of N processes on this machine)",
     )
-    parser.add_argument("--vram", type=float, help="with --plan: the card's memory in GB (default: the GPU found)")
+    parser.add_argument(
+        "--vram", type=positive_gb, help="with --plan: the card's memory in GB (default: the GPU found)"
+    )
     args = parser.parse_args()
-    if args.num_processes > 1 and "WORLD_SIZE" not in os.environ and not args.plan:
-        return launch_processes(args.num_processes)
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     where = f" (process {rank} of {world_size})" if world_size > 1 else ""
     if args.events_file and rank == 0:  # one writer of the events: the main process
         run_events.open_events_file(args.events_file)
-    # Only the main process speaks; the others report warnings and their own failure.
-    logging.basicConfig(
-        level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
     try:
         config = load_config(args.config_path, args.config_value)
         if args.plan:
@@ -111,10 +137,16 @@ def main() -> int:
             code = print_plan(config, args.vram)
             print_host_plan(config, args.num_processes)  # RAM, phase by phase, beside the GPU plan
             return code
-        trainer = GenericTrainer(config)
-        stop_if_requested_before_training()
+        if "WORLD_SIZE" not in os.environ:  # this is the launching process: check the count before any starts
+            from modules.trainer.process_count import check_process_count, machine_counts
+
+            check_process_count(args.num_processes, config, *machine_counts())
+            if args.num_processes > 1:
+                return launch_processes(args.num_processes)
+        trainer = GenericTrainer(config, stop=stop)
+        stop_if_requested_before_training(stop, "reading the config")
         trainer.load_and_cache()  # the model, then the cache: a stop asked for meanwhile ends the run here
-        stop_if_requested_before_training()
+        stop_if_requested_before_training(stop, "building the cache")
         result = trainer.train()
     except (OutOfMemoryStop, CachingOutOfMemory) as error:  # a distinct exit code: a smaller setting may fit
         print(f"error{where}: {error}", file=sys.stderr)
@@ -122,9 +154,14 @@ def main() -> int:
         return error.exit_code
     except known_errors as error:  # the message names the file or setting and the fix; no traceback
         print(f"error{where}: {error}", file=sys.stderr)
+        resume_hint = getattr(error, "resume_arguments", None)  # a stopped run's backups found by a fresh start
+        if resume_hint is not None and rank == 0:
+            print(f"  {command_line(sys.argv, *resume_hint)}", file=sys.stderr)
         run_events.emit("error", text=str(error))
         return 2
-    except TrainingStopped as stopped:
+    except (TrainingStopped, StopRequested) as stopped:
+        if isinstance(stopped, StopRequested):  # a stop point outside the trainer's own phases
+            stopped = TrainingStopped.from_stop_point(stopped)
         if rank != 0:
             return EXIT_STOPPED
         # Resuming needs the same number of processes (docs/multi_gpu.md).

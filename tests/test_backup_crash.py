@@ -37,16 +37,18 @@ WRITER = f"""
 import sys, torch
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
-from modules.trainer.backups import BackupContents, prune_backups, write_backup
+from modules.trainer.backups import BackupContents, backup_folders, prune_own_backups, write_backup
 from modules.util.atomic import save_safetensors_atomic
 root, iteration = Path(sys.argv[1]), int(sys.argv[2])
+# One run across the kills (as a resumed run): the backups of the killed writers count as this one's own.
+written = list(reversed(backup_folders(root / "backups")))
 while True:
     iteration += 1
     big = {{f"t{{k}}": torch.full(({NUMEL},), float(iteration)) for k in range({TENSORS})}}
     rng = {{"g": torch.full((5,), float(iteration))}}
     contents = BackupContents(state={{"iteration": iteration}}, tensors={{"weights": big, "rng": rng}})
-    write_backup(root / "backups", contents, iteration)
-    prune_backups(root / "backups", 2)
+    written.append(write_backup(root / "backups", contents, iteration))
+    prune_own_backups(written, 2)
     save_safetensors_atomic(big, root / "model.safetensors", {{"iteration": str(iteration)}})
     print(iteration, flush=True)
 """

@@ -5,10 +5,14 @@ against a workspace prepared once (cache entries, a saved LoRA and two backups) 
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +27,23 @@ from modules.config.validation import ConfigError
 from modules.data.concepts import DataError
 from modules.registry import plugin_for
 from modules.trainer.backups import backup_folders, check_backup
+from modules.trainer.library_messages import LOG_FILE
 from modules.trainer.preflight import check_before_loading, check_writable_folder
 from modules.trainer.workspace_lock import WorkspaceLock
 from modules.wan.formats.lora_file import save_lora_file
-from tests.reliability_cli import DEMO_PRESET, assert_known_error, run_script, snapshot, train
+from tests.reliability_cli import (
+    DEMO_PRESET,
+    REPO,
+    RunningTrainer,
+    assert_clean_stop,
+    assert_known_error,
+    run_script,
+    snapshot,
+    start_freezer,
+    terminal_lines,
+    train,
+    train_arguments,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -77,10 +94,15 @@ def test_non_finite_numbers_and_overrides_into_a_value_are_config_errors(prepare
     message = assert_known_error(done, "training.learning_rate", "not a finite number")
     assert "lower" not in message
     # Every float setting is checked in one place (validation reads the field type): a few more, in-process.
-    for setting, value in (("training.flow_shift", "Infinity"), ("lora.alpha", "-Infinity"), ("ema.decay", "NaN")):
+    # The fix gives the setting's own range (flow_shift's minimum is 0.01, so not "such as 1e-4").
+    for setting, value, fix in (
+        ("training.flow_shift", "Infinity", "a number of at least 0.01"),
+        ("lora.alpha", "-Infinity", "a number of at least 0"),
+        ("ema.decay", "NaN", "a number from 0 to 1"),
+    ):
         data = json.loads(DEMO_PRESET.read_text())
         apply_override(data, f"{setting}={value}")
-        with pytest.raises(ConfigError, match=f"{re.escape(setting)}: .* is not a finite number"):
+        with pytest.raises(ConfigError, match=f"{re.escape(setting)}: .* is not a finite number. Fix: give {fix}$"):
             config_from_dict(data)
     done = train(*values(prepared), "training.max_steps.value=3")
     assert_known_error(done, "training.max_steps.value=3", "training.max_steps=VALUE")
@@ -331,3 +353,319 @@ def test_prompts_file_that_is_not_utf8_names_file_and_option(prepared, tmp_path)
     )
     assert_known_error(done, "--prompts-file", str(prompts), "UTF-8", "line 2")
     assert "Loading" not in done.stderr
+
+
+# ---- issue 23: nothing lost, round two --------------------------------------------------------------------------
+# A sample definition small enough for a CPU test (the demo preset's is 64x64x17 with 8 steps).
+def sample_json(steps: int = 2, **extra) -> str:
+    sample = {"prompt": "a red circle", "width": 32, "height": 32, "frames": 5, "steps": steps, "seed": 1, **extra}
+    return json.dumps(sample)
+
+
+def wait_for_step(events: Path, step: int):
+    def reached() -> bool:
+        return events.is_file() and f'"step": {step},' in events.read_text()
+
+    return reached
+
+
+@pytest.mark.slow
+def test_a_rerun_never_deletes_a_stopped_runs_backups_and_they_resume_exactly(prepared, tmp_path):
+    """Ctrl-C at step >= 5 (backups every 2 steps, rolling count 2); the same command again is refused before the
+    model loads, naming backup.continue_last_backup and the resume command (with this interpreter), and changes
+    nothing; the printed resume command continues bit-identically to an uninterrupted run, and the stopped run's
+    backups are all still there afterwards (the resumed run deletes only its own)."""
+    from tests.test_resume import EXACTNESS, TOTAL_STEPS, assert_bit_identical, final_state
+
+    common = [*EXACTNESS, "backup.every_steps=2", "backup.rolling_count=2"]
+    reference = tmp_path / "reference"
+    done = train(*values(prepared, reference), *common, f"training.max_steps={TOTAL_STEPS}")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    workspace, events = tmp_path / "stopped", tmp_path / "events.jsonl"
+    command = train_arguments(
+        *values(prepared, workspace), *common, "training.max_steps=1000", extra=("--events-file", str(events))
+    )
+    trainer = RunningTrainer(command, tmp_path / "stopped-run")
+    try:
+        trainer.wait_until(wait_for_step(events, 5))
+        trainer.interrupt()
+    finally:
+        trainer.stop()
+    assert_clean_stop(trainer, "Stopped at step")
+    stopped_backups = snapshot(workspace / "backups")
+    assert len(backup_folders(workspace / "backups")) == 2  # the run's own rolling count
+
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    names = ("backup.continue_last_backup", str(workspace / "backups"), "output.workspace_dir")
+    message = assert_known_error(again, *names)
+    assert "caching" not in again.stderr  # refused before the model loads
+    resume_line = again.stderr.strip().splitlines()[-1].strip()
+    assert resume_line.startswith(sys.executable + " ") and resume_line.endswith("backup.continue_last_backup=true")
+    assert snapshot(workspace / "backups") == stopped_backups, message
+
+    resumed = subprocess.run(
+        [*shlex.split(resume_line), "--config-value", f"training.max_steps={TOTAL_STEPS}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_bit_identical(final_state(reference), final_state(workspace))
+    after = snapshot(workspace / "backups")
+    assert all(after.get(path) == digest for path, digest in stopped_backups.items()), "a stopped run's backup changed"
+
+
+ALLOWED_TERMINAL_LINES = (
+    r"INFO wan_trainer[\w.]*: ",  # the trainer's own notes (data report, backups, the earlier run's backups kept)
+    r"WARNING wan_trainer\.samples: sample 1 \(end-step000006\) failed at step 6: start_image: .* Fix: ",
+    r"batch: \d+ process",
+    r"sample 1 failed at step 6: SampleError: start_image: .* Fix: .*; training goes on",
+    r"saved: ",
+    r"sample written: ",
+    r"Trained 6 steps\. Workspace: ",
+    r"  (model|sample|TensorBoard): ",
+)
+
+
+@pytest.mark.slow
+def test_a_fresh_run_keeps_a_finished_runs_backups_and_prints_only_its_own_lines(prepared, tmp_path):
+    """The prepared run finished (backups at steps 2 and 4 of 4): a new run from step 0 in a copy of its workspace
+    is allowed, writes its own rolling backups and leaves the earlier ones byte-identical. What it prints is the
+    trainer's own lines only: library notices known to be harmless go to <workspace>/run.log; a sample whose
+    start_image is missing is one warning line, without a traceback."""
+    from modules.trainer.library_messages import KNOWN_HARMLESS
+
+    workspace, cache = copy_workspace(prepared, tmp_path)
+    earlier, earlier_folders = snapshot(workspace / "backups"), backup_folders(workspace / "backups")
+    missing = tmp_path / "deleted.png"
+    samples = f"sampling.samples=[{sample_json()}, {sample_json(start_image=str(missing))}]"
+    done = train(*values(prepared, workspace, cache), "training.max_steps=6", samples)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = snapshot(workspace / "backups")
+    assert all(after.get(path) == digest for path, digest in earlier.items())
+    own = [folder for folder in backup_folders(workspace / "backups") if folder not in earlier_folders]
+    assert [check_backup(folder)["global_step"] for folder in own] == [6, 4]  # its rolling count of 2
+
+    lines = terminal_lines(done.stdout + done.stderr)
+    unexpected = [line for line in lines if not any(re.match(p, line) for p in ALLOWED_TERMINAL_LINES)]
+    assert not unexpected, "\n".join(unexpected)
+    assert "Traceback" not in done.stdout + done.stderr
+    log_text = (workspace / LOG_FILE).read_text()
+    assert f"start_image: '{missing}' is not a file" in log_text  # the warning, in the log too
+    assert "Trained" not in log_text  # the log holds the run's logged messages, not its printed summary
+    harmless = [pattern for pattern, _ in KNOWN_HARMLESS if re.search(pattern, log_text)]
+    if importlib.util.find_spec("bitsandbytes") and not importlib.util.find_spec("kernels"):
+        assert harmless, "bitsandbytes' missing-kernels notice was expected in run.log"
+    for pattern in harmless:
+        assert not re.search(pattern, done.stdout + done.stderr), pattern
+
+
+# Ctrl-C in every phase, through scripts/train.py: the stop is taken at the phase's next safe point, so what runs
+# between the signal and the exit is at most one unit of that phase's work (a model part, a cache entry, a
+# denoising step; a save is finished, never cut).
+def interrupted_run(command: list[str], folder: Path, ready) -> tuple[RunningTrainer, float]:
+    trainer = RunningTrainer(command, folder)
+    try:
+        trainer.wait_until(ready)
+        elapsed = trainer.interrupt()
+    finally:
+        trainer.stop()
+    return trainer, elapsed
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_loading_stops_before_anything_is_cached(prepared, tmp_path):
+    workspace, cache = tmp_path / "workspace", tmp_path / "cache"
+    # diagnostics.json is written right before the model loads (modules/trainer/run_start.py).
+    trainer, _ = interrupted_run(
+        train_arguments(*values(prepared, workspace, cache)),
+        tmp_path / "run",
+        lambda: (workspace / "diagnostics.json").is_file(),
+    )
+    output = assert_clean_stop(trainer, "Stopped while loading the model on SIGINT")
+    assert f"Start again with: {sys.executable} " in output
+    assert not [p for p in cache.rglob("*") if p.is_file()], "caching started after the stop"
+    assert not (workspace / "backups").exists() or not list((workspace / "backups").iterdir())
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_caching_keeps_finished_entries_and_stops_at_the_next(prepared, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for copy in range(6):  # 24 clips, about 40 windows: several seconds of caching
+        for clip in sorted(prepared["data"].glob("*.mp4")):
+            shutil.copy(clip, data / f"{clip.stem}_{copy}.mp4")
+            (data / f"{clip.stem}_{copy}.txt").write_text(clip.with_suffix(".txt").read_text())
+    workspace, cache = tmp_path / "workspace", tmp_path / "cache"
+
+    def entries() -> list[Path]:
+        return sorted((cache / "latents").rglob("*.safetensors")) if cache.is_dir() else []
+
+    counted = {}
+
+    def two_cached() -> bool:
+        counted["at_signal"] = len(entries())
+        return counted["at_signal"] >= 2
+
+    args = [*values(prepared, workspace, cache), f"data.concepts.0.path={data}"]
+    trainer, elapsed = interrupted_run(train_arguments(*args), tmp_path / "run", two_cached)
+    output = assert_clean_stop(trainer, "Stopped while caching latents on SIGINT")
+    kept = entries()
+    total = int(re.search(r"caching latents: +\d+%\|[^|]*\| *\d+/(\d+)", output).group(1))
+    # At most the entry being encoded when the signal came, and one that finished while it was being sent.
+    assert len(kept) - counted["at_signal"] <= 2, (counted, len(kept), total)
+    assert len(kept) < total
+    for entry in kept:  # every entry kept is complete
+        load_file(str(entry))
+    assert not [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".safetensors")]
+    print(f"caching stop: {elapsed:.2f} s from the signal to the exit, {len(kept)} of {total} entries kept")
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_sampling_stops_after_the_current_denoising_step(prepared, tmp_path):
+    """A sample of 100000 denoising steps after step 1 (minutes even at a millisecond a step); the stop comes after
+    the current step, with the step-1 backup, and the sample cut short is not written."""
+    workspace, events = tmp_path / "workspace", tmp_path / "events.jsonl"
+    samples = f"sampling.samples=[{sample_json(steps=100_000)}]"
+    args = [*values(prepared, workspace), "training.max_steps=3", "sampling.every_steps=1", samples]
+    command = train_arguments(*args, extra=("--events-file", str(events)))
+    trainer, elapsed = interrupted_run(command, tmp_path / "run", wait_for_step(events, 1))
+    output = assert_clean_stop(trainer, "Stopped at step 1 on SIGINT. Kept: backup")
+    assert not (workspace / "samples").exists() or not list((workspace / "samples").iterdir())
+    assert elapsed < 60, f"{elapsed:.1f} s from the signal to the exit: the sample was not cut short"
+    assert [check_backup(f)["global_step"] for f in backup_folders(workspace / "backups")] == [1], output[-2000:]
+    print(f"sampling stop: {elapsed:.2f} s from the signal to the exit")
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_saving_finishes_the_save_and_skips_the_end_samples(prepared, tmp_path):
+    """The trainer is frozen as it creates the final LoRA's temp file, the signal sent, and it let go: the save is
+    completed (the file loads), then the run stops without writing the end sample."""
+    workspace, out = tmp_path / "workspace", tmp_path / "out"
+    out.mkdir()
+    pid_file = tmp_path / "pid"
+    freezer = start_freezer(out, ".lora.safetensors.", pid_file)
+    args = [*values(prepared, workspace), f"output.output_path={out / 'lora.safetensors'}"]
+    args.append(f"sampling.samples=[{sample_json()}]")
+    trainer = RunningTrainer(train_arguments(*args), tmp_path / "run")
+    try:
+        (tmp_path / "pid.tmp").write_text(str(trainer.process.pid))
+        (tmp_path / "pid.tmp").rename(pid_file)  # armed
+        assert freezer.stdout.readline().startswith(".lora.safetensors."), trainer.output()[-3000:]
+        os.kill(trainer.process.pid, signal.SIGINT)
+        os.kill(trainer.process.pid, signal.SIGCONT)
+        trainer.process.wait(timeout=300)
+    finally:
+        trainer.stop()
+        freezer.kill()
+        freezer.wait()
+    output = assert_clean_stop(trainer, "Stopped while saving on SIGINT")
+    assert f"Kept: the trained model ({out / 'lora.safetensors'}" in output
+    reference = load_file(str(prepared["workspace"] / "output" / "lora.safetensors"))  # same settings and seed
+    saved = load_file(str(out / "lora.safetensors"))
+    assert saved.keys() == reference.keys() and all(torch.equal(saved[k], v) for k, v in reference.items())
+    assert not (workspace / "samples").exists() or not list((workspace / "samples").iterdir())
+
+
+# ---- settings that train nothing, process counts, the planner: refused before anything loads or starts ------------
+def test_settings_that_train_nothing_are_refused_before_loading(prepared):
+    before = snapshot(prepared["workspace"], prepared["cache"])
+    done = train(*values(prepared), "data.concepts.0.loss_weight=0")
+    assert_known_error(done, "data.concepts[0].loss_weight", "train nothing")
+    # A layer filter is checked against the model's layer names, read from its headers before it loads.
+    done = train(*values(prepared), "lora.layer_filter=blocks.7.")
+    assert_known_error(done, "lora.layer_filter", "'blocks.7.'", "blocks.0.")
+    assert "caching" not in done.stderr and "Loading" not in done.stderr
+    # The other combinations the config shows to be no-ops (in-process: the same check at config load).
+    data = json.loads(DEMO_PRESET.read_text())
+    for override, named in (
+        ("training.learning_rate=0", "training.learning_rate"),
+        ("lora.alpha=0", "lora.alpha"),
+        ('data.concepts=[{"path": "a", "loss_weight": 0}, {"path": "b", "loss_weight": 0}]', "concepts[1].loss_weight"),
+    ):
+        changed = json.loads(json.dumps(data))
+        apply_override(changed, override)
+        with pytest.raises(ConfigError, match=f"{re.escape(named)}.*train nothing.*Fix"):
+            config_from_dict(changed)
+    changed = json.loads(json.dumps(data))
+    for override in ("model.variant=T2V-A14B", "experts.train=high_noise", "experts.high_noise_step_ratio=0"):
+        apply_override(changed, override)
+    with pytest.raises(ConfigError, match="experts.high_noise_step_ratio: 0 with experts.train=high_noise"):
+        config_from_dict(changed)
+    assert snapshot(prepared["workspace"], prepared["cache"]) == before
+
+
+def test_process_counts_and_nonsense_plans_are_refused_before_anything_starts(prepared):
+    from modules.trainer.process_count import check_process_count
+
+    before = snapshot(prepared["workspace"], prepared["cache"])
+    done = run_script(
+        "train.py", "--config-path", str(DEMO_PRESET), *sum((["--config-value", v] for v in values(prepared)), []),
+        "--num-processes", "1000",
+    )  # fmt: skip
+    assert_known_error(done, "--num-processes 1000", "each process needs one")
+    assert "torch.distributed.run" not in done.stderr and "caching" not in done.stderr
+    config = load_config(DEMO_PRESET, values(prepared))
+    with pytest.raises(ConfigError, match="--num-processes 0: expected at least 1.*Fix"):
+        check_process_count(0, config, cuda_devices=0, cpu_cores=4, available_bytes=None)
+    with pytest.raises(ConfigError, match="--num-processes 3: this machine has 2 GPU"):
+        check_process_count(3, config, cuda_devices=2, cpu_cores=64, available_bytes=None)
+    # Each process holds the model's weight files in host memory while loading: N copies must fit what is free.
+    with pytest.raises(ConfigError, match="--num-processes 2: each process loads the model.*--num-processes 1 or"):
+        check_process_count(2, config, cuda_devices=0, cpu_cores=4, available_bytes=1_500_000)
+    check_process_count(2, config, cuda_devices=0, cpu_cores=4, available_bytes=10**12)
+    done = run_script("train.py", "--config-path", str(DEMO_PRESET), "--plan", "--vram", "0")
+    assert_known_error(done, "--vram", "'0' is not a card's memory")
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from train import positive_gb  # the same argument type, in-process for the other values
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    for vram in ("-1", "nan", "inf", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"'{vram}' is not a card's memory.*Fix"):
+            positive_gb(vram)
+    assert positive_gb("24") == 24.0
+    assert snapshot(prepared["workspace"], prepared["cache"]) == before
+
+
+def test_broken_continue_from_is_refused_from_its_header_before_loading(prepared, tmp_path):
+    before = snapshot(prepared["workspace"], prepared["cache"])
+    good = (prepared["workspace"] / "output" / "lora.safetensors").read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good[: len(good) // 2])
+    done = train(*values(prepared), f"lora.continue_from={truncated}")
+    assert_known_error(done, "lora.continue_from", str(truncated), "truncated")
+    assert "caching" not in done.stderr and "Loading" not in done.stderr
+    other = other_model_lora(prepared, tmp_path / "t2v_lora.safetensors")
+    done = train(*values(prepared), f"lora.continue_from={other}")
+    message = assert_known_error(done, "lora.continue_from", str(other), "T2V-A14B", "TI2V-5B")
+    assert "anyway" not in message and "caching" not in done.stderr  # no override exists for training
+    assert snapshot(prepared["workspace"], prepared["cache"]) == before
+
+
+def test_only_the_listed_library_notices_are_kept_off_the_terminal():
+    """The three notices issue 23 saw, as the libraries word them, are recognised; a warning of the trainer's own or
+    a library's real problem is not (it stays on the terminal)."""
+    import logging
+
+    from modules.trainer.library_messages import TerminalFilter
+
+    def shown(message: str) -> bool:
+        return TerminalFilter().filter(logging.LogRecord("x", logging.WARNING, __file__, 1, message, None, None))
+
+    assert not shown(
+        "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'. Please make sure "
+        "you already `pip install kernels` and the kernels >= 0.11.1"
+    )
+    assert not shown(
+        "`CLIPImageProcessor` requires torchvision (not installed); falling back to `CLIPImageProcessorPil` for "
+        "backward compatibility."
+    )
+    assert not shown(
+        "There are modules in WanTransformer3DModel that should be kept in float32: ['norm']. Casting directly with "
+        "`to()` can lead to inconsistent results"
+    )
+    assert shown("sample 0 (step000010) failed at step 10: start_image: 'x.png' is not a file")
+    assert shown("Passed `torch_dtype` bf16 is not a `torch.dtype`. Defaulting to `torch.float32`.")

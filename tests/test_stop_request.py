@@ -19,6 +19,7 @@ from pathlib import Path
 from modules.trainer.backups import backup_folders, check_backup, newest_usable_backup
 from modules.trainer.stop_request import EXIT_ABORTED, EXIT_STOPPED
 from modules.util.atomic import TEMP_FOLDER_PREFIX
+from tests.reliability_cli import start_freezer
 from tests.test_backup_crash import reaped
 from tests.test_resume import (
     EXACTNESS,
@@ -79,9 +80,10 @@ def test_sigint_backs_up_says_how_to_resume_and_the_resume_is_exact(demo_overrid
     lines = stderr.splitlines()
     printed = lines[lines.index("Resume exactly where it stopped with:") + 1].strip()
     resume = shlex.split(printed)
-    assert resume[0] == "python" and resume[-2:] == ["--config-value", "backup.continue_last_backup=true"]
+    # The interpreter that ran it (a bare `python` may be another one, without the packages).
+    assert resume[0] == sys.executable and resume[-2:] == ["--config-value", "backup.continue_last_backup=true"]
     resumed = subprocess.run(
-        [sys.executable, *resume[1:], "--config-value", f"training.max_steps={TOTAL_STEPS}"],
+        [*resume, "--config-value", f"training.max_steps={TOTAL_STEPS}"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -90,35 +92,6 @@ def test_sigint_backs_up_says_how_to_resume_and_the_resume_is_exact(demo_overrid
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"at step {step} " in resumed.stderr, resumed.stderr[-3000:]
     assert_bit_identical(final_state(reference), final_state(interrupted))
-
-
-# Freezes the trainer (SIGSTOP) the moment it creates a backup's temp folder: inotify wakes this small process at
-# once, at real-time priority where the system allows it, so it wins the race against the write on a busy machine.
-# Watches the backups folder from before the run starts (a fast machine trains 20 steps a second: a watcher started
-# later can miss the write), and acts only once armed: when the test has written the trainer's pid to the arm file,
-# the next backup temp folder created freezes the trainer (SIGSTOP) and is reported.
-FREEZER = """
-import ctypes, os, signal, struct, sys
-root, arm_file = sys.argv[1], sys.argv[2]
-try:
-    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-except (OSError, AttributeError):
-    pass
-libc = ctypes.CDLL(None, use_errno=True)
-fd = libc.inotify_init1(0)
-assert fd >= 0 and libc.inotify_add_watch(fd, root.encode(), 0x100) >= 0  # IN_CREATE
-print("watching", flush=True)
-while True:
-    data = os.read(fd, 65536)
-    while data:
-        _wd, _mask, _cookie, length = struct.unpack_from("iIII", data)
-        name = data[16 : 16 + length].rstrip(b"\\0").decode()
-        data = data[16 + length :]
-        if name.startswith(".tmp-") and "-backup-" in name and os.path.exists(arm_file):
-            os.kill(int(open(arm_file).read()), signal.SIGSTOP)
-            print(name, flush=True)
-            sys.exit(0)
-"""
 
 
 def freezer_report_or_exit(freezer: subprocess.Popen, trainer: subprocess.Popen, timeout: float = 300) -> str | None:
@@ -150,11 +123,10 @@ def test_second_sigint_during_a_backup_write_stops_at_once_and_keeps_earlier_bac
         overrides = demo_overrides(workspace) + ["training.max_steps=1000", "backup.every_steps=5"]
         events.unlink(missing_ok=True)
         arm_file = tmp_path / f"arm-{attempt}"
-        freezer = subprocess.Popen(
-            [sys.executable, "-c", FREEZER, str(root), str(arm_file)], stdout=subprocess.PIPE, text=True
-        )
+        # Watches the backups folder from before the run starts (a fast machine trains 20 steps a second: a watcher
+        # started later can miss the write); armed after the step-5 backup, it freezes the next backup write.
+        freezer = start_freezer(root, TEMP_FOLDER_PREFIX, arm_file)
         with reaped(freezer):
-            assert freezer.stdout.readline() == "watching\n"
             process = start_and_wait_for_step(train_command(overrides) + ["--events-file", str(events)], events, 6)
             with reaped(process):
                 (tmp_path / "arm.tmp").write_text(str(process.pid))
@@ -186,3 +158,31 @@ def test_second_sigint_during_a_backup_write_stops_at_once_and_keeps_earlier_bac
             return
         assert process.returncode == EXIT_STOPPED, stderr[-3000:]
     raise AssertionError("the writer was never frozen inside its backup write in 3 runs; the test proved nothing")
+
+
+def test_a_stop_request_belongs_to_one_run_and_its_handlers_are_restored(demo_overrides, tmp_path):
+    """A SIGTERM during one in-process run stops that run's phases only: the handlers found before are back when it
+    ends, and a later run in the same process has a request of its own and trains to its end."""
+    from modules.config.loading import load_config
+    from modules.trainer.generic_trainer import GenericTrainer
+    from modules.trainer.stop_request import STOP_SIGNALS, stop_signals
+    from modules.util.stop_point import StopRequested, stop_point
+
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    config = load_config(REPO / "training_presets" / "demo_ti2v_5b_lora.json", demo_overrides(tmp_path / "first"))
+    with stop_signals() as first:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread before the next line runs
+        assert first.signal_name == "SIGTERM"
+        assert GenericTrainer(config).stop is first  # the trainer made in this run takes this run's request
+        try:
+            stop_point("caching latents")
+            raise AssertionError("the stop point did not stop")
+        except StopRequested as stopped:
+            assert (stopped.phase, stopped.signal_name) == ("caching latents", "SIGTERM")
+    assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == before
+    stop_point("caching latents")  # no run in progress: nothing to stop
+
+    overrides = demo_overrides(tmp_path / "second") + ["training.max_steps=2", "sampling.sample_at_end=false"]
+    later = GenericTrainer(load_config(REPO / "training_presets" / "demo_ti2v_5b_lora.json", overrides))
+    assert not later.stop.requested
+    assert later.train().steps == 2

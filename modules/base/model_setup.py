@@ -28,6 +28,10 @@ class TrainProgress:
 
 
 class BaseModelSetup(ABC):
+    def check_config(self, config) -> None:
+        """Checks of this training method's settings that need no loaded model (file headers at most), run before
+        it loads; raise a UserError naming the setting and the fix. Default: nothing to check."""
+
     @abstractmethod
     def setup_model(self, model: BaseModel, config) -> None:
         """Freeze what is not trained, attach adapters, set dtypes and gradient checkpointing."""

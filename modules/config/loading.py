@@ -7,6 +7,7 @@ from pathlib import Path
 
 from modules.config.memory_config import check_memory
 from modules.config.migrations import migrate
+from modules.config.no_op import check_trains_something
 from modules.config.optimizer_config import check_optimizer_settings
 from modules.config.train_config import TrainConfig
 from modules.config.validation import ConfigError, from_dict, to_dict
@@ -110,6 +111,7 @@ def check_consistency(config: TrainConfig) -> None:
             "Fix: set output.lora_format to comfyui or kohya (docs/lora_format.md)"
         )
     check_memory(config)
+    check_trains_something(config)  # settings that make the run a no-op (modules/config/no_op.py)
 
 
 def check_fp8_storage(config: TrainConfig) -> None:

@@ -387,7 +387,9 @@ class BackupConfig:
     every_minutes: float = setting(
         0.0, help="Write a backup when this many minutes have passed since the last one (0: off)", min=0.0
     )
-    rolling_count: int = setting(3, help="Keep only the newest N complete backups", min=1)
+    rolling_count: int = setting(
+        3, help="Keep only the newest N complete backups this run wrote (never deletes those of other runs)", min=1
+    )
     before_save: bool = setting(False, help="Also write a backup before each save of the model")
     continue_last_backup: bool = setting(
         False, help="Resume from the newest complete backup in <workspace>/backups (start fresh when there is none)"

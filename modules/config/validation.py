@@ -62,12 +62,12 @@ def _convert(kind: Any, value: Any, key: str, metadata: dict) -> Any:
             raise ConfigError(f"{key}: expected a list, got {_show(value)}")
         (item_kind,) = typing.get_args(kind)
         return [_convert(item_kind, v, f"{key}[{i}]", {}) for i, v in enumerate(value)]
-    value = _check_type(kind, value, key)
+    value = _check_type(kind, value, key, metadata)
     _check_allowed(value, key, metadata)
     return value
 
 
-def _check_type(kind: Any, value: Any, key: str) -> Any:
+def _check_type(kind: Any, value: Any, key: str, metadata: dict | None = None) -> Any:
     # bool is a subclass of int in Python; a config that says `true` for a number is a mistake.
     if kind is bool:
         if isinstance(value, bool):
@@ -78,7 +78,7 @@ def _check_type(kind: Any, value: Any, key: str) -> Any:
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):  # JSON parsers accept NaN/Infinity; no setting means them
-                raise ConfigError(f"{key}: {_show(value)} is not a finite number. Fix: give a number such as 1e-4")
+                raise ConfigError(f"{key}: {_show(value)} is not a finite number. Fix: give {_a_number_for(metadata)}")
             return float(value)
     elif kind is str:
         if isinstance(value, str):
@@ -86,6 +86,18 @@ def _check_type(kind: Any, value: Any, key: str) -> Any:
     else:
         raise ConfigError(f"{key}: unsupported field type {kind}")
     raise ConfigError(f"{key}: expected {_type_name(kind)}, got {_show(value)}")
+
+
+def _a_number_for(metadata: dict | None) -> str:
+    """The fix for a non-finite value, from the field's own range (flow_shift: at least 0.01, not "1e-4")."""
+    low, high = (metadata or {}).get("min"), (metadata or {}).get("max")
+    if low is not None and high is not None:
+        return f"a number from {low:g} to {high:g}"
+    if low is not None:
+        return f"a number of at least {low:g}"
+    if high is not None:
+        return f"a number of at most {high:g}"
+    return "a finite number"
 
 
 def _check_allowed(value: Any, key: str, metadata: dict) -> None:

@@ -27,6 +27,7 @@ from modules.data.frame_windows import (
 )
 from modules.data.pipeline import PipelineStage
 from modules.data.report import DataReport
+from modules.util.stop_point import stop_point
 
 # Named in cache keys: changing how pixels are resized must not reuse latents made the old way.
 RESIZE_METHOD = "cover-bilinear-antialias-centre-crop"
@@ -72,6 +73,7 @@ class ProbeMedia(PipelineStage):
         # processes other than the main one of several) turns off.
         quiet = {} if items else {"disable": True}
         for item in tqdm(items, desc="probing media", unit="file", **quiet):
+            stop_point("probing media")  # a requested stop (Ctrl-C) is taken between files
             try:
                 info = media_io.probe(item["path"], self.backend)
             except media_io.MediaError as error:
@@ -208,6 +210,9 @@ class CacheLatents(PipelineStage):
         ):
             pending = decoder.submit(self._pixels, todo[0]) if todo else None
             for position, item in enumerate(todo):
+                # A requested stop (Ctrl-C) is taken between entries: each one written is complete (atomic) and
+                # kept; the window being decoded ahead is dropped.
+                stop_point("caching latents")
                 current = pending
                 pending = decoder.submit(self._pixels, todo[position + 1]) if position + 1 < len(todo) else None
                 try:
@@ -265,6 +270,7 @@ class CacheCaptions(PipelineStage):
         what = "captions" if self.kind == "text" else "sample prompts"
         with tqdm(total=len(todo), desc=f"caching {what}", unit=self.kind, disable=not todo) as bar:
             for start in range(0, len(todo), self.batch):
+                stop_point("caching captions")
                 chunk = todo[start : start + self.batch]
                 for caption, embeds in zip(chunk, self.encode_text(chunk)):
                     self.cache.put(self.kind, keys[caption], {"text_embeds": embeds}, {"caption": caption})

@@ -83,15 +83,20 @@ def select_lora_modules(
     transformer: torch.nn.Module, target_modules: list[str] | None = None, layer_filter: str | None = None
 ) -> list[str]:
     """Full names of the block linears whose name is, or ends with ".", one of `target_modules`, filtered."""
+    linears = [name for name, module in transformer.named_modules() if _is_linear(module)]
+    return select_lora_names(linears, target_modules, layer_filter)
+
+
+def select_lora_names(
+    linear_names: list[str], target_modules: list[str] | None = None, layer_filter: str | None = None
+) -> list[str]:
+    """`select_lora_modules` on the names of a model's linears (also from its file headers, before it loads)."""
     targets = target_modules or DEFAULT_TARGET_MODULES
     matches = filter_matcher(layer_filter)
     names = [
         name
-        for name, module in transformer.named_modules()
-        if _is_linear(module)
-        and _BLOCK_PREFIX.match(name)
-        and any(name == t or name.endswith("." + t) for t in targets)
-        and matches(name)
+        for name in linear_names
+        if _BLOCK_PREFIX.match(name) and any(name == t or name.endswith("." + t) for t in targets) and matches(name)
     ]
     if not names:
         raise ValueError(

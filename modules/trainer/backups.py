@@ -5,6 +5,9 @@ A backup is a folder `<root>/backup-<YYYYmmdd-HHMMSS>-step<N>` holding safetenso
 with its size. The folder is written under a temp name (modules/util/atomic.py `atomic_folder`) and
 renamed only after every file is fsynced, so a crash at any moment leaves either a complete backup or a
 `.tmp-*` folder that readers ignore. What goes into a backup is decided in modules/trainer/resume.py.
+
+Nothing lost to a rerun: a run deletes only backups it wrote itself (`prune_own_backups`, the rolling count counts
+this run's backups), never those of an earlier run in the same workspace, not even of the run it resumed from.
 """
 
 from __future__ import annotations
@@ -138,16 +141,32 @@ def newest_usable_backup(root: Path, check=None) -> tuple[Path, BackupContents] 
     raise BackupError(f"none of the {len(folders)} backups in {root} can be used:\n  " + "\n  ".join(problems))
 
 
-def prune_backups(root: Path, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` complete backups; incomplete folders are left for a person to inspect."""
-    complete = [folder for folder in backup_folders(root) if _is_complete(folder)]
+def read_state(folder: Path) -> dict:
+    """The state.json of a complete backup (no tensors read); BackupError when incomplete or unreadable."""
+    check_backup(folder)
+    try:
+        return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BackupError(f"{folder / STATE_FILE}: unreadable ({error})") from None
+
+
+def newest_complete_backup(root: Path) -> Path | None:
+    return next((folder for folder in backup_folders(root) if _is_complete(folder)), None)
+
+
+def prune_own_backups(written: list[Path], keep: int) -> list[Path]:
+    """Delete all but the newest `keep` of `written`, the backups this run wrote (oldest first), and return what
+    was deleted; `written` is updated. Backups of other runs are never candidates; neither are incomplete ones,
+    which are left for a person to inspect."""
+    complete = [folder for folder in written if folder.is_dir() and _is_complete(folder)]
     removed = []
-    for folder in complete[keep:]:
+    for folder in complete[: max(0, len(complete) - keep)]:
         # Rename first: a deletion cut short then leaves a temp folder, never a backup with missing files.
         doomed = folder.with_name(f"{TEMP_FOLDER_PREFIX}{os.getpid()}-trash-{folder.name}")
         os.rename(folder, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         removed.append(folder)
+        written.remove(folder)
     return removed
 
 

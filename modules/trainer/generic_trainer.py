@@ -25,16 +25,17 @@ from modules.trainer.oom import StepGuard
 from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
 from modules.trainer.preflight import check_before_loading
-from modules.trainer.resume import BackupController
+from modules.trainer.resume import BackupController, check_fresh_start
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
 from modules.trainer.run_start import record_data_report, write_run_report
 from modules.trainer.sample_hooks import SampleHooks
 from modules.trainer.save_fallback import save_or_keep
-from modules.trainer.stop_request import stop_if_requested
+from modules.trainer.stop_request import TrainingStopped, stop_if_requested
 from modules.trainer.training_state import TrainingState
 from modules.trainer.workspace_lock import WorkspaceLock
 from modules.util.device import resolve_device
+from modules.util.stop_point import StopRequest, StopRequested, current_stop_request, stop_scope
 
 log = logging.getLogger("wan_trainer")
 
@@ -52,9 +53,21 @@ class TrainResult:
     steps: int = 0
 
 
+def until_stop(work: Callable[[], object]) -> None:
+    """Run `work` (samples, validation); a stop point inside it ends it early, and the stop itself is left to the
+    loop's next check, which every process reaches (with several processes only the main one samples)."""
+    try:
+        work()
+    except StopRequested:
+        pass
+
+
 class GenericTrainer:
-    def __init__(self, config: TrainConfig, plugin: Plugin | None = None):
+    def __init__(self, config: TrainConfig, plugin: Plugin | None = None, stop: StopRequest | None = None):
         self.config = config
+        # This run's stop request: the one scripts/train.py's signal handlers mark, else a private one (never
+        # shared with another run, so a stop of one in-process run cannot end a later one).
+        self.stop = stop or current_stop_request() or StopRequest()
         self.plugin = plugin or plugin_for(config.model_type, config.training_method)
         self.workspace = Path(config.output.workspace_dir)
         requested = resolve_device(config.training.device)
@@ -76,12 +89,27 @@ class GenericTrainer:
         """Checks that need no model, then the workspace lock (held until train() ends or the process exits)."""
         if self.workspace_lock is None:
             # Writable outputs, readable concepts: found in seconds, not after the model has loaded.
-            check_before_loading(self.config, self.plugin.data_loader())
+            check_before_loading(self.config, self.plugin.data_loader(), self.plugin.setup())
             # With several processes the main one holds the lock for all (they share the workspace).
             self.workspace_lock = WorkspaceLock(self.workspace).acquire() if self.distributed.is_main else False
+            try:
+                check_fresh_start(self.config)  # a stopped run's backups: resume it, never start over beside it
+            except BaseException:
+                if self.workspace_lock:
+                    self.workspace_lock.release()
+                self.workspace_lock = None
+                raise
 
     def load_and_cache(self) -> None:
-        """Load the model and build (or reuse) the cache; after this, no step decodes media."""
+        """Load the model and build (or reuse) the cache; after this, no step decodes media. A stop asked for
+        meanwhile is taken between model parts or cache entries (TrainingStopped, no backup: nothing trained)."""
+        with stop_scope(self.stop):
+            try:
+                self._load_and_cache()
+            except StopRequested as stopped:
+                raise TrainingStopped.from_stop_point(stopped) from None
+
+    def _load_and_cache(self) -> None:
         self.claim_workspace()
         self.workspace.mkdir(parents=True, exist_ok=True)
         if self.distributed.is_main:
@@ -146,7 +174,8 @@ class GenericTrainer:
     def train(self) -> TrainResult:
         self.claim_workspace()
         try:
-            return self._train()
+            with stop_scope(self.stop):
+                return self._train()
         finally:
             if self.workspace_lock:  # False in the processes other than the main one
                 self.workspace_lock.release()
@@ -167,12 +196,16 @@ class GenericTrainer:
         try:
             # Checks the video encoder and prepares validation data before the first step.
             self.sample_hooks = SampleHooks(self.state, self.plugin, run_log) if main else QuietSampleHooks()
-            self.sample_hooks.before_training()
+            until_stop(self.sample_hooks.before_training)  # a stop there is taken by the loop's first check
             self._loop(run_log, result)
             result.output_files = save_or_keep(self, self.output_path())
             run_log.message(f"saved: {', '.join(map(str, result.output_files))}")
+            self._stop_after_the_final_save(result, "saving")  # a save is never cut; the stop comes right after
             if config.sampling.sample_at_end:
-                result.sample_files = self.sample_all(f"end-step{self.progress.global_step:06d}", run_log)
+                try:
+                    result.sample_files = self.sample_all(f"end-step{self.progress.global_step:06d}", run_log)
+                except StopRequested:
+                    self._stop_after_the_final_save(result, "sampling at the end")
         finally:
             run_log.close()
         result.steps = self.progress.global_step
@@ -205,7 +238,9 @@ class GenericTrainer:
                 for callback in self.step_callbacks:
                     callback(progress, step_loss)
                 self._save_on_schedule(run_log)
-                self.sample_hooks.after_step()  # samples and validation loss on their schedule
+                # Samples and validation loss on their schedule; a stop asked for meanwhile cuts the sample short
+                # and is taken below, after this step's backup.
+                until_stop(self.sample_hooks.after_step)
                 self.backups.on_step()  # after saves and samples, so a resume repeats none of them
                 self.step_guard.mark()
                 stop_if_requested(self)  # Ctrl-C / SIGTERM / the GUI's Stop: back up and raise TrainingStopped
@@ -213,8 +248,16 @@ class GenericTrainer:
                     return
             progress.epoch += 1
             progress.epoch_step = 0
-            self.sample_hooks.after_epoch(progress.epoch)
+            until_stop(lambda: self.sample_hooks.after_epoch(progress.epoch))
             self.step_guard.mark()
+            stop_if_requested(self)  # a stop asked for during the epoch's samples: before the next epoch's step
+
+    def _stop_after_the_final_save(self, result: TrainResult, phase: str) -> None:
+        """Training is over and saved: a stop skips what is left (the end samples) and needs no backup."""
+        if self.stop.requested:
+            raise TrainingStopped(
+                self.progress.global_step, self.stop.signal_name, None, phase, outputs=result.output_files
+            )
 
     def _forward_backward(self, batch: dict, accumulation: int) -> float:
         self.step_guard.running(batch)

@@ -6,7 +6,9 @@ should say so in seconds, not after loading 28 GB and training all night.
   its setting now instead of failing at the final save;
 - the plugin's data loader checks its sources (BaseDataLoader.check_sources; for WAN: every concept folder
   exists and, with on_missing_caption=error, every media file has its caption; it only lists files and reads
-  captions).
+  captions);
+- the plugin's setup checks the training method's settings (BaseModelSetup.check_config; for a WAN LoRA: the
+  layer filter against the model's layer names and lora.continue_from's header, both read from file headers).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import Path
 from modules.config.validation import ConfigError
 
 
-def check_before_loading(config, data_loader=None) -> None:
+def check_before_loading(config, data_loader=None, setup=None) -> None:
+    if setup is not None:
+        setup.check_config(config)  # the training method's settings, from file headers at most; creates nothing
     for setting, folder in output_folders(config):
         check_writable_folder(folder, setting)
     output_path = Path(config.output.output_path) if config.output.output_path else None

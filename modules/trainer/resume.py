@@ -11,6 +11,11 @@ files are those one process writes) and the main one writes it; every process re
 resuming. The random states are the main process's: every process draws the same numbers (each draws for
 the whole batch and keeps its rows), so they are the same on all. A backup resumes only with the number of
 processes that wrote it (docs/multi_gpu.md).
+
+A run deletes only the backups it wrote (the rolling count counts those). A run that starts from step 0 in a
+workspace whose newest backup belongs to a run that did not finish (stopped, killed, crashed) is refused before the
+model loads, naming backup.continue_last_backup and the command that resumes: rerunning the command from the shell
+history must not quietly start over beside a resumable run (`check_fresh_start`).
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ import torch
 from modules.trainer.backups import (
     BackupContents,
     BackupError,
+    backup_folders,
+    newest_complete_backup,
     newest_usable_backup,
-    prune_backups,
+    prune_own_backups,
+    read_state,
     remove_stale_temp_folders,
     write_backup,
 )
@@ -54,6 +62,7 @@ def run_contents(run_state: TrainingState) -> BackupContents:
         "training_method": config.training_method,
         "base_weights": run_state.model.base_weights_identity,
         "progress": dataclasses.asdict(run_state.progress),
+        "max_steps": config.training.max_steps,  # a backup below it is of a run that did not finish
         "parameters": [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in run_state.parameters],
         "optimizer": optimizer_json,
         "lr_scheduler": run_state.lr_scheduler.state_dict(),
@@ -202,6 +211,47 @@ def _check_json(state: dict) -> None:
         ) from None
 
 
+# ---- a fresh start beside a stopped run ---------------------------------------------------------------------
+class UnfinishedRunError(BackupError):
+    """A start from step 0 in a workspace holding a resumable backup; scripts/train.py adds the resume command."""
+
+    resume_arguments = ("--config-value", "backup.continue_last_backup=true")
+
+
+def check_fresh_start(config) -> None:
+    """Before the model loads: refuse a start from step 0 when the workspace's newest backup is of a run that did
+    not finish (its step is below the max_steps it was written with); a finished run's backups are kept and the
+    new run starts beside them."""
+    if config.backup.continue_last_backup:
+        return
+    root = Path(config.output.workspace_dir) / "backups"
+    newest = newest_complete_backup(root)
+    if newest is None:
+        return
+    try:
+        state = read_state(newest)
+    except BackupError:
+        return  # not usable for a resume either; nothing to protect from a mix-up
+    step = state.get("progress", {}).get("global_step", 0)
+    planned = state.get("max_steps")
+    if planned is not None and step >= planned:
+        count = len(backup_folders(root))
+        log.info(
+            "%s holds %d backup(s) of an earlier, finished run; they are kept (this run starts from step 0)",
+            root,
+            count,
+        )
+        return
+    of = f" of {planned}" if planned is not None else ""
+    raise UnfinishedRunError(
+        f"output.workspace_dir: {root} holds the backup {newest.name} of a run that stopped at step {step}{of} "
+        "before it finished, and backup.continue_last_backup is false, so this run would start again from step 0. "
+        "Expected: resume that run, or start over somewhere its backups are not. "
+        "Fix: resume it with backup.continue_last_backup=true (the command below), or to start over set "
+        f"output.workspace_dir to another folder or move {root} aside (its backups are never deleted by a new run)."
+    )
+
+
 # ---- when, and resuming --------------------------------------------------------------------------------
 class BackupController:
     """Writes backups on schedule (steps, minutes), before saves, keeps a rolling count, and resumes."""
@@ -212,6 +262,7 @@ class BackupController:
         self.root = Path(run_state.config.output.workspace_dir) / "backups"
         self.last_time = time.monotonic()
         self.last_step: int | None = None
+        self.written: list[Path] = []  # this run's backups, oldest first: the only ones the rolling count deletes
         self.main = processes_of(run_state).is_main  # with several processes only the main one writes backups
         if self.main:
             remove_stale_temp_folders(self.root)
@@ -266,7 +317,8 @@ class BackupController:
         if not self.main:
             return None
         folder = write_backup(self.root, contents, step)
-        removed = prune_backups(self.root, self.settings.rolling_count)
+        self.written.append(folder)
+        removed = prune_own_backups(self.written, self.settings.rolling_count)
         log.info(
             "step %d: backup (%s) written to %s%s",
             step,

@@ -1,7 +1,9 @@
-"""What every training run does before loading the model: write the diagnostics report into the workspace (so a
-bug report carries it) and warn when the memory plan does not fit the GPU found, naming the setting that would;
-after the data is prepared, add the data report (per concept and per file: corrections, unused and skipped files)
-to that report and to the event stream. None may stop a run: a failure is logged and training goes on."""
+"""What every training run does before loading the model, once its workspace is claimed: open the run's log file
+(`<workspace>/run.log`, with the messages held since the start: modules/trainer/library_messages.py), write the
+diagnostics report into the workspace (so a bug report carries it) and warn when the memory plan does not fit the
+GPU found, naming the setting that would; after the data is prepared, add the data report (per concept and per
+file: corrections, unused and skipped files) to that report and to the event stream. None may stop a run: a failure
+is logged and training goes on."""
 
 from __future__ import annotations
 
@@ -20,8 +22,15 @@ def uses_bitsandbytes(config) -> bool:
 
 
 def write_run_report(trainer) -> None:
+    from modules.trainer.library_messages import run_log_file
     from modules.util.diagnostics import collect_report
 
+    handler = run_log_file()  # set up by scripts/train.py; absent for callers that configure logging themselves
+    if handler is not None:
+        try:
+            handler.open(trainer.workspace)
+        except OSError as error:
+            log.warning("could not open the run log in %s: %s", trainer.workspace, error)
     config = trainer.config
     try:
         report = collect_report(config, probe_bitsandbytes=uses_bitsandbytes(config))

@@ -21,6 +21,7 @@ from modules.trainer.optimizer_modes import optimizer_eval_weights
 from modules.trainer.sample_schedule import SampleSchedule
 from modules.trainer.training_state import TrainingState
 from modules.trainer.validation_loss import ValidationLoss
+from modules.util.errors import UserError
 
 log = logging.getLogger("wan_trainer.samples")
 STRIP_FRAMES = 8  # frames shown side by side when TensorBoard gets an image instead of a video
@@ -81,7 +82,9 @@ class SampleHooks:
                     )
             except Exception as error:  # noqa: BLE001 - any failure of a preview is reported, never fatal
                 self.failures += 1
-                log.warning("sample %d (%s) failed at step %d: %s", index, tag, step, error, exc_info=True)
+                # A user error (a start image deleted mid-run) says all in its message; a traceback only for bugs.
+                trace = not isinstance(error, UserError)
+                log.warning("sample %d (%s) failed at step %d: %s", index, tag, step, error, exc_info=trace)
                 note = (
                     sample_oom_note(self.run_state.config, self.run_state.device, self.run_state.model)
                     if isinstance(error, torch.OutOfMemoryError)

@@ -144,8 +144,8 @@ def check_lora_fits(
     override: str | None = "the override",
 ) -> LoraFileInfo:
     """Refuse (LoraCompatibilityError) a LoRA made for another model than `variant_name`, or whose shapes do not
-    fit `linears` (from linear_shapes). `override` names the flag or setting that allows another model (None: none
-    does, as for model.base_loras)."""
+    fit `linears` (from linear_shapes). `override` names the flag or setting that allows another model; None
+    where there is none (the trainer's lora.continue_from, model.base_loras)."""
     info = read_lora_info(path)
     if info.model is not None and info.model != variant_name:
         message = (
@@ -153,9 +153,8 @@ def check_lora_fits(
             f"A LoRA only works on the model it was trained on. Fix: use a LoRA trained on {variant_name}"
         )
         if not allow_other_model:
-            raise LoraCompatibilityError(
-                f"{message}, or set {override} to apply it anyway." if override else f"{message}."
-            )
+            anyway = f", or set {override} to apply it anyway" if override else ""
+            raise LoraCompatibilityError(f"{message}{anyway}.")
         log.warning("%s; applying it anyway because %s is set", message, override)
     if linears is not None:
         problems = shape_problems(info, linears)

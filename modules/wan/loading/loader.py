@@ -19,6 +19,7 @@ from transformers import AutoTokenizer
 from modules.base.model_loader import BaseModelLoader, ModelLoadError
 from modules.util.device import DTYPES
 from modules.util.resources import MODEL_CONFIGS_DIR
+from modules.util.stop_point import stop_point
 from modules.wan.loading.detection import detect_variant
 from modules.wan.loading.expert_slots import check_expert_slots
 from modules.wan.loading.file_detection import SingleFileInfo
@@ -128,6 +129,7 @@ def load_wan_model(
     experts = [] if encoders_only else experts
     loaded = {}
     for part in experts:  # one after the other: `after_expert` (int8/nf4) shrinks each before the next is read
+        stop_point("loading the model")  # a requested stop (Ctrl-C) is taken between parts, never inside one
         loaded[part] = _load(sources[part], transformer_dtype, base, variant, configs_dir)
         if after_expert is not None:
             after_expert(loaded[part])

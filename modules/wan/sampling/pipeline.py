@@ -16,6 +16,7 @@ from diffusers import WanImageToVideoPipeline, WanPipeline
 from PIL import Image
 
 from modules.module.eval_mode import eval_mode
+from modules.util.stop_point import stop_point
 from modules.wan.model import WanModel
 from modules.wan.sampling.loras import prompt_with_embeddings
 from modules.wan.sampling.settings import SampleSettings, make_scheduler
@@ -189,8 +190,16 @@ def generate_clip(
         arguments = encode_prompts(
             pipe, pipeline_arguments(model, settings), model, device, offload_experts, text_on_cpu
         )
-        video = pipe(**arguments, generator=generator, **extra).frames[0]
+        stop_point("sampling")
+        # A requested stop (Ctrl-C during training) is taken after the current denoising step; the sample cut
+        # short is not written.
+        video = pipe(**arguments, generator=generator, callback_on_step_end=_stop_point_callback, **extra).frames[0]
     return np.asarray(video, dtype=np.float32)
+
+
+def _stop_point_callback(pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+    stop_point("sampling")
+    return callback_kwargs
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ from modules.wan.formats.lora_compatibility import LoraCompatibilityError, check
 from modules.wan.formats.lora_file import EXPERT_FILE_SUFFIX, LoraFileError
 from modules.wan.formats.lora_pairs import LoraSpec, resolve_lora_files
 from modules.wan.formats.lycoris_keys import VariantFileError
-from modules.wan.sampling.settings import SampleError
 
 
 def _differences(file: AdapterSettings, lora_config) -> list[str]:
@@ -35,7 +34,7 @@ def continue_lora_from(model, config) -> None:
         return
     try:
         files = resolve_lora_files(LoraSpec(path=source), model.variant.has_transformer_2)
-    except SampleError as error:
+    except LoraFileError as error:
         raise ConfigError(f"lora.continue_from: {error}") from None
     for expert_name in model.trained_experts:
         path = files.get(expert_name)
@@ -46,7 +45,7 @@ def continue_lora_from(model, config) -> None:
             )
         expert = getattr(model, expert_name)
         try:
-            check_lora_fits(path, model.variant.name, linear_shapes(expert), override="a LoRA for this model")
+            check_lora_fits(path, model.variant.name, linear_shapes(expert), override=None)
             settings, state_dict, _ = read_adapter_file(path)
         except (LoraCompatibilityError, LoraFileError, VariantFileError) as error:
             raise ConfigError(f"lora.continue_from: {error}") from None

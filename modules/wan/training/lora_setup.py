@@ -9,10 +9,14 @@ from modules.module.lora import attach_lora, lora_state_dict
 from modules.module.lora_variants import share_adapter_weights
 from modules.wan.model import WanModel
 from modules.wan.training.lora_continue import continue_lora_from
+from modules.wan.training.lora_preflight import check_lora_settings
 from modules.wan.training.setup_base import WanTrainingSetup
 
 
 class WanLoRASetup(WanTrainingSetup):
+    def check_config(self, config) -> None:
+        check_lora_settings(config)  # layer filter and continue_from, from headers (lora_preflight.py)
+
     def setup_model(self, model: WanModel, config) -> None:
         self.freeze_and_route(model, config)
         for name in model.trained_experts:
