@@ -12,6 +12,7 @@ and of this process's CPU time (less disturbed by other jobs) are printed.
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ import decord
 from modules.data import media_io
 from modules.data.demo_data import DemoClip, write_clip
 from modules.data.frame_windows import plan_windows, resampled_source_indices, window_source_indices
+from modules.util.errors import run_script
 
 TARGET_FPS = 16
 
@@ -105,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -28,38 +28,14 @@ from modules.trainer.stop_request import (
     stop_if_requested_before_training,
     stop_message,
 )
+from modules.util.errors import UserError, report_user_error, run_script
 
 
 def main() -> int:
     install_stop_handlers()  # first, so a Ctrl-C even while torch is imported is a clean stop, never a traceback
     # Imported after the handlers: they take seconds (torch, diffusers).
-    from modules.base.model_loader import ModelLoadError
     from modules.config.loading import load_config
-    from modules.config.validation import ConfigError
-    from modules.data.concepts import DataError
-    from modules.data.stages import CachingOutOfMemory
-    from modules.trainer.backups import BackupError
-    from modules.trainer.distributed import DistributedError
-    from modules.trainer.generic_trainer import GenericTrainer, TrainingError
-    from modules.trainer.oom import OutOfMemoryStop
-    from modules.trainer.save_fallback import SaveFailedError
-    from modules.trainer.workspace_lock import WorkspaceLockError
-    from modules.util.disk_space import DiskFullError
-    from modules.wan.formats.lora_file import LoraFileError
-
-    # Errors whose message is complete for a user (file or setting, what is wrong, the fix): one line, exit code 2.
-    known_errors = (
-        ConfigError,
-        ModelLoadError,
-        TrainingError,
-        BackupError,
-        DataError,
-        WorkspaceLockError,
-        DiskFullError,
-        SaveFailedError,
-        LoraFileError,
-        DistributedError,
-    )
+    from modules.trainer.generic_trainer import GenericTrainer
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-path", required=True, help="JSON training config (see training_presets/)")
@@ -111,14 +87,9 @@ def main() -> int:
         trainer.load_and_cache()  # the model, then the cache: a stop asked for meanwhile ends the run here
         stop_if_requested_before_training()
         result = trainer.train()
-    except (OutOfMemoryStop, CachingOutOfMemory) as error:  # a distinct exit code: a smaller setting may fit
-        print(f"error{where}: {error}", file=sys.stderr)
-        run_events.emit("error", text=str(error))
-        return error.exit_code
-    except known_errors as error:  # the message names the file or setting and the fix; no traceback
-        print(f"error{where}: {error}", file=sys.stderr)
-        run_events.emit("error", text=str(error))
-        return 2
+    except UserError as error:  # the message names the file or setting and the fix; no traceback
+        run_events.emit("error", text=str(error), user_error=True, exit_code=error.exit_code)
+        return report_user_error(error, where)  # 2, or 4 for out of memory (the docstring's list)
     except TrainingStopped as stopped:
         if rank != 0:
             return EXIT_STOPPED
@@ -128,7 +99,7 @@ def main() -> int:
         run_events.emit("stopped", step=stopped.step, backup=stopped.backup and str(stopped.backup), text=text)
         return EXIT_STOPPED
     except Exception as error:
-        run_events.emit("error", text=f"{type(error).__name__}: {error}")
+        run_events.emit("error", text=f"{type(error).__name__}: {error}", user_error=False)
         raise
     if rank != 0:
         return 0
@@ -161,4 +132,4 @@ def launch_processes(count: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))
