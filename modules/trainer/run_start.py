@@ -19,7 +19,7 @@ def uses_bitsandbytes(config) -> bool:
 
 
 def write_run_report(trainer) -> None:
-    from modules.util.diagnostics import collect_report
+    from modules.trainer.diagnostics import collect_report
 
     config = trainer.config
     try:

@@ -11,8 +11,7 @@ from modules.config.validation import ConfigError
 from modules.module.lora import set_lora_state_dict
 from modules.wan.formats.lora_compatibility import LoraCompatibilityError, check_lora_fits, linear_shapes
 from modules.wan.formats.lora_file import EXPERT_FILE_SUFFIX, RANK_KEY, LoraFileError, load_lora_file
-from modules.wan.sampling.loras import LoraSpec, resolve_lora_files
-from modules.wan.sampling.settings import SampleError
+from modules.wan.formats.lora_pairs import LoraSpec, resolve_lora_files
 
 
 def continue_lora_from(model, config) -> None:
@@ -22,7 +21,7 @@ def continue_lora_from(model, config) -> None:
         return
     try:
         files = resolve_lora_files(LoraSpec(path=source), model.variant.has_transformer_2)
-    except SampleError as error:
+    except LoraFileError as error:
         raise ConfigError(f"lora.continue_from: {error}") from None
     for expert_name in model.trained_experts:
         path = files.get(expert_name)
