@@ -190,7 +190,7 @@ def test_fsdp_full_finetune_shards_and_equals_one_process(tiny_model_dir, two_bu
     # continues exactly: each process ends with the same shard as in the uninterrupted run.
     backups = backup_folders(tmp_path / "two" / "backups")
     assert check_backup(backups[0])["global_step"] == 3
-    assert load_file(backups[0] / "weights.safetensors")["param.0"].shape == tuple(ranks[0]["layout"][first][0])
+    assert load_file(backups[0] / "weights.safetensors")[first].shape == tuple(ranks[0]["layout"][first][0])
     shutil.rmtree(backups[0])
     config.backup.continue_last_backup = True
     resumed = run_processes(config, 2, tmp_path / "rec-resumed")

@@ -22,9 +22,5 @@ class BaseModel(ABC):
         """Move the parts used only while caching (VAE, text encoder) to `device`."""
 
     @abstractmethod
-    def denoisers_to(self, device: torch.device) -> None:
-        """Move the parts used on every training step to `device`."""
-
-    @abstractmethod
     def eval(self) -> None:
         """Put every part in eval mode (the setup switches trained parts back to train mode)."""

@@ -34,11 +34,12 @@ from modules.trainer.stop_request import stop_if_requested
 from modules.trainer.training_state import TrainingState
 from modules.trainer.workspace_lock import WorkspaceLock
 from modules.util.device import resolve_device
+from modules.util.errors import UserError
 
 log = logging.getLogger("wan_trainer")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (for example a non-finite loss); the message says what to change."""
 
 
@@ -75,7 +76,7 @@ class GenericTrainer:
         """Checks that need no model, then the workspace lock (held until train() ends or the process exits)."""
         if self.workspace_lock is None:
             # Writable outputs, readable concepts: found in seconds, not after the model has loaded.
-            check_before_loading(self.config, self.plugin.data_loader())
+            check_before_loading(self.config, self.plugin.data_loader(), self.plugin.setup, self.distributed.world_size)
             # With several processes the main one holds the lock for all (they share the workspace).
             self.workspace_lock = WorkspaceLock(self.workspace).acquire() if self.distributed.is_main else False
 
@@ -121,7 +122,8 @@ class GenericTrainer:
         )
         # Resuming here (not in train) lets a caller that sets up first inspect the resumed state.
         self.backups = BackupController(self.state)
-        self.backups.resume_if_configured()
+        if self.backups.resume_if_configured():
+            self.setup.after_optimizer_step(self.model, self.config)  # the backup's weights are the new ones
         self.step_guard = StepGuard(self)  # an out-of-memory stop backs up the last completed step
 
     def train(self) -> TrainResult:
@@ -215,6 +217,7 @@ class GenericTrainer:
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.setup.after_optimizer_step(self.model, self.config)  # copies of the weights, e.g. embedding rows
 
     # ---- outputs -------------------------------------------------------------------------------
     def output_path(self) -> Path:

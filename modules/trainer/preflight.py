@@ -4,6 +4,9 @@ should say so in seconds, not after loading 28 GB and training all night.
 - every folder the run writes to (workspace, output file's folder, cache, backups, saves) can be created
   and written: a read-only folder, a path under a regular file or a full permission denial is named with
   its setting now instead of failing at the final save;
+- the plugin's setup checks the settings it can judge from the config alone (BaseModelSetup.check_config: for
+  WAN memory.blocks_to_swap against the block count, lora.layer_filter's syntax), and a method whose weights
+  are sharded over several processes refuses what a sharded run cannot serve (distributed.check_sharded_config);
 - the plugin's data loader checks its sources (BaseDataLoader.check_sources; for WAN: every concept folder
   exists and, with on_missing_caption=error, every media file has its caption; it only lists files and reads
   captions).
@@ -16,9 +19,10 @@ import tempfile
 from pathlib import Path
 
 from modules.config.validation import ConfigError
+from modules.trainer.distributed import check_sharded_config
 
 
-def check_before_loading(config, data_loader=None) -> None:
+def check_before_loading(config, data_loader=None, setup_class=None, world_size: int = 1) -> None:
     for setting, folder in output_folders(config):
         check_writable_folder(folder, setting)
     output_path = Path(config.output.output_path) if config.output.output_path else None
@@ -27,6 +31,10 @@ def check_before_loading(config, data_loader=None) -> None:
             f"output.output_path: {output_path} is a folder; it must be the path of the file to write, "
             f"e.g. {output_path / 'lora.safetensors'}"
         )
+    if setup_class is not None:
+        setup_class.check_config(config)
+        if world_size > 1 and setup_class.shards_weights:
+            check_sharded_config(config)
     if data_loader is not None:
         data_loader.check_sources(config)
 

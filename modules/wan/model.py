@@ -42,10 +42,6 @@ class WanModel(BaseModel):
         self.vae.to(device)
         self.text_encoder.to(device)
 
-    def denoisers_to(self, device: torch.device) -> None:
-        for expert in self.experts():
-            expert.to(device)
-
     def eval(self) -> None:
         for part in (self.vae, self.text_encoder, *self.experts()):
             part.eval()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from modules.config.validation import ConfigError
 from modules.module.dora import share_dora
-from modules.module.lora import attach_lora, lora_state_dict
+from modules.module.lora import attach_lora, filter_matcher, lora_state_dict
 from modules.module.lora_variants import share_adapter_weights
 from modules.wan.model import WanModel
 from modules.wan.training.lora_continue import continue_lora_from
@@ -13,6 +14,14 @@ from modules.wan.training.setup_base import WanTrainingSetup
 
 
 class WanLoRASetup(WanTrainingSetup):
+    @classmethod
+    def check_config(cls, config) -> None:
+        super().check_config(config)
+        try:
+            filter_matcher(config.lora.layer_filter or None)  # the syntax only; which layers match needs the model
+        except ValueError as error:
+            raise ConfigError(f"lora.layer_filter: {error}. Fix: escape the character or correct the pattern") from None
+
     def setup_model(self, model: WanModel, config) -> None:
         self.freeze_and_route(model, config)
         for name in model.trained_experts:
