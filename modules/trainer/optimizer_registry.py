@@ -125,6 +125,20 @@ def _lion(groups, training):
     )
 
 
+def _adopt(groups, training):
+    """ADOPT (pytorch-optimizer): Adam whose second moment excludes the current gradient, so it converges with any
+    beta2; the Adam settings apply (its authors suggest adam_beta2 0.9999)."""
+    library = _need("pytorch_optimizer", "adopt", "pip install -r requirements-global.txt")
+    return library.ADOPT(
+        groups,
+        lr=training.learning_rate,
+        betas=(training.adam_beta1, training.adam_beta2),
+        eps=training.adam_epsilon,
+        weight_decay=training.weight_decay,
+        weight_decouple=True,
+    )
+
+
 def _lion_8bit(groups, training):
     settings = training.lion
     return _bitsandbytes("lion_8bit").optim.Lion8bit(
@@ -161,6 +175,7 @@ OPTIMIZER_FACTORIES: dict[str, Callable] = {
     "lion": _lion,
     "lion_8bit": _lion_8bit,
     "schedule_free_adamw": _schedule_free_adamw,
+    "adopt": _adopt,
 }
 
 
