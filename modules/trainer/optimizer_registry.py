@@ -125,11 +125,12 @@ def _lion(groups, training):
     )
 
 
-def _adopt(groups, training):
-    """ADOPT (pytorch-optimizer): Adam whose second moment excludes the current gradient, so it converges with any
-    beta2; the Adam settings apply (its authors suggest adam_beta2 0.9999)."""
-    library = _need("pytorch_optimizer", "adopt", "pip install -r requirements-global.txt")
-    return library.ADOPT(
+def _lamb(groups, training):
+    """LAMB (pytorch-optimizer): Adam's update scaled per tensor by the ratio of the weight's norm to the update's
+    (the layer-wise trust ratio; 1 where either is zero, as for a LoRA B matrix at the start); the Adam settings
+    apply."""
+    library = _need("pytorch_optimizer", "lamb", "pip install -r requirements-global.txt")
+    return library.Lamb(
         groups,
         lr=training.learning_rate,
         betas=(training.adam_beta1, training.adam_beta2),
@@ -175,7 +176,7 @@ OPTIMIZER_FACTORIES: dict[str, Callable] = {
     "lion": _lion,
     "lion_8bit": _lion_8bit,
     "schedule_free_adamw": _schedule_free_adamw,
-    "adopt": _adopt,
+    "lamb": _lamb,
 }
 
 

@@ -27,7 +27,7 @@ class WanTrainingSetup(BaseModelSetup):
         if not config.memory.blocks_to_swap:
             return
         try:
-            blocks = memory_facts(config).experts[0].layers
+            blocks = memory_facts(config).experts[0].num_blocks
         except UserError:
             return
         swapped_blocks(blocks, config.memory.blocks_to_swap)  # ConfigError naming the setting and the range
