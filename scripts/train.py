@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument(
         "--events-file",
         metavar="PATH",
-        help="also write the run's progress as JSON lines to PATH (read by the GUI; see modules/trainer/run_events.py)",
+        help="also write the run's progress as JSON lines to PATH (read by the GUI; see run_events.py)",
     )
     parser.add_argument(
         "--num-processes",

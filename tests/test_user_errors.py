@@ -23,7 +23,7 @@ SCRIPTS = REPO / "scripts"
 # Exceptions of modules/ that are not user errors, and why: each keeps its traceback or is handled where raised.
 INTERNAL = {
     "modules.data.pipeline.PipelineError": "stages that do not fit together: a bug in the code that builds them",
-    "modules.data.concepts.UnreadableCaption": "caught in concepts.py, which skips the file or raises DataError",
+    "modules.data.concepts.UnreadableCaption": "caught in concepts.py: the file is skipped or DataError raised",
     "modules.trainer.stop_request.TrainingStopped": "a clean stop (exit 3), not an error",
 }
 # Exit codes the docs list: 2 (scripts/train.py's docstring, docs/reliability.md), 4 out of memory (the same),

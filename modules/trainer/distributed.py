@@ -246,7 +246,7 @@ def _returning(value):
 
 
 class QuietSampleHooks:
-    """What a process other than the main one runs instead of trainer/sample_hooks.py: no samples, no validation."""
+    """What a process other than the main one runs instead of the sample hooks (sample_hooks.py): no samples."""
 
     def before_training(self) -> None:
         pass

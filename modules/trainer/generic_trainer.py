@@ -247,5 +247,5 @@ class GenericTrainer:
             run_log.message(f"step {step}: saved {', '.join(map(str, files))}")
 
     def sample_all(self, tag: str, run_log: RunLog) -> list[Path]:
-        """Write every configured sample now (a failing one is logged and skipped); see trainer/sample_hooks.py."""
+        """Write every configured sample now (a failing one is logged and skipped); see sample_hooks.py."""
         return self.sample_hooks.sample(tag)
