@@ -1,6 +1,6 @@
 """Each configured WAN part as detection sees it (variant, storage dtype, key naming, expert), for the
-diagnostics report (modules/trainer/diagnostics.py, reached through modules/registry.py). Reads JSON configs and
-safetensors headers only; a part that cannot be detected is reported with the loader's own message, never raised."""
+diagnostics report (the trainer's diagnostics.py, reached through modules/registry.py). Reads JSON configs
+and safetensors headers only; a part that cannot be detected is reported with the loader's own message, never raised."""
 
 from __future__ import annotations
 
