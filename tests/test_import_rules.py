@@ -8,6 +8,7 @@ that breaks it.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,7 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
     return found
 
 
+@functools.cache  # one parse of the tree per session; the tests build changed copies, never edit it
 def import_graph() -> dict[str, set[str]]:
     files = [p for p in (ROOT / "modules").rglob("*.py")]
     known = {module_name(p) for p in files}
