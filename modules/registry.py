@@ -1,17 +1,23 @@
-"""The one place that maps (model type, training method) to the plugin classes that implement it.
+"""The one place that names the model families and what each provides to the generic code.
 
-Adding a model family or method means adding a line here; nothing scans folders or registers on import.
+A model family is one `ModelFamily` record in `FAMILIES` (and its name in `TrainConfig.model_type`'s choices); nothing
+scans folders or registers on import. docs/architecture.md "Extending" says what a new family writes. Every entry
+is a factory or a function that imports the plugin when called, so importing the registry imports no plugin.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
-from modules.config.validation import ConfigError
+from modules.util.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Plugin:
+    """The plugin's classes for one (model family, training method): see modules/base/."""
+
     loader: type
     setup: type
     saver: type
@@ -19,6 +25,29 @@ class Plugin:
     data_loader: type
 
 
+@dataclass(frozen=True)
+class ModelFamily:
+    """Everything one model family provides: its training methods and what the planner, the diagnostics report,
+    the GUI and the benchmarks ask of it."""
+
+    name: str
+    # training_method -> factory of the Plugin (the classes of modules/base/ the trainer calls).
+    methods: dict[str, Callable[[], Plugin]]
+    # path -> one line saying what a model source holds (the GUI's Model tab; it never imports a plugin).
+    describe_source: Callable[[str], str]
+    # factory of `facts(config) -> modules.memory.facts.ModelFacts` (the planner's view of a model).
+    memory_facts: Callable[[], Callable[[Any], Any]]
+    # factory of `describe(config) -> list[dict]`: each configured model part as detected (diagnostics report).
+    describe_parts: Callable[[], Callable[[Any], list[dict]]]
+    # factory of the benchmark kit: `latent_shape(config, height, width)`, `transformer_facts(config)` and
+    # `benchmark_model(config, device, dtype, fp8, tiny)` (modules/benchmark/runner.py).
+    benchmark_kit: Callable[[], Any]
+    # factory of `facts(config) -> (fps, pixel_multiple)`: the rate and pixel multiple the model trains at, before
+    # anything loads (the dataset tools build a run's data settings with them: modules/dataset_tools/).
+    data_facts: Callable[[], Callable[[Any], tuple[float, int]]]
+
+
+# ---- WAN 2.2 ------------------------------------------------------------------------------------------
 def _wan_lora() -> Plugin:
     from modules.wan.sampling.sampler import WanModelSampler
     from modules.wan.saving.lora_saver import WanLoRASaver
@@ -44,27 +73,59 @@ def _wan_embedding() -> Plugin:
     return replace(_wan_lora(), setup=WanEmbeddingSetup, saver=WanEmbeddingSaver)
 
 
-# Values are factories so that importing the registry does not import every plugin's dependencies.
-PLUGINS = {
-    ("wan_2_2", "lora"): _wan_lora,
-    ("wan_2_2", "full"): _wan_full,
-    ("wan_2_2", "embedding"): _wan_embedding,
-}
-
-
 def _wan_describe_source(path: str) -> str:
-    """What a model path holds, in one line, or the loader's error (modules/wan/loading/describe.py)."""
     from modules.wan.loading.describe import describe_source
 
     return describe_source(path)
 
 
-# What a model family's source paths hold, for the GUI's Model tab (it never imports a plugin itself).
-SOURCE_DESCRIBERS = {"wan_2_2": _wan_describe_source}
+def _wan_memory_facts():
+    from modules.wan.memory_facts import memory_facts
+
+    return memory_facts
 
 
-def describe_source(model_type: str, path: str) -> str:
-    return SOURCE_DESCRIBERS[model_type](path)
+def _wan_part_report():
+    from modules.wan.part_report import describe_parts
+
+    return describe_parts
+
+
+def _wan_benchmark_kit():
+    from modules.wan import benchmark_kit
+
+    return benchmark_kit
+
+
+def _wan_data_facts():
+    from modules.wan.loading.describe import data_facts
+
+    return data_facts
+
+
+FAMILIES = {
+    "wan_2_2": ModelFamily(
+        name="wan_2_2",
+        methods={"lora": _wan_lora, "full": _wan_full, "embedding": _wan_embedding},
+        describe_source=_wan_describe_source,
+        memory_facts=_wan_memory_facts,
+        describe_parts=_wan_part_report,
+        benchmark_kit=_wan_benchmark_kit,
+        data_facts=_wan_data_facts,
+    ),
+}
+
+# (model_type, training_method) -> factory of the Plugin, for callers that iterate over every combination.
+PLUGINS = {(family.name, method): factory for family in FAMILIES.values() for method, factory in family.methods.items()}
+
+
+def family_for(model_type: str) -> ModelFamily:
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise ConfigError(
+            f"model_type: {model_type!r} is not a registered model family (known: {', '.join(FAMILIES)})"
+        ) from None
 
 
 def plugin_for(model_type: str, training_method: str) -> Plugin:
@@ -77,37 +138,26 @@ def plugin_for(model_type: str, training_method: str) -> Plugin:
         ) from None
 
 
-def _wan_memory_facts():
-    from modules.wan.memory_facts import memory_facts
-
-    return memory_facts
-
-
-# model_type -> factory of `facts(config) -> modules.memory.facts.ModelFacts` (the planner's view of a model).
-MEMORY_FACTS = {"wan_2_2": _wan_memory_facts}
+def describe_source(model_type: str, path: str) -> str:
+    return family_for(model_type).describe_source(path)
 
 
 def memory_facts_for(config):
-    try:
-        facts = MEMORY_FACTS[config.model_type]()
-    except KeyError:
-        raise ConfigError(f"model_type: {config.model_type} has no memory facts for the planner") from None
-    return facts(config)
-
-
-def _wan_part_report():
-    from modules.wan.part_report import describe_parts
-
-    return describe_parts
-
-
-# model_type -> factory of `describe(config) -> list[dict]`: each configured model part as the plugin detects it.
-PART_REPORTS = {"wan_2_2": _wan_part_report}
+    return family_for(config.model_type).memory_facts()(config)
 
 
 def describe_parts_for(config) -> list[dict]:
-    try:
-        describe = PART_REPORTS[config.model_type]()
-    except KeyError:
-        raise ConfigError(f"model_type: {config.model_type} has no part detection for the diagnostics report") from None
-    return describe(config)
+    return family_for(config.model_type).describe_parts()(config)
+
+
+def benchmark_kit_for(config):
+    return family_for(config.model_type).benchmark_kit()
+
+
+def data_facts_for(config) -> tuple[float, int]:
+    return family_for(config.model_type).data_facts()(config)
+
+
+def default_family() -> ModelFamily:
+    """The family the tools use when they have no config (the GPU acceptance stages): the first one."""
+    return next(iter(FAMILIES.values()))

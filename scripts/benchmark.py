@@ -28,7 +28,7 @@ import torch
 from modules.benchmark import results
 from modules.benchmark.runner import Measure, run_configuration
 from modules.config.loading import apply_override, config_from_dict
-from modules.config.validation import ConfigError
+from modules.util.errors import run_script
 from modules.wan.variants import VARIANTS
 
 TIERS_GB = (16, 24, 32, 48, 80)
@@ -201,11 +201,7 @@ def main() -> int:
     if args.results:
         document = json.loads(args.results.read_text(encoding="utf-8"))
     else:
-        try:
-            document = run_all(args)
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        document = run_all(args)
     results.validate(document)
     if args.json:
         results.write_results(args.json, document)
@@ -225,4 +221,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import _repo_path  # noqa: F401
@@ -27,6 +28,7 @@ import torch
 from modules.module.block_swap import BlockSwapper
 from modules.module.fp8_linear import convert_to_fp8_storage
 from modules.module.lora import attach_lora, lora_parameters
+from modules.util.errors import run_script
 from modules.wan.random_models import random_transformer
 from modules.wan.tiny_models import build_transformer
 from modules.wan.variants import VARIANTS
@@ -153,4 +155,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -10,6 +10,7 @@ exact pixel tensors of those windows, already decoded and resized in memory. Pri
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from modules.data.demo_data import DemoClip, write_clip
 from modules.data.pipeline import Pipeline
 from modules.data.report import DataReport
 from modules.data.stages import AssignBuckets, CacheLatents, CollectMedia, PlanWindows, ProbeMedia
+from modules.util.errors import run_script
 from modules.wan.loading.loader import WanModelLoader
 from modules.wan.tiny_models import write_tiny_model
 from modules.wan.training.data_loader import wan_video_latents
@@ -120,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

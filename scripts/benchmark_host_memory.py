@@ -33,10 +33,11 @@ import torch
 from benchmark_single_file_load import peak_rss, reset_peak_rss, write_random_file
 
 from modules.memory.phases import GIB, expert_bytes
+from modules.util.errors import run_script
 from modules.util.resources import MODEL_CONFIGS_DIR
-from modules.wan.formats.single_file_writer import write_streamed
 from modules.wan.loading.detection import read_json
 from modules.wan.loading.part_load import build_empty
+from modules.wan.loading.single_file_writer import write_streamed
 
 CASES = ("load-folder", "load-folder-old", "load-single", "two-processes", "encoders")
 REAL_BLOCKS = 40
@@ -232,4 +233,4 @@ def report(rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

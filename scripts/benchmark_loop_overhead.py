@@ -8,6 +8,7 @@ batch shape and optimizer. Prints the ratio; the goal is 1.05 or less. Results g
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from modules.config.loading import config_from_dict
 from modules.data.demo_data import make_demo_data
 from modules.module.flow_matching import noisy_input, velocity_target
 from modules.trainer.generic_trainer import GenericTrainer
+from modules.util.errors import run_script
 from modules.wan.tiny_models import write_tiny_model
 
 TRANSFORMER = dict(num_layers=4, heads=4, head_dim=64)
@@ -138,4 +140,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -27,6 +27,7 @@ resize read of the non-square clip is timed for comparison.
 import argparse
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from modules.data import media_io, video_readers
 from modules.data.buckets import resize_and_crop, resolution_bucket
 from modules.data.demo_data import DemoClip, write_clip
 from modules.data.frame_windows import plan_windows, resampled_source_indices, window_source_indices
+from modules.util.errors import run_script
 from modules.util.video_export import find_ffmpeg
 
 TARGET_FPS = 16
@@ -240,4 +242,4 @@ def constant_rate_case(args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

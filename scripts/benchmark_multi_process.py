@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 
 from modules.config.loading import config_from_dict
 from modules.data.demo_data import make_demo_data
+from modules.util.errors import run_script
 from modules.wan.tiny_models import write_tiny_model
 
 TRANSFORMER = dict(num_layers=4, heads=4, head_dim=64)
@@ -119,4 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

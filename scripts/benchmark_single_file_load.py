@@ -25,10 +25,11 @@ from pathlib import Path
 import _repo_path  # noqa: F401
 import torch
 
+from modules.util.errors import run_script
 from modules.util.resources import MODEL_CONFIGS_DIR as CONFIGS_DIR
-from modules.wan.formats.single_file_writer import single_file_state_dict, write_streamed
 from modules.wan.loading.detection import read_json
 from modules.wan.loading.part_load import build_empty
+from modules.wan.loading.single_file_writer import single_file_state_dict, write_streamed
 
 FILE_DTYPES = {
     "bf16": dict(dtype=torch.bfloat16),
@@ -170,4 +171,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

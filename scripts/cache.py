@@ -21,9 +21,7 @@ import _repo_path  # noqa: F401
 
 def main() -> int:
     from modules.config.loading import load_config
-    from modules.data.stages import CachingOutOfMemory
     from modules.trainer.generic_trainer import GenericTrainer
-    from modules.util.errors import UserError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-path", required=True, help="JSON training config (see training_presets/)")
@@ -36,15 +34,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config_path, args.config_value)
-        data = GenericTrainer(config).build_cache()
-    except CachingOutOfMemory as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except UserError as error:  # the message names the file or setting and the fix; no traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    config = load_config(args.config_path, args.config_value)
+    data = GenericTrainer(config).build_cache()  # a UserError: one line and its exit code (run_script)
     print(
         f"\nCache ready: {len(data.samples)} training windows in {data.cache.root} "
         f"({data.stats.videos_encoded} latents and {data.stats.texts_encoded} captions/prompts encoded now, "
@@ -54,4 +45,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from modules.util.errors import run_script
+
+    sys.exit(run_script(main))

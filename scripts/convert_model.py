@@ -27,17 +27,15 @@ from pathlib import Path
 import _repo_path  # noqa: F401
 from safetensors import safe_open
 
-from modules.base.model_loader import ModelLoadError
 from modules.util.device import DTYPES
-from modules.util.disk_space import DiskFullError
+from modules.util.errors import run_script
 from modules.wan.formats.adapter_file import read_adapter_file
 from modules.wan.formats.adapter_settings import ADAPTER_KEY
-from modules.wan.formats.lora_compatibility import check_lora_fits, model_folder_linears, read_lora_info
+from modules.wan.formats.lora_compatibility import check_lora_fits, read_lora_info
 from modules.wan.formats.lora_file import (
     DIFFUSERS_ADAPTER_METADATA_KEY,
     FORMAT_KEY,
     LORA_FORMATS,
-    LoraFileError,
     save_lora_file,
 )
 from modules.wan.formats.model_files import (
@@ -47,6 +45,7 @@ from modules.wan.formats.model_files import (
     save_single_file,
     write_model_folder,
 )
+from modules.wan.loading.model_linears import model_folder_linears
 
 
 def convert_lora(
@@ -87,8 +86,15 @@ def _transformer_folder(path: Path, expert: str) -> Path:
 def folder_to_single_file(
     source: Path, destination: Path, expert: str = "transformer", dtype: str = "bfloat16"
 ) -> Path:
-    state_dict, _ = read_transformer_folder(_transformer_folder(source, expert))
-    return save_single_file(state_dict, destination, dtype)
+    folder = _transformer_folder(source, expert)
+    state_dict, _ = read_transformer_folder(folder)
+    try:
+        return save_single_file(state_dict, destination, dtype)
+    except (KeyError, ValueError) as error:  # a weight name the key map does not know: not a WAN transformer
+        raise ModelFileError(
+            f"{folder}: not a WAN 2.2 transformer folder ({error}). Fix: give a diffusers WAN 2.2 model folder or "
+            "its transformer/ or transformer_2/ subfolder."
+        ) from None
 
 
 def single_file_to_folder(
@@ -114,7 +120,7 @@ def single_file_to_folder(
     return write_model_folder(base, destination, {expert: (state_dict, config)}, dtype)
 
 
-def main(argv: list[str] | None = None) -> int:
+def convert(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     lora = commands.add_parser("lora", help="convert a LoRA file between the ComfyUI and diffusers layouts")
@@ -139,20 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.source.exists():
         print(f"error: {args.source}: no such file or folder. Fix: check the source path.", file=sys.stderr)
         return 2
-    try:
-        if args.command == "lora":
-            written = convert_lora(
-                args.source, args.destination, args.format, args.dtype, args.model, args.allow_other_model
-            )
-        elif args.command == "to-single-file":
-            written = folder_to_single_file(args.source, args.destination, args.expert, args.dtype)
-        else:
-            written = single_file_to_folder(args.source, args.destination, args.base, args.expert, args.dtype)
-    except (LoraFileError, ModelFileError, ModelLoadError, KeyError, ValueError, DiskFullError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.command == "lora":
+        written = convert_lora(
+            args.source, args.destination, args.format, args.dtype, args.model, args.allow_other_model
+        )
+    elif args.command == "to-single-file":
+        written = folder_to_single_file(args.source, args.destination, args.expert, args.dtype)
+    else:
+        written = single_file_to_folder(args.source, args.destination, args.base, args.expert, args.dtype)
     print(f"written: {written}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The exit code: 0 written, 2 a file or option the message names (every UserError, through run_script)."""
+    return run_script(convert, argv)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,11 @@ import _repo_path  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    from modules.util.errors import UserError
+    """The exit code: 0 done, 2 (or the error's own code) for a UserError, printed as one line by run_script."""
+    from modules.util.errors import run_script
 
-    try:
-        return args.run(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+    args = parser().parse_args(argv)
+    return run_script(args.run, args)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,7 +14,8 @@ import sys
 
 import _repo_path  # noqa: F401
 
-from modules.util.diagnostics import collect_report, format_report
+from modules.trainer.diagnostics import collect_report, format_report
+from modules.util.errors import run_script
 
 
 def main() -> int:
@@ -39,4 +40,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -25,6 +25,7 @@ import torch
 
 from modules.benchmark import acceptance_checks as checks
 from modules.benchmark.acceptance import DEFAULT_BUDGET_S, STAGES, AcceptanceReport, estimate_s, run_stages
+from modules.util.errors import run_script
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -78,4 +79,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

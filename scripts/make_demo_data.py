@@ -4,10 +4,12 @@ python scripts/make_demo_data.py --out workspace/demo/data
 """
 
 import argparse
+import sys
 
 import _repo_path  # noqa: F401
 
 from modules.data.demo_data import make_demo_data
+from modules.util.errors import run_script
 
 
 def main() -> None:
@@ -19,4 +21,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -4,9 +4,11 @@ python scripts/make_tiny_models.py --out models/tiny [--variant TI2V-5B] [--seed
 """
 
 import argparse
+import sys
 
 import _repo_path  # noqa: F401
 
+from modules.util.errors import run_script
 from modules.wan.tiny_models import write_tiny_model
 from modules.wan.variants import VARIANTS
 
@@ -23,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

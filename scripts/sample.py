@@ -22,10 +22,9 @@ from pathlib import Path
 import _repo_path  # noqa: F401
 import torch
 
-from modules.base.model_loader import ModelLoadError
 from modules.config.sampling_config import SAMPLE_FORMATS, SCHEDULERS, SampleConfig
-from modules.module.bnb_linear import BitsAndBytesUnavailable, check_quantised_backend
-from modules.util.video_export import VideoExportError
+from modules.module.bnb_linear import check_quantised_backend
+from modules.util.errors import run_script
 from modules.wan.loading.base_loras import check_base_lora_files, merge_base_loras
 from modules.wan.loading.loader import load_wan_model, to_dtype
 from modules.wan.loading.storage import apply_storage_choices
@@ -171,55 +170,51 @@ def main(argv=None) -> int:
         if args.device == "auto"
         else torch.device(args.device)
     )
-    try:
-        read_prompts(args)  # a bad prompts file is reported before the model loads
-        loras = [
-            dataclasses.replace(parse_lora_argument(text), allow_other_model=args.allow_other_model_lora)
-            for text in args.lora
-        ]
-        base_loras = [parse_lora_argument(text) for text in args.base_lora]
-        check_base_lora_files(base_loras, two_experts=args.variant != "TI2V-5B")
-        sampler = WanModelSampler(
-            SamplerOptions(
-                format=args.format,
-                quality=args.quality,
-                static_threshold=args.static_threshold,
-                device=device,
-                offload_experts=args.offload_experts,
-                embeddings=args.embedding,
-                progress_bar=True,
-                text_encoder_on_cpu=args.text_encoder_on_cpu,
-            )
+    read_prompts(args)  # a bad prompts file is reported before the model loads
+    loras = [
+        dataclasses.replace(parse_lora_argument(text), allow_other_model=args.allow_other_model_lora)
+        for text in args.lora
+    ]
+    base_loras = [parse_lora_argument(text) for text in args.base_lora]
+    check_base_lora_files(base_loras, two_experts=args.variant != "TI2V-5B")
+    sampler = WanModelSampler(
+        SamplerOptions(
+            format=args.format,
+            quality=args.quality,
+            static_threshold=args.static_threshold,
+            device=device,
+            offload_experts=args.offload_experts,
+            embeddings=args.embedding,
+            progress_bar=True,
+            text_encoder_on_cpu=args.text_encoder_on_cpu,
         )
-        sampler.preflight()  # before minutes of model loading
-        dtype = to_dtype(args.dtype, "--dtype")
-        if args.transformer_storage in ("int8", "nf4"):
-            check_quantised_backend(args.transformer_storage, device, dtype)  # before minutes of loading
-        fp8 = args.transformer_storage == "float8_e4m3fn"
-        model = load_wan_model(
-            args.model,
-            transformer_dtype=torch.float8_e4m3fn if fp8 and not base_loras else dtype,
-            text_encoder_dtype=dtype,
-            text_max_length=args.text_max_length,
-            expected_variant=args.variant,
-        )
-        merge_base_loras(model, base_loras, fp8_storage=fp8 and bool(base_loras))
-        apply_storage_choices(model, args.transformer_storage or "", args.text_encoder_storage or "", dtype)
-        install_block_swap(model, args.blocks_to_swap, sampling_only=True)
-        configs = sample_configs(args, model.variant)
-        sampler.use_loras(model, loras)
-        out = Path(args.out)
-        for index, config in enumerate(configs):
-            path = sampler.sample(model, config, out / f"sample-{index:03d}-seed{config.seed}.mp4")
-            result = sampler.last_result
-            frozen = " (looks frozen)" if result.motion.frozen else ""
-            print(f"video: {path} ({result.frames} frames, {result.width}x{result.height}, {result.fps:g} fps){frozen}")
-            print(f"  sidecar: {result.sidecar}")
-    except (SampleError, ModelLoadError, VideoExportError, ValueError, BitsAndBytesUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    )
+    sampler.preflight()  # before minutes of model loading
+    dtype = to_dtype(args.dtype, "--dtype")
+    if args.transformer_storage in ("int8", "nf4"):
+        check_quantised_backend(args.transformer_storage, device, dtype)  # before minutes of loading
+    fp8 = args.transformer_storage == "float8_e4m3fn"
+    model = load_wan_model(
+        args.model,
+        transformer_dtype=torch.float8_e4m3fn if fp8 and not base_loras else dtype,
+        text_encoder_dtype=dtype,
+        text_max_length=args.text_max_length,
+        expected_variant=args.variant,
+    )
+    merge_base_loras(model, base_loras, fp8_storage=fp8 and bool(base_loras))
+    apply_storage_choices(model, args.transformer_storage or "", args.text_encoder_storage or "", dtype)
+    install_block_swap(model, args.blocks_to_swap, sampling_only=True)
+    configs = sample_configs(args, model.variant)
+    sampler.use_loras(model, loras)
+    out = Path(args.out)
+    for index, config in enumerate(configs):
+        path = sampler.sample(model, config, out / f"sample-{index:03d}-seed{config.seed}.mp4")
+        result = sampler.last_result
+        frozen = " (looks frozen)" if result.motion.frozen else ""
+        print(f"video: {path} ({result.frames} frames, {result.width}x{result.height}, {result.fps:g} fps){frozen}")
+        print(f"  sidecar: {result.sidecar}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

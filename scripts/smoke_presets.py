@@ -21,6 +21,7 @@ import torch
 
 from modules.benchmark.preset_smoke import adapt_to_device, ensure_one_sample, run_smoke, shrink_preset
 from modules.data.demo_data import make_demo_data
+from modules.util.errors import run_script
 from modules.wan.tiny_models import write_tiny_model
 from modules.wan.variants import VARIANTS
 
@@ -73,4 +74,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

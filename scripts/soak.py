@@ -30,6 +30,7 @@ from modules.config.loading import load_config
 from modules.data.demo_data import make_demo_data
 from modules.trainer.backups import backup_folders
 from modules.trainer.generic_trainer import GenericTrainer
+from modules.util.errors import run_script
 from modules.wan.tiny_models import write_tiny_model
 
 PRESET = Path(__file__).resolve().parent.parent / "training_presets" / "demo_ti2v_5b_lora.json"
@@ -129,4 +130,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

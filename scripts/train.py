@@ -14,6 +14,7 @@ the last completed step was written; while caching: the clip is named); 130 stop
 import argparse
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -29,6 +30,7 @@ from modules.trainer.stop_request import (
     stop_message,
     stop_signals,
 )
+from modules.util.errors import UserError, report_user_error, run_script
 
 
 def main() -> int:
@@ -46,10 +48,8 @@ def main() -> int:
 
 def positive_gb(text: str) -> float:
     """--vram: a card's memory in GB, a finite number above 0 (0 or -1 is no card; refused by argparse, exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    number = re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text.strip())  # no nan / inf
+    value = float(text) if number else float("nan")
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a card's memory. Expected a number of GB above 0, e.g. --vram 24. Fix: give the "
@@ -61,38 +61,9 @@ def positive_gb(text: str) -> float:
 def run(stop) -> int:
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     # Imported after the handlers: they take seconds (torch, diffusers).
-    from modules.base.model_loader import ModelLoadError
     from modules.config.loading import load_config
-    from modules.config.validation import ConfigError
-    from modules.data.concepts import DataError
-    from modules.data.stages import CachingOutOfMemory
-    from modules.memory.host import HostMemoryError
-    from modules.trainer.backups import BackupError
-    from modules.trainer.distributed import DistributedError
-    from modules.trainer.generic_trainer import GenericTrainer, TrainingError
-    from modules.trainer.oom import OutOfMemoryStop
-    from modules.trainer.save_fallback import SaveFailedError
-    from modules.trainer.workspace_lock import WorkspaceLockError
-    from modules.util.disk_space import DiskFullError
-    from modules.util.errors import UserError
+    from modules.trainer.generic_trainer import GenericTrainer
     from modules.util.stop_point import StopRequested
-    from modules.wan.formats.lora_file import LoraFileError
-
-    # Errors whose message is complete for a user (file or setting, what is wrong, the fix): one line, exit code 2.
-    known_errors = (
-        ConfigError,
-        ModelLoadError,
-        TrainingError,
-        BackupError,
-        DataError,
-        WorkspaceLockError,
-        DiskFullError,
-        SaveFailedError,
-        LoraFileError,
-        DistributedError,
-        HostMemoryError,
-        UserError,
-    )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-path", required=True, help="JSON training config (see training_presets/)")
@@ -106,7 +77,7 @@ def run(stop) -> int:
     parser.add_argument(
         "--events-file",
         metavar="PATH",
-        help="also write the run's progress as JSON lines to PATH (read by the GUI; see modules/trainer/run_events.py)",
+        help="also write the run's progress as JSON lines to PATH (read by the GUI; see run_events.py)",
     )
     parser.add_argument(
         "--num-processes",
@@ -148,17 +119,13 @@ def run(stop) -> int:
         trainer.load_and_cache()  # the model, then the cache: a stop asked for meanwhile ends the run here
         stop_if_requested_before_training(stop, "building the cache")
         result = trainer.train()
-    except (OutOfMemoryStop, CachingOutOfMemory) as error:  # a distinct exit code: a smaller setting may fit
-        print(f"error{where}: {error}", file=sys.stderr)
-        run_events.emit("error", text=str(error))
-        return error.exit_code
-    except known_errors as error:  # the message names the file or setting and the fix; no traceback
-        print(f"error{where}: {error}", file=sys.stderr)
+    except UserError as error:  # the message names the file or setting and the fix; no traceback
+        run_events.emit("error", text=str(error), user_error=True, exit_code=error.exit_code)
+        code = report_user_error(error, where)  # 2, or 4 for out of memory (the docstring's list)
         resume_hint = getattr(error, "resume_arguments", None)  # a stopped run's backups found by a fresh start
         if resume_hint is not None and rank == 0:
             print(f"  {command_line(sys.argv, *resume_hint)}", file=sys.stderr)
-        run_events.emit("error", text=str(error))
-        return 2
+        return code
     except (TrainingStopped, StopRequested) as stopped:
         if isinstance(stopped, StopRequested):  # a stop point outside the trainer's own phases
             stopped = TrainingStopped.from_stop_point(stopped)
@@ -170,7 +137,7 @@ def run(stop) -> int:
         run_events.emit("stopped", step=stopped.step, backup=stopped.backup and str(stopped.backup), text=text)
         return EXIT_STOPPED
     except Exception as error:
-        run_events.emit("error", text=f"{type(error).__name__}: {error}")
+        run_events.emit("error", text=f"{type(error).__name__}: {error}", user_error=False)
         raise
     if rank != 0:
         return 0
@@ -210,4 +177,4 @@ def launch_processes(count: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -9,7 +9,8 @@ import sys
 
 import _repo_path  # noqa: F401
 
-from modules.ui.display import NoWindowError, check_window_possible
+from modules.ui.display import check_window_possible
+from modules.util.errors import run_script
 
 
 def main() -> int:
@@ -19,11 +20,7 @@ def main() -> int:
         "--scale", type=float, default=None, help="widget scale (default: from the screen's DPI; e.g. 1.5 or 2)"
     )
     args = parser.parse_args()
-    try:
-        check_window_possible()
-    except NoWindowError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    check_window_possible()  # a NoWindowError: one line and exit 1 (docs/ui.md), through run_script
     from modules.ui.app import TrainWindow
     from modules.ui.scaling import apply_scaling
 
@@ -34,4 +31,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -15,6 +15,7 @@ import torch
 
 from modules.trainer.backups import BackupError, backup_folders, check_backup, read_backup
 from modules.trainer.generic_trainer import GenericTrainer
+from modules.trainer.parameter_names import parameter_names
 from tests.test_ema import lora_config
 
 
@@ -55,10 +56,11 @@ def test_backups_on_schedule_rolling_complete_and_falling_back(tiny_model_dir, t
     # the EMA, optimizer moments per weight, the scheduler, every RNG and the position in the data order.
     newest = read_backup(backup_folders(root)[0])
     assert set(newest.tensors) == {"weights", "optimizer", "rng", "ema"}
-    weights = newest.tensors["weights"]
-    assert all(torch.equal(weights[f"param.{i}"], p.detach()) for i, p in enumerate(trainer.parameters))
-    assert all(torch.equal(newest.tensors["ema"][f"ema.{i}"], s) for i, s in enumerate(trainer.ema.shadow))
-    assert not all(torch.equal(weights[f"param.{i}"], s) for i, s in enumerate(trainer.ema.shadow))
+    weights, names = newest.tensors["weights"], parameter_names(trainer.setup, trainer.model, trainer.parameters)
+    assert set(weights) == set(trainer.setup.trainable_state_dict(trainer.model))  # named as the setup names them
+    assert all(torch.equal(weights[n], p.detach()) for n, p in zip(names, trainer.parameters))
+    assert all(torch.equal(newest.tensors["ema"][n], s) for n, s in zip(names, trainer.ema.shadow))
+    assert not all(torch.equal(weights[n], s) for n, s in zip(names, trainer.ema.shadow))
     optimizer = trainer.optimizer.state_dict()["state"]
     assert all(
         torch.equal(newest.tensors["optimizer"][f"{i}.exp_avg_sq"], optimizer[i]["exp_avg_sq"]) for i in optimizer

@@ -24,12 +24,13 @@ import torch
 from diffusers import WanTransformer3DModel
 from safetensors.torch import load_file
 
-from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
+from modules.config.train_config import TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.backups import backup_folders, check_backup
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.formats.key_map import diffusers_to_original_key
-from modules.wan.training.experts import HIGH, LOW
+from modules.wan.variants import HIGH, LOW
+from tests.config_builders import tiny_run_config
 from tests.distributed_runs import run_processes, train_recorded
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -46,21 +47,21 @@ def two_bucket_data(tmp_path_factory) -> Path:
 
 
 def make_config(base: Path, data: Path, workspace: Path, method: str, batch_size: int, steps: int) -> TrainConfig:
-    config = TrainConfig(
-        model=ModelConfig(base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32")
+    config = tiny_run_config(
+        base,
+        workspace,
+        [{"path": data, "repeats": 2}],
+        method=method,
+        resolution=64,
+        cache_dir=workspace.parent / "cache",  # shared by the runs of a test: built once
+        max_steps=steps,
+        batch_size=batch_size,
+        learning_rate=1e-3,
+        lr_scheduler="constant",
+        warmup_steps=0,
     )
-    config.training_method = method
-    config.data.concepts = [ConceptConfig(path=str(data), repeats=2)]
-    config.data.resolution, config.data.frames = 64, 5
-    config.data.cache_dir = str(workspace.parent / "cache")  # shared by the runs of a test: built once
-    training = config.training
-    training.max_steps, training.batch_size, training.learning_rate = steps, batch_size, 1e-3
-    training.lr_scheduler, training.warmup_steps = "constant", 0
-    training.train_dtype, training.gradient_checkpointing, training.device = "float32", False, "cpu"
     config.lora.rank, config.lora.alpha, config.lora.dropout = 4, 4.0, 0.0
-    config.output.workspace_dir, config.output.tensorboard = str(workspace), False
-    config.output.save_dtype, config.output.save_every_steps = "float32", 0
-    config.sampling.samples = []
+    config.output.save_every_steps = 0
     return config
 
 
@@ -190,7 +191,7 @@ def test_fsdp_full_finetune_shards_and_equals_one_process(tiny_model_dir, two_bu
     # continues exactly: each process ends with the same shard as in the uninterrupted run.
     backups = backup_folders(tmp_path / "two" / "backups")
     assert check_backup(backups[0])["global_step"] == 3
-    assert load_file(backups[0] / "weights.safetensors")["param.0"].shape == tuple(ranks[0]["layout"][first][0])
+    assert load_file(backups[0] / "weights.safetensors")[first].shape == tuple(ranks[0]["layout"][first][0])
     shutil.rmtree(backups[0])
     config.backup.continue_last_backup = True
     resumed = run_processes(config, 2, tmp_path / "rec-resumed")

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from modules.config.sampling_config import SampleConfig
-from modules.config.train_config import ConceptConfig, EmaConfig, ModelConfig, TrainConfig
+from modules.config.train_config import EmaConfig, TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.ema import create_ema
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.formats.lora_file import load_lora_file
+from tests.config_builders import tiny_run_config
 
 STEPS, DECAY, INTERVAL = 5, 0.7, 2  # a small decay and an interval > 1, so both visibly shape the result
 
@@ -26,20 +27,16 @@ def lora_config(base: Path, tmp_path: Path) -> TrainConfig:
     data = tmp_path / "data"
     data.mkdir()
     write_clip(DemoClip("clip", "circle", "red", "blue", 32, 32, 9, 16), data)
-    config = TrainConfig(
-        model=ModelConfig(base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32")
+    config = tiny_run_config(
+        base,
+        tmp_path / "run",
+        [{"path": data}],
+        cache_dir=tmp_path / "cache",
+        max_steps=STEPS,
+        learning_rate=3e-3,
+        lr_scheduler="constant",
     )
-    config.data.concepts = [ConceptConfig(path=str(data))]
-    config.data.resolution, config.data.frames, config.data.cache_dir = 32, 5, str(tmp_path / "cache")
-    training = config.training
-    training.max_steps, training.learning_rate, training.train_dtype = STEPS, 3e-3, "float32"
-    training.gradient_checkpointing, training.device, training.lr_scheduler = False, "cpu", "constant"
     config.lora.rank, config.lora.alpha = 4, 4.0
-    config.output.workspace_dir, config.output.tensorboard, config.output.save_dtype = (
-        str(tmp_path / "run"),
-        False,
-        "float32",
-    )
     config.ema = EmaConfig(enabled=True, decay=DECAY, update_interval=INTERVAL, device="cpu")
     return config
 

@@ -10,7 +10,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 
 from modules.config.sampling_config import SampleConfig
-from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
+from modules.config.train_config import TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.embeddings.text import encode_text_with_vectors
@@ -25,6 +25,7 @@ from modules.wan.embeddings.vectors import (
 )
 from modules.wan.loading.loader import load_wan_model
 from modules.wan.sampling.sampler import SamplerOptions, WanModelSampler, generate_float_frames
+from tests.config_builders import tiny_run_config
 
 TEXT_TOKENS = 32  # model.text_max_length: short captions keep the tiny UMT5 fast
 PROMPT = "a <concept> moves"
@@ -38,18 +39,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_config(method: str, base: Path, workspace: Path, captions: list[str], data: Path) -> TrainConfig:
-    config = TrainConfig(
-        model=ModelConfig(
-            base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32", text_max_length=TEXT_TOKENS
-        )
+    concepts = [{"path": data, "caption_source": "text", "caption_text": c} for c in captions]
+    config = tiny_run_config(
+        base, workspace, concepts, method=method, cache_dir=workspace.parent / "cache", text_max_length=TEXT_TOKENS
     )
-    config.training_method = method
-    config.data.concepts = [ConceptConfig(path=str(data), caption_source="text", caption_text=c) for c in captions]
-    config.data.resolution, config.data.frames, config.data.cache_dir = 32, 5, str(workspace.parent / "cache")
-    training = config.training
-    training.train_dtype, training.gradient_checkpointing, training.device = "float32", False, "cpu"
-    training.weight_decay, training.max_grad_norm, training.max_steps = 0.0, 0.0, 2
-    config.output.workspace_dir, config.output.tensorboard, config.output.save_dtype = str(workspace), False, "float32"
+    config.training.weight_decay, config.training.max_grad_norm, config.training.max_steps = 0.0, 0.0, 2
     return config
 
 

@@ -8,13 +8,14 @@ import torch
 from diffusers import WanPipeline, WanTransformer3DModel
 from safetensors import safe_open
 
-from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
+from modules.config.train_config import TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.loading.loader import load_wan_model
 from modules.wan.saving.full_saver import WanFineTuneSaver, diffusers_folder_for
 from modules.wan.training.full_setup import block_filter_matcher
+from tests.config_builders import tiny_run_config
 
 
 def one_clip(folder: Path) -> Path:
@@ -24,17 +25,9 @@ def one_clip(folder: Path) -> Path:
 
 
 def finetune_config(base: Path, data: Path, workspace: Path, **finetune) -> TrainConfig:
-    config = TrainConfig(
-        model=ModelConfig(base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32")
+    config = tiny_run_config(
+        base, workspace, [{"path": data}], method="full", cache_dir=workspace / "cache", max_steps=2, learning_rate=1e-3
     )
-    config.training_method = "full"
-    config.data.concepts = [ConceptConfig(path=str(data))]
-    config.data.resolution, config.data.frames, config.data.cache_dir = 32, 5, str(workspace / "cache")
-    training = config.training
-    training.max_steps, training.learning_rate, training.train_dtype = 2, 1e-3, "float32"
-    training.gradient_checkpointing, training.device = False, "cpu"
-    config.output.workspace_dir, config.output.tensorboard = str(workspace), False
-    config.output.save_dtype = "float32"
     for key, value in finetune.items():
         setattr(config.finetune, key, value)
     return config

@@ -19,8 +19,8 @@ from modules.module.fp8_linear import FP8_DTYPE, Fp8Linear, convert_to_fp8_stora
 from modules.module.lora import DEFAULT_TARGET_MODULES, attach_lora, lora_parameters, lora_state_dict
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.formats.key_map import diffusers_to_original_key
-from modules.wan.formats.single_file_writer import write_single_file
 from modules.wan.loading.loader import load_wan_model
+from modules.wan.loading.single_file_writer import write_single_file
 from modules.wan.sampling.pipeline import generate_clip
 from modules.wan.sampling.settings import resolve_settings
 from modules.wan.tiny_models import build_transformer

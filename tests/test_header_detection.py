@@ -14,9 +14,9 @@ import torch
 
 from modules.base.model_loader import ModelLoadError
 from modules.util.resources import MODEL_CONFIGS_DIR as CONFIGS_DIR
-from modules.wan.formats.single_file_writer import single_file_state_dict, write_header_only
 from modules.wan.loading.detection import read_json
 from modules.wan.loading.part_load import build_empty, check_file_fits
+from modules.wan.loading.single_file_writer import single_file_state_dict, write_header_only
 
 # (file name, part, config, layout, expected variant / z_dim, dtype, fp8 scaled, expert)
 PUBLIC_FILES = [

@@ -1,4 +1,4 @@
-"""The optimizer state the memory planner counts (modules/trainer/optimizer_state_bytes.py) against the state
+"""The optimizer state the memory planner counts (modules/config/optimizer_state_bytes.py) against the state
 tensors one real optimizer step creates, for every optimizer the trainer offers."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from modules.config.optimizer_config import OPTIMIZERS
+from modules.config.optimizer_state_bytes import OPTIMIZER_STATE_BYTES, optimizer_state_bytes
 from modules.config.train_config import TrainConfig
 from modules.trainer.optimizer_registry import OPTIMIZER_FACTORIES
-from modules.trainer.optimizer_state_bytes import OPTIMIZER_STATE_BYTES, optimizer_state_bytes
 
 # Per-tensor constants (quantisation maps, factored row/column statistics) that the table leaves out weigh at most
 # this much per parameter at the test's 32k-element tensors.

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from modules.base.model_loader import ModelLoadError
+from modules.wan.formats.headers import read_header
 from modules.wan.formats.lora_compatibility import LoraCompatibilityError, read_lora_info
-from modules.wan.loading.headers import read_header
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_FOLDERS = ("modules", "scripts")

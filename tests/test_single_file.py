@@ -12,8 +12,8 @@ from safetensors import safe_open
 from modules.base.model_loader import ModelLoadError
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.formats.part_keys import vae_diffusers_to_original_key
-from modules.wan.formats.single_file_writer import write_single_file
 from modules.wan.loading.loader import load_wan_model
+from modules.wan.loading.single_file_writer import write_single_file
 from modules.wan.tiny_models import build_vae
 from modules.wan.variants import T2V_A14B
 

@@ -9,8 +9,8 @@ import shutil
 import pytest
 import torch
 
-from modules.wan.formats.single_file_writer import write_single_file
 from modules.wan.loading.loader import load_wan_model
+from modules.wan.loading.single_file_writer import write_single_file
 from tests.test_single_file import F32, expect_error, write_parts
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -10,11 +10,12 @@ import pytest
 import torch
 from diffusers import WanPipeline
 
-from modules.config.train_config import ConceptConfig, ModelConfig, TrainConfig
+from modules.config.train_config import TrainConfig
 from modules.data.demo_data import DemoClip, write_clip
 from modules.module.lora import lora_layers, lora_state_dict
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.tiny_models import write_tiny_model
+from tests.config_builders import tiny_run_config
 from tests.lora_checks import assert_no_key_problems, captured_logs
 
 # fp32 everywhere; diffusers folds alpha/rank into A and B when it reads a ComfyUI file, so the two forwards differ
@@ -32,23 +33,9 @@ def one_clip(folder: Path, size: int = 32, shape: str = "circle", color: str = "
 
 
 def lora_config(base: Path, data: Path, workspace: Path, resolution: int = 32, **training) -> TrainConfig:
-    config = TrainConfig(
-        model=ModelConfig(
-            base_path=str(base), transformer_dtype="float32", text_encoder_dtype="float32", text_max_length=16
-        )
-    )
-    config.data.concepts = [ConceptConfig(path=str(data), caption_source="text", caption_text="a red circle moves")]
-    config.data.resolution, config.data.frames = resolution, 5
+    concept = {"path": data, "caption_source": "text", "caption_text": "a red circle moves"}
+    config = tiny_run_config(base, workspace, [concept], resolution=resolution, text_max_length=16, **training)
     config.lora.rank, config.lora.alpha = 4, 3.0  # scale 0.75: alpha handling is exercised
-    config.training.train_dtype, config.training.gradient_checkpointing, config.training.device = (
-        "float32",
-        False,
-        "cpu",
-    )
-    for key, value in training.items():
-        setattr(config.training, key, value)
-    config.output.workspace_dir, config.output.tensorboard, config.output.save_dtype = str(workspace), False, "float32"
-    config.sampling.samples = []
     return config
 
 

@@ -4,5 +4,3 @@ BaseModel, BaseModelLoader (+ ModelLoadError), BaseModelSetup (+ TrainProgress, 
 BaseModelSampler (+ SampleOutput) and BaseDataLoader. The trainer imports only these, config, module, util and
 the registry (tests/test_import_rules.py).
 """
-
-__all__ = ["data_loader", "model", "model_loader", "model_sampler", "model_saver", "model_setup"]

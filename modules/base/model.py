@@ -24,10 +24,6 @@ class BaseModel(ABC):
     def encoders_to(self, device: torch.device) -> None:
         """Move the parts used only while caching (VAE, text encoder) to `device`."""
 
-    @abstractmethod
-    def denoisers_to(self, device: torch.device) -> None:
-        """Move the parts used on every training step to `device`."""
-
     def memory_facts(self):
         """The memory planner's facts of this loaded model (modules/memory/facts.py ModelFacts), or None when the
         plugin has none; the planner then reads them from the config's sources."""

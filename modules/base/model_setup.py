@@ -28,9 +28,15 @@ class TrainProgress:
 
 
 class BaseModelSetup(ABC):
-    def check_config(self, config) -> None:
-        """Checks of this training method's settings that need no loaded model (file headers at most), run before
-        it loads; raise a UserError naming the setting and the fix. Default: nothing to check."""
+    #: True when several processes shard this method's trained weights (FSDP; `sharding_plan` is not empty): the
+    #: trainer then refuses, before loading, the settings a sharded run cannot serve (modules/trainer/distributed.py).
+    shards_weights: bool = False
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Before anything loads (modules/trainer/preflight.py): raise a UserError (ConfigError) naming a setting
+        this method cannot run with, as far as the config alone shows (WAN: memory.blocks_to_swap against the
+        block count, lora.layer_filter's syntax), so a run fails in seconds, not after loading and caching."""
 
     @abstractmethod
     def setup_model(self, model: BaseModel, config) -> None:
@@ -82,6 +88,13 @@ class BaseModelSetup(ABC):
         """
         return ValidationRoute()
 
+    def after_optimizer_step(self, model: BaseModel, config) -> None:
+        """After each optimizer step, and after a resume put a backup's weights in: bring copies of the trained
+        weights up to date (WAN's embedding training writes its vectors into the text encoder's rows here, so
+        samples and saves see them). Default: nothing."""
+
+    @abstractmethod
     def trainable_state_dict(self, model: BaseModel) -> dict[str, torch.Tensor]:
-        """The trained weights only, under stable names (for backups, EMA and equality checks)."""
-        raise NotImplementedError
+        """The trained weights only, under stable names, as the live tensors (sharing storage with the trained
+        parameters): backups store them by these names (modules/trainer/resume.py), so a resume does not depend
+        on the order of the parameters and a backup's weights are readable by name."""

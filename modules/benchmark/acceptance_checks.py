@@ -27,7 +27,7 @@ TINY_SHAPE = dict(num_layers=4, heads=2, head_dim=32)
 # ---- environment --------------------------------------------------------------------------------------------------
 def environment(device: torch.device) -> dict:
     from modules.benchmark.results import attention_backends
-    from modules.util.diagnostics import collect_report
+    from modules.trainer.diagnostics import collect_report
 
     report = collect_report(None, probe_bitsandbytes=True)
     env = {
@@ -61,11 +61,10 @@ def _driver_version() -> str | None:
 # ---- one step on the CPU and on the device ----------------------------------------------------------------------
 def tiny_lora_transformer(seed: int = 0, **shape):
     from modules.module.lora import attach_lora
-    from modules.wan.tiny_models import build_transformer
-    from modules.wan.variants import VARIANTS
+    from modules.registry import default_family
 
     torch.manual_seed(seed)
-    transformer = build_transformer(VARIANTS["T2V-A14B"], **{**TINY_SHAPE, **shape})
+    transformer = default_family().benchmark_kit().tiny_expert(**{**TINY_SHAPE, **shape})
     transformer.requires_grad_(False)
     attach_lora(transformer, rank=4, alpha=4.0)
     with torch.no_grad():  # a LoRA starts at zero (B = 0); random B gives every A a gradient too
@@ -76,14 +75,15 @@ def tiny_lora_transformer(seed: int = 0, **shape):
 
 
 def tiny_inputs(seed: int = 1, size: int = 32, frames: int = 9, text_dim: int | None = None) -> dict:
-    from modules.wan.tiny_models import TEXT_DIM
+    from modules.registry import default_family
 
+    text_dim = text_dim or default_family().benchmark_kit().tiny_text_dim()
     generator = torch.Generator().manual_seed(seed)
     latent_frames = (frames - 1) // 4 + 1
     return {
         "hidden_states": torch.randn(1, 16, latent_frames, size // 8, size // 8, generator=generator),
         "timestep": torch.tensor([500.0]),
-        "encoder_hidden_states": torch.randn(1, 16, text_dim or TEXT_DIM, generator=generator),
+        "encoder_hidden_states": torch.randn(1, 16, text_dim, generator=generator),
         "target": torch.randn(1, 16, latent_frames, size // 8, size // 8, generator=generator),
     }
 
@@ -219,10 +219,11 @@ def copy_overlap(device: torch.device, tiny: bool) -> dict:
         if not real:
             return tiny_lora_transformer()
         from modules.module.lora import attach_lora
-        from modules.wan.random_models import random_transformer
+        from modules.registry import default_family
 
         # Four blocks of the real A14B expert's shape, bf16, built a block at a time and parked in CPU memory.
-        transformer = random_transformer("T2V-A14B", device, torch.bfloat16, num_layers=4, host=torch.device("cpu"))
+        kit = default_family().benchmark_kit()
+        transformer = kit.real_shaped_expert(device, torch.bfloat16, num_layers=4, host=torch.device("cpu"))
         transformer.requires_grad_(False)
         attach_lora(transformer, rank=16, alpha=16.0)
         return transformer

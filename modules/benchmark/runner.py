@@ -20,13 +20,10 @@ from modules.benchmark.device_peaks import peak_tflops
 from modules.benchmark.flops import TransformerShape, training_step_flops
 from modules.benchmark.synthetic_data import SyntheticLatents
 from modules.config.train_config import TrainConfig
-from modules.config.validation import ConfigError
-from modules.registry import plugin_for
+from modules.registry import benchmark_kit_for, plugin_for
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.trainer.oom import OutOfMemoryStop
 from modules.util.device import DTYPES
-from modules.wan.random_models import benchmark_model
-from modules.wan.variants import VARIANTS
 
 GIB = 1024**3
 TEXT_TOKENS = 512  # the pipelines pad every prompt to 512 UMT5 tokens
@@ -55,22 +52,15 @@ def _host_peak_rss_gib() -> float:
 
 def _latent_shape(config: TrainConfig, measure: Measure) -> tuple[int, int, int, int]:
     """(channels, frames, height, width) of one sample's latents, as the VAE would give for the clip size."""
-    variant = VARIANTS[config.model.variant]
-    stride = variant.vae_stride_spatial
-    pixels = (measure.width or config.data.resolution, measure.height or config.data.resolution)
-    if any(side % variant.pixel_multiple for side in pixels):
-        raise ConfigError(
-            f"clip size {pixels[0]}x{pixels[1]}: {variant.name} needs both sides a multiple of "
-            f"{variant.pixel_multiple} pixels (VAE stride x patch). Fix: pass --width/--height that are, e.g. 832x480"
-        )
-    width, height = pixels[0] // stride, pixels[1] // stride
-    return variant.latent_channels, variant.latent_frames(config.data.frames), height, width
+    height = measure.height or config.data.resolution
+    width = measure.width or config.data.resolution
+    return benchmark_kit_for(config).latent_shape(config, height, width)
 
 
 def run_configuration(name: str, config: TrainConfig, measure: Measure) -> dict:
     """Train `measure.steps` steps and return one result row (status 'ok', 'oom' or 'error')."""
     device = torch.device(config.training.device if config.training.device != "auto" else _auto_device())
-    variant = VARIANTS[config.model.variant]
+    kit = benchmark_kit_for(config)  # the model family's part (modules/registry.py)
     row = {
         "name": name,
         "status": "ok",
@@ -86,22 +76,22 @@ def run_configuration(name: str, config: TrainConfig, measure: Measure) -> dict:
         with tempfile.TemporaryDirectory() as workspace:
             config.output.workspace_dir = workspace
             channels, frames, height, width = _latent_shape(config, measure)  # a refused size fails before building
-            model = benchmark_model(
-                variant.name,
+            model = kit.benchmark_model(
+                config,
                 device,
                 DTYPES.get(config.model.transformer_dtype, torch.bfloat16),
                 fp8=config.model.transformer_dtype == "float8_e4m3fn",
                 tiny=measure.tiny,
             )
             shape = TransformerShape.of(
-                dict(model.transformer.config), (frames, height, width), TEXT_TOKENS, variant.expand_timesteps
+                dict(model.transformer.config), (frames, height, width), TEXT_TOKENS, kit.expands_timesteps(config)
             )
             data = SyntheticLatents(
                 (channels, frames, height, width),
                 (TEXT_TOKENS, model.transformer.config.text_dim),
                 config.training.batch_size,
                 batches_per_epoch=measure.steps,
-                image_condition=variant.image_conditioning == "channel_concat",
+                image_condition=kit.conditions_on_image(config),
             )
             # The plugin's own classes, except its data loader: the trainer's checks before training then look at
             # the synthetic data (nothing on disk) instead of concept folders.

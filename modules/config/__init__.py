@@ -2,5 +2,3 @@
 choices; loading.py reads and checks a config file (migrations.py upgrades old versions, validation.py
 checks values); docs.py generates docs/configuration.md.
 """
-
-__all__ = ["docs", "fields", "loading", "memory_config", "migrations", "sampling_config", "train_config", "validation"]

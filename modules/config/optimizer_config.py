@@ -22,6 +22,7 @@ OPTIMIZERS = (
     "lion",
     "lion_8bit",
     "schedule_free_adamw",
+    "lamb",
 )
 # Optimizers that keep a train-mode and an eval-mode copy of the weights (modules/trainer/optimizer_modes.py).
 SCHEDULE_FREE = ("schedule_free_adamw",)

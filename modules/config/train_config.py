@@ -17,10 +17,11 @@ from modules.config.optimizer_config import (
 
 # Re-exported: sampling settings live in their own file (scripts/sample.py uses them without a TrainConfig).
 from modules.config.sampling_config import SampleConfig, SamplingConfig  # noqa: F401
+from modules.util.dtype_names import DTYPE_NAMES
 
-# The one home of these names: modules/util/device.py maps the dtype names to torch dtypes, and
-# modules/wan/variants.py checks that its table holds exactly these variants.
-DTYPES = ("float32", "bfloat16", "float16")
+# The dtype names live on the ground floor (modules/util/dtype_names.py; device.py maps them to torch dtypes).
+DTYPES = DTYPE_NAMES
+# The one home of these names: modules/wan/variants.py checks that its table holds exactly these variants.
 VARIANT_CHOICES = ("auto", "TI2V-5B", "T2V-A14B", "I2V-A14B")
 CAPTION_SOURCES = ("txt", "filename", "text")  # a .txt beside the media, the file name, or caption_text
 MISSING_CAPTION_RULES = ("skip", "use_text", "error")

@@ -12,11 +12,8 @@ import types
 import typing
 from typing import Any
 
-from modules.util.errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A config that cannot be used; the message says which key, what was wrong and what is allowed."""
+# ConfigError is defined on the ground floor (util) and imported from here by most callers.
+from modules.util.errors import ConfigError
 
 
 def from_dict(config_class: type, data: Any, where: str = "") -> Any:

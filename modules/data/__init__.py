@@ -1,17 +1,3 @@
 """Video data for any model family: concepts and captions, media decoding, frame windows, buckets, the
 cache and the pipeline that feeds batches (a plugin's data loader wires its encoders into it).
 """
-
-__all__ = [
-    "batching",
-    "buckets",
-    "cache",
-    "concepts",
-    "demo_data",
-    "frame_windows",
-    "media_io",
-    "pipeline",
-    "report",
-    "stages",
-    "video_dataset",
-]

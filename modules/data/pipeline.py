@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from modules.util.errors import UserError
 
-
-class PipelineError(UserError, RuntimeError):
-    """The stages do not fit together (a field is read before any stage writes it)."""
+class PipelineError(RuntimeError):
+    """The stages do not fit together (a field is read before any stage writes it): a bug in the code that builds
+    the pipeline, not a user error, so it keeps its traceback."""
 
 
 class PipelineStage(ABC):

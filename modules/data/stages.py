@@ -27,6 +27,7 @@ from modules.data.frame_windows import (
 )
 from modules.data.pipeline import PipelineStage
 from modules.data.report import DataReport
+from modules.util.errors import UserError
 from modules.util.stop_point import stop_point
 
 # Named in cache keys: changing how pixels are resized must not reuse latents made the old way.
@@ -37,7 +38,7 @@ VideoEncoder = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 TextEncoder = Callable[[list[str]], list[torch.Tensor]]
 
 
-class CachingOutOfMemory(RuntimeError):
+class CachingOutOfMemory(UserError, RuntimeError):
     """The VAE ran out of GPU memory on one clip; the message names it and the settings that help."""
 
     exit_code = 4  # as an out-of-memory stop in training (modules/trainer/oom.py)

@@ -9,7 +9,6 @@ from pathlib import Path
 from modules.data.concept_options import concept_of, concept_settings
 from modules.data.concepts import Concept
 from modules.data.video_dataset import DatasetSettings, settings_from_config
-from modules.util.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,10 @@ def from_config(config_path: Path, overrides: list[str] = ()) -> list[LabelledCo
 
 
 def from_train_config(config) -> list[LabelledConcept]:
-    variant = _variant(config)
+    from modules.registry import data_facts_for
+
     data = config.data
-    base = settings_from_config(data, variant.fps, variant.pixel_multiple)
+    base = settings_from_config(data, *data_facts_for(config))
     return [
         LabelledConcept(concept_of(c), concept_settings(base, c), f"data.concepts[{i}]")
         for i, c in enumerate(data.concepts)
@@ -43,18 +43,3 @@ def from_folders(folders: list[Path], settings: DatasetSettings, include_subdire
         LabelledConcept(Concept(path=Path(f), include_subdirectories=include_subdirectories), settings, str(f))
         for f in folders
     ]
-
-
-def _variant(config):
-    from modules.wan.variants import VARIANTS
-
-    if config.model.variant in VARIANTS:
-        return VARIANTS[config.model.variant]
-    if not config.model.base_path:
-        raise UserError(
-            "model.variant is 'auto' and model.base_path is empty: the trained fps and pixel multiple are unknown. "
-            "Fix: set model.variant (TI2V-5B, T2V-A14B or I2V-A14B) in the config."
-        )
-    from modules.wan.loading.detection import detect_variant
-
-    return detect_variant(config.model.base_path)

@@ -35,7 +35,7 @@ class RunSettings:
     compute_dtype: str
     lora_rank: int
     optimizer: str
-    optimizer_state_bytes: float  # per trained parameter (modules/trainer/optimizer_state_bytes.py)
+    optimizer_state_bytes: float  # per trained parameter (modules/config/optimizer_state_bytes.py)
     gradient_checkpointing: bool
     batch_size: int
     resolution: int

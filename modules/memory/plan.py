@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modules.config.optimizer_state_bytes import optimizer_state_bytes
 from modules.memory.config_changes import with_changes as _with
 from modules.memory.facts import ModelFacts
 from modules.memory.phases import GIB, Phase, RunSettings, caching_phase, sampling_phases, training_phase
 from modules.memory.phases import trained_fraction as _trained_fraction
-from modules.trainer.optimizer_state_bytes import optimizer_state_bytes
 
 
 def settings_from_config(config, facts: ModelFacts) -> RunSettings:

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from modules.module.fp8_linear import fp8_storage_names
+from modules.util.errors import UserError
 
 KINDS = ("int8", "nf4")
 
 
-class BitsAndBytesUnavailable(RuntimeError):
+class BitsAndBytesUnavailable(UserError, RuntimeError):
     """bitsandbytes is missing or cannot compute on this device; the message says which and what to do."""
 
 

@@ -1,17 +1,4 @@
 """The training loop (GenericTrainer) and what it runs beside it: optimizers, EMA, backups and resume,
-samples and validation loss (hooks that get a TrainingState, not the trainer), the run log.
+samples and validation loss, the run log and its events, the run's guards (preflight, workspace lock, out of
+memory, non-finite loss, save fallback) and the diagnostics report (diagnostics.py).
 """
-
-__all__ = [
-    "backups",
-    "ema",
-    "generic_trainer",
-    "optimizers",
-    "resume",
-    "rng_state",
-    "run_log",
-    "sample_hooks",
-    "sample_schedule",
-    "training_state",
-    "validation_loss",
-]

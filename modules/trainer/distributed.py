@@ -37,6 +37,28 @@ log = logging.getLogger("wan_trainer.distributed")
 CACHE_WAIT = timedelta(hours=6)
 
 
+def check_sharded_config(config) -> None:
+    """The settings a run whose weights are sharded over several processes (BaseModelSetup.shards_weights, FSDP)
+    cannot serve; checked before loading (modules/trainer/preflight.py) and again when sharding."""
+    if config.ema.enabled:
+        raise DistributedError(
+            "ema.enabled: the EMA is not supported for full fine-tuning on several processes (sharded weights); "
+            "turn it off or train on one process"
+        )
+    if config.sampling.samples or config.sampling.validation_concept:
+        raise DistributedError(
+            "sampling.samples / sampling.validation_concept: samples and validation loss during full "
+            "fine-tuning on several processes are not supported (the weights are sharded); set "
+            "sampling.samples to [] and sampling.validation_concept to '', then sample the saved model "
+            "with scripts/sample.py"
+        )
+    if config.memory.blocks_to_swap:
+        raise DistributedError(
+            "memory.blocks_to_swap: block swapping is not supported for full fine-tuning on several processes; "
+            "FSDP already splits each block's weights between the processes. Set it to 0"
+        )
+
+
 class DistributedError(UserError, RuntimeError):
     """A setting or state that several processes cannot work with; the message says what to change."""
 
@@ -92,23 +114,7 @@ class Distributed:
         plan = setup.sharding_plan(model)
         if not plan:
             return
-        if config.ema.enabled:
-            raise DistributedError(
-                "ema.enabled: the EMA is not supported for full fine-tuning on several processes (sharded weights); "
-                "turn it off or train on one process"
-            )
-        if config.sampling.samples or config.sampling.validation_concept:
-            raise DistributedError(
-                "sampling.samples / sampling.validation_concept: samples and validation loss during full "
-                "fine-tuning on several processes are not supported (the weights are sharded); set "
-                "sampling.samples to [] and sampling.validation_concept to '', then sample the saved model "
-                "with scripts/sample.py"
-            )
-        if config.memory.blocks_to_swap:
-            raise DistributedError(
-                "memory.blocks_to_swap: block swapping is not supported for full fine-tuning on several processes; "
-                "FSDP already splits each block's weights between the processes. Set it to 0"
-            )
+        check_sharded_config(config)  # also checked before loading (preflight), for callers that skip it
         if config.experts.offload_inactive_expert and len(plan) > 1:
             raise DistributedError(
                 "experts.offload_inactive_expert: not supported for full fine-tuning on several processes; FSDP "
@@ -240,7 +246,7 @@ def _returning(value):
 
 
 class QuietSampleHooks:
-    """What a process other than the main one runs instead of trainer/sample_hooks.py: no samples, no validation."""
+    """What a process other than the main one runs instead of the sample hooks (sample_hooks.py): no samples."""
 
     def before_training(self) -> None:
         pass

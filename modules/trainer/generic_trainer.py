@@ -35,12 +35,13 @@ from modules.trainer.stop_request import TrainingStopped, stop_if_requested
 from modules.trainer.training_state import TrainingState
 from modules.trainer.workspace_lock import WorkspaceLock
 from modules.util.device import resolve_device
+from modules.util.errors import UserError
 from modules.util.stop_point import StopRequest, StopRequested, current_stop_request, stop_scope
 
 log = logging.getLogger("wan_trainer")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (for example a non-finite loss); the message says what to change."""
 
 
@@ -89,7 +90,7 @@ class GenericTrainer:
         """Checks that need no model, then the workspace lock (held until train() ends or the process exits)."""
         if self.workspace_lock is None:
             # Writable outputs, readable concepts: found in seconds, not after the model has loaded.
-            check_before_loading(self.config, self.plugin.data_loader(), self.plugin.setup())
+            check_before_loading(self.config, self.plugin.data_loader(), self.plugin.setup, self.distributed.world_size)
             # With several processes the main one holds the lock for all (they share the workspace).
             self.workspace_lock = WorkspaceLock(self.workspace).acquire() if self.distributed.is_main else False
             try:
@@ -168,7 +169,8 @@ class GenericTrainer:
         )
         # Resuming here (not in train) lets a caller that sets up first inspect the resumed state.
         self.backups = BackupController(self.state)
-        self.backups.resume_if_configured()
+        if self.backups.resume_if_configured():
+            self.setup.after_optimizer_step(self.model, self.config)  # the backup's weights are the new ones
         self.step_guard = StepGuard(self)  # an out-of-memory stop backs up the last completed step
 
     def train(self) -> TrainResult:
@@ -277,6 +279,7 @@ class GenericTrainer:
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.setup.after_optimizer_step(self.model, self.config)  # copies of the weights, e.g. embedding rows
 
     # ---- outputs -------------------------------------------------------------------------------
     def output_path(self) -> Path:
@@ -306,5 +309,5 @@ class GenericTrainer:
             run_log.message(f"step {step}: saved {', '.join(map(str, files))}")
 
     def sample_all(self, tag: str, run_log: RunLog) -> list[Path]:
-        """Write every configured sample now (a failing one is logged and skipped); see trainer/sample_hooks.py."""
+        """Write every configured sample now (a failing one is logged and skipped); see sample_hooks.py."""
         return self.sample_hooks.sample(tag)

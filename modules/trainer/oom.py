@@ -19,6 +19,7 @@ import os
 import torch
 
 from modules.trainer.rng_state import capture_rng_state, restore_rng_state
+from modules.util.errors import UserError
 
 log = logging.getLogger("wan_trainer.oom")
 
@@ -26,7 +27,7 @@ EXIT_OUT_OF_MEMORY = 4  # scripts/train.py's exit status after an out-of-memory 
 TEST_OOM_ENV = "WAN_TRAINER_TEST_OOM_AT_STEP"
 
 
-class OutOfMemoryStop(RuntimeError):
+class OutOfMemoryStop(UserError, RuntimeError):
     """Training stopped because the GPU ran out of memory; the message says what was saved and what to change."""
 
     exit_code = EXIT_OUT_OF_MEMORY

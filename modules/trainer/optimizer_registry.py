@@ -125,6 +125,21 @@ def _lion(groups, training):
     )
 
 
+def _lamb(groups, training):
+    """LAMB (pytorch-optimizer): Adam's update scaled per tensor by the ratio of the weight's norm to the update's
+    (the layer-wise trust ratio; 1 where either is zero, as for a LoRA B matrix at the start); the Adam settings
+    apply."""
+    library = _need("pytorch_optimizer", "lamb", "pip install -r requirements-global.txt")
+    return library.Lamb(
+        groups,
+        lr=training.learning_rate,
+        betas=(training.adam_beta1, training.adam_beta2),
+        eps=training.adam_epsilon,
+        weight_decay=training.weight_decay,
+        weight_decouple=True,
+    )
+
+
 def _lion_8bit(groups, training):
     settings = training.lion
     return _bitsandbytes("lion_8bit").optim.Lion8bit(
@@ -161,6 +176,7 @@ OPTIMIZER_FACTORIES: dict[str, Callable] = {
     "lion": _lion,
     "lion_8bit": _lion_8bit,
     "schedule_free_adamw": _schedule_free_adamw,
+    "lamb": _lamb,
 }
 
 

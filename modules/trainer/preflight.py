@@ -1,14 +1,17 @@
 """Checks that need no model, run before it loads: a run that cannot write its results or read its data
 should say so in seconds, not after loading 28 GB and training all night.
 
+- first, the plugin's setup checks the settings it can judge from the config and file headers alone
+  (BaseModelSetup.check_config: for WAN memory.blocks_to_swap against the block count; for a WAN LoRA the layer
+  filter against the model's layer names and lora.continue_from's header), and a method whose weights are
+  sharded over several processes refuses what a sharded run cannot serve (distributed.check_sharded_config);
+  nothing is created before these pass;
 - every folder the run writes to (workspace, output file's folder, cache, backups, saves) can be created
   and written: a read-only folder, a path under a regular file or a full permission denial is named with
   its setting now instead of failing at the final save;
 - the plugin's data loader checks its sources (BaseDataLoader.check_sources; for WAN: every concept folder
   exists and, with on_missing_caption=error, every media file has its caption; it only lists files and reads
-  captions);
-- the plugin's setup checks the training method's settings (BaseModelSetup.check_config; for a WAN LoRA: the
-  layer filter against the model's layer names and lora.continue_from's header, both read from file headers).
+  captions).
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import tempfile
 from pathlib import Path
 
 from modules.config.validation import ConfigError
+from modules.trainer.distributed import check_sharded_config
 
 
-def check_before_loading(config, data_loader=None, setup=None) -> None:
-    if setup is not None:
-        setup.check_config(config)  # the training method's settings, from file headers at most; creates nothing
+def check_before_loading(config, data_loader=None, setup_class=None, world_size: int = 1) -> None:
+    if setup_class is not None:  # the training method's settings, from file headers at most; creates nothing
+        setup_class.check_config(config)
+        if world_size > 1 and setup_class.shards_weights:
+            check_sharded_config(config)
     for setting, folder in output_folders(config):
         check_writable_folder(folder, setting)
     output_path = Path(config.output.output_path) if config.output.output_path else None

@@ -40,6 +40,7 @@ from modules.trainer.backups import (
     write_backup,
 )
 from modules.trainer.distributed import Distributed, copy_into, shard_optimizer_state
+from modules.trainer.parameter_names import legacy_names, parameter_names, reorder_optimizer_state
 from modules.trainer.rng_state import capture_rng_state, restore_rng_state
 from modules.trainer.training_state import TrainingState
 
@@ -56,6 +57,7 @@ def run_contents(run_state: TrainingState) -> BackupContents:
     optimizer_json, optimizer_tensors = _split_optimizer_state(run_state.optimizer.state_dict())
     rng_json, rng_tensors = capture_rng_state(run_state.generator)
     config = run_state.config
+    names = _names(run_state)
     state = {
         "num_processes": processes_of(run_state).world_size,
         "model_type": config.model_type,
@@ -63,7 +65,11 @@ def run_contents(run_state: TrainingState) -> BackupContents:
         "base_weights": run_state.model.base_weights_identity,
         "progress": dataclasses.asdict(run_state.progress),
         "max_steps": config.training.max_steps,  # a backup below it is of a run that did not finish
-        "parameters": [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in run_state.parameters],
+        # In the optimizer's order: the optimizer state's parameter numbers are positions in this list.
+        "parameters": [
+            {"name": name, "shape": list(p.shape), "dtype": str(p.dtype)}
+            for name, p in zip(names, run_state.parameters)
+        ],
         "optimizer": optimizer_json,
         "lr_scheduler": run_state.lr_scheduler.state_dict(),
         "rng": rng_json,
@@ -73,12 +79,13 @@ def run_contents(run_state: TrainingState) -> BackupContents:
     }
     _check_json(state)
     tensors = {
-        "weights": {f"param.{i}": p.detach() for i, p in enumerate(run_state.parameters)},
+        "weights": {name: p.detach() for name, p in zip(names, run_state.parameters)},
         "optimizer": optimizer_tensors,
         "rng": rng_tensors,
     }
     if run_state.ema is not None:
-        tensors["ema"] = run_state.ema.state_tensors()
+        averages = run_state.ema.state_tensors()
+        tensors["ema"] = {name: averages[f"ema.{i}"] for i, name in enumerate(names)}
     tensors = {stem: processes_of(run_state).full_tensors(part) for stem, part in tensors.items()}
     return BackupContents(state=state, tensors=tensors)
 
@@ -105,18 +112,34 @@ def check_contents_fit(run_state: TrainingState, contents: BackupContents, folde
             f"{folder}: written by a run with {written_by} process(es), this run has {running}; resume with "
             f"{written_by} (scripts/train.py --num-processes {written_by}), or start a new run from the saved model"
         )
-    expected = [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in run_state.parameters]
-    if state.get("parameters") != expected:
-        raise BackupError(
-            f"{folder}: its trainable parameters ({len(state.get('parameters') or [])} tensors) differ in "
-            f"number, shape or dtype from this run's ({len(expected)}); were lora.rank, "
-            "lora.layer_filter, experts.train or a dtype changed? Resume with the original settings"
-        )
+    saved = state.get("parameters") or []
+    names = _names(run_state)
+    if all("name" in entry for entry in saved):
+        expected = {n: {"shape": list(p.shape), "dtype": str(p.dtype)} for n, p in zip(names, run_state.parameters)}
+        found = {entry["name"]: {"shape": entry["shape"], "dtype": entry["dtype"]} for entry in saved}
+        if found != expected:
+            differ = sorted(set(found) ^ set(expected)) or sorted(n for n in found if found[n] != expected[n])
+            raise BackupError(
+                f"{folder}: its trainable parameters ({len(found)} tensors) differ from this run's ({len(expected)}) "
+                f"in name, shape or dtype (e.g. {differ[:3]}); were lora.rank, lora.layer_filter, experts.train or "
+                "a dtype changed? Resume with the original settings"
+            )
+        stored = names
+    else:  # written before backups named their tensors: by position, as it was written (parameter_names.py)
+        expected = [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in run_state.parameters]
+        if [{"shape": e.get("shape"), "dtype": e.get("dtype")} for e in saved] != expected:
+            raise BackupError(
+                f"{folder}: a backup from before backups named their tensors, whose trainable parameters "
+                f"({len(saved)} tensors) differ in number, shape or dtype from this run's ({len(expected)}), so its "
+                "tensors cannot be matched by position; were lora.rank, lora.layer_filter, experts.train or a dtype "
+                "changed? Resume with the original settings, or start a new run"
+            )
+        stored = legacy_names(len(expected))
     weights = contents.tensors.get("weights", {})
-    for index, parameter in enumerate(run_state.parameters):
-        tensor = weights.get(f"param.{index}")
+    for key, parameter in zip(stored, run_state.parameters):
+        tensor = weights.get(key)
         if tensor is None or tensor.shape != parameter.shape or tensor.dtype != parameter.dtype:
-            raise BackupError(f"{folder}: weights.safetensors lacks param.{index} or holds it with another shape/dtype")
+            raise BackupError(f"{folder}: weights.safetensors lacks {key} or holds it with another shape/dtype")
     for key in ("optimizer", "rng"):
         if key not in contents.tensors:
             raise BackupError(f"{folder}: {key}.safetensors is missing")
@@ -127,12 +150,20 @@ def check_contents_fit(run_state: TrainingState, contents: BackupContents, folde
 def apply_contents(run_state: TrainingState, contents: BackupContents) -> None:
     """Put a checked backup into the run's state (weights, optimizer, scheduler, EMA, RNG, progress)."""
     state = contents.state
+    names = _names(run_state)
+    saved = [entry.get("name") for entry in state["parameters"]]
+    if None in saved:  # a backup from before names: positions are this run's (check_contents_fit compared them)
+        stored, saved_index = legacy_names(len(names)), list(range(len(names)))
+    else:
+        position = {name: index for index, name in enumerate(saved)}
+        stored, saved_index = names, [position[name] for name in names]
     with torch.no_grad():
-        for index, parameter in enumerate(run_state.parameters):
-            copy_into(parameter, contents.tensors["weights"][f"param.{index}"])
+        for key, parameter in zip(stored, run_state.parameters):
+            copy_into(parameter, contents.tensors["weights"][key])
     optimizer_state = _join_optimizer_state(
         state["optimizer"], contents.tensors["optimizer"], run_state.optimizer.state_dict()
     )
+    optimizer_state = reorder_optimizer_state(optimizer_state, saved_index)
     run_state.optimizer.load_state_dict(shard_optimizer_state(optimizer_state, run_state.parameters))
     run_state.lr_scheduler.load_state_dict(state["lr_scheduler"])
     if run_state.ema is not None:
@@ -140,11 +171,23 @@ def apply_contents(run_state: TrainingState, contents: BackupContents) -> None:
             log.warning("the backup has no EMA (ema.enabled was off); the EMA starts from the resumed weights")
             run_state.ema.load_state_tensors({f"ema.{i}": p.detach() for i, p in enumerate(run_state.parameters)})
         else:
-            run_state.ema.load_state_tensors(contents.tensors["ema"])
+            averages = contents.tensors["ema"]
+            keys = [f"ema.{i}" for i in range(len(names))] if stored is not names else names
+            run_state.ema.load_state_tensors({f"ema.{i}": averages[key] for i, key in enumerate(keys)})
     # Last: nothing after this may draw random numbers before the first resumed step.
     restore_rng_state(state["rng"], contents.tensors["rng"], run_state.generator)
     for name, value in state["progress"].items():
         setattr(run_state.progress, name, value)
+
+
+def _names(run_state) -> list[str]:
+    """Each trained parameter's name (BaseModelSetup.trainable_state_dict); a walk over the trained weights, small
+    next to writing or reading a backup. A state built without a setup (a caller other than the trainer) has no
+    names: its tensors are numbered."""
+    setup = getattr(run_state, "setup", None)
+    if setup is None:
+        return legacy_names(len(run_state.parameters))
+    return parameter_names(setup, run_state.model, run_state.parameters)
 
 
 # Separates a nested state entry's key from its inner key in tensor names ("0.<key>/<inner>").

@@ -22,8 +22,8 @@ def uses_bitsandbytes(config) -> bool:
 
 
 def write_run_report(trainer) -> None:
+    from modules.trainer.diagnostics import collect_report
     from modules.trainer.library_messages import run_log_file
-    from modules.util.diagnostics import collect_report
 
     handler = run_log_file()  # set up by scripts/train.py; absent for callers that configure logging themselves
     if handler is not None:

@@ -15,7 +15,7 @@ import socket
 import time
 from pathlib import Path
 
-from modules.util.atomic import _process_alive
+from modules.util.atomic import process_alive
 from modules.util.errors import UserError
 
 log = logging.getLogger("wan_trainer")
@@ -102,7 +102,7 @@ class WorkspaceLock:
             return True  # a run on another machine sharing this folder: cannot check its PID, so respect it
         if pid == os.getpid():
             return False  # our own lock left by an earlier run in this process (e.g. the GUI): not a competitor
-        return _process_alive(pid)
+        return process_alive(pid)
 
 
 def _link_or_create(source: Path, lock: Path) -> None:

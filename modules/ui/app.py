@@ -22,6 +22,7 @@ from modules.ui.model_source import ModelSourceInfo, is_source_field
 from modules.ui.run_panel import RunPanel
 from modules.ui.run_process import REPO
 from modules.ui.settings_tabs import SettingsTabs
+from modules.util.errors import UserError
 
 VALIDATE_DELAY_MS = 250
 
@@ -73,7 +74,7 @@ class TrainWindow(ctk.CTk):
             if not isinstance(data, dict):
                 raise ConfigError("the config must be a JSON object")
             self.form.load(data)
-        except (OSError, json.JSONDecodeError, ConfigError) as error:
+        except (OSError, json.JSONDecodeError, UserError) as error:  # any problem a user can fix is shown
             self.file_label.configure(text=f"{path}: cannot open ({error})", text_color=ERROR_COLOR)
             return False
         self.config_path = path

@@ -6,7 +6,9 @@ from modules.util.errors import UserError
 
 
 class NoWindowError(UserError, RuntimeError):
-    pass
+    """No display or no Tk: the message says what to install or set."""
+
+    exit_code = 1  # docs/ui.md: the window exits 1 when it cannot open
 
 
 def check_window_possible() -> None:

@@ -41,6 +41,7 @@ class RunPanel(ctk.CTkFrame):
         self.step_times: list[float] = []
         self.status_kind = "idle"  # idle, running, done, stopped, failed, killed
         self.error_text: str | None = None
+        self.user_error = False  # the child's error event says whether the user can fix it (a UserError)
         self.outputs: list[str] = []
         self.last_bar: str | None = None
         self.grid_columnconfigure(0, weight=1)
@@ -106,6 +107,7 @@ class RunPanel(ctk.CTkFrame):
         folder.mkdir(parents=True, exist_ok=True)
         save_config(config, config_path)
         self.error_text, self.outputs, self.step_times = None, [], []
+        self.user_error = False
         self.step = self.total_steps = 0
         self.progress_bar.set(0)
         self.progress_label.configure(text="starting...")
@@ -170,6 +172,7 @@ class RunPanel(ctk.CTkFrame):
             self._status("stopped", event["text"])
         elif kind == "error":
             self.error_text = event["text"]
+            self.user_error = bool(event.get("user_error"))
 
     def _show_progress(self, loss: float | None, lr: float | None) -> None:
         total = max(self.total_steps, 1)
@@ -196,7 +199,10 @@ class RunPanel(ctk.CTkFrame):
             if self.step == 0:
                 self.progress_label.configure(text="no step done")
             self.error_text = self.error_text or self._last_log_line()
-            self._status("failed", f"training failed (exit {code}): {self.error_text}")
+            # A user error (a UserError in the child, exit 2 or 4) is a setting or file to fix; anything else is a
+            # bug whose traceback is in the log above.
+            kind = "" if self.user_error else "; an internal error, the log shows its traceback"
+            self._status("failed", f"training failed (exit {code}{kind}): {self.error_text}")
 
     # ---- log ----------------------------------------------------------------------------------------
     def _append_log(self, line: str) -> None:

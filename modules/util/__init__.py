@@ -1,3 +1,2 @@
-"""Small helpers shared by everything: atomic writes, device and dtype names, resource paths, video export."""
-
-__all__ = ["atomic", "device", "resources", "sample_export", "stop_point", "video_checks", "video_export"]
+"""The ground floor, imported by every layer and importing none: the user-error root (errors.py), atomic writes,
+dtype names and devices, resource paths, disk space, video export, sample sidecars and the static-video check."""

@@ -130,12 +130,13 @@ def stale_temp_folders(parent: str | Path) -> list[Path]:
     stale = []
     for folder in Path(parent).glob(f"{TEMP_FOLDER_PREFIX}*"):
         pid_text = folder.name[len(TEMP_FOLDER_PREFIX) :].split("-", 1)[0]
-        if folder.is_dir() and not (pid_text.isdigit() and _process_alive(int(pid_text))):
+        if folder.is_dir() and not (pid_text.isdigit() and process_alive(int(pid_text))):
             stale.append(folder)
     return stale
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` may still run: stale temp folders here and stale workspace locks are judged by it."""
     if pid == os.getpid() or os.name == "nt":
         # On Windows os.kill(pid, 0) would send CTRL_C_EVENT, not probe: keep the folder there.
         return True

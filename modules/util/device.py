@@ -6,9 +6,10 @@ import os
 
 import torch
 
-from modules.config.train_config import DTYPES as DTYPE_NAMES
+from modules.util.dtype_names import DTYPE_NAMES
+from modules.util.errors import ConfigError
 
-# Every dtype name a setting accepts, as torch dtypes (weights, autocast, saving); the names live in the config.
+# Every dtype name a setting accepts, as torch dtypes (weights, autocast, saving).
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
@@ -18,8 +19,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from modules.config.validation import ConfigError
-
         raise ConfigError(
             f"training.device: {name!r} was asked for, but torch sees no CUDA/ROCm GPU; use 'auto' or 'cpu'"
         )
@@ -48,7 +47,7 @@ def pretend_gpu_gib() -> float | None:
     except ValueError:
         gib = -1.0
     if not gib > 0:
-        from modules.config.validation import ConfigError
+        from modules.util.errors import ConfigError
 
         raise ConfigError(
             f"environment variable {PRETEND_GPU_ENV}={value!r}: expected a positive number of GiB (e.g. 24). "

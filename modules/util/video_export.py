@@ -28,7 +28,11 @@ ENCODERS = {"mp4": "libx264", "webm": "libvpx-vp9"}
 
 
 class VideoExportError(UserError, RuntimeError):
-    pass
+    """The video cannot be written (no encoder, a failing ffmpeg); the message says what to install or change."""
+
+
+class VideoSettingsError(UserError, ValueError):
+    """A format, fps or quality (CRF) a video cannot be written with; the message names the allowed values."""
 
 
 def find_ffmpeg() -> str:
@@ -80,7 +84,7 @@ def check_encoder(format: str = "mp4") -> str:
     Raises VideoExportError that says what is missing and how to fix it. PNG needs only Pillow.
     """
     if format not in VIDEO_FORMATS:
-        raise ValueError(f"video format {format!r} is unknown; choose one of {', '.join(VIDEO_FORMATS)}")
+        raise VideoSettingsError(f"video format {format!r} is unknown; choose one of {', '.join(VIDEO_FORMATS)}")
     if format == "png":
         import PIL
 
@@ -127,9 +131,9 @@ def write_video(
 ) -> Path:
     """Write `frames` to `path` (a file for mp4/webm, a folder for png). `quality` is the CRF (lower is better)."""
     if format not in VIDEO_FORMATS:
-        raise ValueError(f"video format {format!r} is unknown; choose one of {', '.join(VIDEO_FORMATS)}")
+        raise VideoSettingsError(f"video format {format!r} is unknown; choose one of {', '.join(VIDEO_FORMATS)}")
     if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+        raise VideoSettingsError(f"fps must be positive, got {fps}")
     frames = as_uint8_frames(frames)
     path = Path(path)
     if format == "png":
@@ -138,7 +142,9 @@ def write_video(
     crf = DEFAULT_QUALITY[format] if quality is None else int(quality)
     low, high = QUALITY_RANGE[format]
     if not low <= crf <= high:
-        raise ValueError(f"quality (CRF) {crf} is out of range for {format}: use {low}..{high} (lower is better)")
+        raise VideoSettingsError(
+            f"quality (CRF) {crf} is out of range for {format}: use {low}..{high} (lower is better)"
+        )
     if format == "mp4":
         # yuv420p (what every player decodes) needs even sizes; faststart puts the index first for streaming.
         codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-movflags", "+faststart", "-f", "mp4"]

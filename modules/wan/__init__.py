@@ -2,18 +2,7 @@
 
 variants.py (the three models as data), model.py (WanModel), loading/ (one way in: every part from a
 source), formats/ (key maps, LoRA and single-file formats), training/ (setups, experts, conditioning, data),
-saving/, sampling/, embeddings/, tiny_models.py (real classes at tiny sizes, for tests and the demo).
+saving/, sampling/, embeddings/, tiny_models.py (real classes at tiny sizes, for tests and the demo),
+memory_facts.py / part_report.py / benchmark_kit.py (what the planner, the diagnostics report and the benchmarks ask
+of the family, through modules/registry.py). The inner layer order is tests/test_import_rules.py's WAN_LAYERS.
 """
-
-__all__ = [
-    "embeddings",
-    "formats",
-    "loading",
-    "memory",
-    "model",
-    "sampling",
-    "saving",
-    "tiny_models",
-    "training",
-    "variants",
-]

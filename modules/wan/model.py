@@ -86,16 +86,12 @@ class WanModel(BaseModel):
         if part.module is not None:
             part.module.to(part.device)
 
-    def denoisers_to(self, device: torch.device) -> None:
-        for expert in self.experts():
-            expert.to(device)
-
     def eval(self) -> None:
         for part in (*self.resident_encoders(), *self.experts()):
             part.eval()
 
     def memory_facts(self):
-        from modules.wan.memory_facts import loaded_model_facts
+        from modules.wan.model_facts import loaded_model_facts
 
         return loaded_model_facts(self)
 

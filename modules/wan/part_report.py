@@ -1,6 +1,6 @@
-"""Each configured WAN part as detection sees it (variant, storage dtype, key naming, expert), for the diagnostics
-report (modules/util/diagnostics.py, reached through modules/registry.py). Reads JSON configs and safetensors
-headers only; a part that cannot be detected is reported with the loader's own message, never raised."""
+"""Each configured WAN part as detection sees it (variant, storage dtype, key naming, expert), for the
+diagnostics report (the trainer's diagnostics.py, reached through modules/registry.py). Reads JSON configs
+and safetensors headers only; a part that cannot be detected is reported with the loader's own message, never raised."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _setting(config, part: str) -> str:
 
 
 def _folder_dtype(folder: Path) -> str | None:
-    from modules.wan.loading.headers import read_header
+    from modules.wan.formats.headers import read_header
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:

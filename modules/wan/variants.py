@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from modules.base.model_loader import ModelLoadError
 from modules.config.train_config import VARIANT_CHOICES
 
+# The experts by their WanModel attribute names: high noise (the only expert of TI2V-5B) and low noise (A14B).
+# Training routes steps between them (training/experts.py); LoRA files and sampling name them (formats, sampling).
+HIGH, LOW = "transformer", "transformer_2"
+
 
 @dataclass(frozen=True)
 class WanVariant:

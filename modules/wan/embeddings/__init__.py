@@ -1,3 +1,1 @@
 """Textual-inversion embeddings: vectors.py (files, placeholders, tokenizer), text.py (encoding with them)."""
-
-__all__ = ["text", "vectors"]

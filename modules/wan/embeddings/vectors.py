@@ -25,7 +25,7 @@ from tokenizers import AddedToken
 
 from modules.util.atomic import save_safetensors_atomic
 from modules.util.device import DTYPES
-from modules.util.errors import UserError
+from modules.util.errors import ConfigError, UserError
 
 VECTORS_KEY = "umt5"
 PLACEHOLDER_KEY, NUM_VECTORS_KEY, FORMAT_KEY = (
@@ -205,3 +205,14 @@ def embedding_identity(model) -> str:
         digest.update(f"{placeholder}\0{embedding.token_ids}\0".encode())
         digest.update(input_embeddings(model).weight[embedding.token_ids].detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+def trained_embedding(model) -> LoadedEmbedding:
+    """The one embedding an `embedding` run trains (its setup trains it, its saver writes it)."""
+    found = [e for e in loaded_embeddings(model).values() if e.trainable]
+    if len(found) != 1:
+        raise ConfigError(
+            "training_method 'embedding' needs the model loaded by WanTrainingModelLoader "
+            "(modules/registry.py), which adds the trained embedding"
+        )
+    return found[0]

@@ -22,13 +22,13 @@ import torch
 from modules.base.model_loader import ModelLoadError
 from modules.util.errors import UserError
 from modules.util.resources import MODEL_SPECS_DIR
+from modules.wan.formats.headers import read_header
 from modules.wan.formats.key_map import (
     KOHYA_PREFIX,
     ORIGINAL_PREFIXES,
     kohya_to_original_module,
     original_to_diffusers_key,
 )
-from modules.wan.loading.headers import read_header
 
 log = logging.getLogger("wan_trainer")
 ARCHITECTURE_KEY, VARIANT_KEY = "modelspec.architecture", "wan.variant"
@@ -166,17 +166,3 @@ def check_lora_fits(
                 "not fit cannot be applied, with or without an override."
             )
     return info
-
-
-def model_folder_linears(folder: str | Path) -> tuple[str, dict[str, tuple[int, int]]]:
-    """(variant name, linear_shapes) of a diffusers model folder, from its transformer's headers (no weights read)."""
-    from modules.wan.loading.detection import detect_variant
-
-    folder = Path(folder)
-    variant = detect_variant(folder)
-    linears: dict[str, tuple[int, int]] = {}
-    for shard in sorted((folder / "transformer").glob("*.safetensors")):
-        for name, tensor in read_header(shard, "transformer").tensors.items():
-            if name.endswith(".weight") and len(tensor.shape) == 2:
-                linears[name.removesuffix(".weight")] = (tensor.shape[0], tensor.shape[1])
-    return variant.name, linears

@@ -14,9 +14,9 @@ from pathlib import Path
 from safetensors import safe_open
 
 from modules.wan.formats.lora_file import EXPERT_FILE_SUFFIX, LoraFileError
+from modules.wan.variants import HIGH, LOW
 
-log = logging.getLogger("wan_trainer")
-HIGH, LOW = EXPERT_FILE_SUFFIX  # "transformer", "transformer_2"
+log = logging.getLogger("wan_trainer.samples")
 LORA_EXPERT_CHOICES = ("auto", "high_noise", "low_noise", "both")
 _EXPERTS_OF_CHOICE = {"high_noise": [HIGH], "low_noise": [LOW], "both": [HIGH, LOW]}
 _SUFFIX_EXPERT = {suffix: expert for expert, suffix in EXPERT_FILE_SUFFIX.items()}  # "high_noise" -> "transformer"

@@ -19,3 +19,21 @@ def describe_source(path: str) -> str:
         return f"{path}: nothing at this path (a hub id is checked when training starts)"
     except ModelLoadError as error:
         return str(error)
+
+
+def data_facts(config) -> tuple[float, int]:
+    """(fps, pixel multiple) of the config's model: its variant's, from model.variant or its folder's configs."""
+    from modules.util.errors import ConfigError
+    from modules.wan.loading.detection import detect_variant
+    from modules.wan.variants import VARIANTS
+
+    if config.model.variant in VARIANTS:
+        variant = VARIANTS[config.model.variant]
+    elif not config.model.base_path:
+        raise ConfigError(
+            "model.variant is 'auto' and model.base_path is empty: the trained fps and pixel multiple are unknown. "
+            "Fix: set model.variant (TI2V-5B, T2V-A14B or I2V-A14B) in the config."
+        )
+    else:
+        variant = detect_variant(config.model.base_path)
+    return variant.fps, variant.pixel_multiple

@@ -16,8 +16,8 @@ from diffusers import UniPCMultistepScheduler
 
 from modules.base.model_loader import ModelLoadError
 from modules.module.fp8_linear import convert_to_fp8_storage
+from modules.wan.formats.headers import read_header
 from modules.wan.loading.detection import read_json
-from modules.wan.loading.headers import read_header
 from modules.wan.loading.hub import PICKLE_SUFFIXES
 from modules.wan.variants import WanVariant
 

@@ -5,7 +5,7 @@ weight is read from the file on its own, cast to its target dtype (through one r
 dequantised if the file is fp8 "scaled" (weight * scale_weight, in place) and assigned. Peak memory is the loaded
 model plus the largest tensor: no fp32 copy of the model and no state dict of the file are ever built.
 
-The file's names are derived from the module's own names (key_map.py, single_file_keys.py), so a weight the
+The file's names are derived from the module's own names (formats/key_map.py, formats/part_keys.py), so a weight the
 file lacks, an extra weight, or a shape that differs from the config is found before anything is read.
 """
 

@@ -1,6 +1,6 @@
 """One weight file, whatever its container: names, dtypes and shapes up front, tensors read one at a time.
 
-- .safetensors / .sft: the header only (safetensors_header.py), tensors read with plain reads.
+- .safetensors / .sft: the header only (formats/headers.py), tensors read with plain reads.
 - .pth / .pt (Wan-AI's Wan2.1_VAE.pth, Wan2.2_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth): torch.load with
   weights_only=True (no unpickling of code) and mmap=True (tensors stay on disk until read).
 Anything else (GGUF, pickled .ckpt/.bin) is refused with a message that says what to use instead.
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.loading.headers import SAFETENSORS_DTYPES, TensorReader, read_header
+from modules.wan.formats.headers import SAFETENSORS_DTYPES, TensorReader, read_header
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 TORCH_SUFFIXES = (".pth", ".pt")

@@ -1,3 +1,1 @@
 """Sampling: WanModelSampler (sampler.py) equal to diffusers' pipelines; settings.py, pipeline.py, loras.py."""
-
-__all__ = ["loras", "pipeline", "sampler", "settings"]

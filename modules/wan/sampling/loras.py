@@ -4,12 +4,11 @@ LoRA files (LoRA, DoRA, LoHa, LoKr) are read with formats/adapter_file.read_adap
 settings recorded in the file (or inferred from older ones), and attached as named peft adapters, the same
 layers diffusers' loader would create; each expert gets its own weight through diffusers' `set_adapters`.
 An A14B LoRA saved by this trainer is a pair of files `<stem>_high_noise.safetensors` /
-`<stem>_low_noise.safetensors`; giving `<stem>.safetensors` finds both.
+`<stem>_low_noise.safetensors`; giving `<stem>.safetensors` finds both (formats/lora_pairs.py).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +29,6 @@ from modules.wan.formats.lora_pairs import (  # noqa: F401
 )
 from modules.wan.model import WanModel
 from modules.wan.sampling.settings import SampleError
-
-log = logging.getLogger("wan_trainer.samples")
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from modules.base.model_saver import BaseModelSaver
-from modules.wan.embeddings.vectors import save_embedding_file, write_vectors
+from modules.wan.embeddings.vectors import save_embedding_file, trained_embedding, write_vectors
 from modules.wan.formats.lora_file import training_metadata
 from modules.wan.model import WanModel
-from modules.wan.training.embedding_setup import trained_embedding
 
 
 class WanEmbeddingSaver(BaseModelSaver):

@@ -2,14 +2,3 @@
 embedding setups; experts.py, conditioning.py, data_loader.py (WanBaseDataLoader), model_loader.py
 (WanTrainingModelLoader: the model plus embeddings).
 """
-
-__all__ = [
-    "conditioning",
-    "data_loader",
-    "embedding_setup",
-    "experts",
-    "full_setup",
-    "lora_setup",
-    "model_loader",
-    "setup_base",
-]

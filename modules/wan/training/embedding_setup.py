@@ -2,9 +2,9 @@
 
 The vectors are one float32 parameter of shape (num_vectors, dim) outside the text encoder, so the optimizer
 (weight decay included) can never touch another row. Captions that contain the placeholder are encoded on
-the fly with the current vectors (embedding_text.py); the others come from the cache. After each step's
-forward pass and at save time the vectors are written into the text encoder's rows, so samples and saves
-use them. The denoising objective is the LoRA setup's.
+the fly with the current vectors (modules/wan/embeddings/text.py); the others come from the cache. After each
+optimizer step (`after_optimizer_step`) and at save time the vectors are written into the text encoder's rows, so
+samples and saves use them. The denoising objective is the LoRA setup's.
 """
 
 from __future__ import annotations
@@ -14,23 +14,12 @@ import logging
 import torch
 
 from modules.base.model_setup import TrainProgress
-from modules.config.validation import ConfigError
 from modules.wan.embeddings.text import encode_text_with_vectors
-from modules.wan.embeddings.vectors import LoadedEmbedding, loaded_embeddings, read_vectors, write_vectors
+from modules.wan.embeddings.vectors import read_vectors, trained_embedding, write_vectors
 from modules.wan.model import WanModel
 from modules.wan.training.setup_base import WanTrainingSetup
 
 log = logging.getLogger("wan_trainer")
-
-
-def trained_embedding(model: WanModel) -> LoadedEmbedding:
-    found = [e for e in loaded_embeddings(model).values() if e.trainable]
-    if len(found) != 1:
-        raise ConfigError(
-            "training_method 'embedding' needs the model loaded by WanTrainingModelLoader "
-            "(modules/registry.py), which adds the trained embedding"
-        )
-    return found[0]
 
 
 class WanEmbeddingSetup(WanTrainingSetup):
@@ -62,7 +51,6 @@ class WanEmbeddingSetup(WanTrainingSetup):
         deterministic_timesteps: torch.Tensor | None = None,
         expert: str | None = None,
     ) -> dict[str, torch.Tensor]:
-        self.write_back(model)
         model.text_encoder.to(self.device)  # sampling between steps moves the encoders back to the CPU
         captions = batch.get("captions") or []
         using = [i for i, caption in enumerate(captions) if self.embedding.placeholder in caption]
@@ -87,7 +75,8 @@ class WanEmbeddingSetup(WanTrainingSetup):
         # A batch without the placeholder has no path to the vectors; this keeps backward() valid (zero gradient).
         return loss if loss.requires_grad else loss + 0.0 * self.vectors.sum()
 
-    def write_back(self, model: WanModel) -> None:
+    def after_optimizer_step(self, model: WanModel, config) -> None:
+        """The new vectors into the text encoder's rows, so samples and saves between steps use them."""
         write_vectors(model, self.embedding, self.vectors)
 
     def trainable_state_dict(self, model: WanModel) -> dict[str, torch.Tensor]:

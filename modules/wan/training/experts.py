@@ -10,9 +10,8 @@ import torch
 
 from modules.config.validation import ConfigError
 from modules.module.flow_matching import distribution_settings, sigma_cdf
-from modules.wan.variants import WanVariant
+from modules.wan.variants import HIGH, LOW, WanVariant
 
-HIGH, LOW = "transformer", "transformer_2"
 _CHOICE = {"both": [HIGH, LOW], "high_noise": [HIGH], "low_noise": [LOW]}
 
 

@@ -66,6 +66,8 @@ def trainable_parameter_names(transformer: torch.nn.Module, block_filter: str) -
 
 
 class WanFineTuneSetup(WanTrainingSetup):
+    shards_weights = True  # several processes shard the experts with FSDP (sharding_plan)
+
     def setup_model(self, model: WanModel, config) -> None:
         self.freeze_and_route(model, config)
         weight_dtype = DTYPES[config.finetune.weight_dtype]

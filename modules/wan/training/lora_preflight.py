@@ -13,15 +13,10 @@ from pathlib import Path
 
 from modules.config.validation import ConfigError
 from modules.module.lora import filter_matcher, select_lora_names
-from modules.wan.formats.lora_compatibility import (
-    LoraCompatibilityError,
-    check_lora_fits,
-    model_folder_linears,
-    read_lora_info,
-)
-from modules.wan.formats.lora_file import RANK_KEY
-from modules.wan.sampling.loras import LoraSpec, resolve_lora_files
-from modules.wan.sampling.settings import SampleError
+from modules.wan.formats.lora_compatibility import LoraCompatibilityError, check_lora_fits, read_lora_info
+from modules.wan.formats.lora_file import RANK_KEY, LoraFileError
+from modules.wan.formats.lora_pairs import LoraSpec, resolve_lora_files
+from modules.wan.loading.model_linears import model_folder_linears
 from modules.wan.variants import VARIANTS
 
 
@@ -64,7 +59,7 @@ def _check_continue_from(config, variant: str | None, linears: dict[str, tuple[i
     two_experts = variant is not None and VARIANTS[variant].has_transformer_2
     try:
         files = resolve_lora_files(LoraSpec(path=source), two_experts)
-    except SampleError as error:
+    except LoraFileError as error:
         if variant is None:
             return  # perhaps an A14B pair's stem: resolved at set-up, when the variant is known
         raise ConfigError(f"lora.continue_from: {error}") from None

@@ -14,7 +14,9 @@ from modules.wan.training.setup_base import WanTrainingSetup
 
 
 class WanLoRASetup(WanTrainingSetup):
-    def check_config(self, config) -> None:
+    @classmethod
+    def check_config(cls, config) -> None:
+        super().check_config(config)
         check_lora_settings(config)  # layer filter and continue_from, from headers (lora_preflight.py)
 
     def setup_model(self, model: WanModel, config) -> None:

@@ -12,12 +12,26 @@ from modules.base.model_setup import BaseModelSetup, TrainProgress, ValidationRo
 from modules.module.compile import compile_transformer
 from modules.module.flow_matching import distribution_settings, noisy_input, sample_sigmas, velocity_target
 from modules.util.device import autocast
-from modules.wan.memory import apply_memory_settings
+from modules.util.errors import UserError
+from modules.wan.memory import apply_memory_settings, swapped_blocks
+from modules.wan.memory_facts import memory_facts
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning, experts
 
 
 class WanTrainingSetup(BaseModelSetup):
+    @classmethod
+    def check_config(cls, config) -> None:
+        """memory.blocks_to_swap against the transformer's block count, read from the model's config files; a
+        model that cannot be read here is left to the loader, which names the problem."""
+        if not config.memory.blocks_to_swap:
+            return
+        try:
+            blocks = memory_facts(config).experts[0].num_blocks
+        except UserError:
+            return
+        swapped_blocks(blocks, config.memory.blocks_to_swap)  # ConfigError naming the setting and the range
+
     def freeze_and_route(self, model: WanModel, config) -> None:
         """Every weight frozen; which experts take part and how steps are shared between them. Each training
         method (LoRA, full, embedding) starts here and then unfreezes or adds what it trains."""

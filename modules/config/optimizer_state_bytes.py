@@ -1,8 +1,9 @@
 """Bytes of optimizer state each optimizer keeps per trained parameter (float32 parameters, large tensors).
 
 The memory planner (modules/memory/plan.py) reads this table; tests/test_optimizer_state_bytes.py fails when an
-optimizer of optimizer_registry.py has no entry and compares each entry with the state tensors a real step
-creates. Kept free of torch and of the optimizer libraries so the planner (and the window) can import it cheaply.
+optimizer of the trainer's optimizer_registry.py has no entry and compares each entry with the state tensors a real
+step creates. It lives with the optimizer settings (optimizer_config.py), below both the planner and the trainer,
+and is kept free of torch and of the optimizer libraries so the planner (and the window) can import it cheaply.
 
 Per-tensor constants (bitsandbytes' 256-entry quantisation maps, the factored row/column statistics of Adafactor
 and CAME) are left out: they vanish next to the per-element state of a real model's tensors.

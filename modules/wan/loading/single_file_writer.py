@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 
 from modules.module.fp8_linear import quantise_fp8
 from modules.util.atomic import atomic_path
+from modules.wan.formats.headers import SAFETENSORS_DTYPES
 from modules.wan.loading.file_detection import SingleFileInfo
-from modules.wan.loading.headers import SAFETENSORS_DTYPES
 from modules.wan.loading.part_load import file_key_function
 
 _CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
