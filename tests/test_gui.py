@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
-from pathlib import Path
 
 import pytest
 
@@ -20,11 +18,18 @@ from modules.config.validation import ConfigError, to_dict
 from modules.registry import describe_source
 from modules.trainer.backups import backup_folders, check_backup
 from modules.ui.field_specs import field_specs
+from tests.gui_helpers import (
+    PRESET,
+    REPO,
+    point_at_tiny_model,
+    pump,
+    screenshot,
+    set_field,
+    start_enabled,
+    wait_for_run,
+)
 from tests.x_display import x_display
 
-REPO = Path(__file__).resolve().parent.parent
-PRESET = REPO / "training_presets" / "demo_ti2v_5b_lora.json"
-SCREENSHOTS = REPO / "workspace" / "test-output" / "ui"
 RUN_STEPS = 4
 
 
@@ -43,40 +48,7 @@ def window(display):
     yield win
     if win.run_panel.run is not None:
         win.run_panel.run.kill()
-    win.destroy()
-
-
-def pump(win, until=lambda: True, timeout: float = 0.3) -> None:
-    """Process Tk events (as mainloop would) until `until()` holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        win.update()
-        if until():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s")
-        time.sleep(0.02)
-
-
-def screenshot(win, name: str) -> Path:
-    from PIL import ImageGrab
-
-    win.update()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    x, y = win.winfo_rootx(), win.winfo_rooty()
-    box = (x, y, x + win.winfo_width(), y + win.winfo_height())
-    path = SCREENSHOTS / f"{name}.png"
-    ImageGrab.grab(bbox=box, xdisplay=os.environ["DISPLAY"]).save(path)
-    return path
-
-
-def set_field(win, name: str, value) -> None:
-    win.form.all_widgets()[name].set(value)
-    win.validate_now()
-
-
-def start_enabled(win) -> bool:
-    return win.run_panel.start_button.cget("state") == "normal"
+    win.close_now()
 
 
 # ---- every field, from metadata --------------------------------------------------------------------------
@@ -147,7 +119,7 @@ def test_a_field_added_to_the_config_appears_without_ui_code(display):
         set_field(win, "training.new_knob", 1)
         assert win.form.config().extra.flag is True and start_enabled(win)
     finally:
-        win.destroy()
+        win.close_now()
 
 
 # ---- validation ----------------------------------------------------------------------------------------
@@ -184,32 +156,11 @@ def test_an_invalid_value_is_marked_with_the_configs_message_and_start_is_disabl
 
 
 # ---- presets, save, run --------------------------------------------------------------------------------
-def point_at_tiny_model(win, model: Path, data: Path, workspace: Path, cache: Path, steps: int) -> list[str]:
-    """Set the fields a user would change for the tiny demo; return the same as --config-value overrides."""
-    changes = {
-        "model.base_path": str(model),
-        "data.concepts.0.path": str(data),
-        "data.cache_dir": str(cache),
-        "output.workspace_dir": str(workspace),
-        "output.save_every_steps": 0,
-        "output.tensorboard": False,
-        "training.max_steps": steps,
-        "training.lr_scheduler": "constant",
-        "sampling.samples.0.steps": 2,
-        "sampling.samples.0.frames": 5,
-    }
-    for name, value in changes.items():
-        set_field(win, name, value)
-    return [f"{name}={json.dumps(value) if not isinstance(value, str) else value}" for name, value in changes.items()]
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir, demo_data_dir, tmp_path_factory):
     return tiny_model_dir("TI2V-5B"), demo_data_dir, tmp_path_factory.mktemp("gui_cache")
-
-
-def wait_for_run(win, timeout: float = 240) -> None:
-    pump(win, lambda: win.run_panel.run is None, timeout)
 
 
 def test_preset_change_save_start_runs_to_the_end(window, tiny, tmp_path):
@@ -218,6 +169,7 @@ def test_preset_change_save_start_runs_to_the_end(window, tiny, tmp_path):
     workspace = tmp_path / "run"
     overrides = point_at_tiny_model(window, model, data, workspace, cache, RUN_STEPS)
     # The Model tab shows what the chosen path holds, as the plugin's detection (via the registry) sees it.
+    pump(window, lambda: not window.model_info.pending(), 120)
     assert window.model_info.text.startswith(f"base_path: {describe_source('wan_2_2', str(model))}")
     assert "TI2V-5B diffusers folder" in window.model_info.text
     set_field(window, "lora.rank", 4)
@@ -310,7 +262,7 @@ def test_data_preview_shows_clips_with_captions_and_the_skip_report(window, tiny
     set_field(window, "data.concepts.0.path", str(concept))
     window.data_preview.scan()
     window.tabs.set("Data")
-    pump(window)
+    pump(window, lambda: window.data_preview.scanned, 120)
     shown = window.data_preview.shown
     assert len(shown) == 3 and shown[0][0] == clips[1]
     assert shown[0][1] == clips[1].with_suffix(".txt").read_text().strip()
