@@ -27,11 +27,11 @@ from modules.trainer.preflight import check_before_loading
 from modules.trainer.resume import BackupController
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
+from modules.trainer.run_requests import clear as clear_run_requests
+from modules.trainer.run_requests import take_requests
 from modules.trainer.run_start import write_run_report
 from modules.trainer.sample_hooks import SampleHooks
 from modules.trainer.save_fallback import save_or_keep
-from modules.trainer.run_requests import clear as clear_run_requests
-from modules.trainer.run_requests import take_requests
 from modules.trainer.stop_request import stop_if_requested
 from modules.trainer.training_state import TrainingState
 from modules.trainer.workspace_lock import WorkspaceLock
