@@ -44,6 +44,7 @@ def window(display):
     from modules.ui.app import TrainWindow
 
     win = TrainWindow(config_path=PRESET)
+    win.tabs.build_all()
     pump(win)
     yield win
     if win.run_panel.run is not None:
@@ -104,6 +105,7 @@ def test_a_field_added_to_the_config_appears_without_ui_code(display):
     )
     win = TrainWindow(config_class=config_plus, config_path=PRESET)
     try:
+        win.tabs.build_all()
         pump(win)
         knob = win.form.fields["training.new_knob"]
         assert win.tabs.tab_of_field("training.new_knob") == "Training"

@@ -45,6 +45,7 @@ def new_window(config_path: Path = PRESET):
     from modules.ui.app import TrainWindow
 
     win = TrainWindow(config_path=config_path)
+    win.tabs.build_all()
     pump(win)
     return win
 
@@ -205,6 +206,7 @@ from tests.gui_helpers import point_at_tiny_model, pump, stop_handlers_installed
 from modules.ui.app import TrainWindow
 from pathlib import Path
 win = TrainWindow(config_path={str(PRESET)!r})
+win.tabs.build_all()
 point_at_tiny_model(win, Path({str(model)!r}), Path({str(data)!r}), Path({str(workspace)!r}), Path({str(cache)!r}), 500)
 win.run_panel.start_button.invoke()
 pump(win, lambda: stop_handlers_installed(win.run_panel.run.pid), 60)

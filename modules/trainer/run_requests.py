@@ -14,8 +14,6 @@ import os
 import time
 from pathlib import Path
 
-from modules.util.atomic import atomic_write
-
 REQUESTS_DIR = "run_requests"
 KINDS = ("sample", "backup", "save")
 
@@ -27,7 +25,11 @@ def request(workspace: str | Path, kind: str) -> Path:
     folder = Path(workspace) / REQUESTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{kind}-{time.time_ns()}.json"
-    atomic_write(path, lambda file: file.write(json.dumps({"kind": kind, "pid": os.getpid()}).encode()))
+    # Written under a name the trainer ignores, then renamed: it never reads half a request. (Not through
+    # modules/util/atomic.py, which imports torch: the window calls this and must not wait for torch.)
+    tmp = folder / f".{path.name}.tmp"
+    tmp.write_text(json.dumps({"kind": kind, "pid": os.getpid()}), encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 

@@ -65,8 +65,7 @@ class TrainWindow(ctk.CTk):
         self.tabs = SettingsTabs(body, self.form)
         self.tabs.grid(row=0, column=0, sticky="nsew", padx=(0, 6))
         self.model_info = ModelSourceInfo(self.tabs.page_of_tab("Model"), self.background)
-        first_on_model_tab = next(f for s, f in self.tabs.section_frames.items() if self.tabs.section_tab[s] == "Model")
-        self.model_info.pack(fill="x", padx=4, pady=4, before=first_on_model_tab)
+        self.model_info.pack(fill="x", padx=4, pady=4, before=self.tabs.bodies["Model"])
         self.data_preview = DataPreview(self.tabs.page_of_tab("Data"), self.form, self.background)
         self.data_preview.pack(fill="x", padx=4, pady=4)
         self.run_panel = RunPanel(body, self.current_config)
@@ -79,6 +78,14 @@ class TrainWindow(ctk.CTk):
             self.form.load({})
             self.validate_now()
         self.after(HEARTBEAT_MS, self._heartbeat)
+        self.after(1, self._build_step)
+
+    def _build_step(self) -> None:
+        """Build the other tabs' fields a slice at a time, between events (settings_tabs.py)."""
+        if self.tabs.build_some():
+            self.after(1, self._build_step)
+        else:
+            self.validate_now()  # now every field can show its message
 
     # ---- config files -------------------------------------------------------------------------------
     def open_config(self, path: str | Path) -> bool:
@@ -134,10 +141,11 @@ class TrainWindow(ctk.CTk):
             self.pending_validation = None
         message = self.form.validate()
         self.run_panel.set_config_state(message is None, message)
-        fields = self.form.fields
-        self.tabs.show_method(fields["training_method"].get())
-        sources = {name: widget.get() for name, widget in fields.items() if is_source_field(name)}
-        self.model_info.update_sources(fields["model_type"].get(), sources)
+        values = self.form.values()
+        self.tabs.show_method(values.get("training_method"))
+        sources = {f"model.{key}": value for key, value in values.get("model", {}).items()}
+        sources = {name: value for name, value in sources.items() if is_source_field(name) and value}
+        self.model_info.update_sources(values.get("model_type"), sources)
         self._plan_memory(message is None)
         self._attach_if_running()
         return message
@@ -220,6 +228,9 @@ class TrainWindow(ctk.CTk):
         self.after(HEARTBEAT_MS, self._heartbeat)
 
     def current_config(self):
+        """The validated config (the last validation's, unless a change is waiting to be validated)."""
+        if self.pending_validation is None:
+            return self.form.valid_config
         try:
             return self.form.config()
         except ConfigError:

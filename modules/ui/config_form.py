@@ -1,9 +1,13 @@
 """The settings as a form: a widget per field (or a list editor per list of sub-settings), the form's values as
 config data, and validation by the config's own rules with each message shown at the field it names.
+
+Widgets are built a few at a time (settings_tabs.py), so the window is usable before all ~150 exist: the form
+keeps the loaded data, and a setting whose widget is not built yet has its value from there.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from collections.abc import Callable
@@ -25,21 +29,27 @@ class ConfigForm:
         self.fields: dict[str, FieldWidget] = {}
         self.lists: dict[str, ListEditor] = {}
         self.error: tuple[str | None, str] | None = None  # (field name or None, message)
+        self.valid_config = None  # the config of the last validation, when it passed
+        self.data: dict = {}  # the loaded settings, each with its default where the file left it out
 
     def build(self, spec: FieldSpec, parent, row: int):
         """Create the widget of `spec` in `parent` (a grid with two columns); returns it."""
+        value = get_path(self.data, spec.name)
+        value = spec.default if value is dataclasses.MISSING else value
         if spec.is_dataclass_list:
             editor = ListEditor(parent, spec, self.on_change)
             editor.frame.grid(row=2 * row, column=0, columnspan=2, sticky="ew", padx=4, pady=4)
+            editor.set(value)
             self.lists[spec.name] = editor
             return editor
         widget = make_field_widget(parent, spec, row, self.on_change)
+        widget.set(value)
         self.fields[spec.name] = widget
         return widget
 
     # ---- values -------------------------------------------------------------------------------------
     def values(self) -> dict:
-        data: dict[str, Any] = {}
+        data: dict[str, Any] = copy.deepcopy(self.data)
         for name, widget in self.fields.items():
             set_path(data, name, widget.get())
         for name, editor in self.lists.items():
@@ -49,13 +59,14 @@ class ConfigForm:
     def load(self, data: dict) -> None:
         """Show `data` (a config file's content, migrated); settings it leaves out show their defaults."""
         data = migrate(dict(data), "config")
+        self.data = {}
         for spec in self.specs:
             value = get_path(data, spec.name)
             value = spec.default if value is dataclasses.MISSING else value
-            if spec.is_dataclass_list:
-                self.lists[spec.name].set(value)
-            else:
-                self.fields[spec.name].set(value)
+            set_path(self.data, spec.name, copy.deepcopy(value))
+            widget = self.lists.get(spec.name) or self.fields.get(spec.name)
+            if widget is not None and widget.get() != value:  # an unchanged widget is not redrawn
+                widget.set(value)
 
     def config(self):
         """The validated config object, or ConfigError with the config's message."""
@@ -79,8 +90,9 @@ class ConfigForm:
         for widget in self.all_widgets().values():
             if widget.error_text is not None:
                 widget.mark(None)
+        self.valid_config = None
         try:
-            self.config()
+            self.valid_config = self.config()
         except ConfigError as error:
             message = str(error)
             name = self.field_of(message)

@@ -119,13 +119,16 @@ class RunPanel(ctk.CTkFrame):
     def _update_buttons(self) -> None:
         running = self.run is not None
         can_start = self.config_valid and not running
-        self.start_button.configure(state="normal" if can_start else "disabled")
-        self.resume_button.configure(state="normal" if can_start and self.has_backup else "disabled")
-        self.stop_button.configure(state="normal" if running else "disabled")
-        self.kill_button.configure(state="normal" if running else "disabled")
-        self.stop_button.configure(text="Stop now" if running and self.run.stops_sent else "Stop")
-        for button in self.request_buttons.values():
-            button.configure(state="normal" if running and self.step_seen else "disabled")
+        states = {
+            self.start_button: can_start,
+            self.resume_button: can_start and self.has_backup,
+            self.stop_button: running,
+            self.kill_button: running,
+            **{button: running and self.step_seen for button in self.request_buttons.values()},
+        }
+        for button, enabled in states.items():
+            _configure_if_changed(button, state="normal" if enabled else "disabled")
+        _configure_if_changed(self.stop_button, text="Stop now" if running and self.run.stops_sent else "Stop")
 
     # ---- buttons ------------------------------------------------------------------------------------
     def start(self, resume: bool = False) -> None:
@@ -323,6 +326,13 @@ class RunPanel(ctk.CTkFrame):
     def _last_log_line(self) -> str:
         lines = [line for line in self.log.get("1.0", "end").splitlines() if line.strip()]
         return lines[-1] if lines else "no output"
+
+
+def _configure_if_changed(widget, **options) -> None:
+    """Redraw a customtkinter widget only when an option really changes (each redraw costs milliseconds)."""
+    changed = {key: value for key, value in options.items() if widget.cget(key) != value}
+    if changed:
+        widget.configure(**changed)
 
 
 def _backups_in(workspace: Path) -> list[Path]:

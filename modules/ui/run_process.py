@@ -27,12 +27,11 @@ from pathlib import Path
 
 from modules.trainer.run_events import read_events
 from modules.trainer.stop_request import EXIT_ABORTED, EXIT_STOPPED
-from modules.trainer.workspace_lock import LOCK_FILE
-from modules.util.atomic import _process_alive
 
 REPO = Path(__file__).resolve().parent.parent.parent
 TRAIN_SCRIPT = REPO / "scripts" / "train.py"
 UI_FOLDER = "ui"
+LOCK_FILE = "run.lock"  # modules/trainer/workspace_lock.py's LOCK_FILE (that module imports torch, via util.atomic)
 EXIT_UNKNOWN = -9  # an attached run that ended with no closing event: it was killed
 
 
@@ -40,6 +39,16 @@ def run_files(workspace: Path) -> tuple[Path, Path, Path]:
     """(events, log, run record) of the window's run in `workspace`."""
     folder = workspace / UI_FOLDER
     return folder / "events.jsonl", folder / "train.log", folder / "run.json"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, someone else's
+    return True
 
 
 def _is_trainer(pid: int) -> bool:
