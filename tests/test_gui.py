@@ -71,7 +71,10 @@ def test_every_trainconfig_field_appears_on_a_tab(window):
     for method in METHOD_TABS:
         set_field(window, "training_method", method)
         assert tabs.method_tab == METHOD_TABS[method] and METHOD_TABS[method] in tabs.visible_tabs()
+        values = window.form.values()
         for spec in field_specs(TrainConfig):
+            if spec.hidden or not spec.applies_to(values):
+                continue  # never edited (version), or not for the current choices: see the test below
             tab = tabs.tab_of_field(spec.name)
             widget = window.form.lists.get(spec.name) or window.form.fields[spec.name]
             shown = widget.frame if spec.is_dataclass_list else widget.input
@@ -83,6 +86,41 @@ def test_every_trainconfig_field_appears_on_a_tab(window):
         tabs.set(tab)
         pump(window, tabs.page_of_tab(tab).winfo_ismapped, timeout=3)
         screenshot(window, f"tab-{tab.replace(' & ', '-').replace(' ', '-').lower()}")
+
+
+def test_settings_are_shown_only_where_they_apply(window):
+    """One optimizer's settings at a time, expert settings for A14B (and 'auto') only, `version` never."""
+    assert "version" not in window.form.fields
+    optimizer_sections = ("prodigy", "adafactor", "came", "lion", "schedule_free")
+    for optimizer in ("adamw", "adafactor", "prodigy", "lion_8bit", "schedule_free_adamw"):
+        set_field(window, "training.optimizer", optimizer)
+        for spec in field_specs(TrainConfig):
+            section = spec.name.split(".")[1] if spec.name.startswith("training.") else None
+            if section in optimizer_sections:
+                shown = window.form.fields[spec.name].label.winfo_manager() != ""
+                applies = optimizer.startswith(section) or (section == "schedule_free" and "schedule_free" in optimizer)
+                assert shown == applies, (optimizer, spec.name)
+    set_field(window, "training.optimizer", "adafactor")
+    window.tabs.set("Training")
+    screenshot(window, "optimizer-settings")
+    set_field(window, "training.optimizer", "adamw")
+    experts = window.tabs.section_frames["experts"]
+    for variant, shown in (("TI2V-5B", False), ("T2V-A14B", True), ("I2V-A14B", True), ("auto", True)):
+        set_field(window, "model.variant", variant)
+        assert (experts.winfo_manager() != "") == shown, variant
+    window.open_config(PRESET)
+
+
+def test_every_field_has_a_readable_label():
+    """Declared labels where given, else one made from the name: never a raw dotted key or underscores. The
+    fields still without a declared label are listed (helpers add fields in parallel), not failed."""
+    specs = field_specs(TrainConfig)
+    for spec in specs:
+        assert spec.label and "_" not in spec.label and "." not in spec.label, spec.name
+        assert spec.label[0].isupper() or not spec.label[0].isalpha(), spec.name
+    labelled = [spec.name for spec in specs if spec.labelled]
+    assert "training.learning_rate" in labelled
+    print(f"{len(specs) - len(labelled)} of {len(specs)} fields use a label made from their name")
 
 
 def test_a_field_added_to_the_config_appears_without_ui_code(display):

@@ -191,6 +191,7 @@ def test_cancel_keeps_the_run_kill_asks_first_and_stop_twice_ends_at_once(displa
         win.close_now()
 
 
+@pytest.mark.slow  # the stop is taken once the child has loaded: ~20 s idle, 95 s on the loaded VM
 def test_the_window_process_ending_stops_its_run(display, tiny, tmp_path):
     """A window closed without the question (the process ends: an exception, the end of the script) never
     leaves its child running silently: the child gets a clean stop."""

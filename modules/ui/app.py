@@ -143,6 +143,7 @@ class TrainWindow(ctk.CTk):
         self.run_panel.set_config_state(message is None, message)
         values = self.form.values()
         self.tabs.show_method(values.get("training_method"))
+        self.tabs.show_applicable(values)
         sources = {f"model.{key}": value for key, value in values.get("model", {}).items()}
         sources = {name: value for name, value in sources.items() if is_source_field(name) and value}
         self.model_info.update_sources(values.get("model_type"), sources)

@@ -36,7 +36,8 @@ class SettingsTabs(ctk.CTkTabview):
             if tab in self.method_tab_names and tab != self.method_tab:
                 continue
             self._page(tab)
-        self.pending = list(form.specs)  # not built yet, in declaration order
+        self.pending = [spec for spec in form.specs if not spec.hidden]  # not built yet, in declaration order
+        self.hidden_sections: set[str] = set()
         for spec in form.specs:  # pages exist from the start, so the tab bar is complete at once
             tab = tab_for(spec.section)
             self._page(tab if tab not in self.method_tab_names else self.method_tab)
@@ -127,6 +128,33 @@ class SettingsTabs(ctk.CTkTabview):
             self.method_tab = wanted
             self.set(wanted if selected == old else selected)
         self.shown_method = method
+
+    def show_applicable(self, values: dict) -> None:
+        """Show each setting only while it applies (its `applies` metadata: one optimizer's settings, the A14B
+        expert settings); a section none of whose settings applies is hidden whole."""
+        shown_in: dict[str, bool] = {}
+        for spec in self.form.specs:
+            widget = self.form.fields.get(spec.name)
+            if widget is None:
+                continue
+            applies = spec.applies_to(values)
+            if widget.shown != applies:
+                widget.show(applies)
+                widget.shown = applies
+            shown_in[spec.section] = shown_in.get(spec.section, False) or applies
+        for section, any_shown in shown_in.items():
+            hidden = section in self.hidden_sections
+            if any_shown == hidden and self.section_tab[section] not in self.method_tab_names:
+                frame = self.section_frames[section]
+                if any_shown:
+                    self.hidden_sections.discard(section)
+                    frames = list(self.section_frames.values())
+                    later = frames[frames.index(frame) + 1 :]  # its place: before the next one shown beside it
+                    nxt = next((f for f in later if f.master is frame.master and f.winfo_manager()), None)
+                    frame.pack(fill="x", padx=4, pady=4, **({"before": nxt} if nxt is not None else {}))
+                else:
+                    self.hidden_sections.add(section)
+                    frame.pack_forget()
 
     def _tab_clicked(self) -> None:
         self.ensure_built(self.get())
