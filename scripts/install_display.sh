@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # What the GUI tests need on a machine without a screen: Xvfb (a virtual X server), xauth, a small window manager
-# (openbox: closing a window then goes through the window manager as on a desktop) and wmctrl (asks the window
-# manager to close a window, as a user's click on the close button does).
+# (openbox: closing a window then goes through the window manager as on a desktop), wmctrl (asks the window
+# manager to close a window, as a user's click on the close button does) and
+# xdotool (moves the pointer and turns the wheel).
 # Installs them with apt-get when missing and running as root on Debian/Ubuntu; otherwise says what to install.
 # The GUI tests start Xvfb and openbox themselves when DISPLAY is unset (tests/x_display.py).
 set -euo pipefail
-PACKAGES="xvfb xauth openbox wmctrl"
-if command -v Xvfb >/dev/null 2>&1 && command -v openbox >/dev/null 2>&1 && command -v wmctrl >/dev/null 2>&1; then
+PACKAGES="xvfb xauth openbox wmctrl xdotool"
+if command -v Xvfb >/dev/null 2>&1 && command -v openbox >/dev/null 2>&1 && command -v wmctrl >/dev/null 2>&1 && command -v xdotool >/dev/null 2>&1; then
   exit 0
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

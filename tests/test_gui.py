@@ -111,6 +111,27 @@ def test_settings_are_shown_only_where_they_apply(window):
     window.open_config(PRESET)
 
 
+def test_the_mouse_wheel_scrolls_the_settings_under_the_pointer(window):
+    """X11 sends the wheel as buttons 4 and 5 (customtkinter listens for <MouseWheel> only); a real pointer
+    moved over the Training tab and wheeled with xdotool."""
+    import shutil
+    import subprocess
+
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed (scripts/install_display.sh)")
+    window.tabs.set("Training")
+    pump(window, lambda: window.tabs.pages["Training"].winfo_ismapped(), 3)
+    canvas = window.tabs.pages["Training"]._parent_canvas
+    canvas.yview_moveto(0)
+    label = window.form.fields["training.learning_rate"].label
+    x, y = label.winfo_rootx() + 5, label.winfo_rooty() + 5
+    subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "5", "click", "5"], check=True, timeout=10)
+    pump(window, lambda: canvas.yview()[0] > 0, 3)
+    top = canvas.yview()[0]
+    subprocess.run(["xdotool", "click", "4"], check=True, timeout=10)
+    pump(window, lambda: canvas.yview()[0] < top, 3)
+
+
 def test_every_field_has_a_readable_label():
     """Declared labels where given, else one made from the name: never a raw dotted key or underscores. The
     fields still without a declared label are listed (helpers add fields in parallel), not failed."""

@@ -55,6 +55,8 @@ class TrainWindow(ctk.CTk):
         self.closing = False
         self.signal_received: str | None = None
         self.protocol("WM_DELETE_WINDOW", self.close_clicked)
+        # Tk's entries on X11 take Ctrl+A as "start of line"; people expect "select all".
+        self.bind_class("Entry", "<Control-a>", _select_all)
 
         body = ctk.CTkFrame(self, fg_color="transparent")
         body.pack(fill="both", expand=True, padx=6, pady=6)
@@ -236,3 +238,9 @@ class TrainWindow(ctk.CTk):
             return self.form.config()
         except ConfigError:
             return None
+
+
+def _select_all(event) -> str:
+    event.widget.select_range(0, "end")
+    event.widget.icursor("end")
+    return "break"

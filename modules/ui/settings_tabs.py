@@ -42,6 +42,9 @@ class SettingsTabs(ctk.CTkTabview):
             tab = tab_for(spec.section)
             self._page(tab if tab not in self.method_tab_names else self.method_tab)
         self.ensure_built(next(iter(self.pages)))
+        # customtkinter 5.2.2 scrolls on <MouseWheel> only, which X11 never sends: its wheel is buttons 4 and 5.
+        self.winfo_toplevel().bind_all("<Button-4>", lambda event: self.scroll_under(event, -1), add="+")
+        self.winfo_toplevel().bind_all("<Button-5>", lambda event: self.scroll_under(event, 1), add="+")
 
     # ---- building -----------------------------------------------------------------------------------
     @property
@@ -155,6 +158,15 @@ class SettingsTabs(ctk.CTkTabview):
                 else:
                     self.hidden_sections.add(section)
                     frame.pack_forget()
+
+    def scroll_under(self, event, direction: int) -> None:
+        """Scroll the selected tab's page when the pointer is over it (X11's wheel, buttons 4 and 5)."""
+        page = self.pages.get(self.get())
+        widget = self.winfo_containing(event.x_root, event.y_root)
+        while widget is not None and widget is not page and widget is not getattr(page, "_parent_canvas", None):
+            widget = widget.master
+        if widget is not None and page is not None:
+            page._parent_canvas.yview_scroll(3 * direction, "units")
 
     def _tab_clicked(self) -> None:
         self.ensure_built(self.get())
