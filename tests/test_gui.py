@@ -216,6 +216,26 @@ def test_an_invalid_value_is_marked_with_the_configs_message_and_start_is_disabl
     assert widget.error_text is None and start_enabled(window)
 
 
+def test_every_problem_is_listed_at_its_field_and_its_tab_is_marked(window):
+    window.open_config(PRESET)
+    pump(window)
+    assert window.tabs.marked == set()
+    bad = {"training.max_steps": 0, "data.frames": 16, "lora.rank": 0, "sampling.samples.0.steps": 0}
+    for name, value in bad.items():
+        window.form.all_widgets()[name].set(value)
+    window.validate_now()
+    marked = {name for name, widget in window.form.all_widgets().items() if widget.error_text}
+    assert marked == set(bad)
+    status = window.run_panel.status_label.cget("text")
+    assert status.startswith(f"cannot start: {len(bad)} problems:")
+    assert all(widget.error_text in status for name, widget in window.form.all_widgets().items() if name in bad)
+    assert window.tabs.marked == {"Training", "Data", "LoRA", "Sampling"}
+    window.tabs.set("Training")
+    screenshot(window, "all-problems")
+    window.open_config(PRESET)
+    assert window.tabs.marked == set() and start_enabled(window)
+
+
 # ---- presets, save, run --------------------------------------------------------------------------------
 
 

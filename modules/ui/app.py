@@ -20,7 +20,7 @@ from modules.config.train_config import TrainConfig
 from modules.config.validation import ConfigError
 from modules.ui.background import Background
 from modules.ui.choice_dialog import ChoiceDialog
-from modules.ui.config_form import ConfigForm
+from modules.ui.config_form import ConfigForm, key_of
 from modules.ui.data_preview import DataPreview
 from modules.ui.field_widgets import ERROR_COLOR
 from modules.ui.memory_hint import memory_hint
@@ -142,7 +142,11 @@ class TrainWindow(ctk.CTk):
             self.after_cancel(self.pending_validation)
             self.pending_validation = None
         message = self.form.validate()
+        errors = self.form.errors
+        if len(errors) > 1:
+            message = f"{len(errors)} problems:\n" + "\n".join(f"- {text}" for _, text in errors)
         self.run_panel.set_config_state(message is None, message)
+        self.tabs.mark_tabs({self.tabs.tab_of_field(name or key_of(text)) for name, text in errors})
         values = self.form.values()
         self.tabs.show_method(values.get("training_method"))
         self.tabs.show_applicable(values)

@@ -14,6 +14,7 @@ import time
 import customtkinter as ctk
 
 from modules.ui.config_form import ConfigForm
+from modules.ui.field_widgets import ERROR_COLOR
 from modules.ui.tabs import METHOD_TABS, OTHER_TAB, TABS, tab_for
 
 METHOD_TAB_SLOT = "method"  # the one tab that shows LoRA, Embedding or Full settings
@@ -38,6 +39,7 @@ class SettingsTabs(ctk.CTkTabview):
             self._page(tab)
         self.pending = [spec for spec in form.specs if not spec.hidden]  # not built yet, in declaration order
         self.hidden_sections: set[str] = set()
+        self.marked: set[str] = set()  # tabs whose name is shown in the error colour
         for spec in form.specs:  # pages exist from the start, so the tab bar is complete at once
             tab = tab_for(spec.section)
             self._page(tab if tab not in self.method_tab_names else self.method_tab)
@@ -167,6 +169,17 @@ class SettingsTabs(ctk.CTkTabview):
             widget = widget.master
         if widget is not None and page is not None:
             page._parent_canvas.yview_scroll(3 * direction, "units")
+
+    def mark_tabs(self, tabs_with_errors: set[str]) -> None:
+        """Colour the names of the tabs that hold a refused setting (customtkinter has no per-tab colour option:
+        its segmented button's buttons are reached directly)."""
+        normal = ctk.ThemeManager.theme["CTkSegmentedButton"]["text_color"]
+        bad = {self._page_name(tab) for tab in tabs_with_errors}
+        for tab, button in self._segmented_button._buttons_dict.items():
+            color = ERROR_COLOR if tab in bad else normal
+            if button.cget("text_color") != color:
+                button.configure(text_color=color)
+        self.marked = bad
 
     def _tab_clicked(self) -> None:
         self.ensure_built(self.get())
