@@ -326,6 +326,8 @@ def test_a_failing_run_shows_its_error_and_the_window_stays_usable(window, tiny,
     assert not start_enabled(window)
     set_field(window, "training.max_steps", 3)
     assert start_enabled(window)
+    assert panel.status_kind == "valid"  # the old failure message went with the change
+    assert panel.stop_button.cget("fg_color") != panel.start_button.cget("fg_color")  # disabled looks disabled
 
 
 def test_data_preview_shows_clips_with_captions_and_the_skip_report(window, tiny, tmp_path):

@@ -82,6 +82,7 @@ def need_window_manager() -> None:
         pytest.skip("no window manager on the display (scripts/install_display.sh installs openbox and wmctrl)")
 
 
+@pytest.mark.slow  # two real runs' worth of steps, a sample and a save: ~17 s on the VM at a load of 5
 def test_requests_reach_the_trainer_at_the_next_step_then_close_stops_with_a_backup(display, tiny, tmp_path):
     need_window_manager()
     workspace = tmp_path / "run"
@@ -114,6 +115,7 @@ def test_requests_reach_the_trainer_at_the_next_step_then_close_stops_with_a_bac
     assert check_backup(Path(stopped["backup"]))["global_step"] == stopped["step"] >= step
 
 
+@pytest.mark.slow  # a run followed by two windows in turn: ~18 s on the VM at a load of 5
 def test_close_leaving_the_run_going_then_a_new_window_attaches_and_stops_it(display, tiny, tmp_path):
     need_window_manager()
     workspace = tmp_path / "run"

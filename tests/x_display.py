@@ -75,7 +75,7 @@ def _start_window_manager() -> subprocess.Popen | None:
         print("\nno window manager (openbox, wmctrl): the close-button tests skip (scripts/install_display.sh)")
         return None
     manager = subprocess.Popen([openbox, "--sm-disable"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # openbox on a loaded machine can take a while
     while time.monotonic() < deadline:
         if subprocess.run(["wmctrl", "-m"], capture_output=True).returncode == 0:
             return manager

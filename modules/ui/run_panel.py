@@ -26,6 +26,7 @@ from modules.ui.sample_view import SampleView
 POLL_MS = 100
 LOG_LINES = 2000
 RESUME_ARGS = ["--config-value", "backup.continue_last_backup=true"]
+DISABLED_FACE = ("gray72", "gray30")
 BACKUP_PREFIX = "backup-"  # modules/trainer/backups.py's BACKUP_PREFIX
 PROGRESS_BAR = re.compile(r"^(.{1,60}?):\s+\d+%\|")  # tqdm's "caching latents:  44%|###"
 
@@ -77,6 +78,7 @@ class RunPanel(ctk.CTkFrame):
         self.tensorboard_button.pack(side="left", padx=(0, 6))
         self.folder_button.pack(side="left")
         self.has_backup = False
+        self.button_faces: dict = {}  # each button's own colour, for when it is enabled again
         self.dialog = None
         self.on_finished: Callable[[], None] | None = None  # the window's close-after-stop
         self.memory_label = ctk.CTkLabel(self, text="", anchor="w", justify="left", wraplength=500)
@@ -127,7 +129,11 @@ class RunPanel(ctk.CTkFrame):
             **{button: running and self.step_seen for button in self.request_buttons.values()},
         }
         for button, enabled in states.items():
-            _configure_if_changed(button, state="normal" if enabled else "disabled")
+            # customtkinter greys only a disabled button's text; grey its face too, so it does not look pressable.
+            face = self.button_faces.setdefault(button, button.cget("fg_color"))
+            _configure_if_changed(
+                button, state="normal" if enabled else "disabled", fg_color=face if enabled else DISABLED_FACE
+            )
         _configure_if_changed(self.stop_button, text="Stop now" if running and self.run.stops_sent else "Stop")
 
     # ---- buttons ------------------------------------------------------------------------------------
