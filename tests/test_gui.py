@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
-from pathlib import Path
 
 import pytest
 
@@ -20,11 +18,18 @@ from modules.config.validation import ConfigError, to_dict
 from modules.registry import describe_source
 from modules.trainer.backups import backup_folders, check_backup
 from modules.ui.field_specs import field_specs
+from tests.gui_helpers import (
+    PRESET,
+    REPO,
+    point_at_tiny_model,
+    pump,
+    screenshot,
+    set_field,
+    start_enabled,
+    wait_for_run,
+)
 from tests.x_display import x_display
 
-REPO = Path(__file__).resolve().parent.parent
-PRESET = REPO / "training_presets" / "demo_ti2v_5b_lora.json"
-SCREENSHOTS = REPO / "workspace" / "test-output" / "ui"
 RUN_STEPS = 4
 
 
@@ -39,44 +44,12 @@ def window(display):
     from modules.ui.app import TrainWindow
 
     win = TrainWindow(config_path=PRESET)
+    win.tabs.build_all()
     pump(win)
     yield win
     if win.run_panel.run is not None:
         win.run_panel.run.kill()
-    win.destroy()
-
-
-def pump(win, until=lambda: True, timeout: float = 0.3) -> None:
-    """Process Tk events (as mainloop would) until `until()` holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        win.update()
-        if until():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s")
-        time.sleep(0.02)
-
-
-def screenshot(win, name: str) -> Path:
-    from PIL import ImageGrab
-
-    win.update()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    x, y = win.winfo_rootx(), win.winfo_rooty()
-    box = (x, y, x + win.winfo_width(), y + win.winfo_height())
-    path = SCREENSHOTS / f"{name}.png"
-    ImageGrab.grab(bbox=box, xdisplay=os.environ["DISPLAY"]).save(path)
-    return path
-
-
-def set_field(win, name: str, value) -> None:
-    win.form.all_widgets()[name].set(value)
-    win.validate_now()
-
-
-def start_enabled(win) -> bool:
-    return win.run_panel.start_button.cget("state") == "normal"
+    win.close_now()
 
 
 # ---- every field, from metadata --------------------------------------------------------------------------
@@ -98,7 +71,10 @@ def test_every_trainconfig_field_appears_on_a_tab(window):
     for method in METHOD_TABS:
         set_field(window, "training_method", method)
         assert tabs.method_tab == METHOD_TABS[method] and METHOD_TABS[method] in tabs.visible_tabs()
+        values = window.form.values()
         for spec in field_specs(TrainConfig):
+            if spec.hidden or not spec.applies_to(values):
+                continue  # never edited (version), or not for the current choices: see the test below
             tab = tabs.tab_of_field(spec.name)
             widget = window.form.lists.get(spec.name) or window.form.fields[spec.name]
             shown = widget.frame if spec.is_dataclass_list else widget.input
@@ -110,6 +86,62 @@ def test_every_trainconfig_field_appears_on_a_tab(window):
         tabs.set(tab)
         pump(window, tabs.page_of_tab(tab).winfo_ismapped, timeout=3)
         screenshot(window, f"tab-{tab.replace(' & ', '-').replace(' ', '-').lower()}")
+
+
+def test_settings_are_shown_only_where_they_apply(window):
+    """One optimizer's settings at a time, expert settings for A14B (and 'auto') only, `version` never."""
+    assert "version" not in window.form.fields
+    optimizer_sections = ("prodigy", "adafactor", "came", "lion", "schedule_free")
+    for optimizer in ("adamw", "adafactor", "prodigy", "lion_8bit", "schedule_free_adamw"):
+        set_field(window, "training.optimizer", optimizer)
+        for spec in field_specs(TrainConfig):
+            section = spec.name.split(".")[1] if spec.name.startswith("training.") else None
+            if section in optimizer_sections:
+                shown = window.form.fields[spec.name].label.winfo_manager() != ""
+                applies = optimizer.startswith(section) or (section == "schedule_free" and "schedule_free" in optimizer)
+                assert shown == applies, (optimizer, spec.name)
+    set_field(window, "training.optimizer", "adafactor")
+    window.tabs.set("Training")
+    screenshot(window, "optimizer-settings")
+    set_field(window, "training.optimizer", "adamw")
+    experts = window.tabs.section_frames["experts"]
+    for variant, shown in (("TI2V-5B", False), ("T2V-A14B", True), ("I2V-A14B", True), ("auto", True)):
+        set_field(window, "model.variant", variant)
+        assert (experts.winfo_manager() != "") == shown, variant
+    window.open_config(PRESET)
+
+
+def test_the_mouse_wheel_scrolls_the_settings_under_the_pointer(window):
+    """X11 sends the wheel as buttons 4 and 5 (customtkinter listens for <MouseWheel> only); a real pointer
+    moved over the Training tab and wheeled with xdotool."""
+    import shutil
+    import subprocess
+
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed (scripts/install_display.sh)")
+    window.tabs.set("Training")
+    pump(window, lambda: window.tabs.pages["Training"].winfo_ismapped(), 3)
+    canvas = window.tabs.pages["Training"]._parent_canvas
+    canvas.yview_moveto(0)
+    label = window.form.fields["training.learning_rate"].label
+    x, y = label.winfo_rootx() + 5, label.winfo_rooty() + 5
+    subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "5", "click", "5"], check=True, timeout=10)
+    pump(window, lambda: canvas.yview()[0] > 0, 3)
+    top = canvas.yview()[0]
+    subprocess.run(["xdotool", "click", "4"], check=True, timeout=10)
+    pump(window, lambda: canvas.yview()[0] < top, 3)
+
+
+def test_every_field_has_a_readable_label():
+    """Declared labels where given, else one made from the name: never a raw dotted key or underscores. The
+    fields still without a declared label are listed (helpers add fields in parallel), not failed."""
+    specs = field_specs(TrainConfig)
+    for spec in specs:
+        assert spec.label and "_" not in spec.label and "." not in spec.label, spec.name
+        assert spec.label[0].isupper() or not spec.label[0].isalpha(), spec.name
+    labelled = [spec.name for spec in specs if spec.labelled]
+    assert "training.learning_rate" in labelled
+    print(f"{len(specs) - len(labelled)} of {len(specs)} fields use a label made from their name")
 
 
 def test_a_field_added_to_the_config_appears_without_ui_code(display):
@@ -132,6 +164,7 @@ def test_a_field_added_to_the_config_appears_without_ui_code(display):
     )
     win = TrainWindow(config_class=config_plus, config_path=PRESET)
     try:
+        win.tabs.build_all()
         pump(win)
         knob = win.form.fields["training.new_knob"]
         assert win.tabs.tab_of_field("training.new_knob") == "Training"
@@ -147,7 +180,7 @@ def test_a_field_added_to_the_config_appears_without_ui_code(display):
         set_field(win, "training.new_knob", 1)
         assert win.form.config().extra.flag is True and start_enabled(win)
     finally:
-        win.destroy()
+        win.close_now()
 
 
 # ---- validation ----------------------------------------------------------------------------------------
@@ -183,33 +216,32 @@ def test_an_invalid_value_is_marked_with_the_configs_message_and_start_is_disabl
     assert widget.error_text is None and start_enabled(window)
 
 
+def test_every_problem_is_listed_at_its_field_and_its_tab_is_marked(window):
+    window.open_config(PRESET)
+    pump(window)
+    assert window.tabs.marked == set()
+    bad = {"training.max_steps": 0, "data.frames": 16, "lora.rank": 0, "sampling.samples.0.steps": 0}
+    for name, value in bad.items():
+        window.form.all_widgets()[name].set(value)
+    window.validate_now()
+    marked = {name for name, widget in window.form.all_widgets().items() if widget.error_text}
+    assert marked == set(bad)
+    status = window.run_panel.status_label.cget("text")
+    assert status.startswith(f"cannot start: {len(bad)} problems:")
+    assert all(widget.error_text in status for name, widget in window.form.all_widgets().items() if name in bad)
+    assert window.tabs.marked == {"Training", "Data", "LoRA", "Sampling"}
+    window.tabs.set("Training")
+    screenshot(window, "all-problems")
+    window.open_config(PRESET)
+    assert window.tabs.marked == set() and start_enabled(window)
+
+
 # ---- presets, save, run --------------------------------------------------------------------------------
-def point_at_tiny_model(win, model: Path, data: Path, workspace: Path, cache: Path, steps: int) -> list[str]:
-    """Set the fields a user would change for the tiny demo; return the same as --config-value overrides."""
-    changes = {
-        "model.base_path": str(model),
-        "data.concepts.0.path": str(data),
-        "data.cache_dir": str(cache),
-        "output.workspace_dir": str(workspace),
-        "output.save_every_steps": 0,
-        "output.tensorboard": False,
-        "training.max_steps": steps,
-        "training.lr_scheduler": "constant",
-        "sampling.samples.0.steps": 2,
-        "sampling.samples.0.frames": 5,
-    }
-    for name, value in changes.items():
-        set_field(win, name, value)
-    return [f"{name}={json.dumps(value) if not isinstance(value, str) else value}" for name, value in changes.items()]
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir, demo_data_dir, tmp_path_factory):
     return tiny_model_dir("TI2V-5B"), demo_data_dir, tmp_path_factory.mktemp("gui_cache")
-
-
-def wait_for_run(win, timeout: float = 240) -> None:
-    pump(win, lambda: win.run_panel.run is None, timeout)
 
 
 def test_preset_change_save_start_runs_to_the_end(window, tiny, tmp_path):
@@ -218,6 +250,7 @@ def test_preset_change_save_start_runs_to_the_end(window, tiny, tmp_path):
     workspace = tmp_path / "run"
     overrides = point_at_tiny_model(window, model, data, workspace, cache, RUN_STEPS)
     # The Model tab shows what the chosen path holds, as the plugin's detection (via the registry) sees it.
+    pump(window, lambda: not window.model_info.pending(), 120)
     assert window.model_info.text.startswith(f"base_path: {describe_source('wan_2_2', str(model))}")
     assert "TI2V-5B diffusers folder" in window.model_info.text
     set_field(window, "lora.rank", 4)
@@ -293,6 +326,8 @@ def test_a_failing_run_shows_its_error_and_the_window_stays_usable(window, tiny,
     assert not start_enabled(window)
     set_field(window, "training.max_steps", 3)
     assert start_enabled(window)
+    assert panel.status_kind == "valid"  # the old failure message went with the change
+    assert panel.stop_button.cget("fg_color") != panel.start_button.cget("fg_color")  # disabled looks disabled
 
 
 def test_data_preview_shows_clips_with_captions_and_the_skip_report(window, tiny, tmp_path):
@@ -310,7 +345,7 @@ def test_data_preview_shows_clips_with_captions_and_the_skip_report(window, tiny
     set_field(window, "data.concepts.0.path", str(concept))
     window.data_preview.scan()
     window.tabs.set("Data")
-    pump(window)
+    pump(window, lambda: window.data_preview.scanned, 120)
     shown = window.data_preview.shown
     assert len(shown) == 3 and shown[0][0] == clips[1]
     assert shown[0][1] == clips[1].with_suffix(".txt").read_text().strip()

@@ -18,9 +18,20 @@ def setting(
     min: float | None = None,
     max: float | None = None,
     default_factory: Any = dataclasses.MISSING,
+    label: str | None = None,
+    unit: str | None = None,
+    applies: dict[str, tuple] | None = None,
+    hidden: bool = False,
 ) -> Any:
-    """Declare a config field; `help` is shown in the GUI and in validation errors."""
+    """Declare a config field; `help` is shown in the GUI and in validation errors.
+
+    For the GUI (all optional, so a field without them still gets a readable label from its name): `label` the
+    human name, `unit` shown beside it, `applies` {other field: values} when the field matters only for those
+    values of another (on a section: for all its fields), `hidden` for fields the user never edits.
+    """
     metadata = {"help": help, "choices": choices, "min": min, "max": max}
+    ui = {"label": label, "unit": unit, "applies": applies, "hidden": hidden or None}
+    metadata.update({key: value for key, value in ui.items() if value is not None})
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

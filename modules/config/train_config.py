@@ -8,6 +8,7 @@ from modules.config.fields import setting
 from modules.config.memory_config import QUANTISED_DTYPES, MemoryConfig
 from modules.config.optimizer_config import (
     OPTIMIZERS,
+    SCHEDULE_FREE,
     AdafactorConfig,
     CameConfig,
     LionConfig,
@@ -307,7 +308,7 @@ class TrainingConfig:
     max_steps: int = setting(1000, help="Optimizer steps to train", min=1)
     batch_size: int = setting(1, help="Clips per batch (a batch holds one resolution/frame bucket)", min=1)
     gradient_accumulation_steps: int = setting(1, help="Batches per optimizer step", min=1)
-    learning_rate: float = setting(1e-4, help="Peak learning rate", min=0.0)
+    learning_rate: float = setting(1e-4, help="Peak learning rate", min=0.0, label="Learning rate")
     optimizer: str = setting(
         "adamw",
         help="Optimizer (docs/optimizers.md); the *_8bit and paged ones need bitsandbytes; each has its section below",
@@ -328,11 +329,25 @@ class TrainingConfig:
     lr_min_factor: float = setting(
         0.0, help="Share of the peak learning rate the decaying schedules end at", min=0.0, max=1.0
     )
-    prodigy: ProdigyConfig = setting(default_factory=ProdigyConfig, help="Prodigy settings")
-    adafactor: AdafactorConfig = setting(default_factory=AdafactorConfig, help="Adafactor settings")
-    came: CameConfig = setting(default_factory=CameConfig, help="CAME settings")
-    lion: LionConfig = setting(default_factory=LionConfig, help="Lion and lion_8bit settings")
-    schedule_free: ScheduleFreeConfig = setting(default_factory=ScheduleFreeConfig, help="Schedule-free AdamW settings")
+    prodigy: ProdigyConfig = setting(
+        default_factory=ProdigyConfig, help="Prodigy settings", applies={"training.optimizer": ("prodigy",)}
+    )
+    adafactor: AdafactorConfig = setting(
+        default_factory=AdafactorConfig, help="Adafactor settings", applies={"training.optimizer": ("adafactor",)}
+    )
+    came: CameConfig = setting(
+        default_factory=CameConfig, help="CAME settings", applies={"training.optimizer": ("came",)}
+    )
+    lion: LionConfig = setting(
+        default_factory=LionConfig,
+        help="Lion and lion_8bit settings",
+        applies={"training.optimizer": ("lion", "lion_8bit")},
+    )
+    schedule_free: ScheduleFreeConfig = setting(
+        default_factory=ScheduleFreeConfig,
+        help="Schedule-free AdamW settings",
+        applies={"training.optimizer": SCHEDULE_FREE},
+    )
     max_grad_norm: float = setting(1.0, help="Gradient clipping norm; 0 disables clipping", min=0.0)
     train_dtype: str = setting(
         "bfloat16", help="Compute dtype of the forward pass (autocast); adapters stay float32", choices=DTYPES
@@ -415,7 +430,7 @@ class EmaConfig:
 
 @dataclass
 class TrainConfig:
-    version: int = setting(1, help="Config format version (older files are migrated on load)", min=0)
+    version: int = setting(1, help="Config format version (older files are migrated on load)", min=0, hidden=True)
     model_type: str = setting("wan_2_2", help="Model family", choices=("wan_2_2",))
     training_method: str = setting(
         "lora",
@@ -428,7 +443,14 @@ class TrainConfig:
     embedding: EmbeddingConfig = field(
         default_factory=EmbeddingConfig, metadata={"help": "Embedding (textual inversion) settings"}
     )
-    experts: ExpertsConfig = field(default_factory=ExpertsConfig, metadata={"help": "Expert choice of A14B models"})
+    experts: ExpertsConfig = field(
+        default_factory=ExpertsConfig,
+        # TI2V-5B has one transformer: the expert settings apply to the A14B variants (and 'auto', not yet known).
+        metadata={
+            "help": "Expert choice of A14B models",
+            "applies": {"model.variant": ("auto", "T2V-A14B", "I2V-A14B")},
+        },
+    )
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Training data and caching"})
     training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimisation"})
     output: OutputConfig = field(default_factory=OutputConfig, metadata={"help": "Where results go"})

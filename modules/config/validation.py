@@ -7,6 +7,7 @@ without reading code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -19,7 +20,7 @@ from modules.util.errors import ConfigError
 def from_dict(config_class: type, data: Any, where: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected an object with keys, got {_show(data)}")
-    hints = typing.get_type_hints(config_class)
+    hints = _type_hints(config_class)
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -34,6 +35,13 @@ def from_dict(config_class: type, data: Any, where: str = "") -> Any:
             continue
         values[name] = _convert(hints[name], data[name], key, f.metadata)
     return config_class(**values)
+
+
+@functools.lru_cache(maxsize=256)
+def _type_hints(config_class: type) -> dict:
+    """typing.get_type_hints, once per class: it evaluates every annotation and was most of a validation's time
+    (the GUI validates after each edit)."""
+    return typing.get_type_hints(config_class)
 
 
 def to_dict(config: Any) -> Any:

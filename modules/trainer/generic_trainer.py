@@ -28,6 +28,8 @@ from modules.trainer.preflight import check_before_loading
 from modules.trainer.resume import BackupController, check_fresh_start
 from modules.trainer.rng_state import seed_all
 from modules.trainer.run_log import RunLog
+from modules.trainer.run_requests import clear as clear_run_requests
+from modules.trainer.run_requests import take_requests
 from modules.trainer.run_start import record_data_report, write_run_report
 from modules.trainer.sample_hooks import SampleHooks
 from modules.trainer.save_fallback import save_or_keep
@@ -218,6 +220,8 @@ class GenericTrainer:
         config, progress = self.config, self.progress
         accumulation = config.training.gradient_accumulation_steps
         micro_step, accumulated_loss = 0, 0.0
+        if self.distributed.is_main:  # a request left after an earlier run ended is not for this one
+            clear_run_requests(self.workspace)
         stop_if_requested(self)  # Ctrl-C while loading/caching: stop before the first step
         while progress.global_step < config.training.max_steps:
             for batch in self.data.batches(progress.epoch, skip=progress.epoch_step):
@@ -245,6 +249,7 @@ class GenericTrainer:
                 until_stop(self.sample_hooks.after_step)
                 self.backups.on_step()  # after saves and samples, so a resume repeats none of them
                 self.step_guard.mark()
+                take_requests(self, run_log)  # the GUI's sample / backup / save now (trainer/run_requests.py)
                 stop_if_requested(self)  # Ctrl-C / SIGTERM / the GUI's Stop: back up and raise TrainingStopped
                 if progress.global_step >= config.training.max_steps:
                     return

@@ -48,23 +48,37 @@ def scan_concepts(concepts: list[dict]) -> tuple[list[tuple[Path, str, Image.Ima
 
 
 class DataPreview(ctk.CTkFrame):
-    def __init__(self, parent, form):
+    def __init__(self, parent, form, background):
         super().__init__(parent)
         self.form = form
+        self.background = background
         top = ctk.CTkFrame(self, fg_color="transparent")
         top.pack(fill="x", padx=6, pady=4)
         ctk.CTkLabel(top, text="Preview", font=ctk.CTkFont(weight="bold")).pack(side="left")
-        ctk.CTkButton(top, text="Scan concepts", width=120, command=self.scan).pack(side="right")
+        self.scan_button = ctk.CTkButton(top, text="Scan concepts", width=120, command=self.scan)
+        self.scan_button.pack(side="right")
         self.clips = ctk.CTkFrame(self, fg_color="transparent")
         self.clips.pack(fill="x", padx=6)
         self.report_label = ctk.CTkLabel(self, text="", anchor="w", justify="left", wraplength=640)
         self.report_label.pack(fill="x", padx=6, pady=(0, 6))
         self.shown: list[tuple[Path, str]] = []
+        self.scanned = False
         self.skipped: list[str] = []
 
     def scan(self) -> None:
+        """Collect and probe the concepts in the background worker (media decoding is slow)."""
         concepts = self.form.values().get("data", {}).get("concepts", [])
-        shown, self.skipped = scan_concepts(concepts)
+        self.scan_button.configure(state="disabled", text="Scanning...")
+        self.scanned = False
+        self.background.submit("scan", "scanning concepts", self._show, scan_concepts, concepts)
+
+    def _show(self, result) -> None:
+        self.scan_button.configure(state="normal", text="Scan concepts")
+        self.scanned = True
+        if isinstance(result, BaseException):
+            self.report_label.configure(text=f"scan failed: {type(result).__name__}: {result}")
+            return
+        shown, self.skipped = result
         for child in self.clips.winfo_children():
             child.destroy()
         self.shown = [(path, caption) for path, caption, _ in shown]

@@ -25,6 +25,14 @@ class FieldSpec:
     min: float | None
     max: float | None
     item_kind: Any = None  # for lists: the item type (a primitive, or a dataclass edited by a list editor)
+    label: str = ""  # the declared label, else one made from the name (see `readable_label`)
+    unit: str | None = None
+    applies: tuple = ()  # ((other field, allowed values), ...): shown only while every one holds
+    hidden: bool = False
+    labelled: bool = False  # the label was declared (not made from the name)
+
+    def applies_to(self, values: dict) -> bool:
+        return all(get_path(values, name) in allowed for name, allowed in self.applies)
 
     @property
     def section(self) -> str:
@@ -35,15 +43,28 @@ class FieldSpec:
         return self.kind is list and dataclasses.is_dataclass(self.item_kind)
 
 
-def field_specs(config_class: type, prefix: str = "") -> list[FieldSpec]:
-    """Every leaf setting of `config_class` in declaration order; nested sections are flattened."""
+def readable_label(name: str) -> str:
+    """'training.adafactor.beta1' -> 'Adafactor beta1': the field's own name, after its sub-section's (so settings
+    of one optimizer are told apart from another's), underscores as spaces, the first letter capitalised."""
+    parts = name.split(".")
+    words = parts[-1].replace("_", " ")
+    if len(parts) > 2 and not parts[-2].isdigit():  # a nested section, not an item of a list
+        words = f"{parts[-2].replace('_', ' ')} {words}"
+    return words[:1].upper() + words[1:]
+
+
+def field_specs(config_class: type, prefix: str = "", applies: tuple = ()) -> list[FieldSpec]:
+    """Every leaf setting of `config_class` in declaration order; nested sections are flattened (a section's
+    `applies` holds for each of its fields)."""
     specs = []
     hints = typing.get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
         kind, optional = _unwrap_optional(hints[f.name])
         name = f"{prefix}{f.name}"
+        meta = f.metadata
+        own_applies = applies + tuple((key, tuple(values)) for key, values in (meta.get("applies") or {}).items())
         if dataclasses.is_dataclass(kind):
-            specs += field_specs(kind, f"{name}.")
+            specs += field_specs(kind, f"{name}.", own_applies)
             continue
         item_kind = None
         if typing.get_origin(kind) is list:
@@ -55,7 +76,6 @@ def field_specs(config_class: type, prefix: str = "") -> list[FieldSpec]:
             if f.default is not dataclasses.MISSING
             else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         )
-        meta = f.metadata
         specs.append(
             FieldSpec(
                 name=name,
@@ -68,6 +88,11 @@ def field_specs(config_class: type, prefix: str = "") -> list[FieldSpec]:
                 min=meta.get("min"),
                 max=meta.get("max"),
                 item_kind=item_kind,
+                label=meta.get("label") or readable_label(name),
+                unit=meta.get("unit"),
+                applies=own_applies,
+                hidden=bool(meta.get("hidden")),
+                labelled="label" in meta,
             )
         )
     return specs

@@ -24,13 +24,14 @@ class FieldWidget:
     def __init__(self, parent, spec: FieldSpec, row: int, on_change: Callable[[], None]):
         self.spec, self.parent, self.row, self.on_change = spec, parent, row, on_change
         self.error_text: str | None = None
+        self.shown = True
         self.error_label = None
-        label = spec.name.rsplit(".", 1)[-1] + (" *" if spec.required else "")
+        label = spec.label + (f" ({spec.unit})" if spec.unit else "") + (" *" if spec.required else "")
         self.label = ctk.CTkLabel(parent, text=label, anchor="w")
         self.label.grid(row=2 * row, column=0, sticky="w", padx=(8, 12), pady=2)
         self.input = self._make_input(parent)
         self.input.grid(row=2 * row, column=1, sticky="ew", padx=(0, 8), pady=2)
-        hint = spec.help + _range_text(spec)
+        hint = f"{spec.name}: {spec.help}" + _range_text(spec)
         Tooltip(self.label, hint)
         Tooltip(self.input, hint)
 
@@ -60,6 +61,15 @@ class FieldWidget:
         self.error_label.configure(text=message)
         self.error_label.grid(row=2 * self.row + 1, column=1, sticky="w", padx=(0, 8))
         self.label.configure(text_color=ERROR_COLOR)
+
+    def show(self, shown: bool) -> None:
+        """Lay the row out, or take it out (a setting that does not apply to the current choices)."""
+        widgets = [self.label, self.input] + ([self.error_label] if self.error_text is not None else [])
+        for widget in widgets:
+            if shown:
+                widget.grid()
+            else:
+                widget.grid_remove()
 
     def destroy(self) -> None:
         for widget in (self.label, self.input, self.error_label):

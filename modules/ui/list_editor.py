@@ -57,10 +57,18 @@ class ListEditor:
         self.on_change()
 
     def set(self, values: list[dict]) -> None:
-        for box, _ in self.items:
+        """Show `values`: the existing item forms are refilled (creating widgets is what takes time), extra
+        ones removed, missing ones added."""
+        values = list(values or [])
+        while len(self.items) > len(values):
+            box, _ = self.items.pop()
             box.destroy()
-        self.items = []
-        for item in values or []:
+        for index, ((_, widgets), item) in enumerate(zip(self.items, values)):
+            for item_spec in self.item_specs:
+                value = get_path(item, item_spec.name)
+                widget = widgets[f"{self.spec.name}.{index}.{item_spec.name}"]
+                widget.set(item_spec.default if value is dataclasses.MISSING else value)
+        for item in values[len(self.items) :]:
             self.add_item(item)
 
     def get(self) -> list[dict]:
