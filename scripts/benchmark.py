@@ -87,7 +87,7 @@ def clip_size(data: dict, tiny: bool) -> tuple[int, int]:
     preset's data.resolution (its area), e.g. 832x480 for the A14B presets' 632, never a size the model refuses."""
     if tiny:
         return 64, 64
-    from modules.data.buckets import resolution_bucket
+    from modules.data.clips.buckets import resolution_bucket
 
     variant = VARIANTS[data["model"]["variant"]]
     side = data["data"].get("resolution", 640)

@@ -19,12 +19,12 @@ import _repo_path  # noqa: F401
 import torch
 
 from modules.config.loading import config_from_dict
-from modules.data.cache import DiskCache
-from modules.data.concepts import Concept
-from modules.data.demo_data import DemoClip, write_clip
-from modules.data.pipeline import Pipeline
-from modules.data.report import DataReport
-from modules.data.stages import AssignBuckets, CacheLatents, CollectMedia, PlanWindows, ProbeMedia
+from modules.data.caching.cache import DiskCache
+from modules.data.flow.pipeline import Pipeline
+from modules.data.flow.report import DataReport
+from modules.data.flow.stages import AssignBuckets, CacheLatents, CollectMedia, PlanWindows, ProbeMedia
+from modules.data.sources.concepts import Concept
+from modules.data.sources.demo_data import DemoClip, write_clip
 from modules.util.errors import run_script
 from modules.wan.loading.loader import WanModelLoader
 from modules.wan.tiny_models import write_tiny_model

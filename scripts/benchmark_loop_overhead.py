@@ -17,7 +17,7 @@ import _repo_path  # noqa: F401
 import torch
 
 from modules.config.loading import config_from_dict
-from modules.data.demo_data import make_demo_data
+from modules.data.sources.demo_data import make_demo_data
 from modules.module.flow_matching import noisy_input, velocity_target
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.util.errors import run_script

@@ -36,10 +36,10 @@ import _repo_path  # noqa: F401
 import decord
 import numpy as np
 
-from modules.data import media_io, video_readers
-from modules.data.buckets import resize_and_crop, resolution_bucket
-from modules.data.demo_data import DemoClip, write_clip
-from modules.data.frame_windows import plan_windows, resampled_source_indices, window_source_indices
+from modules.data.clips.buckets import resize_and_crop, resolution_bucket
+from modules.data.clips.frame_windows import plan_windows, resampled_source_indices, window_source_indices
+from modules.data.media import media_io, video_readers
+from modules.data.sources.demo_data import DemoClip, write_clip
 from modules.util.errors import run_script
 from modules.util.video_export import find_ffmpeg
 

@@ -25,7 +25,7 @@ import _repo_path  # noqa: F401
 import torch
 
 from modules.config.loading import config_from_dict
-from modules.data.demo_data import make_demo_data
+from modules.data.sources.demo_data import make_demo_data
 from modules.util.errors import run_script
 from modules.wan.tiny_models import write_tiny_model
 

@@ -90,7 +90,7 @@ def add_data_options(command: argparse.ArgumentParser) -> None:
 
 
 def concept_plans(args):
-    from modules.data.video_dataset import DatasetSettings
+    from modules.data.flow.video_dataset import DatasetSettings
     from modules.dataset_tools import data_settings
     from modules.util.errors import UserError
 

@@ -14,7 +14,7 @@ import sys
 
 import _repo_path  # noqa: F401
 
-from modules.trainer.diagnostics import collect_report, format_report
+from modules.trainer.reporting.diagnostics import collect_report, format_report
 from modules.util.errors import run_script
 
 

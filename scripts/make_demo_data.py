@@ -8,7 +8,7 @@ import sys
 
 import _repo_path  # noqa: F401
 
-from modules.data.demo_data import make_demo_data
+from modules.data.sources.demo_data import make_demo_data
 from modules.util.errors import run_script
 
 

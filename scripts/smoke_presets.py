@@ -20,7 +20,7 @@ import _repo_path  # noqa: F401
 import torch
 
 from modules.benchmark.preset_smoke import adapt_to_device, ensure_one_sample, run_smoke, shrink_preset
-from modules.data.demo_data import make_demo_data
+from modules.data.sources.demo_data import make_demo_data
 from modules.util.errors import run_script
 from modules.wan.tiny_models import write_tiny_model
 from modules.wan.variants import VARIANTS

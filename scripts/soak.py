@@ -27,9 +27,9 @@ import psutil
 import torch
 
 from modules.config.loading import load_config
-from modules.data.demo_data import make_demo_data
-from modules.trainer.backups import backup_folders
+from modules.data.sources.demo_data import make_demo_data
 from modules.trainer.generic_trainer import GenericTrainer
+from modules.trainer.state.backups import backup_folders
 from modules.util.errors import run_script
 from modules.wan.tiny_models import write_tiny_model
 

@@ -21,8 +21,7 @@ import sys
 import _quiet_other_ranks  # noqa: F401
 import _repo_path  # noqa: F401
 
-from modules.trainer import run_events
-from modules.trainer.stop_request import (
+from modules.trainer.guards.stop_request import (
     EXIT_STOPPED,
     TrainingStopped,
     command_line,
@@ -30,17 +29,18 @@ from modules.trainer.stop_request import (
     stop_message,
     stop_signals,
 )
+from modules.trainer.reporting import run_events
 from modules.util.errors import UserError, report_user_error, run_script
 
 
 def main() -> int:
     # First, so a Ctrl-C even while torch is imported is a clean stop, never a traceback; the stop request is this
     # run's, and the handlers found before are restored when it ends.
-    from modules.trainer.library_messages import run_logging
+    from modules.trainer.reporting.library_messages import run_logging
 
     rank = int(os.environ.get("RANK", 0))
     # Before the imports in run(): libraries print notices while imported; the known-harmless ones go only to the
-    # run's log file (modules/trainer/library_messages.py). Only the main process speaks; the others report
+    # run's log file (modules/trainer/reporting/library_messages.py). Only the main process speaks; the others report
     # warnings and their own failure.
     with stop_signals() as stop, run_logging(logging.INFO if rank == 0 else logging.WARNING):
         return run(stop)
@@ -109,7 +109,7 @@ def run(stop) -> int:
             print_host_plan(config, args.num_processes)  # RAM, phase by phase, beside the GPU plan
             return code
         if "WORLD_SIZE" not in os.environ:  # this is the launching process: check the count before any starts
-            from modules.trainer.process_count import check_process_count, machine_counts
+            from modules.trainer.guards.process_count import check_process_count, machine_counts
 
             check_process_count(args.num_processes, config, *machine_counts())
             if args.num_processes > 1:

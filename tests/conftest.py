@@ -42,8 +42,8 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_data_dir(tmp_path_factory):
-    """The synthetic demo clips (modules/data/demo_data.py), written once per session."""
-    from modules.data.demo_data import make_demo_data
+    """The synthetic demo clips (modules/data/sources/demo_data.py), written once per session."""
+    from modules.data.sources.demo_data import make_demo_data
 
     folder = tmp_path_factory.mktemp("demo_data")
     make_demo_data(folder)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, safe_open
 
-from modules.trainer.backups import (
+from modules.trainer.state.backups import (
     BackupError,
     backup_folders,
     check_backup,
@@ -37,7 +37,7 @@ WRITER = f"""
 import sys, torch
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
-from modules.trainer.backups import BackupContents, backup_folders, prune_own_backups, write_backup
+from modules.trainer.state.backups import BackupContents, backup_folders, prune_own_backups, write_backup
 from modules.util.atomic import save_safetensors_atomic
 root, iteration = Path(sys.argv[1]), int(sys.argv[2])
 # One run across the kills (as a resumed run): the backups of the killed writers count as this one's own.

@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 
 from modules.module.lora import lora_state_dict, set_lora_state_dict
 from modules.registry import plugin_for
-from modules.trainer.backups import BackupError, backup_folders, check_backup, read_backup, write_backup
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.trainer.parameter_names import parameter_names
+from modules.trainer.state.backups import BackupError, backup_folders, check_backup, read_backup, write_backup
+from modules.trainer.state.parameter_names import parameter_names
 from modules.wan.training.lora_setup import WanLoRASetup
 from tests.test_ema import lora_config
 

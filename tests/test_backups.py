@@ -13,9 +13,9 @@ import logging
 import pytest
 import torch
 
-from modules.trainer.backups import BackupError, backup_folders, check_backup, read_backup
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.trainer.parameter_names import parameter_names
+from modules.trainer.state.backups import BackupError, backup_folders, check_backup, read_backup
+from modules.trainer.state.parameter_names import parameter_names
 from tests.test_ema import lora_config
 
 

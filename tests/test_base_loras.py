@@ -21,8 +21,8 @@ from modules.config.loading import load_config
 from modules.module.fp8_linear import Fp8Linear, quantise_fp8
 from modules.module.lora import attach_lora, lora_state_dict, set_lora_state_dict
 from modules.module.lora_merge import merge_adapter
-from modules.trainer.backups import BackupError
 from modules.trainer.generic_trainer import GenericTrainer
+from modules.trainer.state.backups import BackupError
 from modules.wan.formats.adapter_file import read_adapter_file
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.formats.lora_file import save_lora_file

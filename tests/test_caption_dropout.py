@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from modules.data.caption_dropout import drops_caption
+from modules.data.sources.caption_dropout import drops_caption
 from modules.trainer.generic_trainer import GenericTrainer
 from tests.test_training import lora_config, one_clip
 

@@ -8,7 +8,7 @@ import pytest
 from modules.config.validation import ConfigError
 from modules.trainer.distributed import DistributedError
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.trainer.preflight import check_before_loading
+from modules.trainer.guards.preflight import check_before_loading
 from modules.wan.training.full_setup import WanFineTuneSetup
 from modules.wan.training.lora_setup import WanLoRASetup
 from tests.test_ema import lora_config

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from modules.config.train_config import ConceptConfig
-from modules.data import media_io
-from modules.data.buckets import resize_and_crop
+from modules.data.clips.buckets import resize_and_crop
+from modules.data.media import media_io
 from modules.trainer.generic_trainer import GenericTrainer
 from tests.test_training import lora_config, one_clip
 

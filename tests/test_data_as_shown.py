@@ -4,12 +4,12 @@ frame rate and edit lists, on real files made by the bundled ffmpeg (tests/media
 import numpy as np
 import pytest
 
-from modules.data import media_io
-from modules.data.buckets import resolution_bucket
-from modules.data.cache import cache_key, file_identity
-from modules.data.frame_windows import resampled_source_indices
-from modules.data.report import DataReport
-from modules.data.stages import RESIZE_METHOD, AssignBuckets, CacheLatents, PlanWindows, ProbeMedia
+from modules.data.caching.cache import cache_key, file_identity
+from modules.data.clips.buckets import resolution_bucket
+from modules.data.clips.frame_windows import resampled_source_indices
+from modules.data.flow.report import DataReport
+from modules.data.flow.stages import RESIZE_METHOD, AssignBuckets, CacheLatents, PlanWindows, ProbeMedia
+from modules.data.media import media_io
 from tests.media_fixtures import (
     corner_error,
     corner_names,
@@ -215,7 +215,7 @@ def format_1_key(path, indices, bucket=(17, 64, 64)) -> str:
 
 
 def test_the_cache_key_changes_for_exactly_the_files_whose_frames_change(files):
-    from modules.data.buckets import Bucket
+    from modules.data.clips.buckets import Bucket
 
     stage = CacheLatents(None, None, "enc", DataReport())
     indices = list(range(17))
@@ -242,7 +242,7 @@ def test_probe_stage_reports_per_file_what_was_corrected(files):
 def test_edit_listed_windows_are_reached_by_seeking_and_match_the_player_at_every_position(tmp_path):
     import av
 
-    from modules.data import video_readers
+    from modules.data.media import video_readers
 
     base = write_pattern_video(tmp_path / "long.mp4", count=70, extra=("-g", "8"))  # keyframes every 8 frames
     path = trimmed(base, tmp_path / "long_edit.mp4", 0.5)
@@ -262,7 +262,7 @@ def test_edit_listed_windows_are_reached_by_seeking_and_match_the_player_at_ever
 def test_non_square_pixels_are_resized_once_to_the_bucket(files, backend):
     import torch
 
-    from modules.data.buckets import resize_and_crop
+    from modules.data.clips.buckets import resize_and_crop
 
     info = media_io.probe(files["sar"])  # 96x64 stored, shown 128x64
     window = media_io.read_window(files["sar"], [4, 9], 64, 32, backend, info)

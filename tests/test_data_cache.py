@@ -11,9 +11,9 @@ import torch
 from safetensors import safe_open
 
 from modules.config.loading import config_from_dict
-from modules.data.concepts import DataError
-from modules.data.demo_data import DemoClip, moving_shape_frames, write_clip
-from modules.data.video_dataset import load_sample
+from modules.data.flow.video_dataset import load_sample
+from modules.data.sources.concepts import DataError
+from modules.data.sources.demo_data import DemoClip, moving_shape_frames, write_clip
 from modules.util.video_export import write_video
 from modules.wan.loading.loader import load_wan_model
 from modules.wan.training.data_loader import WanBaseDataLoader
@@ -200,7 +200,7 @@ def test_a_corrupt_cache_entry_is_rebuilt(model, tmp_path):
 def test_cached_latents_are_of_the_frames_as_shown(model, tmp_path):
     """A rotated clip only PyAV reads (AV1, when the bundled ffmpeg encodes it; else H.264) and an anamorphic
     clip: their latents encode what ffmpeg plays (upright, stretched), not the stored frames."""
-    from modules.data.buckets import resize_and_crop
+    from modules.data.clips.buckets import resize_and_crop
     from tests.media_fixtures import encoder_available, player_frames, with_rotation, write_pattern_video
 
     data = tmp_path / "data"

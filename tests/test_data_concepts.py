@@ -5,8 +5,8 @@ import os
 import pytest
 from PIL import Image
 
-from modules.data.concepts import Concept, DataError, collect_media
-from modules.data.report import DataReport
+from modules.data.flow.report import DataReport
+from modules.data.sources.concepts import Concept, DataError, collect_media
 from tests.media_fixtures import pattern
 
 

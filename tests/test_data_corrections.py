@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 from PIL import Image
 
-from modules.data.concepts import Concept
-from modules.data.corrections import dataset_corrections
-from modules.data.report import DataReport
-from modules.data.stages import CollectMedia, ProbeMedia
-from modules.trainer import run_events
-from modules.trainer.run_start import REPORT_FILE, record_data_report
+from modules.data.flow.report import DataReport
+from modules.data.flow.stages import CollectMedia, ProbeMedia
+from modules.data.media.corrections import dataset_corrections
+from modules.data.sources.concepts import Concept
+from modules.trainer.reporting import run_events
+from modules.trainer.reporting.run_start import REPORT_FILE, record_data_report
 from tests.media_fixtures import pattern, with_display_matrix, write_pattern_video
 
 

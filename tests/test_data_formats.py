@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modules.data import media_io
-from modules.data.concepts import Concept, collect_media
-from modules.data.folder_walk import NOT_MEDIA, SUBFOLDER_NOT_READ
-from modules.data.report import DataReport
+from modules.data.flow.report import DataReport
+from modules.data.media import media_io
+from modules.data.media.folder_walk import NOT_MEDIA, SUBFOLDER_NOT_READ
+from modules.data.sources.concepts import Concept, collect_media
 from tests.media_fixtures import corner_names, ffmpeg, frame_number, pattern, player_frames, write_pattern_video
 
 SMALL = {"count": 24, "width": 64, "height": 48}

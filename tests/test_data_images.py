@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modules.data import media_io
-from modules.data.image_io import ALPHA_BACKGROUND
-from modules.data.report import DataReport
-from modules.data.stages import ProbeMedia
+from modules.data.flow.report import DataReport
+from modules.data.flow.stages import ProbeMedia
+from modules.data.media import media_io
+from modules.data.media.image_io import ALPHA_BACKGROUND
 from tests.media_fixtures import CORNERS, corner_names, ffmpeg, pattern
 
 # EXIF orientation -> the stored corners (red, green, blue, yellow as TL, TR, BL, BR) as a viewer shows them.

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from modules.data import media_io
-from modules.data.batching import BucketBatchSampler
-from modules.data.demo_data import DEMO_CLIPS, make_demo_data, moving_shape_frames
-from modules.data.pipeline import Pipeline, PipelineError
-from modules.data.report import DataReport
-from modules.data.stages import AssignBuckets, CollectMedia, PlanWindows, ProbeMedia
+from modules.data.flow.batching import BucketBatchSampler
+from modules.data.flow.pipeline import Pipeline, PipelineError
+from modules.data.flow.report import DataReport
+from modules.data.flow.stages import AssignBuckets, CollectMedia, PlanWindows, ProbeMedia
+from modules.data.media import media_io
+from modules.data.sources.demo_data import DEMO_CLIPS, make_demo_data, moving_shape_frames
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from modules.data.buckets import resize_and_crop, resolution_bucket
-from modules.data.frame_windows import (
+from modules.data.clips.buckets import resize_and_crop, resolution_bucket
+from modules.data.clips.frame_windows import (
     EXTRACTION_MODES,
     Window,
     is_4n1,

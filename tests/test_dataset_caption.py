@@ -10,10 +10,10 @@ import pytest
 import torch
 from media_fixtures import frame_number, write_pattern_video
 
-from modules.data.buckets import resolution_bucket
-from modules.data.concepts import Concept
-from modules.data.report import DataReport
-from modules.data.video_dataset import DatasetSettings
+from modules.data.clips.buckets import resolution_bucket
+from modules.data.flow.report import DataReport
+from modules.data.flow.video_dataset import DatasetSettings
+from modules.data.sources.concepts import Concept
 from modules.dataset_tools.caption import CaptionSettings, caption_files, files_to_caption
 from modules.dataset_tools.caption_frames import caption_frames
 from modules.dataset_tools.caption_model import CaptionModelError, load_model

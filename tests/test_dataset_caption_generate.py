@@ -21,8 +21,8 @@ pytest.importorskip("torchvision", reason="transformers' Qwen-VL video processor
 from media_fixtures import pattern, write_pattern_video  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from modules.data.concepts import Concept  # noqa: E402
-from modules.data.video_dataset import DatasetSettings  # noqa: E402
+from modules.data.flow.video_dataset import DatasetSettings  # noqa: E402
+from modules.data.sources.concepts import Concept  # noqa: E402
 from modules.dataset_tools.caption import CaptionSettings, caption_files, files_to_caption  # noqa: E402
 from modules.dataset_tools.caption_frames import caption_frames  # noqa: E402
 from modules.dataset_tools.data_settings import LabelledConcept  # noqa: E402

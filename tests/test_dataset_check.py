@@ -14,9 +14,9 @@ import torch
 from dataset_cli import load_cli
 
 from modules.config.loading import config_from_dict
-from modules.data.demo_data import DemoClip, write_clip
-from modules.data.report import DataReport
-from modules.data.stages import CacheLatents
+from modules.data.flow.report import DataReport
+from modules.data.flow.stages import CacheLatents
+from modules.data.sources.demo_data import DemoClip, write_clip
 from modules.dataset_tools.check import check_concepts, plan_items
 from modules.dataset_tools.data_settings import from_train_config
 from modules.wan.loading.loader import load_wan_model

@@ -15,8 +15,8 @@ import pytest
 from dataset_cli import load_cli
 from media_fixtures import ffmpeg, frame_number, player_frames, trimmed, with_rotation, write_pattern_video
 
-from modules.data.frame_windows import resampled_source_indices
-from modules.data.media_io import probe
+from modules.data.clips.frame_windows import resampled_source_indices
+from modules.data.media.media_io import probe
 from modules.dataset_tools.clip_plan import LengthBounds, bounds_from_training_frames, plan_clips
 from modules.dataset_tools.split import SplitSettings, split_sources
 

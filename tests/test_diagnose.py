@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modules.trainer.diagnostics import NO_GPU, REPORT_SCHEMA, _check, format_report, validate_report
+from modules.trainer.reporting.diagnostics import NO_GPU, REPORT_SCHEMA, _check, format_report, validate_report
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -25,9 +25,9 @@ from diffusers import WanTransformer3DModel
 from safetensors.torch import load_file
 
 from modules.config.train_config import TrainConfig
-from modules.data.demo_data import DemoClip, write_clip
-from modules.trainer.backups import backup_folders, check_backup
+from modules.data.sources.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
+from modules.trainer.state.backups import backup_folders, check_backup
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.variants import HIGH, LOW
 from tests.config_builders import tiny_run_config

@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modules.trainer.backups import backup_folders, check_backup
+from modules.trainer.state.backups import backup_folders, check_backup
 from tests.distributed_runs import free_port
 from tests.test_backup_crash import reaped
 from tests.test_resume import PRESET, assert_bit_identical, newest_complete_step

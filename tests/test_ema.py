@@ -3,7 +3,7 @@ samples and the saved LoRA use it while training goes on with (and ends on) the 
 
 The reference EMA is recomputed here in float64 from the weights recorded after every optimizer step
 (ema_0 = the initial weights; at every `update_interval`-th step ema = decay * ema + (1 - decay) * weights),
-independently of modules/trainer/ema.py. Exact resume with EMA on (the EMA state in backups) is
+independently of modules/trainer/state/ema.py. Exact resume with EMA on (the EMA state in backups) is
 tests/test_resume.py, which runs with ema.enabled.
 """
 
@@ -14,9 +14,9 @@ import torch
 
 from modules.config.sampling_config import SampleConfig
 from modules.config.train_config import EmaConfig, TrainConfig
-from modules.data.demo_data import DemoClip, write_clip
-from modules.trainer.ema import create_ema
+from modules.data.sources.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
+from modules.trainer.state.ema import create_ema
 from modules.wan.formats.lora_file import load_lora_file
 from tests.config_builders import tiny_run_config
 

@@ -11,7 +11,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 
 from modules.config.sampling_config import SampleConfig
 from modules.config.train_config import TrainConfig
-from modules.data.demo_data import DemoClip, write_clip
+from modules.data.sources.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.embeddings.text import encode_text_with_vectors
 from modules.wan.embeddings.vectors import (

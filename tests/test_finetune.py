@@ -9,7 +9,7 @@ from diffusers import WanPipeline, WanTransformer3DModel
 from safetensors import safe_open
 
 from modules.config.train_config import TrainConfig
-from modules.data.demo_data import DemoClip, write_clip
+from modules.data.sources.demo_data import DemoClip, write_clip
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.loading.loader import load_wan_model

@@ -16,7 +16,7 @@ from modules.config.loading import load_config
 from modules.config.train_config import TrainConfig, TrainingConfig
 from modules.config.validation import ConfigError, to_dict
 from modules.registry import describe_source
-from modules.trainer.backups import backup_folders, check_backup
+from modules.trainer.state.backups import backup_folders, check_backup
 from modules.ui.field_specs import field_specs
 from tests.gui_helpers import (
     PRESET,

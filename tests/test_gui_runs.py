@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from modules.trainer.backups import backup_folders, check_backup
-from modules.trainer.run_events import read_events
-from modules.trainer.stop_request import EXIT_ABORTED
+from modules.trainer.guards.stop_request import EXIT_ABORTED
+from modules.trainer.reporting.run_events import read_events
+from modules.trainer.state.backups import backup_folders, check_backup
 from tests.gui_helpers import (
     PRESET,
     WINDOW_TITLE,

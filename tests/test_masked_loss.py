@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from modules.config.loading import load_config
-from modules.data.buckets import resize_and_crop
-from modules.data.masks import mask_to_latent_grid
+from modules.data.clips.buckets import resize_and_crop
+from modules.data.flow.masks import mask_to_latent_grid
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.training.setup_base import TrainProgress
 from tests.media_fixtures import ffmpeg, player_frames

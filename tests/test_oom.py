@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from modules.trainer.backups import backup_folders, check_backup
-from modules.trainer.oom import EXIT_OUT_OF_MEMORY, TEST_OOM_ENV
+from modules.trainer.guards.oom import EXIT_OUT_OF_MEMORY, TEST_OOM_ENV
+from modules.trainer.state.backups import backup_folders, check_backup
 from tests.test_resume import EXACTNESS, REPO, assert_bit_identical, train_command
 
 TOTAL_STEPS = 6

@@ -9,7 +9,7 @@ import torch
 from modules.config.optimizer_config import OPTIMIZERS
 from modules.config.optimizer_state_bytes import OPTIMIZER_STATE_BYTES, optimizer_state_bytes
 from modules.config.train_config import TrainConfig
-from modules.trainer.optimizer_registry import OPTIMIZER_FACTORIES
+from modules.trainer.optim.optimizer_registry import OPTIMIZER_FACTORIES
 
 # Per-tensor constants (quantisation maps, factored row/column statistics) that the table leaves out weigh at most
 # this much per parameter at the test's 32k-element tensors.

@@ -9,7 +9,7 @@ import torch
 
 from modules.config.optimizer_config import OPTIMIZERS
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.trainer.optimizer_modes import optimizer_eval_weights
+from modules.trainer.optim.optimizer_modes import optimizer_eval_weights
 from tests.test_optimizers import LEARNING_RATE, skip_unless_runs
 from tests.test_resume import assert_sigkilled_resume_is_exact
 from tests.test_training import lora_config, one_clip

@@ -16,11 +16,11 @@ import torch
 from modules.config.optimizer_config import OPTIMIZERS
 from modules.config.train_config import TrainingConfig
 from modules.config.validation import ConfigError
-from modules.trainer.backups import BackupContents, read_backup, write_backup
-from modules.trainer.lr_schedules import lr_factor
-from modules.trainer.optimizer_modes import optimizer_eval_weights
-from modules.trainer.optimizer_registry import create_optimizer
-from modules.trainer.resume import _join_optimizer_state, _split_optimizer_state
+from modules.trainer.optim.lr_schedules import lr_factor
+from modules.trainer.optim.optimizer_modes import optimizer_eval_weights
+from modules.trainer.optim.optimizer_registry import create_optimizer
+from modules.trainer.state.backups import BackupContents, read_backup, write_backup
+from modules.trainer.state.resume import _join_optimizer_state, _split_optimizer_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -88,7 +88,7 @@ def test_real_preset_fits_its_tier_by_the_memory_planner(path):
 
 @pytest.mark.parametrize("variant_name", ["t2v_a14b", "i2v_a14b"])
 def test_a14b_24gb_presets_train_832x480x81_with_fp8_and_block_swapping(variant_name):
-    from modules.data.buckets import resolution_bucket
+    from modules.data.clips.buckets import resolution_bucket
 
     config = load_config(REPO / "training_presets" / f"wan22_{variant_name}_lora_24gb.json")
     variant = VARIANTS[config.model.variant]

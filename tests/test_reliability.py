@@ -24,12 +24,12 @@ from safetensors.torch import load_file, save_file
 
 from modules.config.loading import apply_override, config_from_dict, load_config
 from modules.config.validation import ConfigError
-from modules.data.concepts import DataError
+from modules.data.sources.concepts import DataError
 from modules.registry import plugin_for
-from modules.trainer.backups import backup_folders, check_backup
-from modules.trainer.library_messages import LOG_FILE
-from modules.trainer.preflight import check_before_loading, check_writable_folder
-from modules.trainer.workspace_lock import WorkspaceLock
+from modules.trainer.guards.preflight import check_before_loading, check_writable_folder
+from modules.trainer.guards.workspace_lock import WorkspaceLock
+from modules.trainer.reporting.library_messages import LOG_FILE
+from modules.trainer.state.backups import backup_folders, check_backup
 from modules.wan.formats.lora_file import save_lora_file
 from tests.reliability_cli import (
     DEMO_PRESET,
@@ -435,7 +435,7 @@ def test_a_fresh_run_keeps_a_finished_runs_backups_and_prints_only_its_own_lines
     is allowed, writes its own rolling backups and leaves the earlier ones byte-identical. What it prints is the
     trainer's own lines only: library notices known to be harmless go to <workspace>/run.log; a sample whose
     start_image is missing is one warning line, without a traceback."""
-    from modules.trainer.library_messages import KNOWN_HARMLESS
+    from modules.trainer.reporting.library_messages import KNOWN_HARMLESS
 
     workspace, cache = copy_workspace(prepared, tmp_path)
     earlier, earlier_folders = snapshot(workspace / "backups"), backup_folders(workspace / "backups")
@@ -478,7 +478,7 @@ def interrupted_run(command: list[str], folder: Path, ready) -> tuple[RunningTra
 @pytest.mark.slow
 def test_ctrl_c_while_loading_stops_before_anything_is_cached(prepared, tmp_path):
     workspace, cache = tmp_path / "workspace", tmp_path / "cache"
-    # diagnostics.json is written right before the model loads (modules/trainer/run_start.py).
+    # diagnostics.json is written right before the model loads (modules/trainer/reporting/run_start.py).
     trainer, _ = interrupted_run(
         train_arguments(*values(prepared, workspace, cache)),
         tmp_path / "run",
@@ -598,7 +598,7 @@ def test_settings_that_train_nothing_are_refused_before_loading(prepared):
 
 
 def test_process_counts_and_nonsense_plans_are_refused_before_anything_starts(prepared):
-    from modules.trainer.process_count import check_process_count
+    from modules.trainer.guards.process_count import check_process_count
 
     before = snapshot(prepared["workspace"], prepared["cache"])
     done = run_script(
@@ -650,7 +650,7 @@ def test_only_the_listed_library_notices_are_kept_off_the_terminal():
     a library's real problem is not (it stays on the terminal)."""
     import logging
 
-    from modules.trainer.library_messages import TerminalFilter
+    from modules.trainer.reporting.library_messages import TerminalFilter
 
     def shown(message: str) -> bool:
         return TerminalFilter().filter(logging.LogRecord("x", logging.WARNING, __file__, 1, message, None, None))

@@ -16,10 +16,10 @@ from safetensors.torch import load_file
 
 from modules.base.model_setup import TrainProgress
 from modules.config.loading import load_config
-from modules.trainer.backups import backup_folders, read_backup
-from modules.trainer.nonfinite_loss import nonfinite_loss_error
-from modules.trainer.resume import BackupController
-from modules.trainer.workspace_lock import WorkspaceLock, WorkspaceLockError
+from modules.trainer.guards.nonfinite_loss import nonfinite_loss_error
+from modules.trainer.guards.workspace_lock import WorkspaceLock, WorkspaceLockError
+from modules.trainer.state.backups import backup_folders, read_backup
+from modules.trainer.state.resume import BackupController
 from tests.reliability_cli import DEMO_PRESET, REPO
 
 _FULL_DISK_WRITE = """
@@ -51,7 +51,7 @@ def test_a_write_that_runs_out_of_space_keeps_the_previous_file(tmp_path):
 
 def minimal_trainer(tmp_path: Path):
     """The trainer state a backup is made from (real optimizer, scheduler, generator), without a model."""
-    from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
+    from modules.trainer.optim.optimizers import create_lr_scheduler, create_optimizer
 
     config = load_config(DEMO_PRESET, [f"output.workspace_dir={tmp_path / 'ws'}"])
     parameter = torch.nn.Parameter(torch.randn(4, 3))

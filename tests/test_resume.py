@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from modules.registry import PLUGINS
-from modules.trainer.backups import BackupError, backup_folders, check_backup
+from modules.trainer.state.backups import BackupError, backup_folders, check_backup
 from tests.test_backup_crash import reaped, sigkill
 
 REPO = Path(__file__).resolve().parent.parent

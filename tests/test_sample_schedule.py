@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modules.config.sampling_config import SamplingConfig
-from modules.trainer.sample_schedule import SampleSchedule
+from modules.trainer.samples.sample_schedule import SampleSchedule
 
 
 def steps_with_samples(schedule: SampleSchedule, steps: range) -> list[int]:

@@ -10,7 +10,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from modules.config.loading import config_from_dict
-from modules.data.demo_data import DEMO_CLIPS, make_demo_data
+from modules.data.sources.demo_data import DEMO_CLIPS, make_demo_data
 from modules.trainer.generic_trainer import GenericTrainer
 
 QUANTILES = [0.25, 0.75]

@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from modules.trainer.backups import backup_folders, check_backup, newest_usable_backup
-from modules.trainer.stop_request import EXIT_ABORTED, EXIT_STOPPED
+from modules.trainer.guards.stop_request import EXIT_ABORTED, EXIT_STOPPED
+from modules.trainer.state.backups import backup_folders, check_backup, newest_usable_backup
 from modules.util.atomic import TEMP_FOLDER_PREFIX
 from tests.reliability_cli import start_freezer
 from tests.test_backup_crash import reaped
@@ -165,7 +165,7 @@ def test_a_stop_request_belongs_to_one_run_and_its_handlers_are_restored(demo_ov
     ends, and a later run in the same process has a request of its own and trains to its end."""
     from modules.config.loading import load_config
     from modules.trainer.generic_trainer import GenericTrainer
-    from modules.trainer.stop_request import STOP_SIGNALS, stop_signals
+    from modules.trainer.guards.stop_request import STOP_SIGNALS, stop_signals
     from modules.util.stop_point import StopRequested, stop_point
 
     before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}

@@ -11,7 +11,7 @@ import torch
 from diffusers import WanPipeline
 
 from modules.config.train_config import TrainConfig
-from modules.data.demo_data import DemoClip, write_clip
+from modules.data.sources.demo_data import DemoClip, write_clip
 from modules.module.lora import lora_layers, lora_state_dict
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.wan.tiny_models import write_tiny_model

@@ -22,15 +22,15 @@ SCRIPTS = REPO / "scripts"
 
 # Exceptions of modules/ that are not user errors, and why: each keeps its traceback or is handled where raised.
 INTERNAL = {
-    "modules.data.pipeline.PipelineError": "stages that do not fit together: a bug in the code that builds them",
-    "modules.data.concepts.UnreadableCaption": "caught in concepts.py: the file is skipped or DataError raised",
-    "modules.trainer.stop_request.TrainingStopped": "a clean stop (exit 3), not an error",
+    "modules.data.flow.pipeline.PipelineError": "stages that do not fit together: a bug in the code that builds them",
+    "modules.data.sources.concepts.UnreadableCaption": "caught in concepts.py: the file is skipped or DataError raised",
+    "modules.trainer.guards.stop_request.TrainingStopped": "a clean stop (exit 3), not an error",
     "modules.util.stop_point.StopRequested": "a stop asked for at a safe point, turned into TrainingStopped (exit 3)",
 }
 # Exit codes the docs list: 2 (scripts/train.py's docstring, docs/reliability.md), 4 out of memory (the same),
 # 1 for the window that cannot open (docs/ui.md).
 DOCUMENTED_EXIT_CODES = {"modules.ui.display.NoWindowError": 1}
-OUT_OF_MEMORY = {"modules.trainer.oom.OutOfMemoryStop", "modules.data.stages.CachingOutOfMemory"}
+OUT_OF_MEMORY = {"modules.trainer.guards.oom.OutOfMemoryStop", "modules.data.flow.stages.CachingOutOfMemory"}
 # Scripts imported by other scripts, with no entry point of their own.
 HELPERS = {"_repo_path", "_quiet_other_ranks", "plan_memory_cli"}
 
@@ -60,7 +60,7 @@ def test_every_error_class_is_a_user_error_or_listed_as_internal():
 
 def test_run_script_prints_a_user_error_in_one_line_with_its_exit_code(capsys):
     from modules.config.validation import ConfigError
-    from modules.trainer.oom import OutOfMemoryStop
+    from modules.trainer.guards.oom import OutOfMemoryStop
 
     def bad_setting():
         raise ConfigError("training.learning_rate: -1 is below 0. Fix: use a positive rate")

@@ -16,8 +16,8 @@ import torch
 
 from modules.config.loading import config_from_dict
 from modules.config.train_config import TrainConfig
-from modules.data.stages import CachingOutOfMemory
-from modules.trainer.oom import EXIT_OUT_OF_MEMORY
+from modules.data.flow.stages import CachingOutOfMemory
+from modules.trainer.guards.oom import EXIT_OUT_OF_MEMORY
 from modules.wan.tiny_models import build_vae
 from modules.wan.training.data_loader import WanBaseDataLoader
 from modules.wan.vae_tiling import apply_vae_tiling, tiling_identity, vae_tiling_wanted

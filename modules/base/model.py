@@ -17,7 +17,7 @@ class BaseModel(ABC):
     #: A string that changes whenever the weights that produce cached tensors change (used in cache keys).
     source_identity: str = ""
     #: What was merged into the loaded weights (e.g. LoRAs); empty for a model as published. A backup written on
-    #: another merged base cannot resume (modules/trainer/resume.py).
+    #: another merged base cannot resume (modules/trainer/state/resume.py).
     base_weights_identity: str = ""
 
     @abstractmethod

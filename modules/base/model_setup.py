@@ -34,7 +34,7 @@ class BaseModelSetup(ABC):
 
     @classmethod
     def check_config(cls, config) -> None:
-        """Before anything loads (modules/trainer/preflight.py): raise a UserError (ConfigError) naming a setting
+        """Before anything loads (modules/trainer/guards/preflight.py): raise a UserError (ConfigError) naming a setting
         this method cannot run with, as far as the config alone shows (WAN: memory.blocks_to_swap against the
         block count, lora.layer_filter's syntax), so a run fails in seconds, not after loading and caching."""
 
@@ -96,5 +96,5 @@ class BaseModelSetup(ABC):
     @abstractmethod
     def trainable_state_dict(self, model: BaseModel) -> dict[str, torch.Tensor]:
         """The trained weights only, under stable names, as the live tensors (sharing storage with the trained
-        parameters): backups store them by these names (modules/trainer/resume.py), so a resume does not depend
+        parameters): backups store them by these names (modules/trainer/state/resume.py), so a resume does not depend
         on the order of the parameters and a backup's weights are readable by name."""

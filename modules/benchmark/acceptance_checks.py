@@ -27,7 +27,7 @@ TINY_SHAPE = dict(num_layers=4, heads=2, head_dim=32)
 # ---- environment --------------------------------------------------------------------------------------------------
 def environment(device: torch.device) -> dict:
     from modules.benchmark.results import attention_backends
-    from modules.trainer.diagnostics import collect_report
+    from modules.trainer.reporting.diagnostics import collect_report
 
     report = collect_report(None, probe_bitsandbytes=True)
     env = {

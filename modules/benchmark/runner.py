@@ -22,7 +22,7 @@ from modules.benchmark.synthetic_data import SyntheticLatents
 from modules.config.train_config import TrainConfig
 from modules.registry import benchmark_kit_for, plugin_for
 from modules.trainer.generic_trainer import GenericTrainer
-from modules.trainer.oom import OutOfMemoryStop
+from modules.trainer.guards.oom import OutOfMemoryStop
 from modules.util.device import DTYPES
 
 GIB = 1024**3

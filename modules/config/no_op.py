@@ -3,7 +3,7 @@
 Each rule is a combination the config alone shows to be a no-op: every step's loss would be 0, every update 0, or
 no step would reach the part being trained. A run like that would spend hours and save an unchanged model (for a
 LoRA, the identity). Checks that need the model's layer names (`lora.layer_filter` matching nothing) are made from
-the model's headers before it loads (modules/trainer/preflight.py, via the plugin's `check_config`).
+the model's headers before it loads (modules/trainer/guards/preflight.py, via the plugin's `check_config`).
 """
 
 from __future__ import annotations

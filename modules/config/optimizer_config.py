@@ -24,7 +24,7 @@ OPTIMIZERS = (
     "schedule_free_adamw",
     "lamb",
 )
-# Optimizers that keep a train-mode and an eval-mode copy of the weights (modules/trainer/optimizer_modes.py).
+# Optimizers that keep a train-mode and an eval-mode copy of the weights (modules/trainer/optim/optimizer_modes.py).
 SCHEDULE_FREE = ("schedule_free_adamw",)
 
 

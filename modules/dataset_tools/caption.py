@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from modules.data import media_io
-from modules.data.folder_walk import media_files
-from modules.data.report import DataReport
+from modules.data.flow.report import DataReport
+from modules.data.media import media_io
+from modules.data.media.folder_walk import media_files
 from modules.dataset_tools.caption_frames import caption_frames
 from modules.dataset_tools.data_settings import LabelledConcept
 from modules.util.atomic import atomic_write

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modules.data import media_io
-from modules.data.buckets import resize_and_crop
-from modules.data.pipeline import Pipeline
-from modules.data.report import DataReport
-from modules.data.stages import AssignBuckets, PlanWindows
-from modules.data.video_dataset import DatasetSettings
+from modules.data.clips.buckets import resize_and_crop
+from modules.data.flow.pipeline import Pipeline
+from modules.data.flow.report import DataReport
+from modules.data.flow.stages import AssignBuckets, PlanWindows
+from modules.data.flow.video_dataset import DatasetSettings
+from modules.data.media import media_io
 
 
 def trainer_window(path: Path, settings: DatasetSettings) -> dict | None:

@@ -1,7 +1,7 @@
 """`scripts/dataset.py check`: the data pipeline's own stages, up to the buckets, over concepts, without a model.
 
 It runs exactly the stages a training run runs before it encodes (collect -> probe -> plan windows -> bucket,
-plus the mirrored windows of a flipped concept, modules/data/video_dataset.py) with the run's settings, so it
+plus the mirrored windows of a flipped concept, modules/data/flow/video_dataset.py) with the run's settings, so it
 lists what will train, what is skipped and why, the windows and buckets each file gives, the corrections
 applied to reach the frames as shown, and caption statistics. Only decoding is left out: a file whose header
 is fine but whose frames are broken is found by the cache build (stages.CacheLatents), not here.
@@ -13,11 +13,11 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from modules.data.buckets import Bucket
-from modules.data.flip import AddFlippedWindows
-from modules.data.pipeline import Pipeline
-from modules.data.report import DataReport
-from modules.data.stages import AssignBuckets, CollectMedia, PlanWindows, ProbeMedia
+from modules.data.clips.buckets import Bucket
+from modules.data.flow.pipeline import Pipeline
+from modules.data.flow.report import DataReport
+from modules.data.flow.stages import AssignBuckets, CollectMedia, PlanWindows, ProbeMedia
+from modules.data.sources.flip import AddFlippedWindows
 from modules.dataset_tools.data_settings import LabelledConcept
 
 

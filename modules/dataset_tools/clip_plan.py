@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from modules.data.frame_windows import is_4n1, resampled_source_indices
+from modules.data.clips.frame_windows import is_4n1, resampled_source_indices
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.data.concept_options import concept_of, concept_settings
-from modules.data.concepts import Concept
-from modules.data.video_dataset import DatasetSettings, settings_from_config
+from modules.data.flow.video_dataset import DatasetSettings, settings_from_config
+from modules.data.sources.concept_options import concept_of, concept_settings
+from modules.data.sources.concepts import Concept
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What ffmpeg needs to cut a source where the data pipeline counts frames: times, keyframes, colour tags.
 
-The data pipeline's probe (modules/data/media_io.py) counts shown frames and knows their times from the
+The data pipeline's probe (modules/data/media/media_io.py) counts shown frames and knows their times from the
 first shown frame; ffmpeg's `-ss` counts from the container's start time. The offset between the two, the
 shown keyframes (where a stream copy can start) and the colour tags (so a re-encode is tagged as the source
 was) come from PyAV, read once per source.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.data.media_io import MediaError, MediaInfo
+from modules.data.media.media_io import MediaError, MediaInfo
 
 
 @dataclass(frozen=True)

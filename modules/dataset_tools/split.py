@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from modules.data.media_io import MediaError, MediaInfo, is_image, is_media, probe
+from modules.data.media.media_io import MediaError, MediaInfo, is_image, is_media, probe
 from modules.dataset_tools.clip_plan import (
     LengthBounds,
     bounds_from_seconds,

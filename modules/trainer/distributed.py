@@ -6,7 +6,7 @@ one fails. With one process every method here is a no-op, so the single-process 
 
 Two ways of splitting the work, chosen by what the training method trains:
 - Data parallel (LoRA, embeddings): every process holds the whole model and trains on its own share of
-  each step's batch (modules/data/batching.py); before the optimizer step the gradients of the parameters
+  each step's batch (modules/data/flow/batching.py); before the optimizer step the gradients of the parameters
   that received one are averaged with one all-reduce, so every process takes the same step. This is what
   DistributedDataParallel does, done once per optimizer step on the trainer's own parameter list rather
   than by wrapping the model: the trained tensors need not live in one module (an embedding's vectors, a
@@ -39,7 +39,7 @@ CACHE_WAIT = timedelta(hours=6)
 
 def check_sharded_config(config) -> None:
     """The settings a run whose weights are sharded over several processes (BaseModelSetup.shards_weights, FSDP)
-    cannot serve; checked before loading (modules/trainer/preflight.py) and again when sharding."""
+    cannot serve; checked before loading (modules/trainer/guards/preflight.py) and again when sharding."""
     if config.ema.enabled:
         raise DistributedError(
             "ema.enabled: the EMA is not supported for full fine-tuning on several processes (sharded weights); "

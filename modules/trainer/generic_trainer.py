@@ -18,24 +18,24 @@ from modules.base.model_setup import TrainProgress
 from modules.config.train_config import TrainConfig
 from modules.registry import Plugin, plugin_for
 from modules.trainer.distributed import Distributed, QuietSampleHooks, create_accelerator
-from modules.trainer.ema import create_ema, ema_weights_in_use
-from modules.trainer.host_memory_check import check_host_memory
-from modules.trainer.nonfinite_loss import nonfinite_loss_error
-from modules.trainer.oom import StepGuard
-from modules.trainer.optimizer_modes import optimizer_eval_weights
-from modules.trainer.optimizers import create_lr_scheduler, create_optimizer
-from modules.trainer.preflight import check_before_loading
-from modules.trainer.resume import BackupController, check_fresh_start
-from modules.trainer.rng_state import seed_all
-from modules.trainer.run_log import RunLog
-from modules.trainer.run_requests import clear as clear_run_requests
-from modules.trainer.run_requests import take_requests
-from modules.trainer.run_start import record_data_report, write_run_report
-from modules.trainer.sample_hooks import SampleHooks
-from modules.trainer.save_fallback import save_or_keep
-from modules.trainer.stop_request import TrainingStopped, stop_if_requested
-from modules.trainer.training_state import TrainingState
-from modules.trainer.workspace_lock import WorkspaceLock
+from modules.trainer.guards.host_memory_check import check_host_memory
+from modules.trainer.guards.nonfinite_loss import nonfinite_loss_error
+from modules.trainer.guards.oom import StepGuard
+from modules.trainer.guards.preflight import check_before_loading
+from modules.trainer.guards.run_requests import clear as clear_run_requests
+from modules.trainer.guards.run_requests import take_requests
+from modules.trainer.guards.save_fallback import save_or_keep
+from modules.trainer.guards.stop_request import TrainingStopped, stop_if_requested
+from modules.trainer.guards.workspace_lock import WorkspaceLock
+from modules.trainer.optim.optimizer_modes import optimizer_eval_weights
+from modules.trainer.optim.optimizers import create_lr_scheduler, create_optimizer
+from modules.trainer.reporting.run_log import RunLog
+from modules.trainer.reporting.run_start import record_data_report, write_run_report
+from modules.trainer.samples.sample_hooks import SampleHooks
+from modules.trainer.state.ema import create_ema, ema_weights_in_use
+from modules.trainer.state.resume import BackupController, check_fresh_start
+from modules.trainer.state.rng_state import seed_all
+from modules.trainer.state.training_state import TrainingState
 from modules.util.device import resolve_device
 from modules.util.errors import UserError
 from modules.util.stop_point import StopRequest, StopRequested, current_stop_request, stop_scope
@@ -249,7 +249,7 @@ class GenericTrainer:
                 until_stop(self.sample_hooks.after_step)
                 self.backups.on_step()  # after saves and samples, so a resume repeats none of them
                 self.step_guard.mark()
-                take_requests(self, run_log)  # the GUI's sample / backup / save now (trainer/run_requests.py)
+                take_requests(self, run_log)  # the GUI's sample / backup / save now (trainer/guards/run_requests.py)
                 stop_if_requested(self)  # Ctrl-C / SIGTERM / the GUI's Stop: back up and raise TrainingStopped
                 if progress.global_step >= config.training.max_steps:
                     return

@@ -18,9 +18,9 @@ THUMB = 80
 
 def scan_concepts(concepts: list[dict]) -> tuple[list[tuple[Path, str, Image.Image | None]], list[str]]:
     """(path, caption, first frame) of the first concept's first clips, and one line per skipped file."""
-    from modules.data.concepts import Concept, DataError, collect_media
-    from modules.data.media_io import MediaError, probe, read_frames
-    from modules.data.report import DataReport
+    from modules.data.flow.report import DataReport
+    from modules.data.media.media_io import MediaError, probe, read_frames
+    from modules.data.sources.concepts import Concept, DataError, collect_media
 
     shown, skipped = [], []
     for index, values in enumerate(concepts):

@@ -15,8 +15,8 @@ from pathlib import Path
 import customtkinter as ctk
 
 from modules.config.loading import save_config
-from modules.trainer import run_requests
-from modules.trainer.stop_request import EXIT_ABORTED, EXIT_STOPPED
+from modules.trainer.guards import run_requests
+from modules.trainer.guards.stop_request import EXIT_ABORTED, EXIT_STOPPED
 from modules.ui.choice_dialog import ChoiceDialog
 from modules.ui.field_widgets import ERROR_COLOR
 from modules.ui.loss_plot import LossPlot
@@ -27,7 +27,7 @@ POLL_MS = 100
 LOG_LINES = 2000
 RESUME_ARGS = ["--config-value", "backup.continue_last_backup=true"]
 DISABLED_FACE = ("gray72", "gray30")
-BACKUP_PREFIX = "backup-"  # modules/trainer/backups.py's BACKUP_PREFIX
+BACKUP_PREFIX = "backup-"  # modules/trainer/state/backups.py's BACKUP_PREFIX
 PROGRESS_BAR = re.compile(r"^(.{1,60}?):\s+\d+%\|")  # tqdm's "caching latents:  44%|###"
 
 
@@ -65,7 +65,7 @@ class RunPanel(ctk.CTkFrame):
         self.resume_button = ctk.CTkButton(buttons, text="Resume from latest backup", command=self.resume)
         for button in (self.start_button, self.stop_button, self.kill_button, self.resume_button):
             button.pack(side="left", padx=(0, 6))
-        # While training: requests the trainer takes at its next step boundary (modules/trainer/run_requests.py).
+        # While training: requests the trainer takes at its next step boundary (modules/trainer/guards/run_requests.py).
         during = ctk.CTkFrame(self, fg_color="transparent")
         during.grid(row=1, column=0, sticky="ew", padx=6, pady=(0, 2))
         self.request_buttons = {
@@ -348,7 +348,7 @@ def _configure_if_changed(widget, **options) -> None:
 
 
 def _backups_in(workspace: Path) -> list[Path]:
-    """The backup folders of `workspace` (as modules/trainer/backups.py names them; that module imports torch,
+    """The backup folders of `workspace` (as modules/trainer/state/backups.py names them; that module imports torch,
     which the window must not wait for)."""
     try:
         return [p for p in (workspace / "backups").iterdir() if p.name.startswith(BACKUP_PREFIX) and p.is_dir()]

@@ -7,7 +7,7 @@ both files from its own main thread. The child runs in its own session, so a ter
 the window, which decides (docs/ui.md "Closing during a run"), never the child directly.
 
 A window opened on a workspace whose run is still going attaches to it (`RunProcess.attach`): the PID comes
-from the workspace lock (modules/trainer/workspace_lock.py) or, while the child is still loading and has not
+from the workspace lock (modules/trainer/guards/workspace_lock.py) or, while the child is still loading and has not
 taken the lock yet, from `<workspace>/ui/run.json` written here at start.
 
 Unless `detach()` was called, a run started here is asked to stop (with a backup) when this Python process exits,
@@ -25,13 +25,15 @@ import sys
 import time
 from pathlib import Path
 
-from modules.trainer.run_events import read_events
-from modules.trainer.stop_request import EXIT_ABORTED, EXIT_STOPPED
+from modules.trainer.guards.stop_request import EXIT_ABORTED, EXIT_STOPPED
+from modules.trainer.reporting.run_events import read_events
 
 REPO = Path(__file__).resolve().parent.parent.parent
 TRAIN_SCRIPT = REPO / "scripts" / "train.py"
 UI_FOLDER = "ui"
-LOCK_FILE = "run.lock"  # modules/trainer/workspace_lock.py's LOCK_FILE (that module imports torch, via util.atomic)
+LOCK_FILE = (
+    "run.lock"  # modules/trainer/guards/workspace_lock.py's LOCK_FILE (that module imports torch, via util.atomic)
+)
 EXIT_UNKNOWN = -9  # an attached run that ended with no closing event: it was killed
 
 

@@ -3,7 +3,7 @@
 A stop request belongs to one run: `StopRequest` is made by the run (scripts/train.py, or a caller of
 GenericTrainer), made the current one with `stop_scope`, and forgotten when that scope ends, so a stop received
 during one in-process run never reaches a later one. The signal handlers themselves live in
-modules/trainer/stop_request.py; this module is the ground floor every layer may call.
+modules/trainer/guards/stop_request.py; this module is the ground floor every layer may call.
 
 Each phase calls `stop_point(phase)` between units of its work, where stopping loses nothing: loading between the
 model's parts, caching between cache entries (each entry is written atomically), sampling between denoising

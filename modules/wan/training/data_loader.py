@@ -1,4 +1,4 @@
-"""WanBaseDataLoader: the generic cached data loader (modules/data/cached_loader.py) wired to WAN's VAE and UMT5.
+"""WanBaseDataLoader: the generic cached data loader (modules/data/flow/cached_loader.py) wired to WAN's VAE and UMT5.
 
 The encoders are read on first use (modules/wan/encoder_parts.py), so a complete cache reads neither file, and
 are released when caching is over: training steps never need them, and the run's sample prompts are encoded
@@ -11,7 +11,7 @@ import logging
 
 import torch
 
-from modules.data.cached_loader import CachedDataLoader, CacheEncoders, CachingStats  # noqa: F401 (re-exported)
+from modules.data.flow.cached_loader import CachedDataLoader, CacheEncoders, CachingStats  # noqa: F401 (re-exported)
 from modules.wan.embeddings.vectors import embedding_identity, expand_prompt
 from modules.wan.model import WanModel
 from modules.wan.training import conditioning

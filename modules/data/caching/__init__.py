@@ -1,0 +1,1 @@
+"""The safetensors cache (cache.py: keys, entries) and its NaN/Inf check (cache_check.py)."""
