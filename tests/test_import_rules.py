@@ -280,3 +280,21 @@ def test_no_module_imports_another_modules_private_name(tmp_path):
     sample = tmp_path / "x.py"
     sample.write_text("from modules.util.atomic import _process_alive\n")
     assert private_imports([sample])[0].endswith("imports modules.util.atomic._process_alive")
+
+
+def test_every_model_family_is_a_config_choice_and_provides_everything():
+    """The config lies below the registry and cannot read FAMILIES: the two lists are kept equal here."""
+    import dataclasses
+
+    from modules.config.train_config import TrainConfig
+    from modules.registry import FAMILIES, ModelFamily
+
+    choices = next(f for f in dataclasses.fields(TrainConfig) if f.name == "model_type").metadata["choices"]
+    assert set(choices) == set(FAMILIES)
+    for name, family in FAMILIES.items():
+        assert family.name == name and family.methods
+        assert all(
+            callable(getattr(family, f.name))
+            for f in dataclasses.fields(ModelFamily)
+            if f.name not in ("name", "methods")
+        )
