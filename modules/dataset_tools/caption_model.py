@@ -78,7 +78,7 @@ def load_model(source: str, allow_download: bool, quantize: str = "none", device
 
     model_class = model_class_for(source, allow_download)
     target = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    kwargs = {"local_files_only": not allow_download, "trust_remote_code": False}
+    kwargs = dict(local_files_only=not allow_download, trust_remote_code=False)
     if quantize != "none":
         if target.type != "cuda":
             raise CaptionModelError(
