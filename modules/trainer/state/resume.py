@@ -52,6 +52,12 @@ def processes_of(run_state) -> Distributed:
     return getattr(run_state, "distributed", None) or Distributed()
 
 
+def base_weights_of(run_state) -> str:
+    """What was merged into the base weights (BaseModel.base_weights_identity); "" for a state built without a model
+    (a caller other than the trainer) or a model as published."""
+    return getattr(getattr(run_state, "model", None), "base_weights_identity", "")
+
+
 # ---- training state <-> backup contents ---------------------------------------------------------------------
 def run_contents(run_state: TrainingState) -> BackupContents:
     optimizer_json, optimizer_tensors = _split_optimizer_state(run_state.optimizer.state_dict())
@@ -62,7 +68,7 @@ def run_contents(run_state: TrainingState) -> BackupContents:
         "num_processes": processes_of(run_state).world_size,
         "model_type": config.model_type,
         "training_method": config.training_method,
-        "base_weights": run_state.model.base_weights_identity,
+        "base_weights": base_weights_of(run_state),
         "progress": dataclasses.asdict(run_state.progress),
         "max_steps": config.training.max_steps,  # a backup below it is of a run that did not finish
         # In the optimizer's order: the optimizer state's parameter numbers are positions in this list.
@@ -98,7 +104,7 @@ def check_contents_fit(run_state: TrainingState, contents: BackupContents, folde
             f"{folder}: written for {state.get('model_type')}/{state.get('training_method')}, "
             f"this run trains {config.model_type}/{config.training_method}"
         )
-    if state.get("base_weights", "") != run_state.model.base_weights_identity:
+    if state.get("base_weights", "") != base_weights_of(run_state):
         # The trained weights are an update on top of that base: continuing them on another is another run.
         raise BackupError(
             f"{folder}: written on a base with other LoRAs merged into it (model.base_loras: files, their contents "
