@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import _repo_path  # noqa: F401
 
-from modules.memory.planner import plan_memory
+from modules.planning import plan_memory
 from modules.util.device import gpu_capacity_gib
 
 TIERS = (16, 24, 32, 48, 80)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from modules.config.loading import config_from_dict
-from modules.memory.planner import plan_memory
 from modules.module.activation_offload import TRAFFIC, offload_activations, offload_copies_per_step
+from modules.planning import plan_memory
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

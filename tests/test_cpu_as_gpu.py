@@ -21,7 +21,7 @@ import torch
 from modules.benchmark.preset_smoke import shrink_preset
 from modules.config.loading import config_from_dict
 from modules.config.optimizer_config import OPTIMIZERS
-from modules.memory.planner import model_facts, plan_memory
+from modules.planning import model_facts, plan_memory
 from modules.trainer.guards.oom import planner_advice
 from modules.trainer.reporting.diagnostics import collect_report, memory_plan_entry, validate_report
 from modules.trainer.reporting.run_start import warn_if_plan_does_not_fit

@@ -66,7 +66,7 @@ def test_parts_are_what_detection_finds_in_the_folder(report):
 
 def test_memory_verdict_is_the_planners(report, tiny_model_dir):
     from modules.config.loading import load_config
-    from modules.memory.planner import plan_memory
+    from modules.planning import plan_memory
 
     data, folder = report
     config = load_config(REPO / "training_presets" / "demo_t2v_a14b_lora.json", [f"model.base_path={folder}"])

@@ -1,4 +1,4 @@
-"""The memory hint beside Start is written against the planner's agreed interface (modules/memory/planner.py:
+"""The memory hint beside Start is written against the planner's agreed interface (modules/planning.py:
 plan_memory(config) -> MemoryPlan with peak_gib and verdict(vram_gib)); without the planner it says so."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tests.test_resume import PRESET
 
 
 def test_without_the_planner_the_hint_says_not_available(monkeypatch):
-    monkeypatch.setitem(sys.modules, "modules.memory.planner", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "modules.planning", None)  # makes the import fail
     assert hint.memory_hint(load_config(PRESET)) == hint.NOT_AVAILABLE
 
 
@@ -32,9 +32,9 @@ def test_the_hint_reports_the_planners_peak_and_verdict_for_the_gpu_found(monkey
         seen["config"] = config
         return Plan(peak_gib=config.lora.rank * 3.9)
 
-    planner = types.ModuleType("modules.memory.planner")
+    planner = types.ModuleType("modules.planning")
     planner.plan_memory = plan_memory
-    monkeypatch.setitem(sys.modules, "modules.memory.planner", planner)
+    monkeypatch.setitem(sys.modules, "modules.planning", planner)
     monkeypatch.setattr(hint, "gpu_memory_gib", lambda: 24.0)
     config = load_config(PRESET)  # lora.rank 8 -> 31.2
     assert hint.memory_hint(config) == "peak ~31.2 GiB: needs ~31 GiB: turn on fp8 storage or swap blocks (GPU: 24 GiB)"

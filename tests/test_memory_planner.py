@@ -14,9 +14,9 @@ import torch
 from modules.config.train_config import TrainConfig
 from modules.memory.activations import block_saved_bytes, model_saved_bytes
 from modules.memory.phases import GIB, expert_bytes
-from modules.memory.planner import plan_memory
 from modules.memory.saved_bytes import count_saved_bytes
 from modules.module.lora import attach_lora, lora_parameters
+from modules.planning import plan_memory
 from modules.wan.memory_facts import transformer_facts
 from modules.wan.variants import VARIANTS
 

@@ -1,5 +1,5 @@
 """Every preset in training_presets/ loads and validates; the real-model presets name the right hub repo and
-variant, one per GPU tier (16, 24, 32, 48 and 80 GB) per model, and the memory planner (modules/memory/planner.py)
+variant, one per GPU tier (16, 24, 32, 48 and 80 GB) per model, and the memory planner (modules/planning.py)
 says each fits its tier; the demo presets point at the tiny models that scripts/make_tiny_models.py writes. What
 each preset assumes is documented in docs/presets.md."""
 
@@ -77,7 +77,7 @@ def test_real_preset_names_the_wan_ai_repo_of_its_variant(path):
 
 @pytest.mark.parametrize("path", real_presets(), ids=lambda p: p.name)
 def test_real_preset_fits_its_tier_by_the_memory_planner(path):
-    from modules.memory.planner import plan_memory
+    from modules.planning import plan_memory
 
     config = load_config(path)
     card = int(REAL.match(path.name)["card"])

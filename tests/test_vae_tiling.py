@@ -70,7 +70,7 @@ def test_setting_decides_tiling_auto_by_the_planner():
     assert vae_tiling_wanted(real_config(vae_tiling="on"), None)
     assert not vae_tiling_wanted(real_config(vae_tiling="off"), 16)
     assert not vae_tiling_wanted(real_config(), None)  # no GPU: nothing to fit
-    from modules.memory.planner import plan_memory
+    from modules.planning import plan_memory
 
     caching = plan_memory(real_config(vae_tiling="off")).phase("caching").total / 2**30
     assert vae_tiling_wanted(real_config(), caching - 0.5)  # the untiled encode would not fit

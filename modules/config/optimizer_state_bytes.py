@@ -29,6 +29,7 @@ OPTIMIZER_STATE_BYTES: dict[str, Callable[[object], float]] = {
     "lion": lambda training: 4.0,  # exp_avg
     "lion_8bit": lambda training: _EIGHT_BIT,
     "schedule_free_adamw": lambda training: 8.0,  # z, exp_avg_sq
+    "lamb": lambda training: 8.0,  # exp_avg, exp_avg_sq (pytorch-optimizer's Lamb)
 }
 
 

@@ -1,4 +1,4 @@
-"""The host-memory plan: peak RAM of a run, phase by phase, beside the GPU plan (modules/memory/planner.py).
+"""The host-memory plan: peak RAM of a run, phase by phase, beside the GPU plan (modules/planning.py).
 
     plan = build_host_plan(config, facts, processes=1)   # HostPlan
     plan.peak_gib(), plan.peak_phase()                   # 27.9, "training"

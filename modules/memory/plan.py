@@ -1,8 +1,8 @@
 """A memory plan from a config and its model's facts (no registry here, so the plugin itself may use this module).
 
-`plan_memory(config)` in modules/memory/planner.py finds the facts through the registry and calls `build_plan`;
-the API is described there. The arithmetic is in modules/memory/phases.py; the formulas and what was measured are
-in docs/presets.md.
+`plan_memory(config)` in modules/planning.py (above the registry) finds the facts through the registry and calls
+`build_plan`; the API is described there. The arithmetic is in modules/memory/phases.py; the formulas and what was
+measured are in docs/presets.md.
 """
 
 from __future__ import annotations

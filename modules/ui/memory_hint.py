@@ -1,6 +1,6 @@
 """Beside Start: the estimated peak GPU memory of the current settings against the GPU found, in words.
 
-The estimate is the memory planner's (modules/memory/planner.py: `plan_memory(config) -> MemoryPlan` with
+The estimate is the memory planner's (modules/planning.py: `plan_memory(config) -> MemoryPlan` with
 `peak_gib` and `verdict(vram_gib)`), the same one docs/presets.md and the presets test use. It is imported
 when needed, so the window opens without it.
 """
@@ -26,7 +26,7 @@ def gpu_memory_gib() -> float | None:
 
 def memory_hint(config) -> str:
     try:
-        from modules.memory.planner import plan_memory
+        from modules.planning import plan_memory
     except ImportError:
         return NOT_AVAILABLE
     try:

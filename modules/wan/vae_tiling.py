@@ -1,7 +1,7 @@
 """memory.vae_tiling: encode (caching) and decode (samples) in overlapping spatial tiles, through diffusers'
 AutoencoderKLWan tiling, where the untiled pass would not fit the GPU.
 
-'auto' asks the memory planner (modules/memory/planner.py), with the loaded model's facts, whether the untiled VAE
+'auto' asks the memory planner (modules/planning.py), with the loaded model's facts, whether the untiled VAE
 pass fits the card found (modules/util/device.py gpu_capacity_gib, which WAN_TRAINER_PRETEND_GPU_GIB can set on a
 CPU machine); without a GPU it stays off (there is no card to fit). Tiled latents differ from untiled ones near tile
 seams (docs/presets.md states by how much), so the cache key of a tiled encode names the tiling.

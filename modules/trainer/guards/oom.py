@@ -53,7 +53,7 @@ def measured_peak(device: torch.device) -> str:
 def planner_advice(config, device: torch.device, model=None) -> str:
     """The planner's verdict for this GPU, with the loaded model's facts where `model` is given."""
     try:
-        from modules.memory.planner import model_facts, plan_memory
+        from modules.planning import model_facts, plan_memory
 
         vram = gpu_memory_gib(device)
         return plan_memory(config, vram, model_facts(config, model)).verdict(vram)

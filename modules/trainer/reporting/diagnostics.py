@@ -140,7 +140,7 @@ def video_readers() -> list[dict]:
 
 def memory_plan_entry(config, vram_gib: float | None) -> dict:
     try:
-        from modules.memory.planner import plan_memory
+        from modules.planning import plan_memory
 
         plan = plan_memory(config, vram_gib)
         return {**plan.to_dict(), "verdict": plan.verdict(vram_gib), "gpu_memory_gib": vram_gib}

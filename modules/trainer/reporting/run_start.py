@@ -43,7 +43,7 @@ def write_run_report(trainer) -> None:
 
 
 def warn_if_plan_does_not_fit(trainer, report: dict) -> None:
-    from modules.memory.planner import plan_memory
+    from modules.planning import plan_memory
     from modules.trainer.guards.oom import gpu_memory_gib
 
     vram = gpu_memory_gib(trainer.device)

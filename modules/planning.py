@@ -1,4 +1,5 @@
-"""The memory planner: peak GPU memory of a run, phase by phase, and the settings that make it fit a card.
+"""The memory planner as its callers use it: a model's facts looked up through the registry (this module sits above
+it), the arithmetic from modules/memory/ (which takes the facts as an argument and knows no model family).
 
     plan = plan_memory(config)            # MemoryPlan
     plan.peak_gib, plan.peak_phase        # 21.3, "training"
@@ -6,8 +7,9 @@
     plan.recommend(24)                    # Recommendation(changes={"memory.blocks_to_swap": 20}, plan=...)
     print(plan.table())                   # the per-phase table scripts/train.py --plan prints
 
-The one estimate behind the presets test, the GUI's memory hint, `scripts/train.py --plan`, the warning a run
-prints before loading, the out-of-memory message and memory.vae_tiling=auto. The model's numbers come from its
+Peak GPU memory of a run, phase by phase, and the settings that make it fit a card: the one estimate behind the
+presets test, the GUI's memory hint, `scripts/train.py --plan`, the warning a run prints before loading, the
+out-of-memory message and memory.vae_tiling=auto. The model's numbers come from its
 plugin: the loaded model's own (WanModel.memory_facts) once it is loaded, else from the config's sources
 (modules/registry.py memory_facts_for); the plan itself is modules/memory/plan.py, the arithmetic
 modules/memory/phases.py, and the formulas, with what was measured, docs/presets.md.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from modules.memory.facts import ModelFacts
 from modules.memory.plan import MemoryPlan, Recommendation, build_plan, card_name, settings_from_config
+from modules.registry import memory_facts_for
 
 __all__ = [
     "MemoryPlan",
@@ -34,8 +37,6 @@ def model_facts(config, model=None) -> ModelFacts:
     the config's sources through its plugin (may raise PlanInputError when the config does not say enough)."""
     facts = model.memory_facts() if model is not None else None
     if facts is None:
-        from modules.registry import memory_facts_for
-
         facts = memory_facts_for(config)
     return facts
 
