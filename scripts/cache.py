@@ -38,7 +38,8 @@ def main() -> int:
     data = GenericTrainer(config).build_cache()  # a UserError: one line and its exit code (run_script)
     print(
         f"\nCache ready: {len(data.samples)} training windows in {data.cache.root} "
-        f"({data.stats.videos_encoded} latents and {data.stats.texts_encoded} captions/prompts encoded now, "
+        f"({data.stats.videos_encoded} latents, {data.stats.texts_encoded} captions and "
+        f"{data.stats.prompts_encoded} sample prompts encoded now, "
         "the rest reused). scripts/train.py with this config reads no encoder file."
     )
     return 0

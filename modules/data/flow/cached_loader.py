@@ -54,7 +54,8 @@ class CachingStats:
 
     def __init__(self):
         self.videos_encoded = 0
-        self.texts_encoded = 0
+        self.texts_encoded = 0  # captions (and caption dropout's empty prompt)
+        self.prompts_encoded = 0  # sample prompts, cached apart (kind "prompt")
 
 
 class CachedDataLoader(BaseDataLoader):
@@ -104,7 +105,12 @@ class CachedDataLoader(BaseDataLoader):
                     [{"caption": EMPTY_PROMPT}]
                 )
                 self.empty_text_key = empty["text_key"]
-            self.prompt_embeds = self._cache_prompts(encoders.prompts, encode_text, encoders.text_identity)
+
+            def encode_prompts(prompts: list[str]) -> list[torch.Tensor]:
+                self.stats.prompts_encoded += len(prompts)
+                return encoders.encode_text(prompts)
+
+            self.prompt_embeds = self._cache_prompts(encoders.prompts, encode_prompts, encoders.text_identity)
         finally:
             encoders.release()
         self._log_summary(cache_dir)
@@ -131,10 +137,12 @@ class CachedDataLoader(BaseDataLoader):
     def _log_summary(self, cache_dir: Path) -> None:
         self.report.log_summary()  # skipped, corrected and unused files
         log.info(
-            "cache: %d training windows; %d latents and %d captions encoded now, the rest reused from %s",
+            "cache: %d training windows; %d latents and %d captions encoded now (and %d sample prompts), the rest "
+            "reused from %s",
             len(self.samples),
             self.stats.videos_encoded,
             self.stats.texts_encoded,
+            self.stats.prompts_encoded,
             cache_dir,
         )
 
