@@ -20,12 +20,36 @@ bash scripts/install.sh
 # Lint first, so CI fails on style and import-order errors too (config: pyproject.toml).
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-workers=(-n "${WAN_TEST_WORKERS:-2}" --dist loadfile)
+# Two workers for everything but the window's tests (a crashed worker ends the run at once: no restart, no hang).
+workers=(-n "${WAN_TEST_WORKERS:-2}" --dist loadfile --max-worker-restart=0)
 if [ "${WAN_TEST_WORKERS:-2}" = 0 ]; then workers=(-p no:xdist); fi
+selection=()
 if [ "$fast" = 1 ]; then
     # Slow tests (over ~10 s each on an idle 2-core machine; tests/conftest.py) are left out; so are the GUI
     # tests among them, so no display is needed.
-    exec .venv/bin/python -m pytest -q tests --durations=25 "${workers[@]}" -m "not slow" ${args[@]+"${args[@]}"}
+    selection=(-m "not slow")
+else
+    bash scripts/install_display.sh  # Xvfb for the GUI tests (they start it themselves)
 fi
-bash scripts/install_display.sh  # Xvfb for the GUI tests (they start it themselves)
-exec .venv/bin/python -m pytest -q tests --durations=25 "${workers[@]}" ${args[@]+"${args[@]}"}
+# The window's tests run after the rest, in one process of their own: on this project's CI VM a Tk process has
+# twice died of SIGBUS inside Xlib/fontconfig (docs/ui.md, "Known problems"); a run killed by a signal is
+# retried once, and any test failure still fails the run.
+gui=(tests/test_gui.py tests/test_gui_responsive.py tests/test_gui_runs.py)
+ignore=()
+for file in "${gui[@]}"; do ignore+=(--ignore "$file"); done
+status=0
+.venv/bin/python -m pytest -q tests --durations=25 "${workers[@]}" "${ignore[@]}" "${selection[@]}" \
+    ${args[@]+"${args[@]}"} || status=$?
+gui_status=0
+.venv/bin/python -m pytest -q "${gui[@]}" --durations=10 -p no:xdist "${selection[@]}" ${args[@]+"${args[@]}"} \
+    || gui_status=$?
+if [ "$gui_status" -ge 128 ]; then
+    echo "run_tests.sh: the GUI tests' process was killed by signal $((gui_status - 128)); running them once more" >&2
+    gui_status=0
+    .venv/bin/python -m pytest -q "${gui[@]}" --durations=10 -p no:xdist "${selection[@]}" ${args[@]+"${args[@]}"} \
+        || gui_status=$?
+fi
+# pytest's 5 (no test selected, e.g. -k matching only one part) is not a failure of the other part.
+[ "$status" = 5 ] && status=0
+[ "$gui_status" = 5 ] && gui_status=0
+[ "$status" = 0 ] && [ "$gui_status" = 0 ]
