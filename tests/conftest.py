@@ -133,3 +133,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in SLOW_FILES or item.nodeid.split("[")[0] in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def gui_display():
+    """One X display (a private Xvfb and window manager when DISPLAY is unset) for every GUI test of the session:
+    a display stopped after one test file while Tk still held a connection to it ended the whole test process
+    (Xlib's I/O error handler exits with 1) when a later file's window next talked to X."""
+    from tests.x_display import x_display
+
+    with x_display() as name:
+        yield name

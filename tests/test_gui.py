@@ -28,15 +28,13 @@ from tests.gui_helpers import (
     start_enabled,
     wait_for_run,
 )
-from tests.x_display import x_display
 
 RUN_STEPS = 4
 
 
 @pytest.fixture(scope="module")
-def display():
-    with x_display() as name:
-        yield name
+def display(gui_display):
+    return gui_display
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import time
 import pytest
 
 from tests.gui_helpers import REPO
-from tests.x_display import x_display
 
 LAUNCH_TO_INTERACTIVE_S = 2.0
 LONGEST_BLOCK_MS = 200
@@ -23,9 +22,8 @@ MAX_LOAD_PER_CORE = 2.0  # beyond this the bounds are not judged (a shared 2-cor
 
 
 @pytest.fixture(scope="module")
-def display():
-    with x_display() as name:
-        yield name
+def display(gui_display):
+    return gui_display
 
 
 def test_interactive_within_2_s_and_never_blocked_over_200_ms(display, tiny_model_dir, demo_data_dir):

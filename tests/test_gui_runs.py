@@ -25,15 +25,14 @@ from tests.gui_helpers import (
     stop_handlers_installed,
     wait_for_run,
 )
-from tests.x_display import close_with_window_manager, window_manager_running, x_display
+from tests.x_display import close_with_window_manager, window_manager_running
 
 LONG_RUN = 500  # steps: every run here is stopped long before its end
 
 
 @pytest.fixture(scope="module")
-def display():
-    with x_display() as name:
-        yield name
+def display(gui_display):
+    return gui_display
 
 
 @pytest.fixture(scope="module")
