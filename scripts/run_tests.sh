@@ -31,9 +31,9 @@ if [ "$fast" = 1 ]; then
 else
     bash scripts/install_display.sh  # Xvfb for the GUI tests (they start it themselves)
 fi
-# The window's tests run after the rest, in one process of their own: on this project's CI VM a Tk process has
-# twice died of SIGBUS inside Xlib/fontconfig (docs/ui.md, "Known problems"); a run killed by a signal is
-# retried once, and any test failure still fails the run.
+# The window's tests run after the rest, in one process of their own with one X display (docs/ui.md, "Known
+# problems": a Tk process has died inside Xlib on this project's CI VM); a run killed by a signal is retried once,
+# and any test failure still fails the run.
 gui=(tests/test_gui.py tests/test_gui_responsive.py tests/test_gui_runs.py)
 ignore=()
 for file in "${gui[@]}"; do ignore+=(--ignore "$file"); done
