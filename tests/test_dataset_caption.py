@@ -1,5 +1,5 @@
-"""Captioning's parts that run without torchvision (which transformers' Qwen-VL processors need, and which is
-not installed here): the frames given to the model are the trainer's, and the keep/overwrite/model-error rules."""
+"""Captioning's parts that need no generation: the frames given to the model are the trainer's, the checkpoint's
+class, and the keep/overwrite/model-error rules."""
 
 from __future__ import annotations
 
@@ -95,3 +95,17 @@ def test_unsupported_models_missing_checkpoints_and_cpu_quantisation_are_named(t
         load_model("someone/not-a-cached-model", allow_download=False)
     with pytest.raises(CaptionModelError, match="need a CUDA GPU"):
         load_model(str(tiny_checkpoints["qwen2_5_vl"]), allow_download=False, quantize="4bit", device="cpu")
+
+
+def test_a_checkpoint_without_processor_files_or_chat_template_is_named(tiny_checkpoints):
+    from tiny_qwen_vl import write_tiny_processor
+
+    from modules.dataset_tools.caption_model import load_captioner
+
+    folder = tiny_checkpoints["qwen3_vl"]
+    with pytest.raises(CaptionModelError, match="no preprocessor_config.json"):
+        load_captioner(str(folder), False, "none", "cpu", "auto")
+    write_tiny_processor(folder, "qwen3_vl")
+    (folder / "chat_template.jinja").unlink()
+    with pytest.raises(CaptionModelError, match="no chat template"):
+        load_captioner(str(folder), False, "none", "cpu", "auto")

@@ -1,8 +1,5 @@
-"""Captioning end to end with a tiny random Qwen2.5-VL checkpoint on disk, through the same loading code as a real
-one: frames given to the processor, batching, trigger words, keep/overwrite, and a SIGKILL mid-run.
-
-transformers' Qwen-VL processors need torchvision; where it is missing (the CPU-torch venv of this project) these
-tests skip, and docs/dataset_tools.md says so."""
+"""Captioning end to end with tiny random Qwen2.5-VL and Qwen3-VL checkpoints on disk, through the same loading code
+as a real one: the pixels the model is given, batching, trigger words, keep/overwrite, and a SIGKILL mid-run."""
 
 from __future__ import annotations
 
@@ -15,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from media_fixtures import pattern, write_pattern_video
+from PIL import Image
 
-pytest.importorskip("torchvision", reason="transformers' Qwen-VL video processor needs torchvision")
-
-from media_fixtures import pattern, write_pattern_video  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from modules.data.flow.video_dataset import DatasetSettings  # noqa: E402
-from modules.data.sources.concepts import Concept  # noqa: E402
-from modules.dataset_tools.caption import CaptionSettings, caption_files, files_to_caption  # noqa: E402
-from modules.dataset_tools.caption_frames import caption_frames  # noqa: E402
-from modules.dataset_tools.data_settings import LabelledConcept  # noqa: E402
+from modules.data.flow.video_dataset import DatasetSettings
+from modules.data.sources.concepts import Concept
+from modules.dataset_tools.caption import CaptionSettings, caption_files, files_to_caption
+from modules.dataset_tools.caption_frames import caption_frames
+from modules.dataset_tools.data_settings import LabelledConcept
+from modules.dataset_tools.qwen_vl_inputs import QwenVLInputs
+from modules.dataset_tools.qwen_vl_patches import unpatchify
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = DatasetSettings(target_fps=16, window_frames=17, target_area=64 * 64, pixel_multiple=16)
@@ -59,25 +56,29 @@ def captions(folder: Path) -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt"))}
 
 
-def test_the_processor_gets_the_trainers_frames_and_batches_caption_as_single_files(checkpoint, tmp_path, monkeypatch):
-    from transformers import Qwen2_5_VLProcessor
-
+def test_the_model_is_given_the_trainers_frames_and_batches_caption_as_single_files(checkpoint, tmp_path, monkeypatch):
     clips = make_clips(tmp_path / "clips")
-    seen = []
-    real_call = Qwen2_5_VLProcessor.__call__
+    built = []
+    real_build = QwenVLInputs.build
 
-    def recording_call(self, *args, **kwargs):  # the real processor runs; its video inputs are recorded
-        seen.extend(kwargs.get("videos") or [])
-        return real_call(self, *args, **kwargs)
+    def recording_build(self, items, instruction):  # the real builder runs; what it gives the model is kept
+        batch = real_build(self, items, instruction)
+        built.append((self.video_grid, batch))
+        return batch
 
-    monkeypatch.setattr(Qwen2_5_VLProcessor, "__call__", recording_call)
+    monkeypatch.setattr(QwenVLInputs, "build", recording_build)
     one = CaptionSettings(model=str(checkpoint), max_new_tokens=12, sample_frames=4, batch_size=1)
     caption_files(files_in(clips), one)
     singles = captions(clips)
     assert len(singles) == FILES and len(set(singles.values())) > 1  # the captions depend on the pixels
-    assert len(seen) == len(SIZES)
-    for path, given in zip(sorted(clips.glob("*.mp4")), seen):
+    videos = [(grid, batch) for grid, batch in built if "pixel_values_videos" in batch]
+    assert len(videos) == len(SIZES)
+    for path, (grid, batch) in zip(sorted(clips.glob("*.mp4")), videos):
         expected, _, _ = caption_frames(path, SETTINGS, 4)
+        thw = tuple(batch["video_grid_thw"][0].tolist())
+        mean, std = torch.tensor(grid.image_mean).view(1, 3, 1, 1), torch.tensor(grid.image_std).view(1, 3, 1, 1)
+        pixels = unpatchify(batch["pixel_values_videos"], thw, grid) * std + mean
+        given = (pixels * 255).round().byte().permute(0, 2, 3, 1).numpy()
         assert given.shape == expected.shape and np.array_equal(given, expected)
 
     batched = CaptionSettings(model=str(checkpoint), max_new_tokens=12, sample_frames=4, batch_size=4, overwrite=True)
@@ -131,3 +132,16 @@ def test_a_kill_mid_run_leaves_whole_captions_and_the_rerun_finishes(checkpoint,
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert captions(clips) == expected
+
+
+def test_a_qwen3_vl_checkpoint_captions_through_the_same_path(tmp_path):
+    from tiny_qwen_vl import write_tiny_processor, write_tiny_qwen_vl
+
+    folder = write_tiny_qwen_vl(tmp_path / "qwen3_vl", "qwen3_vl")
+    write_tiny_processor(folder, "qwen3_vl")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_pattern_video(clips / "clip.mp4", count=30, fps=30, width=96, height=64)
+    settings = CaptionSettings(model=str(folder), max_new_tokens=8, sample_frames=4)
+    assert [r["status"] for r in caption_files(files_in(clips), settings)] == ["written"]
+    assert (clips / "clip.txt").read_text(encoding="utf-8").strip()

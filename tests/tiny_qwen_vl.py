@@ -1,7 +1,8 @@
 """Tiny, randomly initialised Qwen-VL checkpoints written to disk like real ones: the real model classes from
 their transformers configs at tiny sizes, with a byte-level BPE tokenizer built with the `tokenizers` library.
 
-`write_tiny_processor` adds the real processor, which needs torchvision (see docs/dataset_tools.md)."""
+`write_tiny_processor` adds the processor files a real checkpoint ships: preprocessor_config.json written by
+transformers' own (PIL) image processor, a chat template, and for Qwen3-VL a video_preprocessor_config.json."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>"]
 SPECIAL += ["<|image_pad|>", "<|video_pad|>"]
+PATCH = 8
+PIXELS = {"shortest_edge": 16 * 16, "longest_edge": 16 * 16 * 48}  # at most 48 merged patches a frame
 CORPUS = [
     "a red circle moves from left to right over a blue background",
     "a green square slides down; the camera is still, the light is soft and even",
@@ -67,7 +70,9 @@ def write_tiny_qwen_vl(folder: Path, model_type: str = "qwen2_5_vl", seed: int =
     ids = write_tokenizer(folder)
     # A wide weight spread (real checkpoints use 0.02) so the random model's words depend on the pixels: captions
     # of different clips differ, which the batching test needs to mean anything.
+    # Patches of 8 pixels (real: 14 or 16): the test buckets, multiples of 16, then need no resize.
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 4, "out_hidden_size": 32}
+    vision["patch_size"] = PATCH
     vision["initializer_range"] = 0.5
     if model_type == "qwen2_5_vl":
         rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}
@@ -100,15 +105,20 @@ CHAT_TEMPLATE = (
 )
 
 
-def write_tiny_processor(folder: Path) -> None:
-    """The real Qwen2.5-VL processor (image and video processors, the folder's tokenizer) with a small chat
-    template laid out as Qwen's conversations are. Needs torchvision (transformers' video processors do)."""
-    from transformers import AutoTokenizer, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil, Qwen2VLVideoProcessor
+def write_tiny_processor(folder: Path, model_type: str = "qwen2_5_vl") -> None:
+    """The processor files of a real checkpoint, for the tiny model's patch size: the image processor's config
+    saved by transformers' own PIL image processor, the chat template as chat_template.jinja, and (Qwen3-VL,
+    whose checkpoints ship one) a video processor config with the same keys as the real one."""
+    import json
 
-    pixels = {"shortest_edge": 28 * 28, "longest_edge": 28 * 28 * 16}  # at most 16 merged patches a frame
-    Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessorPil(size=pixels),
-        tokenizer=AutoTokenizer.from_pretrained(folder),
-        video_processor=Qwen2VLVideoProcessor(size=pixels),
-        chat_template=CHAT_TEMPLATE,
-    ).save_pretrained(folder)
+    from transformers import Qwen2VLImageProcessorPil
+
+    mean = [0.5, 0.5, 0.5] if model_type == "qwen3_vl" else None  # Qwen3-VL normalises around 0.5
+    norm = {"image_mean": mean, "image_std": mean} if mean else {}
+    Qwen2VLImageProcessorPil(size=PIXELS, patch_size=PATCH, **norm).save_pretrained(folder)
+    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
+    if model_type == "qwen3_vl":
+        video = {"video_processor_type": "Qwen3VLVideoProcessor", "patch_size": PATCH, "temporal_patch_size": 2}
+        video |= {"merge_size": 2, "size": {"shortest_edge": PIXELS["shortest_edge"], "longest_edge": 16 * 1024}}
+        video |= {"image_mean": mean, "image_std": mean, "fps": 2, "do_sample_frames": True}
+        (folder / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2), encoding="utf-8")

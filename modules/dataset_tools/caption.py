@@ -68,20 +68,20 @@ def caption_files(files: list[tuple[Path, object]], settings: CaptionSettings) -
     if todo:
         from modules.dataset_tools.caption_model import load_captioner
 
-        model, processor, device = load_captioner(
+        model, inputs, device = load_captioner(
             settings.model, settings.allow_download, settings.quantize, settings.device, settings.dtype
         )
         with tqdm(total=len(todo), desc="captioning", unit="file") as bar:
             for start in range(0, len(todo), max(settings.batch_size, 1)):
                 batch = todo[start : start + max(settings.batch_size, 1)]
-                ready, inputs = [], []
+                ready, items = [], []
                 for path, data in batch:
                     try:
-                        inputs.append(model_input(path, data, settings))
+                        items.append(model_input(path, data, settings))
                         ready.append(path)
                     except media_io.MediaError as error:
                         results[path] = f"skipped ({error.reason})"
-                for path, text in zip(ready, generate_captions(model, processor, device, inputs, settings)):
+                for path, text in zip(ready, generate_captions(model, inputs, device, items, settings)):
                     caption = f"{settings.prefix}{text}{settings.suffix}".strip()
                     atomic_write(path.with_suffix(".txt"), lambda file, c=caption: file.write(c.encode("utf-8")))
                     results[path] = "written"
@@ -97,28 +97,12 @@ def model_input(path: Path, data, settings: CaptionSettings) -> dict:
     return {"kind": "video", "pixels": frames, "fps": rate}
 
 
-def generate_captions(model, processor, device, inputs: list[dict], settings: CaptionSettings) -> list[str]:
-    if not inputs:
+def generate_captions(model, inputs, device, items: list[dict], settings: CaptionSettings) -> list[str]:
+    """`inputs`: the checkpoint's QwenVLInputs (caption_model.load_inputs)."""
+    if not items:
         return []
-    from transformers.video_utils import VideoMetadata
-
-    instruction = settings.instruction or DEFAULT_INSTRUCTION
-    texts, videos, images, metadata = [], [], [], []
-    for item in inputs:
-        content = [{"type": item["kind"]}, {"type": "text", "text": instruction}]
-        conversation = [{"role": "user", "content": content}]
-        texts.append(processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True))
-        if item["kind"] == "video":
-            videos.append(item["pixels"])
-            count = len(item["pixels"])
-            # The frames are already chosen (do_sample_frames=False); their rate gives the model real time
-            # (Qwen2.5-VL's temporal positions, Qwen3-VL's timestamps in the prompt).
-            metadata.append(VideoMetadata(total_num_frames=count, fps=item["fps"], frames_indices=list(range(count))))
-        else:
-            images.append(item["pixels"])
-    extra = {"videos": videos, "video_metadata": metadata, "do_sample_frames": False} if videos else {}
-    batch = processor(text=texts, images=images or None, padding=True, return_tensors="pt", **extra).to(device)
+    batch = inputs.build(items, settings.instruction or DEFAULT_INSTRUCTION)
+    batch = {name: value.to(device) for name, value in batch.items()}
     with torch.inference_mode():
         out = model.generate(**batch, max_new_tokens=settings.max_new_tokens, do_sample=False)
-    new_tokens = out[:, batch["input_ids"].shape[1] :]
-    return [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+    return inputs.decode(out[:, batch["input_ids"].shape[1] :])

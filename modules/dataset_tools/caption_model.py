@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from modules.dataset_tools.qwen_vl_inputs import QwenVLInputs, read_chat_template
+from modules.dataset_tools.qwen_vl_patches import VisionGrid
 from modules.util.errors import UserError
 
 # config.model_type -> transformers class; a type the installed transformers lacks is reported, not guessed.
@@ -25,33 +27,55 @@ class CaptionModelError(UserError):
 
 
 def load_captioner(source: str, allow_download: bool, quantize: str, device: str, dtype: str):
-    """(model, processor, device) ready for generate(); the processor first, as it fails fastest."""
-    processor = load_processor(source, allow_download)
+    """(model, input builder, device) ready for generate(); the input side first, as it fails fastest."""
+    model_class_for(source, allow_download)  # an unsupported model is named before anything else is read
+    inputs = load_inputs(source, allow_download, read_model_type(source, allow_download))
     model, target = load_model(source, allow_download, quantize, device, dtype)
-    return model, processor, target
+    return model, inputs, target
 
 
-def load_processor(source: str, allow_download: bool):
+def _checkpoint_file(source: str, name: str, allow_download: bool) -> Path | None:
+    """A file of the checkpoint (local folder or hub cache; fetched only when downloads are allowed)."""
+    from transformers.utils import cached_file
+
+    try:
+        found = cached_file(
+            source, name, local_files_only=not allow_download, _raise_exceptions_for_missing_entries=False
+        )
+    except OSError:
+        return None
+    return Path(found) if found else None
+
+
+def load_inputs(source: str, allow_download: bool, model_type: str) -> QwenVLInputs:
+    """The checkpoint's tokenizer, chat template and vision settings (qwen_vl_inputs.py: no torchvision)."""
     import transformers
 
     try:
-        processor = transformers.AutoProcessor.from_pretrained(
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
             source, local_files_only=not allow_download, trust_remote_code=False
         )
-    except ImportError as error:
-        raise CaptionModelError(
-            f"{source}: transformers cannot build this model's processor ({str(error).strip().splitlines()[0]}). "
-            "Fix: install torchvision built for your torch, from the same index (torch 2.13.0 goes with "
-            "torchvision 0.28.0); transformers' Qwen-VL video processors need it."
-        ) from None
     except (OSError, ValueError) as error:
-        raise CaptionModelError(f"{source}: cannot load the processor ({error}). Fix: {_fix(source)}.") from None
-    processor.tokenizer.padding_side = "left"  # generation continues every row at its end
-    return processor
+        raise CaptionModelError(f"{source}: cannot load the tokenizer ({error}). Fix: {_fix(source)}.") from None
+    names = ("preprocessor_config.json", "video_preprocessor_config.json", "chat_template.jinja", "chat_template.json")
+    files = {name: _checkpoint_file(source, name, allow_download) for name in names}
+    if files["preprocessor_config.json"] is None:
+        raise CaptionModelError(
+            f"{source}: no preprocessor_config.json (the vision input settings). Fix: {_fix(source)}."
+        )
+    template = read_chat_template(files, tokenizer)
+    if not template:
+        raise CaptionModelError(
+            f"{source}: no chat template (chat_template.jinja, chat_template.json or the tokenizer's). "
+            "Fix: use an instruct (chat) checkpoint, which ships one."
+        )
+    image_grid = VisionGrid.from_file(files["preprocessor_config.json"])
+    video_file = files["video_preprocessor_config.json"] or files["preprocessor_config.json"]
+    video_grid = VisionGrid.from_file(video_file, budget_per_clip=model_type == "qwen3_vl")
+    return QwenVLInputs(tokenizer, template, model_type, image_grid, video_grid)
 
 
-def model_class_for(source: str, allow_download: bool):
-    """The transformers class named by the checkpoint's config.json model_type."""
+def read_model_type(source: str, allow_download: bool) -> str:
     import transformers
 
     try:
@@ -60,12 +84,20 @@ def model_class_for(source: str, allow_download: bool):
         )
     except (OSError, ValueError) as error:
         raise CaptionModelError(f"{source}: cannot read the model config ({error}). Fix: {_fix(source)}.") from None
-    class_name = MODEL_CLASSES.get(config.model_type)
+    return config.model_type
+
+
+def model_class_for(source: str, allow_download: bool):
+    """The transformers class named by the checkpoint's config.json model_type."""
+    import transformers
+
+    model_type = read_model_type(source, allow_download)
+    class_name = MODEL_CLASSES.get(model_type)
     model_class = getattr(transformers, class_name, None) if class_name else None
     if model_class is None:
         known = ", ".join(MODEL_CLASSES)
         raise CaptionModelError(
-            f"{source}: model_type {config.model_type!r} is not a supported captioner with transformers "
+            f"{source}: model_type {model_type!r} is not a supported captioner with transformers "
             f"{transformers.__version__} (supported: {known}). Fix: use a Qwen2.5-VL or Qwen3-VL checkpoint"
             + (" or a newer transformers." if class_name else ".")
         )
