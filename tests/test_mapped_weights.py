@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from modules.module.block_swap import BlockSwapper
 from modules.module.mapped_weights import is_mapped, mapped_bytes, move_module, remember_mapped
 from modules.wan.formats.headers import TensorReader, read_header
 from modules.wan.loading.loader import load_wan_model
@@ -183,3 +184,11 @@ def test_resume_with_mapped_weights_ends_where_a_run_without_them_ends(tiny_mode
     assert len(plain_losses) == 4 and first_losses + resumed_losses == plain_losses
     assert plain.keys() == resumed.keys()
     assert all(torch.equal(plain[k], resumed[k]) for k in plain)
+
+
+def test_swapped_blocks_stay_on_the_mapping(fp8_scaled_file):
+    base, path = fp8_scaled_file
+    expert = load(base, path, torch.float8_e4m3fn, True).requires_grad_(False)
+    swapper = BlockSwapper(expert.blocks, [len(expert.blocks) - 1], staging=True)
+    matrices = [slot.storage for slot in swapper.slots[len(expert.blocks) - 1] if slot.storage.dim() == 2]
+    assert matrices and all(is_mapped(storage) for storage in matrices)  # no copy of the swapped weights was made

@@ -102,13 +102,22 @@ def point_at_mapping(module: nn.Module) -> int:
     its current copy; returns how many. Frozen weights do not change, so the file's bytes are still their value."""
     count = 0
     for owner, name, _, tensor in _frozen_tensors(module):
-        source = owner.__dict__.get(_SOURCES, {}).get(name)
-        if source is None or source.shape != tensor.shape or source.dtype != tensor.dtype:
-            continue
-        if tensor.data_ptr() != source.data_ptr():
+        source = remembered_source(owner, name, tensor)
+        if source is not None and tensor.data_ptr() != source.data_ptr():
             tensor.data = source
             count += 1
     return count
+
+
+def remembered_source(owner: nn.Module, name: str, tensor: torch.Tensor) -> torch.Tensor | None:
+    """The mapped CPU tensor behind `owner`'s frozen tensor `name`: the tensor itself when it is mapped, the one
+    remembered as it left for the device, else None."""
+    if is_mapped(tensor):
+        return tensor.detach()
+    source = owner.__dict__.get(_SOURCES, {}).get(name)
+    if source is None or source.shape != tensor.shape or source.dtype != tensor.dtype or tensor.requires_grad:
+        return None
+    return source
 
 
 def move_module(module: nn.Module, device: torch.device | str) -> nn.Module:
