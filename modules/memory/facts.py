@@ -64,6 +64,10 @@ class ModelFacts:
     pixels_per_token: int  # side of the square of pixels one latent token covers (VAE stride x patch)
     frames_per_latent: int  # VAE temporal stride
     extra_condition_frames: int = 0  # image conditions cached with the latents (I2V)
+    # The dtype the transformer's files store its block matrices in ("float8_e4m3fn", "bfloat16", ...), read from
+    # their headers; None where unknown (a hub id, planning without files). Weights are mapped from their file, not
+    # copied, where it equals the storage dtype (memory.map_weights).
+    source_dtype: str | None = None
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.frames_per_latent + 1

@@ -31,6 +31,7 @@ between devices, as expert offloading does, moves only the resident part.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -89,6 +90,17 @@ class StagingBuffer:
         self._next = 0
         self.staged = 0  # tensors copied through the buffer (tests, benchmarks)
 
+    @classmethod
+    def shared(cls, slot_bytes: int, slots: int, pin: bool) -> StagingBuffer:
+        """One buffer per size for every swapper alive (an A14B run's two experts, which never run at once, and the
+        sampler's): pinned memory is one window, not one per expert. Sharing is safe because a slot is reused only
+        after the copy out of it finished, whoever staged it."""
+        key = (slot_bytes, slots, pin)
+        buffer = _SHARED_STAGING.get(key)
+        if buffer is None:
+            buffer = _SHARED_STAGING[key] = cls(slot_bytes, slots, pin)
+        return buffer
+
     @property
     def nbytes(self) -> int:
         return self.buffer.numel()
@@ -113,6 +125,9 @@ class StagingBuffer:
     def copied_out(self, slot: int, event: object | None) -> None:
         """The device copy out of `slot` was queued; `event` marks its end (None: it already ended)."""
         self._events[slot] = event
+
+
+_SHARED_STAGING: weakref.WeakValueDictionary[tuple, StagingBuffer] = weakref.WeakValueDictionary()
 
 
 def _in_backward() -> bool:
@@ -184,7 +199,7 @@ class BlockSwapper:
         self.staging: StagingBuffer | None = None
         if use_staging and self.slots:
             slot_bytes = max(staged_bytes(slot.storage for slot in slots) for slots in self.slots.values())
-            self.staging = StagingBuffer(slot_bytes, window, self.pin)
+            self.staging = StagingBuffer.shared(slot_bytes, window, self.pin)
         self.resident: dict[int, _Resident] = {}
         self.input_needs_grad: dict[int, bool] = {}
         self._streams: dict[torch.device, object] = {}
