@@ -50,8 +50,9 @@ class HostPhase:
     anonymous: dict[str, float] = field(default_factory=dict)  # bytes per part, the process's own memory
     pinned: dict[str, float] = field(default_factory=dict)  # page-locked staging
     file_backed: dict[str, float] = field(default_factory=dict)  # mapped weights that must stay resident
-    # Mapped weights not used until a later switch (the inactive expert): the kernel may drop these pages under
-    # pressure and read them again from the file when the expert comes back; shown, not counted in the peak.
+    # Mapped weights this phase does not use (the inactive expert; the experts while they load, which reads no data):
+    # the kernel may drop these pages under pressure and read them again from the file when they are used; shown,
+    # not counted in the peak.
     reclaimable: dict[str, float] = field(default_factory=dict)
     one_process: bool = False  # runs in one process whatever the run's count (scripts/cache.py)
 
@@ -214,7 +215,8 @@ def build_host_plan(config, facts: ModelFacts, processes: int = 1, cache_first: 
 
     loading = HostPhase("loading the experts", {**base, **text})
     mapped = maps_weights(config, facts)
-    held = loading.file_backed if mapped else loading.anonymous  # mapped: the file's pages, shared by processes
+    # Mapped: views of the files, whose pages are read only when the weights are used (shared by the processes).
+    held = loading.reclaimable if mapped else loading.anonymous
     if storage in STREAMED_STORAGE:
         held[f"experts, {storage} ({loaded_experts}{', mapped' if mapped else ''})"] = loaded_experts * stored
         loading.anonymous["load transient (largest tensor, read + cast)"] = _load_transient(expert, storage)
@@ -229,7 +231,7 @@ def build_host_plan(config, facts: ModelFacts, processes: int = 1, cache_first: 
         caching = HostPhase("caching (scripts/cache.py, no transformer)", {**base, **encoders}, one_process=True)
     else:
         caching = HostPhase("caching (in the run, cache incomplete)", {**base, **encoders})
-        (caching.file_backed if mapped else caching.anonymous)[
+        (caching.reclaimable if mapped else caching.anonymous)[
             f"experts, {storage} ({loaded_experts}{', mapped' if mapped else ''})"
         ] = loaded_experts * stored
 
