@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import struct
 from pathlib import Path
 
 import pytest
 import torch
+from diffusers import WanTransformer3DModel
 
 from modules.module.block_swap import BlockSwapper
 from modules.module.mapped_weights import is_mapped, mapped_bytes, move_module, remember_mapped
@@ -192,3 +194,16 @@ def test_swapped_blocks_stay_on_the_mapping(fp8_scaled_file):
     swapper = BlockSwapper(expert.blocks, [len(expert.blocks) - 1], staging=True)
     matrices = [slot.storage for slot in swapper.slots[len(expert.blocks) - 1] if slot.storage.dim() == 2]
     assert matrices and all(is_mapped(storage) for storage in matrices)  # no copy of the swapped weights was made
+
+
+def test_a_bf16_diffusers_folder_into_bf16_is_mapped_and_equals_from_pretrained(tiny_model_dir, tmp_path):
+    base = shutil.copytree(tiny_model_dir("TI2V-5B"), tmp_path / "model")
+    folder = base / "transformer"
+    expert = WanTransformer3DModel.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    shutil.rmtree(folder)
+    expert.save_pretrained(folder, max_shard_size="20KB")  # sharded, as the Wan-AI repos are
+    copied = load_wan_model(base, transformer_dtype=torch.bfloat16, map_weights=False).transformer
+    mapped = load_wan_model(base, transformer_dtype=torch.bfloat16, map_weights=True).transformer
+    a, b = copied.state_dict(), mapped.state_dict()
+    assert a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+    assert mapped_bytes(mapped)[0] > 0 and mapped_bytes(copied)[0] == 0

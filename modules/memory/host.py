@@ -10,7 +10,8 @@ Each phase counts three kinds of host memory, because they behave differently: a
 process's own copies: weights in CPU memory, activations offloaded, buffers), pinned memory (page-locked staging
 for host-to-device copies, which the kernel can never swap or drop; PyTorch's caching host allocator rounds each
 block up to a power of two) and file-backed pages that must stay resident (weights mapped from their file: shared
-by every process on the machine through the page cache). Several processes each hold their own anonymous and
+by every process on the machine through the page cache; mapped pages a phase does not use, such as the inactive
+expert's, are listed as reclaimable and left out of the peak). Several processes each hold their own anonymous and
 pinned memory; mapped pages are counted once. The terms and what was measured: docs/presets.md "Host memory".
 """
 

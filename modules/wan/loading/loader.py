@@ -32,7 +32,7 @@ from modules.wan.loading.part_folder import (
     load_scheduler,
     official_scheduler,
 )
-from modules.wan.loading.part_load import PART_CLASSES, load_folder_streamed, load_part_from_file
+from modules.wan.loading.part_load import PART_CLASSES, load_folder_streamed, load_part_from_file, stores_blocks_in
 from modules.wan.loading.sources import (
     PART_SETTINGS,
     PartSource,
@@ -197,10 +197,12 @@ def _load(src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVa
         )
         return load_part_from_file(info, config, dtype, config_source=config_source, map_weights=mapped)
     cls = PART_CLASSES["transformer" if src.part == "transformer_2" else src.part]
-    if (dtype == torch.float8_e4m3fn or mapped) and cls is PART_CLASSES["transformer"]:  # no bf16 copy, or mapped
+    if cls is PART_CLASSES["transformer"]:
         shards = check_part_folder(src.path.parent, src.path.name)
-        config = json.loads((src.path / "config.json").read_text(encoding="utf-8"))
-        return load_folder_streamed(src.path, shards, config, dtype, map_weights=mapped)
+        mapped = mapped and stores_blocks_in(shards, dtype)  # else from_pretrained, as without mapping
+        if dtype == torch.float8_e4m3fn or mapped:  # streamed: no bf16 copy of the expert, or views of its shards
+            config = json.loads((src.path / "config.json").read_text(encoding="utf-8"))
+            return load_folder_streamed(src.path, shards, config, dtype, map_weights=mapped)
     return load_part_folder(src.path.parent, src.path.name, cls, dtype=dtype)
 
 

@@ -21,6 +21,7 @@ from transformers import UMT5Config, UMT5EncoderModel
 
 from modules.base.model_loader import ModelLoadError
 from modules.module.fp8_linear import convert_to_fp8_storage, quantise_fp8
+from modules.wan.formats.headers import read_header
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.formats.part_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
 from modules.wan.loading.file_detection import SingleFileInfo, detect_single_file
@@ -197,6 +198,16 @@ def check_file_fits(path: str | Path, config: dict) -> SingleFileInfo:
         info = detect_single_file(path, file=file)
     check_names_and_shapes(info, config, str(path))
     return info
+
+
+def stores_blocks_in(files: list[Path], dtype: torch.dtype) -> bool:
+    """Whether the block matrices of these safetensors files are stored in `dtype` (headers only): then a mapped
+    load keeps the files' own bytes."""
+    for file in files:
+        for name, info in read_header(file, "transformer").tensors.items():
+            if name.startswith("blocks.") and name.endswith(".weight") and len(info.shape) == 2:
+                return info.torch_dtype == dtype
+    return False
 
 
 def load_folder_streamed(
