@@ -40,10 +40,9 @@ def memory_hint(config) -> str:
 
 
 def _ram_hint(config) -> str:
-    import modules.planning as planning
-
-    plan_host_memory = getattr(planning, "plan_host_memory", None)
-    if plan_host_memory is None:
+    try:
+        from modules.planning import plan_host_memory
+    except ImportError:  # a planner without the host plan
         return ""
     try:
         summary = plan_host_memory(config)
