@@ -299,6 +299,13 @@ def planned_load_bytes(depth: int) -> float:
     return expert_bytes(facts, "float8_e4m3fn") + _load_transient(facts, "float8_e4m3fn")
 
 
+def planned_experts(depth: int) -> float:
+    """The plan's bytes of both fp8 experts of `depth` blocks: its mapped (must stay + reclaimable) and GPU terms."""
+    from modules.wan.memory_facts import transformer_facts
+
+    return 2 * expert_bytes(transformer_facts(json.dumps(a14b_config(depth)), False), "float8_e4m3fn")
+
+
 def extrapolate(by_depth: dict[int, float]) -> float:
     """The value at 40 blocks from the per-block slope between the smallest and the largest depth measured."""
     low, high = min(by_depth), max(by_depth)
@@ -426,7 +433,9 @@ def report_mapping(rows: list[dict]) -> None:
                 f"+{r['anonymous'] / mib:.0f} MiB, file pages {r['file_rss'] / mib:.0f} MiB, peak "
                 f"+{r['peak'] / mib:.0f} MiB, both experts stored "
                 f"{r['stored'] / mib:.0f} MiB ({r['mapped_tensor_bytes'] / mib:.0f} mapped), staging "
-                f"{r['staging'] / mib:.0f} MiB (one for both experts: {r['shared_staging']})"
+                f"{r['staging'] / mib:.0f} MiB (one for both experts: {r['shared_staging']}); weights held "
+                f"{(r['anonymous'] - r['staging'] + r['file_rss']) / mib:.0f} MiB, "
+                f"plan {planned_experts(r['depth']) / mib:.0f}"
             )
         elif r["case"] == "staging-memcpy":
             print(
