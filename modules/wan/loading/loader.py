@@ -187,7 +187,9 @@ def _check_sources(
     return variant
 
 
-def _load(src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVariant, configs_dir: Path, mapped=False):
+def _load(
+    src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVariant, configs_dir: Path, mapped: bool = False
+):
     """One part from its source: a single file through part_load.py, a folder through from_pretrained (a transformer
     folder streamed instead for fp8 storage, or when its weights are mapped)."""
     if src.is_file:
