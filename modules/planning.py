@@ -18,6 +18,7 @@ modules/memory/phases.py, and the formulas, with what was measured, docs/presets
 from __future__ import annotations
 
 from modules.memory.facts import ModelFacts
+from modules.memory.host import HostMemorySummary, host_memory_summary
 from modules.memory.plan import MemoryPlan, Recommendation, build_plan, card_name, settings_from_config
 from modules.registry import memory_facts_for
 
@@ -27,6 +28,7 @@ __all__ = [
     "build_plan",
     "card_name",
     "model_facts",
+    "plan_host_memory",
     "plan_memory",
     "settings_from_config",
 ]
@@ -46,3 +48,10 @@ def plan_memory(config, vram_gib: float | None = None, facts: ModelFacts | None 
     the untiled VAE pass would be the run's peak). `facts`: from `model_facts(config, model)`; None reads them
     from the config's sources."""
     return build_plan(config, vram_gib, facts if facts is not None else model_facts(config))
+
+
+def plan_host_memory(config, processes: int = 1) -> HostMemorySummary:
+    """The host-memory plan's summary for the window's memory hint: the same plan as `scripts/train.py --plan` and
+    diagnostics.json (modules/memory/host.py), facts from the config's sources (which also say whether the weights
+    are mapped from their files)."""
+    return host_memory_summary(config, memory_facts_for(config), processes)

@@ -10,11 +10,21 @@ real formats with random weights, one tensor at a time; the per-block slope betw
 - load-folder-old: the same through from_pretrained into bf16, then quantised (the path before streaming);
 - load-single: fp8 storage from an fp8_scaled ComfyUI single file;
 - two-processes: two processes loading the same single file at once (the sum of both peaks over one's);
+- two-processes-mapped: the same with memory.map_weights (views of the file's mapping), each process then reading
+  every weight (as the swapped blocks and the inactive expert are read in training) and measured while both are
+  alive: anonymous memory per process from /proc/PID/smaps_rollup, the file's pages from its smaps entries (Pss:
+  shared pages split between the processes, so their sum counts them once); machine total over one process's;
+- train-swap / train-swap-copied: both experts from two fp8_scaled files (mapped, or read into the process's own
+  memory), the 24 GB preset's share of swapped blocks (24 of 40, scaled to the depth) on both with the bounded
+  staging forced on, one forward of each expert at the real width (16 tokens): anonymous memory and mapped pages
+  against the plan's terms;
+- staging-memcpy: the extra host copy of staging, measured: an fp8 FFN matrix of A14B (70.8 MB) copied from
+  ordinary memory and from a file mapping into a staging buffer (GB/s);
 - encoders: UMT5 at the real width (4096, FFN 10240; 2 of 24 layers, 32k vocabulary) resident, then released:
   how much of it leaves the process.
 
-Pinned bytes are 0 here (no CUDA: nothing is page-locked); on a GPU machine the plan adds the swapped blocks'
-pinned copies. Results: docs/benchmarks.md "Host memory".
+Pinned bytes are 0 here (no CUDA: nothing is page-locked); on a GPU machine the plan adds the swap's staging window
+and the offloaded activations. Results: docs/benchmarks.md "Host memory".
 
     python scripts/benchmark_host_memory.py [--depths 2 4] [--cases load-folder load-single ...]
 """
@@ -39,7 +49,18 @@ from modules.wan.loading.detection import read_json
 from modules.wan.loading.part_load import build_empty
 from modules.wan.loading.single_file_writer import write_streamed
 
-CASES = ("load-folder", "load-folder-old", "load-single", "two-processes", "encoders")
+CASES = (
+    "load-folder",
+    "load-folder-old",
+    "load-single",
+    "two-processes",
+    "two-processes-mapped",
+    "train-swap",
+    "train-swap-copied",
+    "staging-memcpy",
+    "encoders",
+)
+SWAP_SHARE = 24 / 40  # the A14B 24 GB preset's memory.blocks_to_swap
 REAL_BLOCKS = 40
 
 
@@ -77,6 +98,33 @@ def write_folder(folder: Path, config: dict) -> Path:
     return folder
 
 
+def smaps_of(path: Path | None = None) -> dict[str, int]:
+    """This process's memory in bytes: smaps_rollup's fields, or (with `path`) the summed fields of its mappings."""
+    if path is None:
+        lines = Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]
+    else:
+        lines, inside = [], False
+        for line in Path("/proc/self/smaps").read_text().splitlines():
+            head = line.split()
+            if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+                inside = line.rstrip().endswith(str(path))
+            elif inside:
+                lines.append(line)
+    totals: dict[str, int] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].endswith(":") and parts[2] == "kB":
+            totals[parts[0][:-1]] = totals.get(parts[0][:-1], 0) + int(parts[1]) * 1024
+    return totals
+
+
+def touch_every_page(module: torch.nn.Module) -> None:
+    """Read one byte of every page of every tensor (what using the weights does to a mapping), without a copy."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        flat = tensor.detach().reshape(-1).view(torch.uint8)
+        int(flat[::4096].sum()) if flat.numel() else None
+
+
 # ---- what a child process measures -------------------------------------------------------------------------------
 def child(case: str, path: str, depth: int) -> dict:
     import psutil
@@ -100,6 +148,19 @@ def child(case: str, path: str, depth: int) -> dict:
 
         model = load_part_folder(Path(path).parent, Path(path).name, WanTransformer3DModel, dtype=torch.bfloat16)
         convert_to_fp8_storage(model)
+    elif case == "two-processes-mapped":
+        anonymous = smaps_of()["Anonymous"]
+        info = detect_single_file(Path(path), "transformer")
+        model = load_part_from_file(info, config, torch.float8_e4m3fn, config_source="benchmark", map_weights=True)
+        touch_every_page(model)
+        print("ready", flush=True)
+        sys.stdin.readline()  # both processes hold the weights now
+        mapped = smaps_of(Path(path))
+        result = {"anonymous": smaps_of()["Anonymous"] - anonymous, "file_rss": mapped.get("Rss", 0),
+                  "file_pss": mapped.get("Pss", 0), "peak": peak_rss() - baseline}  # fmt: skip
+        print(json.dumps(result), flush=True)
+        sys.stdin.readline()  # alive until the others have measured too
+        return result
     else:  # load-single, two-processes
         info = detect_single_file(Path(path), "transformer")
         model = load_part_from_file(info, config, torch.float8_e4m3fn, config_source="benchmark")
@@ -107,6 +168,74 @@ def child(case: str, path: str, depth: int) -> dict:
     tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()
     stored = sum(t.numel() * t.element_size() for t in tensors)
     return {"baseline": baseline, "peak": peak_rss(), "stored": stored, "seconds": seconds, "pinned": 0}
+
+
+def train_swap_child(high: str, low: str, depth: int, mapped: bool) -> dict:
+    """Both experts from their fp8_scaled files, the preset's share of blocks swapped through forced staging, one
+    forward of each at the real width: anonymous memory and the files' resident pages afterwards."""
+    from modules.module.block_swap import BlockSwapper
+    from modules.module.mapped_weights import mapped_bytes
+    from modules.wan.loading.file_detection import detect_single_file
+    from modules.wan.loading.part_load import load_part_from_file
+
+    config = a14b_config(depth)
+    build_empty("transformer", config)
+    gc.collect()
+    reset_peak_rss()
+    anonymous, baseline = smaps_of()["Anonymous"], rss()
+    experts, swappers = [], []
+    swap = max(1, round(depth * SWAP_SHARE))
+    for path in (high, low):
+        info = detect_single_file(Path(path), "transformer")
+        expert = load_part_from_file(info, config, torch.float8_e4m3fn, config_source="benchmark", map_weights=mapped)
+        expert.requires_grad_(False)
+        swappers.append(BlockSwapper(expert.blocks, range(depth - swap, depth), staging=True))
+        experts.append(expert)
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(
+        hidden_states=torch.randn(1, config["in_channels"], 1, 2, 2, generator=generator, dtype=torch.bfloat16),
+        timestep=torch.tensor([500.0]),
+        encoder_hidden_states=torch.randn(1, 4, config["text_dim"], generator=generator, dtype=torch.bfloat16),
+        return_dict=False,
+    )
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for expert in experts:  # the active expert runs; both experts' weights are read once
+            expert(**inputs)
+            touch_every_page(expert)
+    files = [smaps_of(Path(p)) for p in (high, low)]
+    stored = sum(sum(t.numel() * t.element_size() for t in {id(t): t for t in [*e.parameters(), *e.buffers()]}.values())
+                 for e in experts)  # fmt: skip
+    return {
+        "anonymous": smaps_of()["Anonymous"] - anonymous,
+        "file_rss": sum(f.get("Rss", 0) for f in files),
+        "peak": peak_rss() - baseline,
+        "stored": stored,
+        "mapped_tensor_bytes": sum(mapped_bytes(e)[0] for e in experts),
+        "staging": swappers[0].staging.nbytes,
+        "shared_staging": swappers[0].staging is swappers[1].staging,
+        "swapped": swap,
+    }
+
+
+def staging_memcpy_child(path: str) -> dict:
+    """GB/s of copying an A14B FFN matrix (fp8) into a staging slot, from ordinary memory and from a mapping."""
+    from modules.module.block_swap import StagingBuffer
+    from modules.module.mapped_weights import FileMapping
+
+    size = 5120 * 13824
+    staging = StagingBuffer(size, 2, pin=False)
+    own = torch.randint(0, 255, (size,), dtype=torch.uint8)
+    mapped = FileMapping(path).tensor(4096, 4096 + size, torch.uint8, (size,))
+    result = {}
+    for name, source in (("ordinary", own), ("mapped", mapped)):
+        staging.stage([source])  # warm: pages resident, slot touched
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            staging.stage([source])
+            times.append(time.perf_counter() - start)
+        result[name] = size / sorted(times)[len(times) // 2] / 1e9
+    return {"bytes": size, **result}
 
 
 def encoders_child() -> dict:
@@ -140,6 +269,26 @@ def run_two(path: Path, depth: int) -> list[dict]:
     return [json.loads(c.communicate()[0].strip().splitlines()[-1]) for c in children]
 
 
+def run_together(path: Path, depth: int, count: int) -> list[dict]:
+    """`count` processes mapping one file, measured while all of them hold its weights."""
+    command = [sys.executable, __file__, "--child", "two-processes-mapped", str(path), str(depth)]
+    children = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(count)
+    ]
+    for c in children:
+        while c.stdout.readline().strip() != "ready":
+            if c.poll() is not None:
+                raise SystemExit("a measuring process ended before it was ready")
+    for c in children:  # all measure while all are alive, and stay until every one has measured
+        c.stdin.write("go\n")
+        c.stdin.flush()
+    results = [json.loads(c.stdout.readline()) for c in children]
+    for c in children:
+        c.stdin.close()
+        c.wait()
+    return results
+
+
 # ---- the plan's figures ------------------------------------------------------------------------------------------
 def planned_load_bytes(depth: int) -> float:
     """The plan's loading phase for one expert of `depth` blocks: fp8 storage plus one tensor's read and cast."""
@@ -148,6 +297,13 @@ def planned_load_bytes(depth: int) -> float:
 
     facts = transformer_facts(json.dumps(a14b_config(depth)), False)
     return expert_bytes(facts, "float8_e4m3fn") + _load_transient(facts, "float8_e4m3fn")
+
+
+def planned_experts(depth: int) -> float:
+    """The plan's bytes of both fp8 experts of `depth` blocks: its mapped (must stay + reclaimable) and GPU terms."""
+    from modules.wan.memory_facts import transformer_facts
+
+    return 2 * expert_bytes(transformer_facts(json.dumps(a14b_config(depth)), False), "float8_e4m3fn")
 
 
 def extrapolate(by_depth: dict[int, float]) -> float:
@@ -164,7 +320,15 @@ def main() -> None:
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = encoders_child() if args.child[0] == "encoders" else child(*args.child[:2], int(args.child[2]))
+        kind = args.child[0]
+        if kind == "encoders":
+            result = encoders_child()
+        elif kind == "train-swap":
+            result = train_swap_child(args.child[1], args.child[2], int(args.child[3]), bool(int(args.child[4])))
+        elif kind == "staging-memcpy":
+            result = staging_memcpy_child(args.child[1])
+        else:
+            result = child(*args.child[:2], int(args.child[2]))
         print(json.dumps(result))
         return
     rows = []
@@ -175,10 +339,26 @@ def main() -> None:
             folder = single = None
             if {"load-folder", "load-folder-old"} & set(args.cases):
                 folder = write_folder(tmp / "transformer", config)
-            if {"load-single", "two-processes"} & set(args.cases):
+            singles = {"load-single", "two-processes", "two-processes-mapped", "train-swap", "train-swap-copied"}
+            if singles & set(args.cases):
                 single = write_random_file(tmp / "wan2.2_t2v_high_noise_fp8_scaled.safetensors", config, "fp8_scaled")
+            if {"train-swap", "train-swap-copied"} & set(args.cases):
+                low = write_random_file(tmp / "wan2.2_t2v_low_noise_fp8_scaled.safetensors", config, "fp8_scaled")
             for case in args.cases:
-                if case == "encoders":
+                if case in ("encoders", "staging-memcpy"):
+                    continue
+                if case == "two-processes-mapped":
+                    one, two = run_together(single, depth, 1)[0], run_together(single, depth, 2)
+                    alone = one["anonymous"] + one["file_rss"]
+                    machine = sum(r["anonymous"] + r["file_pss"] for r in two)
+                    rows.append({"case": case, "depth": depth, "one": alone, "machine": machine,
+                                 "ratio_to_one": machine / alone, "anonymous": [r["anonymous"] for r in two],
+                                 "file_rss": two[0]["file_rss"], "pss": [r["file_pss"] for r in two]})  # fmt: skip
+                    continue
+                if case.startswith("train-swap"):
+                    mapped = case == "train-swap"
+                    r = run_child("train-swap", str(single), str(low), str(depth), str(int(mapped)))
+                    rows.append({"case": case, "depth": depth, **r})
                     continue
                 if case == "load-folder-old" and depth != min(args.depths):
                     continue  # the old path is shown once: it needs the whole bf16 expert
@@ -194,6 +374,11 @@ def main() -> None:
                 rows.append({"case": case, "depth": depth, "increase": increase, "stored": r["stored"],
                              "ratio": increase / r["stored"], "plan": planned_load_bytes(depth),
                              "seconds": r["seconds"]})  # fmt: skip
+    if "staging-memcpy" in args.cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "bytes.bin"
+            path.write_bytes(torch.randint(0, 255, (5120 * 13824 + 8192,), dtype=torch.uint8).numpy().tobytes())
+            rows.append({"case": "staging-memcpy", **run_child("staging-memcpy", str(path))})
     if "encoders" in args.cases:
         r = run_child("encoders")
         rows.append({"case": "encoders", **r, "released_share": (r["loaded"] - r["after"]) / r["size"]})
@@ -205,7 +390,7 @@ def report(rows: list[dict]) -> None:
     mib = 2**20
     print("\ncase                depth  increase MiB  stored MiB  ratio  plan MiB  plan/measured")
     for r in rows:
-        if r["case"] == "encoders":
+        if r["case"] in ("encoders", "staging-memcpy", "two-processes-mapped") or r["case"].startswith("train-swap"):
             continue
         plan = r.get("plan")
         print(
@@ -223,12 +408,47 @@ def report(rows: list[dict]) -> None:
                 f"{case}: extrapolated to 40 blocks: {at_40 / GIB:.2f} GiB peak increase for {stored / GIB:.2f} GiB "
                 f"stored (x{at_40 / stored:.3f}); plan {plan / GIB:.2f} GiB"
             )
+    report_mapping(rows)
     for r in rows:
         if r["case"] == "encoders":
             resident, released = (r["loaded"] - r["before"]) / mib, (r["loaded"] - r["after"]) / mib
             print(
                 f"encoders: UMT5 slice of {r['size'] / mib:.0f} MiB: resident +{resident:.0f} MiB, released "
                 f"-{released:.0f} MiB ({r['released_share']:.0%} returned)"
+            )
+
+
+def report_mapping(rows: list[dict]) -> None:
+    mib = 2**20
+    for r in rows:
+        if r["case"] == "two-processes-mapped":
+            print(
+                f"two processes, mapped, {r['depth']} blocks: one alone {r['one'] / mib:.0f} MiB (anon + file pages); "
+                f"both {r['machine'] / mib:.0f} MiB on the machine (anon {[round(a / mib) for a in r['anonymous']]} "
+                f"+ file Pss {[round(p / mib) for p in r['pss']]}): x{r['ratio_to_one']:.3f} one process (goal 1.15)"
+            )
+        elif r["case"].startswith("train-swap"):
+            print(
+                f"{r['case']}, {r['depth']} blocks ({r['swapped']} swapped per expert): anon "
+                f"+{r['anonymous'] / mib:.0f} MiB, file pages {r['file_rss'] / mib:.0f} MiB, peak "
+                f"+{r['peak'] / mib:.0f} MiB, both experts stored "
+                f"{r['stored'] / mib:.0f} MiB ({r['mapped_tensor_bytes'] / mib:.0f} mapped), staging "
+                f"{r['staging'] / mib:.0f} MiB (one for both experts: {r['shared_staging']}); weights held "
+                f"{(r['anonymous'] - r['staging'] + r['file_rss']) / mib:.0f} MiB, "
+                f"plan {planned_experts(r['depth']) / mib:.0f}"
+            )
+        elif r["case"] == "staging-memcpy":
+            print(
+                f"staging memcpy of {r['bytes'] / 1e6:.1f} MB: {r['ordinary']:.2f} GB/s from ordinary memory, "
+                f"{r['mapped']:.2f} GB/s from a mapping (pages resident)"
+            )
+    for case in ("train-swap", "train-swap-copied"):
+        found = [r for r in rows if r["case"] == case]
+        if len(found) > 1:
+            at = {key: extrapolate({r["depth"]: r[key] for r in found}) for key in ("anonymous", "file_rss", "stored")}
+            print(
+                f"{case}: extrapolated to 40 blocks: anon {at['anonymous'] / GIB:.2f} GiB, file pages "
+                f"{at['file_rss'] / GIB:.2f} GiB, both experts stored {at['stored'] / GIB:.2f} GiB"
             )
 
 

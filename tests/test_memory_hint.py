@@ -39,3 +39,14 @@ def test_the_hint_reports_the_planners_peak_and_verdict_for_the_gpu_found(monkey
     config = load_config(PRESET)  # lora.rank 8 -> 31.2
     assert hint.memory_hint(config) == "peak ~31.2 GiB: needs ~31 GiB: turn on fp8 storage or swap blocks (GPU: 24 GiB)"
     assert seen == {"config": config, "vram": 24.0}
+
+
+def test_the_hint_adds_the_host_plans_verdict_for_this_machines_ram(monkeypatch):
+    from modules.memory.host import RAM_ENV, build_host_plan
+    from modules.registry import memory_facts_for
+
+    monkeypatch.setenv(RAM_ENV, "48")
+    config = load_config(PRESET)
+    text = hint.memory_hint(config)
+    expected = build_host_plan(config, memory_facts_for(config), 1).verdict(48)  # what --plan prints for 48 GB
+    assert text.endswith(f"; RAM: {expected}") and "GiB peak in" in expected

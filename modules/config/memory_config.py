@@ -40,6 +40,16 @@ class MemoryConfig:
             "never takes GPU memory (slower text phase)"
         ),
     )
+    map_weights: bool = setting(
+        True,
+        help=(
+            "Where the transformer is kept in the dtype its safetensors file stores (an fp8_scaled file into fp8 "
+            "storage, bf16 into bf16), weights in CPU memory (the inactive expert, swapped blocks) are the file's "
+            "memory mapping instead of copies: processes on one machine share them and the kernel can drop and "
+            "re-read them; off: every weight is read into the process's own memory (see docs/block_swap.md)"
+        ),
+        label="Map weights from their file",
+    )
     vae_tiling: str = setting(
         "auto",
         help="Encode and decode video in overlapping spatial tiles (diffusers' AutoencoderKLWan tiling); 'auto': "

@@ -6,7 +6,7 @@ modules/registry.py), so the planner's arithmetic in modules/memory/ knows no mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ class ModelFacts:
     pixels_per_token: int  # side of the square of pixels one latent token covers (VAE stride x patch)
     frames_per_latent: int  # VAE temporal stride
     extra_condition_frames: int = 0  # image conditions cached with the latents (I2V)
+    # The dtype the transformer's files store its block matrices in ("float8_e4m3fn", "bfloat16", ...), read from
+    # their headers; None where unknown (a hub id, planning without files). Weights are mapped from their file, not
+    # copied, where it equals the storage dtype (memory.map_weights). Not part of equality: it describes the files, not
+    # the model (a loaded model's facts equal its folder's).
+    source_dtype: str | None = field(default=None, compare=False)
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.frames_per_latent + 1

@@ -10,7 +10,8 @@ Each phase counts three kinds of host memory, because they behave differently: a
 process's own copies: weights in CPU memory, activations offloaded, buffers), pinned memory (page-locked staging
 for host-to-device copies, which the kernel can never swap or drop; PyTorch's caching host allocator rounds each
 block up to a power of two) and file-backed pages that must stay resident (weights mapped from their file: shared
-by every process on the machine through the page cache). Several processes each hold their own anonymous and
+by every process on the machine through the page cache; mapped pages a phase does not use, such as the inactive
+expert's, are listed as reclaimable and left out of the peak). Several processes each hold their own anonymous and
 pinned memory; mapped pages are counted once. The terms and what was measured: docs/presets.md "Host memory".
 """
 
@@ -31,6 +32,7 @@ PROCESS_BYTES = {"cpu": 0.9 * GIB, "cuda": 1.9 * GIB}
 # What the operating system and a desktop keep: a plan fits when its peak is under this share of the RAM.
 USABLE_SHARE = 0.9
 RAM_SIZES = (32, 64, 128)
+SWAP_WINDOW = 2  # swapped blocks in flight (modules/module/block_swap.py's default window): the staging buffer
 RAM_ENV = "WAN_TRAINER_RAM_GIB"  # the machine's RAM in GiB, instead of /proc/meminfo (tests, planning elsewhere)
 # Storage that the loaders fill tensor by tensor (modules/wan/loading/part_load.py, part_folder.py); int8/nf4 experts
 # are read in the training dtype and each quantised before the next is read (modules/wan/loading/storage.py).
@@ -49,6 +51,10 @@ class HostPhase:
     anonymous: dict[str, float] = field(default_factory=dict)  # bytes per part, the process's own memory
     pinned: dict[str, float] = field(default_factory=dict)  # page-locked staging
     file_backed: dict[str, float] = field(default_factory=dict)  # mapped weights that must stay resident
+    # Mapped weights this phase does not use (the inactive expert; the experts while they load, which reads no data):
+    # the kernel may drop these pages under pressure and read them again from the file when they are used; shown,
+    # not counted in the peak.
+    reclaimable: dict[str, float] = field(default_factory=dict)
     one_process: bool = False  # runs in one process whatever the run's count (scripts/cache.py)
 
     def per_process(self) -> float:
@@ -105,7 +111,12 @@ class HostPlan:
         several = f"; {self.processes} processes" if self.processes > 1 else ""
         lines = [f"host memory (RAM) of {self.model}, per process{several}"]
         for phase in self.phases:
-            kinds = (("anon", phase.anonymous), ("pinned", phase.pinned), ("mapped", phase.file_backed))
+            kinds = (
+                ("anon", phase.anonymous),
+                ("pinned", phase.pinned),
+                ("mapped", phase.file_backed),
+                ("mapped, reclaimable: not in the peak", phase.reclaimable),
+            )
             lines.append(f"  {phase.name:<44} {phase.per_process() / GIB:7.2f} GiB")
             for kind, parts in kinds:
                 for name, value in parts.items():
@@ -129,6 +140,7 @@ class HostPlan:
                     "anonymous": gib(p.anonymous),
                     "pinned": gib(p.pinned),
                     "file_backed": gib(p.file_backed),
+                    "reclaimable": gib(p.reclaimable),
                 }
                 for p in self.phases
             ],
@@ -203,8 +215,11 @@ def build_host_plan(config, facts: ModelFacts, processes: int = 1, cache_first: 
     text = {"UMT5 (kept: embeddings)": umt5} if keeps_umt5 else {}
 
     loading = HostPhase("loading the experts", {**base, **text})
+    mapped = maps_weights(config, facts)
+    # Mapped: views of the files, whose pages are read only when the weights are used (shared by the processes).
+    held = loading.reclaimable if mapped else loading.anonymous
     if storage in STREAMED_STORAGE:
-        loading.anonymous[f"experts, {storage} ({loaded_experts})"] = loaded_experts * stored
+        held[f"experts, {storage} ({loaded_experts}{', mapped' if mapped else ''})"] = loaded_experts * stored
         loading.anonymous["load transient (largest tensor, read + cast)"] = _load_transient(expert, storage)
     else:  # int8/nf4: each expert read in the training dtype, then quantised before the next is read
         read_as = config.training.train_dtype
@@ -217,12 +232,15 @@ def build_host_plan(config, facts: ModelFacts, processes: int = 1, cache_first: 
         caching = HostPhase("caching (scripts/cache.py, no transformer)", {**base, **encoders}, one_process=True)
     else:
         caching = HostPhase("caching (in the run, cache incomplete)", {**base, **encoders})
-        caching.anonymous[f"experts, {storage} ({loaded_experts})"] = loaded_experts * stored
+        (caching.reclaimable if mapped else caching.anonymous)[
+            f"experts, {storage} ({loaded_experts}{', mapped' if mapped else ''})"
+        ] = loaded_experts * stored
 
     training = HostPhase("training", {**base, **text})
-    _training_weights(training, config, facts, expert, storage, gpu)
+    _training_weights(training, config, facts, expert, storage, gpu, mapped)
     sampling = HostPhase("sampling (VAE read for the decode)", dict(training.anonymous), dict(training.pinned))
     sampling.file_backed = dict(training.file_backed)
+    sampling.reclaimable = dict(training.reclaimable)
     sampling.anonymous["VAE"] = vae
     sampling.anonymous["decoded sample frames"] = max(
         [3 * 4 * 3 * w * h * f for w, h, f in ((s.width, s.height, s.frames) for s in config.sampling.samples)] or [0]
@@ -232,9 +250,11 @@ def build_host_plan(config, facts: ModelFacts, processes: int = 1, cache_first: 
 
 
 def _training_weights(
-    phase: HostPhase, config, facts: ModelFacts, expert: TransformerFacts, storage: str, gpu: bool
+    phase: HostPhase, config, facts: ModelFacts, expert: TransformerFacts, storage: str, gpu: bool, mapped: bool
 ) -> None:
-    """What stays in CPU memory while steps run: experts not on the GPU, swapped blocks, offloaded activations."""
+    """What stays in CPU memory while steps run: experts not on the GPU, swapped blocks (mapped from their file where
+    `mapped`, else the process's own), the swap's pinned staging, offloaded activations. The optimizer state of an
+    offloaded expert is not here: it stays on the GPU (only the module moves), so it costs no host memory."""
     experts = len(facts.experts)
     trained = experts if (experts > 1 and config.experts.train == "both") else 1
     offload = config.experts.offload_inactive_expert and trained > 1
@@ -242,19 +262,26 @@ def _training_weights(
     swap = min(config.memory.blocks_to_swap, expert.num_blocks)
     swapped = swap * block_bytes(expert, storage)
     off_gpu = experts - on_gpu  # the inactive expert (offloaded), or an expert loaded for sampling only
-    if off_gpu:
-        phase.anonymous[f"experts not on the GPU ({off_gpu}), without swapped blocks"] = off_gpu * (
-            expert_bytes(expert, storage) - swapped
-        )
-    if swap:
-        # The swapper keeps every expert's swapped blocks in CPU memory: pinned (one page-locked block per tensor,
-        # rounded up to a power of two) where CUDA is present, else ordinary memory.
-        if gpu:
-            phase.pinned[f"swapped blocks ({swap} x {experts} experts, pow2-rounded)"] = (
-                experts * swap * pinned_block_bytes(expert, storage)
+    if mapped:
+        # Views of the files: the swapped blocks of the experts on the GPU are read every step (must stay resident);
+        # an expert off the GPU is read again only when it comes back, so its pages are the kernel's to drop.
+        if off_gpu:
+            phase.reclaimable[f"experts not on the GPU ({off_gpu}, mapped)"] = off_gpu * expert_bytes(expert, storage)
+        if swap:
+            phase.file_backed[f"swapped blocks ({swap} x {on_gpu} experts on the GPU, mapped)"] = on_gpu * swapped
+    else:
+        if off_gpu:
+            phase.anonymous[f"experts not on the GPU ({off_gpu}), without swapped blocks"] = off_gpu * (
+                expert_bytes(expert, storage) - swapped
             )
-        else:
+        if swap:  # every expert's swapped blocks, in the process's own (pageable) memory
             phase.anonymous[f"swapped blocks ({swap} x {experts} experts)"] = experts * swapped
+    if swap:
+        # Copies to the GPU go through one staging buffer of `window` blocks, pinned, which the caching host allocator
+        # rounds up to a power of two. The experts' swappers share it (same block size; they never run at once).
+        if gpu:
+            window = min(SWAP_WINDOW, swap)
+            phase.pinned[f"swap staging ({window} blocks, pow2-rounded)"] = _pow2(window * block_bytes(expert, storage))
     if offload and config.training_method == "lora":
         # The inactive expert's LoRA moves with it; its optimizer state stays on the GPU.
         phase.anonymous["LoRA of the inactive expert (float32)"] = expert.lora_params_per_rank * config.lora.rank * 4
@@ -264,9 +291,23 @@ def _training_weights(
     if config.memory.offload_activations:
         tokens = config.training.batch_size * facts.tokens_for_area(config.data.resolution, config.data.frames)
         scale = 2 if config.training.train_dtype == "float32" else 1
-        phase.anonymous[f"offloaded block inputs ({expert.num_blocks} blocks)"] = (
-            expert.num_blocks * tokens * expert.dim * 2 * scale
-        )
+        per_block = tokens * expert.dim * 2 * scale
+        label = f"offloaded block inputs ({expert.num_blocks} blocks"
+        if gpu:  # each copied out into its own pinned tensor (activation_offload.py): rounded up to a power of two
+            phase.pinned[label + ", pow2-rounded)"] = expert.num_blocks * _pow2(per_block)
+        else:
+            phase.anonymous[label + ")"] = expert.num_blocks * per_block
+
+
+def maps_weights(config, facts: ModelFacts) -> bool:
+    """Whether the experts' weights are views of their file (memory.map_weights, modules/module/mapped_weights.py):
+    the files store the block matrices in the storage dtype, and no base LoRA or int8/nf4 rewrites them."""
+    return (
+        bool(getattr(config.memory, "map_weights", False))
+        and facts.source_dtype is not None
+        and facts.source_dtype == config.model.transformer_dtype
+        and not config.model.base_loras
+    )
 
 
 def _trained_share(config, expert: TransformerFacts) -> float:
@@ -276,8 +317,9 @@ def _trained_share(config, expert: TransformerFacts) -> float:
 
 
 def pinned_block_bytes(expert: TransformerFacts, storage: str) -> float:
-    """One swapped block in pinned memory as the caching host allocator takes it: each tensor rounded up to a
-    power of two. WAN's block: two FFN matrices (dim x ffn_dim) and square attention matrices (dim x dim)."""
+    """One swapped block pinned tensor by tensor, as the caching host allocator takes it (each tensor rounded up to
+    a power of two): what block swapping cost before its bounded staging, kept for the comparison (docs/block_swap.md).
+    WAN's block: two FFN matrices (dim x ffn_dim) and square attention matrices (dim x dim)."""
     per = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1, "nf4": 0.5}[storage]
     ffn = expert.dim * expert.ffn_dim
     square_count = max(expert.block_linears - 2, 0)

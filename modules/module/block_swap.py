@@ -2,8 +2,15 @@
 
 `BlockSwapper(blocks, swapped)` takes an `nn.ModuleList` of blocks that run one after the other (a transformer's)
 and the indices of the blocks to swap. Every frozen tensor of those blocks (parameters that do not require grad,
-and buffers) moves to CPU memory (pinned where CUDA is available, so copies can be asynchronous). Tensors that
-train (LoRA adapters, trained weights) stay where the module is, with their optimizer state.
+and buffers) lives in ordinary CPU memory: where it already is when it is on the CPU (a weight mapped from its file,
+modules/module/mapped_weights.py, stays mapped), else a CPU copy. Tensors that train (LoRA adapters, trained
+weights) stay where the module is, with their optimizer state.
+
+Host-to-device copies go through a `StagingBuffer` of `window` slots of one block each, allocated once (pinned where
+CUDA is available): a block's tensors are copied into a slot (a CPU memcpy) and from there to the device
+(asynchronous, at full PCIe speed, since the slot is page-locked). Pinned memory is bounded by the window whatever the
+number of swapped blocks, instead of a pinned copy of every swapped tensor (each rounded up to a power of two by
+PyTorch's caching host allocator). On the CPU the staging is off unless asked for (`staging=True`, for tests).
 
 When a swapped block runs, its frozen tensors are copied to the device of its input just before, and dropped right
 after: in forward order during the forward pass (block i's pre-hook also starts the copy of the next blocks, up to
@@ -24,12 +31,14 @@ between devices, as expert offloading does, moves only the resident part.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from modules.module.mapped_weights import remembered_source
 from modules.util.errors import UserError
 
 # kind: "copy" (a block's frozen tensors copied to the device) or "release" (dropped); phase: "forward"/"backward".
@@ -56,6 +65,69 @@ class _Resident:
     event: object | None  # torch.cuda.Event of the copy, None for synchronous copies
     in_use: bool = False
     streams: set = field(default_factory=set)
+
+
+_ALIGN = 64  # bytes: every tensor in a staging slot starts at a multiple, so any dtype can be viewed there
+
+
+def _aligned(size: int) -> int:
+    return -(-size // _ALIGN) * _ALIGN
+
+
+def staged_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes a staging slot needs for these tensors, each at an aligned offset."""
+    return sum(_aligned(t.numel() * t.element_size()) for t in tensors)
+
+
+class StagingBuffer:
+    """`slots` slots of `slot_bytes` in one allocation (pinned where `pin`), reused in turn: a slot is written again
+    only after the device copy out of it finished (its CUDA event), so at most `slots` blocks are in flight."""
+
+    def __init__(self, slot_bytes: int, slots: int, pin: bool):
+        self.slot_bytes, self.slots = slot_bytes, slots
+        self.buffer = torch.empty(slot_bytes * slots, dtype=torch.uint8, pin_memory=pin)
+        self._events: list[object | None] = [None] * slots
+        self._next = 0
+        self.staged = 0  # tensors copied through the buffer (tests, benchmarks)
+
+    @classmethod
+    def shared(cls, slot_bytes: int, slots: int, pin: bool) -> StagingBuffer:
+        """One buffer per size for every swapper alive (an A14B run's two experts, which never run at once, and the
+        sampler's): pinned memory is one window, not one per expert. Sharing is safe because a slot is reused only
+        after the copy out of it finished, whoever staged it."""
+        key = (slot_bytes, slots, pin)
+        buffer = _SHARED_STAGING.get(key)
+        if buffer is None:
+            buffer = _SHARED_STAGING[key] = cls(slot_bytes, slots, pin)
+        return buffer
+
+    @property
+    def nbytes(self) -> int:
+        return self.buffer.numel()
+
+    def stage(self, tensors: list[torch.Tensor]) -> tuple[int, list[torch.Tensor]]:
+        """Copy `tensors` into the next free slot; returns the slot and the views of them there."""
+        if staged_bytes(tensors) > self.slot_bytes:
+            raise ValueError(f"staging: {staged_bytes(tensors)} bytes do not fit a {self.slot_bytes}-byte slot")
+        slot, self._next = self._next, (self._next + 1) % self.slots
+        if self._events[slot] is not None:  # the copy out of this slot (`slots` blocks ago) must have finished
+            self._events[slot].synchronize()
+            self._events[slot] = None
+        offset, views = slot * self.slot_bytes, []
+        for tensor in tensors:
+            size = tensor.numel() * tensor.element_size()
+            view = self.buffer[offset : offset + size].view(tensor.dtype).view(tensor.shape)
+            views.append(view.copy_(tensor))
+            offset += _aligned(size)
+        self.staged += len(tensors)
+        return slot, views
+
+    def copied_out(self, slot: int, event: object | None) -> None:
+        """The device copy out of `slot` was queued; `event` marks its end (None: it already ended)."""
+        self._events[slot] = event
+
+
+_SHARED_STAGING: weakref.WeakValueDictionary[tuple, StagingBuffer] = weakref.WeakValueDictionary()
 
 
 def _in_backward() -> bool:
@@ -106,9 +178,11 @@ class BlockSwapper:
         window: int = 2,
         keep: Callable[[str, torch.Tensor], bool] | None = None,
         observer: Observer | None = None,
+        staging: bool | None = None,
     ) -> None:
         """`window`: swapped blocks on the device at once (the running one and those being copied), at least 1.
-        `keep(name, tensor)`: tensors that stay with the module; default: parameters that require grad."""
+        `keep(name, tensor)`: tensors that stay with the module; default: parameters that require grad.
+        `staging`: copy through a bounded staging buffer (default: where CUDA is available, pinned there)."""
         if window < 1:
             raise BlockSwapError(f"block swapping: window {window}; at least 1 (the running block)")
         self.blocks = blocks
@@ -121,6 +195,11 @@ class BlockSwapper:
         self.pin = torch.cuda.is_available()
         keep = keep or (lambda name, tensor: tensor.requires_grad)
         self.slots: dict[int, list[_Slot]] = {i: self._take(i, keep) for i in self.swapped}
+        use_staging = self.pin if staging is None else staging
+        self.staging: StagingBuffer | None = None
+        if use_staging and self.slots:
+            slot_bytes = max(staged_bytes(slot.storage for slot in slots) for slots in self.slots.values())
+            self.staging = StagingBuffer.shared(slot_bytes, window, self.pin)
         self.resident: dict[int, _Resident] = {}
         self.input_needs_grad: dict[int, bool] = {}
         self._streams: dict[torch.device, object] = {}
@@ -136,7 +215,8 @@ class BlockSwapper:
 
     # ---- setup ----------------------------------------------------------------------------------
     def _take(self, index: int, keep) -> list[_Slot]:
-        """Move block `index`'s frozen tensors to (pinned) CPU memory and record them."""
+        """Block `index`'s frozen tensors in CPU memory (their mapping or their own CPU tensor where they have one,
+        else a copy), recorded."""
         slots = []
         for module_name, module in self.blocks[index].named_modules():
             for registry, is_parameter in ((module._parameters, True), (module._buffers, False)):
@@ -156,10 +236,10 @@ class BlockSwapper:
                             f"block {index}: {full} is a {type(tensor).__name__}, whose state lives outside the "
                             "tensor data (as in bitsandbytes' quantised weights); it cannot be swapped by copying"
                         )
-                    if self.pin:  # straight into page-locked memory: one CPU copy, not an extra one to pin
-                        storage = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True).copy_(tensor.detach())
-                    else:  # a CPU tensor is its own storage (the resident copies are the fresh ones)
-                        storage = tensor.detach().to("cpu")
+                    # A CPU tensor is its own storage (the resident copies are the fresh ones); a weight that left its
+                    # file mapping for the device goes back to it rather than to a new copy.
+                    mapped = remembered_source(module, name, tensor)
+                    storage = mapped if mapped is not None else tensor.detach().to("cpu")
                     tensor.data = storage
                     slots.append(_Slot(module, name, is_parameter, storage))
         return slots
@@ -202,15 +282,20 @@ class BlockSwapper:
         if index not in self.slots or index in self.resident:
             return
         storages = [slot.storage for slot in self.slots[index]]
+        slot = None
+        if self.staging is not None:  # through the bounded (pinned) buffer: a memcpy, then the device copy
+            slot, storages = self.staging.stage(storages)
         if device.type == "cuda":
             stream = self._copy_stream(device)
             with torch.cuda.stream(stream):
                 copies = [s.to(device, non_blocking=True) for s in storages]
                 event = torch.cuda.Event()
                 event.record(stream)
-        else:  # the same steps, synchronously
+        else:  # the same steps, synchronously (a fresh copy even from staging, which the next block overwrites)
             copies = [s.to(device, copy=True) for s in storages]
             event = None
+        if slot is not None:
+            self.staging.copied_out(slot, event)
         self.resident[index] = _Resident(copies, event)
         self._notify("copy", index, phase)
 

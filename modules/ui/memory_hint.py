@@ -1,4 +1,5 @@
-"""Beside Start: the estimated peak GPU memory of the current settings against the GPU found, in words.
+"""Beside Start: the estimated peak GPU memory of the current settings against the GPU found, in words, and the
+host-memory plan's verdict for this machine's RAM (`plan_host_memory`: the numbers of `--plan` and diagnostics.json).
 
 The estimate is the memory planner's (modules/planning.py: `plan_memory(config) -> MemoryPlan` with
 `peak_gib` and `verdict(vram_gib)`), the same one docs/presets.md and the presets test use. It is imported
@@ -35,4 +36,16 @@ def memory_hint(config) -> str:
         return f"memory estimate failed: {error}"
     vram = gpu_memory_gib()
     found = f" (GPU: {vram:.0f} GiB)" if vram else " (no GPU found)"
-    return f"peak ~{plan.peak_gib:.1f} GiB: {plan.verdict(vram)}{found}"
+    return f"peak ~{plan.peak_gib:.1f} GiB: {plan.verdict(vram)}{found}" + _ram_hint(config)
+
+
+def _ram_hint(config) -> str:
+    try:
+        from modules.planning import plan_host_memory
+    except ImportError:  # a planner without the host plan
+        return ""
+    try:
+        summary = plan_host_memory(config)
+    except Exception as error:  # noqa: BLE001 - as above
+        return f"; RAM estimate failed: {error}"
+    return f"; RAM: {summary.verdict}"

@@ -8,6 +8,7 @@ part on the meta device (no memory, no weights read), so they are the real modul
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from modules.memory.facts import ModelFacts
@@ -50,10 +51,39 @@ def _part_config(config, variant: WanVariant, part: str) -> str:
 def memory_facts(config) -> ModelFacts:
     """Facts from the config's sources, before any weights load (a local folder's configs, else the real ones)."""
     variant = variant_of(config)
-    return model_facts_from(
+    facts = model_facts_from(
         variant,
         _part_config(config, variant, "transformer"),
         _part_config(config, variant, "text_encoder"),
         _part_config(config, variant, "vae"),
         config.model.text_max_length,
     )
+    return dataclasses.replace(facts, source_dtype=source_dtype(config))
+
+
+# safetensors codes -> the config's dtype names
+_DTYPE_NAMES = {"F8_E4M3": "float8_e4m3fn", "BF16": "bfloat16", "F16": "float16", "F32": "float32"}
+
+
+def source_dtype(config) -> str | None:
+    """The dtype of the high-noise (or only) expert's block matrices in its local safetensors file(s), from the header
+    (no data read); None for a hub id, a .pth file or anything unreadable (the plan then assumes copies)."""
+    from modules.wan.formats.headers import read_header
+
+    own = Path(config.model.transformer_path).expanduser() if config.model.transformer_path else None
+    folder = _local_folder(config)
+    if own is not None and own.is_file():
+        files = [own]
+    elif own is not None and own.is_dir():
+        files = sorted(own.glob("*.safetensors"))
+    else:
+        files = sorted((folder / "transformer").glob("*.safetensors")) if folder is not None else []
+    for file in files:
+        try:
+            tensors = read_header(file, "transformer").tensors
+        except UserError:
+            return None
+        for name, info in tensors.items():
+            if ".blocks." in f".{name}" and name.endswith(".weight") and len(info.shape) == 2:
+                return _DTYPE_NAMES.get(info.dtype)
+    return None

@@ -2,8 +2,10 @@
 
 Detection needs only names, dtypes and shapes, so it never touches the data region: a 28 GB checkpoint is
 recognised in milliseconds, and a sparse or header-only copy is recognised like the real file.
-Tensors are read with plain file reads into a tensor of their own size (no mmap), so a loader holds at most
-one tensor beyond the model it is building, and the page cache never shows up in the process's memory.
+Tensors are read with plain file reads into a tensor of their own size, so a loader holds at most one tensor
+beyond the model it is building, and the page cache never shows up in the process's memory. With `map_weights`, a
+tensor read in the file's own dtype is instead a view of the file's private mapping (modules/module/mapped_weights.py:
+shared through the page cache, never written back); conversions still go through the scratch buffer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import torch
 
 from modules.base.model_loader import ModelLoadError
+from modules.module.mapped_weights import FileMapping
 
 # safetensors dtype codes (the format's own names) -> torch dtypes.
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -114,15 +117,19 @@ def read_header(path: str | Path, what: str = "weights") -> SafetensorsHeader:
 
 
 class TensorReader:
-    """Reads tensors of one file one at a time into fresh tensors of the file's dtype (no mmap, no full copy)."""
+    """Reads tensors of one file one at a time into fresh tensors of the file's dtype (no full copy); with
+    `map_weights`, `read` returns views of the file's mapping instead (`mapping.copied` counts unaligned ones)."""
 
-    def __init__(self, header: SafetensorsHeader):
+    def __init__(self, header: SafetensorsHeader, map_weights: bool = False):
         self.header = header
         self._file = header.path.open("rb")
         self._scratch = torch.empty(0, dtype=torch.uint8)  # reused for conversions: no churn of freed buffers
+        self.mapping = FileMapping(header.path) if map_weights else None
 
     def read(self, name: str) -> torch.Tensor:
         info = self.header.tensors[name]
+        if self.mapping is not None:
+            return self.mapping.tensor(info.start, info.end, info.torch_dtype, info.shape)
         return self._read_into(name, torch.empty(info.shape, dtype=info.torch_dtype))
 
     def read_as(self, name: str, dtype: torch.dtype) -> torch.Tensor:
@@ -153,8 +160,10 @@ class TensorReader:
         return tensor
 
     def close(self) -> None:
+        """Closes the file; a mapping stays alive as long as a tensor viewed from it does."""
         self._file.close()
         self._scratch = torch.empty(0, dtype=torch.uint8)
+        self.mapping = None
 
     def __enter__(self) -> TensorReader:
         return self

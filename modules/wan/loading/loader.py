@@ -32,7 +32,7 @@ from modules.wan.loading.part_folder import (
     load_scheduler,
     official_scheduler,
 )
-from modules.wan.loading.part_load import PART_CLASSES, load_folder_streamed, load_part_from_file
+from modules.wan.loading.part_load import PART_CLASSES, load_folder_streamed, load_part_from_file, stores_blocks_in
 from modules.wan.loading.sources import (
     PART_SETTINGS,
     PartSource,
@@ -78,13 +78,15 @@ def load_wan_model(
     configs_dir: Path | None = None,
     encoders_only: bool = False,
     after_expert=None,
+    map_weights: bool = False,
 ) -> WanModel:
     """Load every part of a WAN 2.2 model on the CPU; `load_transformer_2=False` skips the low-noise expert and
     `encoders_only` both experts (caching as its own phase: scripts/cache.py). The text encoder and the VAE are
     checked now and read from their files when first used.
 
     A part's own path (a single file, a part folder, or a diffusers folder / hub id) replaces that part of
-    `model_path` (docs/model_loading.md).
+    `model_path` (docs/model_loading.md). `map_weights`: expert weights kept in their file's dtype are views of
+    the file's mapping (memory.map_weights, modules/module/mapped_weights.py).
     """
     if not 1 <= text_max_length <= 512:
         raise ModelLoadError(
@@ -130,7 +132,7 @@ def load_wan_model(
     loaded = {}
     for part in experts:  # one after the other: `after_expert` (int8/nf4) shrinks each before the next is read
         stop_point("loading the model")  # a requested stop (Ctrl-C) is taken between parts, never inside one
-        loaded[part] = _load(sources[part], transformer_dtype, base, variant, configs_dir)
+        loaded[part] = _load(sources[part], transformer_dtype, base, variant, configs_dir, map_weights)
         if after_expert is not None:
             after_expert(loaded[part])
     model = WanModel(
@@ -185,19 +187,24 @@ def _check_sources(
     return variant
 
 
-def _load(src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVariant, configs_dir: Path):
-    """One part from its source: a single file through part_load.py, a folder through from_pretrained."""
+def _load(
+    src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVariant, configs_dir: Path, mapped: bool = False
+):
+    """One part from its source: a single file through part_load.py, a folder through from_pretrained (a transformer
+    folder streamed instead for fp8 storage, or when its weights are mapped)."""
     if src.is_file:
         config, config_source = config_for_file(src, base, variant, configs_dir)
         info = (
             src.file if src.part != "transformer_2" else SingleFileInfo(**{**src.file.__dict__, "part": "transformer"})
         )
-        return load_part_from_file(info, config, dtype, config_source=config_source)
+        return load_part_from_file(info, config, dtype, config_source=config_source, map_weights=mapped)
     cls = PART_CLASSES["transformer" if src.part == "transformer_2" else src.part]
-    if dtype == torch.float8_e4m3fn and cls is PART_CLASSES["transformer"]:  # streamed: no bf16 copy of the expert
+    if cls is PART_CLASSES["transformer"]:
         shards = check_part_folder(src.path.parent, src.path.name)
-        config = json.loads((src.path / "config.json").read_text(encoding="utf-8"))
-        return load_folder_streamed(src.path, shards, config, dtype)
+        mapped = mapped and stores_blocks_in(shards, dtype)  # else from_pretrained, as without mapping
+        if dtype == torch.float8_e4m3fn or mapped:  # streamed: no bf16 copy of the expert, or views of its shards
+            config = json.loads((src.path / "config.json").read_text(encoding="utf-8"))
+            return load_folder_streamed(src.path, shards, config, dtype, map_weights=mapped)
     return load_part_folder(src.path.parent, src.path.name, cls, dtype=dtype)
 
 
@@ -240,7 +247,7 @@ class WanModelLoader(BaseModelLoader):
 
     def _load_model(self, config, encoders_only: bool) -> WanModel:
         from modules.config.loading import check_fp8_storage
-        from modules.config.memory_config import check_memory
+        from modules.config.memory_config import QUANTISED_DTYPES, MemoryConfig, check_memory
         from modules.wan.loading.base_loras import base_lora_specs, check_base_lora_files, merge_base_loras
         from modules.wan.loading.storage import apply_storage, check_storage_backend, load_dtypes, quantiser_for
 
@@ -278,6 +285,10 @@ class WanModelLoader(BaseModelLoader):
             expected_variant=None if m.variant in (None, "", "auto") else m.variant,
             encoders_only=encoders_only,
             after_expert=quantise_now,
+            # Mapped where the stored bytes are the file's: not when base LoRAs or int8/nf4 rewrite every weight.
+            map_weights=(getattr(config, "memory", None) or MemoryConfig()).map_weights
+            and not base_loras
+            and m.transformer_dtype not in QUANTISED_DTYPES,
         )
         if base_loras:
             merge_base_loras(model, base_loras, fp8_storage=fp8_after_merge)

@@ -21,6 +21,7 @@ from transformers import UMT5Config, UMT5EncoderModel
 
 from modules.base.model_loader import ModelLoadError
 from modules.module.fp8_linear import convert_to_fp8_storage, quantise_fp8
+from modules.wan.formats.headers import read_header
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.formats.part_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
 from modules.wan.loading.file_detection import SingleFileInfo, detect_single_file
@@ -163,11 +164,13 @@ def load_part_from_file(
     *,
     config_source: str,
     file: WeightFile | None = None,
+    map_weights: bool = False,
 ) -> torch.nn.Module:
-    """Build `info.part` with `config` and fill it from `info.path`; `config_source` names the config in errors."""
+    """Build `info.part` with `config` and fill it from `info.path`; `config_source` names the config in errors.
+    `map_weights`: weights kept in the file's dtype are views of its mapping (modules/module/mapped_weights.py)."""
     module, chosen = plan_load(info, config, config_source)
     owned = file is None
-    file = file or WeightFile(info.path, info.part)
+    file = file or WeightFile(info.path, info.part, map_weights)
     try:
         scales = {}  # fp8 storage: module name -> scale_weight, for convert_to_fp8_storage
         for names, key in chosen:
@@ -197,11 +200,23 @@ def check_file_fits(path: str | Path, config: dict) -> SingleFileInfo:
     return info
 
 
-def load_folder_streamed(folder: Path, shards: list[Path], config: dict, dtype: torch.dtype) -> torch.nn.Module:
+def stores_blocks_in(files: list[Path], dtype: torch.dtype) -> bool:
+    """Whether the block matrices of these safetensors files are stored in `dtype` (headers only): then a mapped
+    load keeps the files' own bytes."""
+    for file in files:
+        for name, info in read_header(file, "transformer").tensors.items():
+            if name.startswith("blocks.") and name.endswith(".weight") and len(info.shape) == 2:
+                return info.torch_dtype == dtype
+    return False
+
+
+def load_folder_streamed(
+    folder: Path, shards: list[Path], config: dict, dtype: torch.dtype, map_weights: bool = False
+) -> torch.nn.Module:
     """A diffusers transformer folder (sharded or not) into `dtype` tensor by tensor, as a single file: the host
     peak is the stored model plus one tensor, where from_pretrained into bf16 and then quantising held the whole
-    bf16 expert beside its fp8 copy."""
-    file = ShardedWeightFile(shards, "transformer")
+    bf16 expert beside its fp8 copy. `map_weights`: shards in the stored dtype are mapped, not read."""
+    file = ShardedWeightFile(shards, "transformer", map_weights)
     info = SingleFileInfo(
         path=folder, part="transformer", naming="diffusers", prefix="", dtype="mixed", shapes=dict(file.shapes)
     )

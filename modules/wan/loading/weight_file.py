@@ -1,6 +1,7 @@
 """One weight file, whatever its container: names, dtypes and shapes up front, tensors read one at a time.
 
-- .safetensors / .sft: the header only (formats/headers.py), tensors read with plain reads.
+- .safetensors / .sft: the header only (formats/headers.py), tensors read with plain reads, or (`map_weights`)
+  viewed from the file's private mapping where they are kept in the file's dtype.
 - .pth / .pt (Wan-AI's Wan2.1_VAE.pth, Wan2.2_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth): torch.load with
   weights_only=True (no unpickling of code) and mmap=True (tensors stay on disk until read).
 Anything else (GGUF, pickled .ckpt/.bin) is refused with a message that says what to use instead.
@@ -23,7 +24,7 @@ _CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 class WeightFile:
     """`shapes` and `dtypes` (safetensors codes) of every tensor; `read(name)` returns one tensor."""
 
-    def __init__(self, path: str | Path, what: str):
+    def __init__(self, path: str | Path, what: str, map_weights: bool = False):
         self.path = Path(path)
         self.what = what
         suffix = self.path.suffix.lower()
@@ -33,7 +34,7 @@ class WeightFile:
             self.header = read_header(self.path, what)
             self.shapes = {k: t.shape for k, t in self.header.tensors.items()}
             self.dtypes = {k: t.dtype for k, t in self.header.tensors.items()}
-            self._reader: TensorReader | None = TensorReader(self.header)
+            self._reader: TensorReader | None = TensorReader(self.header, map_weights)
             self._state = None
         elif suffix in TORCH_SUFFIXES:
             self.header = None
@@ -109,8 +110,8 @@ class ShardedWeightFile:
     """The safetensors shards of one diffusers part folder read as one WeightFile (each name from its shard), so a
     folder streams into fp8 storage tensor by tensor exactly as a single file does (part_load.py)."""
 
-    def __init__(self, paths: list[Path], what: str):
-        self.files = [WeightFile(path, what) for path in paths]
+    def __init__(self, paths: list[Path], what: str, map_weights: bool = False):
+        self.files = [WeightFile(path, what, map_weights) for path in paths]
         self._owner = {name: file for file in self.files for name in file.shapes}
         self.shapes = {name: shape for file in self.files for name, shape in file.shapes.items()}
         self.dtypes = {name: dtype for file in self.files for name, dtype in file.dtypes.items()}

@@ -16,6 +16,7 @@ from diffusers import WanImageToVideoPipeline, WanPipeline
 from PIL import Image
 
 from modules.module.eval_mode import eval_mode
+from modules.module.mapped_weights import move_module
 from modules.util.stop_point import stop_point
 from modules.wan.model import WanModel
 from modules.wan.sampling.loras import prompt_with_embeddings
@@ -55,8 +56,8 @@ def placed_for_sampling(model: WanModel, device: torch.device | None, offload_ex
             if offload_experts:
                 for other in experts:
                     if other is not module:
-                        other.to("cpu")
-            module.to(device)
+                        move_module(other, "cpu")  # back onto its file mapping where it has one
+            move_module(module, device)
 
     handles = [expert.register_forward_pre_hook(bring) for expert in experts]
     try:
@@ -66,7 +67,7 @@ def placed_for_sampling(model: WanModel, device: torch.device | None, offload_ex
         for handle in handles:
             handle.remove()
         for part, where in zip(parts, original):
-            part.to(where)
+            move_module(part, where)
 
 
 def build_pipeline(model: WanModel, settings: SampleSettings, image_to_video: bool):
@@ -123,7 +124,7 @@ def encode_prompts(
     target = torch.device("cpu") if text_on_cpu else device or home
     if device is not None and offload_experts and not text_on_cpu:
         for expert in model.experts():
-            expert.to("cpu")
+            move_module(expert, "cpu")
     try:
         text_encoder.to(target)
         positive, negative_embeds = pipe.encode_prompt(

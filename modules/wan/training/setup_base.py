@@ -11,6 +11,7 @@ import torch
 from modules.base.model_setup import BaseModelSetup, TrainProgress, ValidationRoute
 from modules.module.compile import compile_transformer
 from modules.module.flow_matching import distribution_settings, noisy_input, sample_sigmas, velocity_target
+from modules.module.mapped_weights import move_module
 from modules.util.device import autocast
 from modules.util.errors import UserError
 from modules.wan.memory import apply_memory_settings, swapped_blocks
@@ -74,7 +75,7 @@ class WanTrainingSetup(BaseModelSetup):
         self.offload = config.experts.offload_inactive_expert and len(model.trained_experts) > 1
         if not self.offload:
             for name in model.trained_experts:
-                getattr(model, name).to(device)
+                move_module(getattr(model, name), device)
         for name in model.trained_experts:  # after adapters and checkpointing, so the compiled code includes them
             compile_transformer(getattr(model, name), config.training.compile)
         self.active = None
@@ -83,9 +84,9 @@ class WanTrainingSetup(BaseModelSetup):
         """Put the expert of this step on the device; with offloading, the other one leaves first."""
         if self.offload and self.active != name:
             for other in model.trained_experts:
-                if other != name:
-                    getattr(model, other).to("cpu")
-            getattr(model, name).to(self.device)
+                if other != name:  # back onto its file mapping (memory.map_weights), not a fresh copy
+                    move_module(getattr(model, other), "cpu")
+            move_module(getattr(model, name), self.device)
         self.active = name
         return getattr(model, name)
 
