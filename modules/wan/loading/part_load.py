@@ -20,7 +20,7 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from transformers import UMT5Config, UMT5EncoderModel
 
 from modules.base.model_loader import ModelLoadError
-from modules.module.fp8_linear import convert_to_fp8_storage, quantise_fp8
+from modules.module.fp8_linear import convert_to_fp8_storage, fp8_storage_names, quantise_fp8
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.formats.part_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
 from modules.wan.loading.file_detection import SingleFileInfo, detect_single_file
@@ -163,9 +163,14 @@ def load_part_from_file(
     *,
     config_source: str,
     file: WeightFile | None = None,
+    replace_linear: Callable[[torch.nn.Linear], torch.nn.Module] | None = None,
 ) -> torch.nn.Module:
-    """Build `info.part` with `config` and fill it from `info.path`; `config_source` names the config in errors."""
+    """Build `info.part` with `config` and fill it from `info.path`; `config_source` names the config in errors.
+
+    `replace_linear` (int8/nf4 storage) replaces each block linear as soon as its weight and bias are read, so at
+    most one layer's weights exist in `dtype` at a time (the rest of the module is stored or still on meta)."""
     module, chosen = plan_load(info, config, config_source)
+    pending = set(fp8_storage_names(module)) if replace_linear is not None else set()
     owned = file is None
     file = file or WeightFile(info.path, info.part)
     try:
@@ -180,6 +185,10 @@ def load_part_from_file(
             param = torch.nn.Parameter(value, requires_grad=value.dtype not in FP8_STORAGE)
             for name in names:
                 _assign(module, name, param)
+            owner = names[0].rpartition(".")[0]
+            if owner in pending and not any(p.is_meta for p in module.get_submodule(owner).parameters()):
+                module.set_submodule(owner, replace_linear(module.get_submodule(owner)))
+                pending.discard(owner)
     finally:
         if owned:
             file.close()
@@ -197,15 +206,23 @@ def check_file_fits(path: str | Path, config: dict) -> SingleFileInfo:
     return info
 
 
-def load_folder_streamed(folder: Path, shards: list[Path], config: dict, dtype: torch.dtype) -> torch.nn.Module:
+def load_folder_streamed(
+    folder: Path,
+    shards: list[Path],
+    config: dict,
+    dtype: torch.dtype,
+    replace_linear: Callable[[torch.nn.Linear], torch.nn.Module] | None = None,
+) -> torch.nn.Module:
     """A diffusers transformer folder (sharded or not) into `dtype` tensor by tensor, as a single file: the host
     peak is the stored model plus one tensor, where from_pretrained into bf16 and then quantising held the whole
-    bf16 expert beside its fp8 copy."""
+    bf16 expert beside its fp8 (or int8/nf4: `replace_linear`) copy."""
     file = ShardedWeightFile(shards, "transformer")
     info = SingleFileInfo(
         path=folder, part="transformer", naming="diffusers", prefix="", dtype="mixed", shapes=dict(file.shapes)
     )
     try:
-        return load_part_from_file(info, config, dtype, config_source=str(folder / "config.json"), file=file)
+        return load_part_from_file(
+            info, config, dtype, config_source=str(folder / "config.json"), file=file, replace_linear=replace_linear
+        )
     finally:
         file.close()
