@@ -137,6 +137,23 @@ def test_a_run_on_an_incomplete_cache_caches_before_the_transformer_loads(tiny_m
     assert set(trainer.model.prompt_embeds) == {"a red circle moves", "blurry"}  # samples need no UMT5
 
 
+def test_validation_clips_are_cached_before_the_transformer_loads(tiny_model_dir, tmp_path, caplog):
+    config = lora_config(tiny_model_dir("TI2V-5B"), one_clip(tmp_path / "data"), tmp_path / "run", max_steps=1)
+    config.sampling.validation_concept = str(one_clip(tmp_path / "held_out", color="green"))
+    (tmp_path / "held_out" / "clip.txt").write_text("a green circle moves")
+    trainer = GenericTrainer(config)
+    with caplog.at_level(logging.INFO, logger="wan_trainer"):
+        trainer.train()
+    order = load_order(caplog.records)
+    model_phase = order.index("phase: loading the model")
+    assert sum(line.startswith("caching done: ") for line in order[:model_phase]) == 2  # training, held-out clips
+    # The validation loss found its clips cached: the trained model read neither encoder, before or after.
+    assert not any("(first use" in line for line in order[model_phase:])
+    assert trainer.sample_hooks.validation.data.stats.videos_encoded == 0
+    assert trainer.sample_hooks.validation.data.stats.texts_encoded == 0
+    assert trainer.model.encoder_part("text_encoder").reads == 0 and trainer.model.encoder_part("vae").reads == 0
+
+
 def test_samples_equal_with_encoders_resident_or_freed_after_caching(tiny_model_dir, tmp_path):
     base = tiny_model_dir("TI2V-5B")
     config = lora_config(base, one_clip(tmp_path / "data"), tmp_path / "run")

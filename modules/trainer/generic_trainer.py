@@ -32,6 +32,7 @@ from modules.trainer.optim.optimizers import create_lr_scheduler, create_optimiz
 from modules.trainer.reporting.run_log import RunLog
 from modules.trainer.reporting.run_start import record_data_report, write_run_report
 from modules.trainer.samples.sample_hooks import SampleHooks
+from modules.trainer.samples.validation_loss import validation_config
 from modules.trainer.state.ema import create_ema, ema_weights_in_use
 from modules.trainer.state.resume import BackupController, check_fresh_start
 from modules.trainer.state.rng_state import seed_all
@@ -127,7 +128,13 @@ class GenericTrainer:
             # peak is the larger of the two phases, not their sum (modules/memory/host.py plans them so).
             log.info("phase: caching (encoders only; the model loads after they are released)")
             with self.distributed.main_first():  # the main process builds the cache; the others then only read it
-                self.data.prepare(loader.load_for_caching(self.config), self.config, self.device)
+                caching_model = loader.load_for_caching(self.config)
+                self.data.prepare(caching_model, self.config, self.device)
+                if self.config.sampling.validation_concept and self.distributed.is_main:
+                    # The held-out clips too (validation_loss.py then finds them cached): the encoders are read
+                    # again here only when both caches were incomplete.
+                    self.plugin.data_loader().prepare(caching_model, validation_config(self.config), self.device)
+                del caching_model
             log.info("phase: loading the model")
             self.model = loader.load(self.config)
             self.data.attach(self.model, self.config, self.device)  # reads no encoder
