@@ -301,7 +301,8 @@ def _pow2(size: float) -> float:
 def _load_transient(expert: TransformerFacts, storage: str, read_as: str = "bfloat16") -> float:
     """Beyond the stored model while loading: the largest tensor read in its file dtype (bf16) and its cast; for
     int8/nf4 the linear read in the training dtype, a float32 temporary while bitsandbytes quantises it, and its
-    quantised copy (an estimate: bitsandbytes' own temporaries are not measured on this machine)."""
+    quantised copy. Measured for int8 at the real width (docs/benchmarks.md): ~0.8 GiB above the stored expert
+    whatever the depth, so this term is ~0.3 GiB short, 2% of a 40-block expert."""
     if storage in ("int8", "nf4"):
         return expert.largest_linear * (DTYPE_BYTES.get(read_as, 2) + 4 + LINEAR_STORAGE_BYTES[storage])
     return expert.largest_linear * (2 + {"float8_e4m3fn": 1}.get(storage, DTYPE_BYTES.get(storage, 2)))
