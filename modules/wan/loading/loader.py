@@ -155,6 +155,9 @@ def load_wan_model(
             part, lambda part=part, dtype=dtype: _load(sources[part], dtype, base, variant, configs_dir), dtype
         )
     model.eval()
+    # A stop asked for while the tokenizer, configs and headers were read (caching comes next: scripts/cache.py
+    # and a run's caching phase load no expert, so this is their loading phase's only safe point).
+    stop_point("loading the model")
     return model
 
 
