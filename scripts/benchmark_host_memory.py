@@ -22,6 +22,11 @@ real formats with random weights, one tensor at a time; the per-block slope betw
   ordinary memory and from a file mapping into a staging buffer (GB/s);
 - encoders: UMT5 at the real width (4096, FFN 10240; 2 of 24 layers, 32k vocabulary) resident, then released:
   how much of it leaves the process.
+- load-int8 / load-int8-old: int8 storage from the bf16 folder, quantised linear by linear as it is read (the
+  loader's path now) / read whole in bf16 and then quantised (the path before); bitsandbytes' CPU backend.
+- caching: the caching phase as a run goes through it before loading the transformer: that UMT5 slice (bf16) and
+  the real A14B VAE (Wan 2.1, float32) read from part folders on first use, a few tiny clips, their captions and a
+  sample prompt encoded, both released; the peak against the plan's caching phase at that depth.
 
 Pinned bytes are 0 here (no CUDA: nothing is page-locked); on a GPU machine the plan adds the swap's staging window
 and the offloaded activations. Results: docs/benchmarks.md "Host memory".
@@ -49,6 +54,8 @@ from modules.wan.loading.detection import read_json
 from modules.wan.loading.part_load import build_empty
 from modules.wan.loading.single_file_writer import write_streamed
 
+REPO = Path(__file__).resolve().parent.parent
+
 CASES = (
     "load-folder",
     "load-folder-old",
@@ -60,6 +67,7 @@ CASES = (
     "staging-memcpy",
     "encoders",
 )
+CASES += ("caching", "load-int8", "load-int8-old")  # measured by caching_rows and int8_rows
 SWAP_SHARE = 24 / 40  # the A14B 24 GB preset's memory.blocks_to_swap
 REAL_BLOCKS = 40
 
@@ -256,6 +264,137 @@ def encoders_child() -> dict:
     return {"before": before, "loaded": loaded, "after": rss(), "size": size}
 
 
+# ---- the caching phase (UMT5 and the VAE alone, before any expert loads) -----------------------------------------
+UMT5_SLICE = {"vocab_size": 32128, "d_model": 4096, "d_ff": 10240, "num_layers": 2, "num_heads": 64, "d_kv": 64}
+CACHING_DATA = {"resolution": 64, "frames": 9, "clips": 3}  # tiny clips: on a GPU the VAE's activations are not host
+
+
+def write_caching_parts(work: Path) -> None:
+    """A tiny T2V-A14B folder (tokenizer, configs) and, beside it, UMT5 at the real width and the real Wan 2.1 VAE
+    as part folders with random weights, and a few tiny clips with captions."""
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from modules.data.sources.demo_data import DemoClip, write_clip
+    from modules.wan.tiny_models import write_tiny_model
+
+    write_tiny_model("T2V-A14B", work / "tiny")
+    torch.manual_seed(0)
+    UMT5EncoderModel(UMT5Config(**UMT5_SLICE)).to(torch.bfloat16).save_pretrained(work / "text_encoder")
+    vae = {k: v for k, v in read_json(MODEL_CONFIGS_DIR / "vae_wan2.1.json").items() if not k.startswith("_")}
+    AutoencoderKLWan(**vae).save_pretrained(work / "vae")
+    size = CACHING_DATA["resolution"]
+    for index in range(CACHING_DATA["clips"]):
+        path = write_clip(DemoClip(f"clip{index}", "circle", "red", "blue", size, size, 17, 24), work / "clips")
+        path.with_suffix(".txt").write_text(f"a red circle moves, take {index}")
+
+
+def caching_child(work: str) -> dict:
+    """The run's caching phase (WanBaseDataLoader.prepare on an encoders-only model, as GenericTrainer runs it
+    before the experts load): the peak over the baseline, and what is left after the encoders are released."""
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5EncoderModel
+
+    from modules.config.loading import load_config
+    from modules.wan.loading.loader import load_wan_model
+    from modules.wan.loading.part_folder import load_part_folder
+    from modules.wan.training.data_loader import WanBaseDataLoader
+
+    work = Path(work)
+    config = load_config(
+        REPO / "training_presets" / "demo_t2v_a14b_lora.json",
+        [
+            f"model.base_path={work / 'tiny'}",
+            "model.text_encoder_dtype=bfloat16",
+            f'data.concepts=[{{"path": "{work / "clips"}", "caption_source": "txt"}}]',
+            f"data.resolution={CACHING_DATA['resolution']}",
+            f"data.frames={CACHING_DATA['frames']}",
+            "data.max_windows_per_video=1",
+            f"data.cache_dir={work / 'cache'}",
+            'sampling.samples=[{"prompt": "a red circle moves", "negative_prompt": "blurry"}]',
+        ],
+    )
+    model = load_wan_model(work / "tiny", text_encoder_dtype=torch.bfloat16, encoders_only=True)
+    parts = {"text_encoder": (UMT5EncoderModel, torch.bfloat16), "vae": (AutoencoderKLWan, torch.float32)}
+    for name, (cls, dtype) in parts.items():
+        model.set_encoder_source(name, lambda n=name, c=cls, d=dtype: load_part_folder(work, n, c, dtype=d), dtype)
+    gc.collect()
+    reset_peak_rss()
+    baseline = rss()
+    data = WanBaseDataLoader()
+    data.prepare(model, config, torch.device("cpu"))
+    sizes = {
+        name: sum(t.numel() * t.dtype.itemsize for t in load_part_folder(work, name, cls, dtype=dtype).parameters())
+        for name, (cls, dtype) in parts.items()
+    }
+    return {"baseline": baseline, "peak": peak_rss(), "after": rss(), **sizes, "latents": data.stats.videos_encoded,
+            "captions": data.stats.texts_encoded, "prompts": data.stats.prompts_encoded}  # fmt: skip
+
+
+def caching_rows() -> list[dict]:
+    """The caching case: parts written here, measured in a fresh process, compared with the plan's caching phase
+    (UMT5 + VAE + decoded windows; the process itself is in the baseline)."""
+    from modules.memory.host import _decoded_window_bytes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_caching_parts(Path(tmp))
+        r = run_child("caching", tmp)
+    plan = r["text_encoder"] + r["vae"] + _decoded_window_bytes(CACHING_DATA["resolution"], CACHING_DATA["frames"])
+    increase = r["peak"] - r["baseline"]
+    return [{"case": "caching", **r, "increase": increase, "plan": plan, "left": r["after"] - r["baseline"]}]
+
+
+# ---- int8 storage while loading (bitsandbytes quantises each linear as it is read) --------------------------------
+def int8_child(case: str, path: str, depth: int) -> dict:
+    import psutil
+    from diffusers import WanTransformer3DModel
+
+    from modules.module.bnb_linear import convert_to_quantised_storage, quantised_linear
+    from modules.wan.loading.part_folder import check_part_folder, load_part_folder
+    from modules.wan.loading.part_load import load_folder_streamed
+
+    config, folder = a14b_config(depth), Path(path)
+    build_empty("transformer", config)
+    quantised_linear(torch.nn.Linear(64, 64), "int8", torch.bfloat16)  # bitsandbytes' imports before the baseline
+    gc.collect()
+    reset_peak_rss()
+    baseline = psutil.Process().memory_info().rss
+    start = time.perf_counter()
+    if case == "load-int8":
+        quantise = lambda linear: quantised_linear(linear, "int8", torch.bfloat16)  # noqa: E731
+        shards = check_part_folder(folder.parent, folder.name)
+        model = load_folder_streamed(folder, shards, config, torch.bfloat16, replace_linear=quantise)
+    else:
+        model = load_part_folder(folder.parent, folder.name, WanTransformer3DModel, dtype=torch.bfloat16)
+        convert_to_quantised_storage(model, "int8", torch.bfloat16)
+    seconds = time.perf_counter() - start
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()
+    stored = sum(t.numel() * t.element_size() for t in tensors)
+    return {"baseline": baseline, "peak": peak_rss(), "stored": stored, "seconds": seconds, "pinned": 0}
+
+
+def planned_int8_load_bytes(depth: int) -> float:
+    from modules.memory.host import _load_transient
+    from modules.wan.memory_facts import transformer_facts
+
+    facts = transformer_facts(json.dumps(a14b_config(depth)), False)
+    return expert_bytes(facts, "int8") + _load_transient(facts, "int8", "bfloat16")
+
+
+def int8_rows(depths: list[int], cases: list[str]) -> list[dict]:
+    rows = []
+    for depth in depths:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = write_folder(Path(tmp) / "transformer", a14b_config(depth))
+            for case in (c for c in ("load-int8", "load-int8-old") if c in cases):
+                r = run_child(case, str(folder), str(depth))
+                increase = r["peak"] - r["baseline"]
+                rows.append({"case": case, "depth": depth, "increase": increase, "stored": r["stored"],
+                             "ratio": increase / r["stored"], "plan": planned_int8_load_bytes(depth),
+                             "seconds": r["seconds"]})  # fmt: skip
+    return rows
+
+
 def run_child(*args: str) -> dict:
     done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -321,7 +460,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind = args.child[0]
-        if kind == "encoders":
+        if kind.startswith("load-int8"):
+            result = int8_child(kind, args.child[1], int(args.child[2]))
+        elif kind == "caching":
+            result = caching_child(args.child[1])
+        elif kind == "encoders":
             result = encoders_child()
         elif kind == "train-swap":
             result = train_swap_child(args.child[1], args.child[2], int(args.child[3]), bool(int(args.child[4])))
@@ -345,7 +488,7 @@ def main() -> None:
             if {"train-swap", "train-swap-copied"} & set(args.cases):
                 low = write_random_file(tmp / "wan2.2_t2v_low_noise_fp8_scaled.safetensors", config, "fp8_scaled")
             for case in args.cases:
-                if case in ("encoders", "staging-memcpy"):
+                if case in ("encoders", "staging-memcpy", "caching", "load-int8", "load-int8-old"):
                     continue
                 if case == "two-processes-mapped":
                     one, two = run_together(single, depth, 1)[0], run_together(single, depth, 2)
@@ -379,6 +522,10 @@ def main() -> None:
             path = Path(tmp) / "bytes.bin"
             path.write_bytes(torch.randint(0, 255, (5120 * 13824 + 8192,), dtype=torch.uint8).numpy().tobytes())
             rows.append({"case": "staging-memcpy", **run_child("staging-memcpy", str(path))})
+    if {"load-int8", "load-int8-old"} & set(args.cases):
+        rows += int8_rows(args.depths, args.cases)
+    if "caching" in args.cases:
+        rows += caching_rows()
     if "encoders" in args.cases:
         r = run_child("encoders")
         rows.append({"case": "encoders", **r, "released_share": (r["loaded"] - r["after"]) / r["size"]})
@@ -390,7 +537,8 @@ def report(rows: list[dict]) -> None:
     mib = 2**20
     print("\ncase                depth  increase MiB  stored MiB  ratio  plan MiB  plan/measured")
     for r in rows:
-        if r["case"] in ("encoders", "staging-memcpy", "two-processes-mapped") or r["case"].startswith("train-swap"):
+        skipped = ("encoders", "staging-memcpy", "two-processes-mapped", "caching", "load-int8", "load-int8-old")
+        if r["case"] in skipped or r["case"].startswith("train-swap"):
             continue
         plan = r.get("plan")
         print(
@@ -416,6 +564,32 @@ def report(rows: list[dict]) -> None:
                 f"encoders: UMT5 slice of {r['size'] / mib:.0f} MiB: resident +{resident:.0f} MiB, released "
                 f"-{released:.0f} MiB ({r['released_share']:.0%} returned)"
             )
+
+    report_caching(rows)
+    report_int8(rows)
+
+
+def report_caching(rows: list[dict]) -> None:
+    for r in (r for r in rows if r["case"] == "caching"):
+        mib = 2**20
+        print(
+            f"caching: UMT5 slice {r['text_encoder'] / mib:.0f} MiB + VAE {r['vae'] / mib:.0f} MiB, {r['latents']} "
+            f"latents, {r['captions']} captions, {r['prompts']} prompts: peak +{r['increase'] / mib:.0f} MiB, plan "
+            f"{r['plan'] / mib:.0f} MiB (plan/measured {r['plan'] / r['increase']:.2f}); after the release "
+            f"+{r['left'] / mib:.0f} MiB left"
+        )
+
+
+def report_int8(rows: list[dict]) -> None:
+    by_depth = {r["depth"]: r for r in rows if r["case"] == "load-int8"}
+    if len(by_depth) > 1:
+        at_40 = extrapolate({d: r["increase"] for d, r in by_depth.items()})
+        stored = extrapolate({d: r["stored"] for d, r in by_depth.items()})
+        plan = planned_int8_load_bytes(REAL_BLOCKS)
+        print(
+            f"load-int8: extrapolated to 40 blocks: {at_40 / GIB:.2f} GiB peak increase for {stored / GIB:.2f} GiB "
+            f"stored (x{at_40 / stored:.3f}); plan {plan / GIB:.2f} GiB (plan/measured {plan / at_40:.2f})"
+        )
 
 
 def report_mapping(rows: list[dict]) -> None:

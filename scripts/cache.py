@@ -5,8 +5,9 @@ python scripts/cache.py --config-path my.json --config-value data.resolution=480
 
 Caching is its own phase: this reads only the VAE and UMT5 (never an expert), encodes every training window,
 caption and sample prompt not yet cached, and exits. `scripts/train.py` with the same config then finds a
-complete cache and reads neither encoder's file (docs/data_pipeline.md). Run it before training on a machine
-whose RAM cannot hold the encoders beside the transformer (scripts/train.py --plan shows the host memory plan).
+complete cache and reads neither encoder's file (docs/data_pipeline.md). A training run goes through this same
+phase before it loads the transformer; run it alone to cache ahead of training, and with embeddings, whose runs
+keep UMT5 and otherwise cache beside the experts (scripts/train.py --plan shows the host memory plan).
 
 Exit codes: 0 done; 2 a config, model or data problem (the message says which); 4 out of GPU memory while
 VAE-encoding a clip (the clip is named; entries cached so far are kept).

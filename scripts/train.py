@@ -116,7 +116,7 @@ def run(stop) -> int:
                 return launch_processes(args.num_processes)
         trainer = GenericTrainer(config, stop=stop)
         stop_if_requested_before_training(stop, "reading the config")
-        trainer.load_and_cache()  # the model, then the cache: a stop asked for meanwhile ends the run here
+        trainer.load_and_cache()  # the cache (encoders alone), then the model: a stop meanwhile ends the run here
         stop_if_requested_before_training(stop, "building the cache")
         result = trainer.train()
     except UserError as error:  # the message names the file or setting and the fix; no traceback

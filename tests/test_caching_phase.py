@@ -5,6 +5,7 @@ from the prompts encoded while caching equal samples whose pipeline ran UMT5 its
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
 import subprocess
@@ -48,13 +49,21 @@ def hollow_out(folder: Path) -> None:
         os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def load_order(records: list[logging.LogRecord]) -> list[str]:
+    """The run's phases and what it read, in order, from its log: the trainer's "phase: ..." lines, each encoder
+    read on first use ("loading vae (first use ...)"), each expert read ("loading transformer from ...") and the
+    encoders' release after caching."""
+    wanted = ("phase:", "loading ", "caching done:")
+    return [r.getMessage() for r in records if r.getMessage().startswith(wanted)]
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @pytest.mark.slow
-def test_cache_script_then_training_and_resume_read_no_text_encoder(tiny_model_dir, tmp_path):
+def test_cache_script_then_training_and_resume_read_no_text_encoder(tiny_model_dir, tmp_path, caplog):
     base = shutil.copytree(tiny_model_dir("TI2V-5B"), tmp_path / "model")
     config = lora_config(base, one_clip(tmp_path / "data"), tmp_path / "run", max_steps=2)
     config.sampling.samples, config.sampling.sample_at_end, config.sampling.sample_before_training = (
@@ -83,6 +92,14 @@ def test_cache_script_then_training_and_resume_read_no_text_encoder(tiny_model_d
 
     hollow_out(base / "text_encoder")  # from here on, a read of UMT5 would change every caption and prompt
     trainer = GenericTrainer(config)
+    with caplog.at_level(logging.INFO, logger="wan_trainer"):
+        trainer.load_and_cache()
+    # The run's own caching phase found every entry: no encoder was read, before or after the transformer loaded.
+    assert load_order(caplog.records)[:2] == [
+        "phase: caching (encoders only; the model loads after they are released)",
+        "phase: loading the model",
+    ]
+    assert not any("(first use" in line for line in load_order(caplog.records))
     result = trainer.train()
     assert trainer.data.stats.videos_encoded == 0 and trainer.data.stats.texts_encoded == 0  # nothing rebuilt
     assert trainer.model.encoder_part("text_encoder").reads == 0
@@ -96,6 +113,45 @@ def test_cache_script_then_training_and_resume_read_no_text_encoder(tiny_model_d
     resumed_result = resumed.train()
     assert resumed_result.steps == 3 and resumed.model.encoder_part("text_encoder").reads == 0
     assert resumed.data.stats.texts_encoded == 0
+
+
+def test_a_run_on_an_incomplete_cache_caches_before_the_transformer_loads(tiny_model_dir, tmp_path, caplog):
+    """The host peak is the larger of caching and loading, not their sum: the run caches with UMT5 and the VAE
+    alone, releases them, and only then reads the transformer, which then needs neither encoder."""
+    config = lora_config(tiny_model_dir("TI2V-5B"), one_clip(tmp_path / "data"), tmp_path / "run", max_steps=1)
+    config.sampling.samples = [tiny_sample()]
+    trainer = GenericTrainer(config)
+    with caplog.at_level(logging.INFO, logger="wan_trainer"):
+        trainer.load_and_cache()
+    order = load_order(caplog.records)
+    assert order[0].startswith("phase: caching (encoders only")
+    reads = sorted(line.split()[1] for line in order[1:3])
+    assert reads == ["text_encoder", "vae"] and all("(first use" in line for line in order[1:3])
+    assert order[3].startswith("caching done: ") and "text_encoder" in order[3] and "vae" in order[3]
+    assert order[4:6] == ["phase: loading the model", f"loading transformer from {config.model.base_path}/transformer"]
+    assert len(order) == 6  # nothing read after the transformer: the trained model's encoders were never loaded
+    stats = trainer.data.stats
+    assert (stats.videos_encoded, stats.texts_encoded, stats.prompts_encoded) == (1, 1, 2)
+    for name in ("text_encoder", "vae"):
+        assert trainer.model.encoder_part(name).reads == 0 and trainer.model.resident(name) is None
+    assert set(trainer.model.prompt_embeds) == {"a red circle moves", "blurry"}  # samples need no UMT5
+
+
+def test_validation_clips_are_cached_before_the_transformer_loads(tiny_model_dir, tmp_path, caplog):
+    config = lora_config(tiny_model_dir("TI2V-5B"), one_clip(tmp_path / "data"), tmp_path / "run", max_steps=1)
+    config.sampling.validation_concept = str(one_clip(tmp_path / "held_out", color="green"))
+    (tmp_path / "held_out" / "clip.txt").write_text("a green circle moves")
+    trainer = GenericTrainer(config)
+    with caplog.at_level(logging.INFO, logger="wan_trainer"):
+        trainer.train()
+    order = load_order(caplog.records)
+    model_phase = order.index("phase: loading the model")
+    assert sum(line.startswith("caching done: ") for line in order[:model_phase]) == 2  # training, held-out clips
+    # The validation loss found its clips cached: the trained model read neither encoder, before or after.
+    assert not any("(first use" in line for line in order[model_phase:])
+    assert trainer.sample_hooks.validation.data.stats.videos_encoded == 0
+    assert trainer.sample_hooks.validation.data.stats.texts_encoded == 0
+    assert trainer.model.encoder_part("text_encoder").reads == 0 and trainer.model.encoder_part("vae").reads == 0
 
 
 def test_samples_equal_with_encoders_resident_or_freed_after_caching(tiny_model_dir, tmp_path):

@@ -116,18 +116,32 @@ def safe_open_dtypes(folder: Path) -> set[str]:
 def test_processes_multiply_own_memory_and_the_verdicts_name_the_least_change():
     one, _ = plan_of(TI2V_24GB)
     two, _ = plan_of(TI2V_24GB, processes=2)
-    for a, b in zip(one.phases, two.phases):
-        assert b.machine(2) == pytest.approx(2 * a.per_process())
-    assert one.peak_phase().startswith("caching (in the run")
-    # UMT5 beside the transformer while caching is what does not fit 32 GB; caching first is the fix.
-    assert not one.fits(32) and one.fits(64)
-    assert one.least_change(32).startswith("build the cache first: scripts/cache.py")
-    assert two.least_change(24).endswith("then model.transformer_dtype=float8_e4m3fn (20.1 GiB peak)")
+    for a, b in zip(one.phases, two.phases):  # caching runs in the main process alone
+        assert b.machine(2) == pytest.approx((1 if a.one_process else 2) * a.per_process())
+    # A run caches first, with UMT5 and the VAE alone, and only then loads the transformer: the peak is the larger
+    # phase, not their sum, and the phases are planned in the order the run goes through them.
+    names = [p.name for p in one.phases]
+    assert names[:3] == ["caching (first, no transformer yet)", "loading the experts", "training"]
+    caching, loading = one.phase(names[0]), one.phase("loading the experts")
+    assert not any(k.startswith("experts") for k in caching.anonymous) and one.peak_bytes() == max(
+        p.machine(1) for p in one.phases
+    )
+    assert one.peak_phase() == names[0] and one.fits(32) and not one.fits(16)
+    assert any(k.startswith("experts") for k in loading.anonymous) and not any("UMT5" in k for k in loading.anonymous)
+    assert two.least_change(24) == "model.transformer_dtype=float8_e4m3fn (20.1 GiB peak)"
+    # Embedding training keeps UMT5, so its run caches beside the transformer; building the cache first is the fix.
+    embedding, _ = plan_of(TI2V_24GB, training_method="embedding")
+    assert [p.name for p in embedding.phases][:2] == [
+        "loading the experts",
+        "caching (in the run, beside the experts: embeddings)",
+    ]
+    assert embedding.peak_phase().startswith("caching (in the run") and not embedding.fits(32)
+    assert embedding.least_change(32).startswith("build the cache first: scripts/cache.py")
     a14b_two, _ = plan_of(A14B_24GB, processes=2)  # already fp8: fewer processes is what is left
     assert a14b_two.least_change(64).endswith("then --num-processes 1 (46.2 GiB peak)")
-    summary = host_memory_summary(one.config, one.facts, 1, ram_gib=32)
+    summary = host_memory_summary(embedding.config, embedding.facts, 1, ram_gib=32)
     assert summary.fits is False and summary.least_change and set(summary.verdicts) == {32, 64, 128}
-    assert summary.peak_gib == pytest.approx(one.peak_gib(), abs=0.01)
+    assert summary.peak_gib == pytest.approx(embedding.peak_gib(), abs=0.01)
 
 
 def test_ram_size_comes_from_the_environment_when_set(monkeypatch):
@@ -168,3 +182,23 @@ def test_a_run_that_does_not_fit_the_ram_is_refused_before_loading(tiny_model_di
     host = report["host_memory_plan"]
     assert host["ram_gib"] == 0.5 and "does not fit" in host["verdict"]
     assert {p["name"] for p in host["phases"]} >= {"loading the experts", "training"}
+
+
+def test_int8_nf4_loading_is_planned_streamed_unless_base_loras_are_merged_first():
+    for kind in ("int8", "nf4"):
+        plan, config = plan_of(A14B_24GB, **{"model.transformer_dtype": kind, "memory.blocks_to_swap": 0})
+        expert = memory_facts_for(config).experts[0]
+        loading = plan.phase("loading the experts").anonymous
+        assert loading[f"experts, {kind} (2)"] == 2 * expert_bytes(expert, kind)
+        # One linear beyond the stored experts: read in bf16, a float32 temporary, the quantised copy.
+        assert loading["load transient (largest tensor, read + cast)"] < 0.6 * GIB
+        merged, _ = plan_of(
+            A14B_24GB,
+            **{
+                "model.transformer_dtype": kind,
+                "memory.blocks_to_swap": 0,
+                "model.base_loras": '[{"path": "x.safetensors"}]',
+            },
+        )
+        read = merged.phase("loading the experts").anonymous["experts read as bfloat16 to merge base LoRAs (2)"]
+        assert read == 2 * expert_bytes(expert, "bfloat16") > 53 * GIB

@@ -29,6 +29,11 @@ class BaseDataLoader(ABC):
         Encoders run on `device` while caching and are moved back to the CPU afterwards.
         """
 
+    def attach(self, model: BaseModel, config, device: torch.device) -> None:
+        """After `prepare` ran with the caching model (`BaseModelLoader.caches_before_loading`): hand what caching
+        produced to the model that trains, encoding nothing. Default: prepare again, which finds every entry."""
+        self.prepare(model, config, device)
+
     def check_sources(self, config) -> None:
         """Checks of the training data that need no model (folders exist, captions where required), run before
         the model loads; raise with a message naming the setting and the fix. Default: nothing to check."""

@@ -21,3 +21,9 @@ class BaseModelLoader(ABC):
         """What building the cache needs (scripts/cache.py); a family whose loader can skip its denoisers
         overrides this. Default: the whole model."""
         return self.load(config)
+
+    def caches_before_loading(self, config) -> bool:
+        """True when `load_for_caching`'s model alone builds the cache and `load`'s model then needs none of its
+        encoders: the trainer caches first, releases the encoders, and only then loads the denoisers, so they are
+        never in memory together. Default False (`load_for_caching` is the whole model)."""
+        return False

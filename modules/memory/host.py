@@ -23,7 +23,7 @@ from pathlib import Path
 
 from modules.memory.config_changes import with_changes
 from modules.memory.facts import ModelFacts, TransformerFacts
-from modules.memory.phases import DTYPE_BYTES, GIB, block_bytes, expert_bytes
+from modules.memory.phases import DTYPE_BYTES, GIB, LINEAR_STORAGE_BYTES, block_bytes, expert_bytes
 from modules.util.errors import UserError
 
 # Python, torch, diffusers/transformers and, on a GPU machine, the CUDA runtime's host side: measured on this
@@ -34,9 +34,9 @@ USABLE_SHARE = 0.9
 RAM_SIZES = (32, 64, 128)
 SWAP_WINDOW = 2  # swapped blocks in flight (modules/module/block_swap.py's default window): the staging buffer
 RAM_ENV = "WAN_TRAINER_RAM_GIB"  # the machine's RAM in GiB, instead of /proc/meminfo (tests, planning elsewhere)
-# Storage that the loaders fill tensor by tensor (modules/wan/loading/part_load.py, part_folder.py); int8/nf4 experts
-# are read in the training dtype and each quantised before the next is read (modules/wan/loading/storage.py).
-STREAMED_STORAGE = ("float8_e4m3fn", "bfloat16", "float16", "float32")
+# Storage that the loaders fill tensor by tensor (modules/wan/loading/part_load.py, part_folder.py); int8/nf4 block
+# linears are quantised one by one as they are read (modules/wan/loading/storage.py `quantiser_for`).
+STREAMED_STORAGE = ("float8_e4m3fn", "bfloat16", "float16", "float32", "int8", "nf4")
 # An fp8 UMT5 is read in bf16 and then quantised (modules/wan/loading/storage.py).
 TEXT_ENCODER_LOAD_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 2}
 
@@ -71,7 +71,7 @@ class HostPlan:
     model: str
     processes: int
     phases: list[HostPhase]
-    cache_first: bool  # the cache is built by scripts/cache.py, so the run's caching phase has no transformer
+    cache_first: bool  # the caching phase holds no transformer (scripts/cache.py, or the run caching before loading)
     config: object = field(repr=False, default=None)  # the TrainConfig planned (least_change plans changed copies)
     facts: ModelFacts | None = field(repr=False, default=None)
 
@@ -215,23 +215,30 @@ def build_host_plan(config, facts: ModelFacts, processes: int = 1, cache_first: 
     text = {"UMT5 (kept: embeddings)": umt5} if keeps_umt5 else {}
 
     loading = HostPhase("loading the experts", {**base, **text})
+    read_as = config.training.train_dtype
     mapped = maps_weights(config, facts)
     # Mapped: views of the files, whose pages are read only when the weights are used (shared by the processes).
     held = loading.reclaimable if mapped else loading.anonymous
-    if storage in STREAMED_STORAGE:
+    if config.model.base_loras and storage in ("float8_e4m3fn", "int8", "nf4"):
+        # Base LoRAs are merged into 16-bit weights, quantised after (modules/wan/loading/loader.py): every expert
+        # is whole in the training dtype once.
+        loading.anonymous[f"experts read as {read_as} to merge base LoRAs ({loaded_experts})"] = (
+            loaded_experts * expert_bytes(expert, read_as)
+        )
+    elif storage in STREAMED_STORAGE:
         held[f"experts, {storage} ({loaded_experts}{', mapped' if mapped else ''})"] = loaded_experts * stored
-        loading.anonymous["load transient (largest tensor, read + cast)"] = _load_transient(expert, storage)
-    else:  # int8/nf4: each expert read in the training dtype, then quantised before the next is read
-        read_as = config.training.train_dtype
-        loading.anonymous[f"experts, {storage} ({loaded_experts - 1} before the last)"] = (loaded_experts - 1) * stored
-        loading.anonymous[f"the last expert read as {read_as}, then quantised"] = expert_bytes(expert, read_as)
+        loading.anonymous["load transient (largest tensor, read + cast)"] = _load_transient(expert, storage, read_as)
 
     window = _decoded_window_bytes(config.data.resolution, config.data.frames)
     encoders = {"UMT5 (read for missing captions)": umt5, "VAE": vae, "decoded windows (two in flight)": window}
-    if cache_first:
-        caching = HostPhase("caching (scripts/cache.py, no transformer)", {**base, **encoders}, one_process=True)
+    # A run caches before its experts load (GenericTrainer._load_and_cache), in its main process, unless UMT5 must
+    # stay for embeddings: then it caches with the experts loaded, unless scripts/cache.py built the cache first.
+    beside_experts = keeps_umt5 and not cache_first
+    if not beside_experts:
+        name = "caching (scripts/cache.py, no transformer)" if cache_first else "caching (first, no transformer yet)"
+        caching = HostPhase(name, {**base, **encoders}, one_process=True)
     else:
-        caching = HostPhase("caching (in the run, cache incomplete)", {**base, **encoders})
+        caching = HostPhase("caching (in the run, beside the experts: embeddings)", {**base, **encoders})
         (caching.reclaimable if mapped else caching.anonymous)[
             f"experts, {storage} ({loaded_experts}{', mapped' if mapped else ''})"
         ] = loaded_experts * stored
@@ -245,8 +252,9 @@ def build_host_plan(config, facts: ModelFacts, processes: int = 1, cache_first: 
     sampling.anonymous["decoded sample frames"] = max(
         [3 * 4 * 3 * w * h * f for w, h, f in ((s.width, s.height, s.frames) for s in config.sampling.samples)] or [0]
     )
-    phases = [loading, caching, training] + ([sampling] if config.sampling.samples else [])
-    return HostPlan(facts.name, processes, phases, cache_first, config, facts)
+    first = [loading, caching] if beside_experts else [caching, loading]  # the order a run goes through them
+    phases = first + [training] + ([sampling] if config.sampling.samples else [])
+    return HostPlan(facts.name, processes, phases, not beside_experts, config, facts)
 
 
 def _training_weights(
@@ -332,8 +340,13 @@ def _pow2(size: float) -> float:
     return float(1 << max(int(size - 1).bit_length(), 0)) if size > 0 else 0.0
 
 
-def _load_transient(expert: TransformerFacts, storage: str) -> float:
-    """Beyond the stored model while loading: the largest tensor read in its file dtype (bf16) and its cast."""
+def _load_transient(expert: TransformerFacts, storage: str, read_as: str = "bfloat16") -> float:
+    """Beyond the stored model while loading: the largest tensor read in its file dtype (bf16) and its cast; for
+    int8/nf4 the linear read in the training dtype, a float32 temporary while bitsandbytes quantises it, and its
+    quantised copy. Measured for int8 at the real width (docs/benchmarks.md): ~0.8 GiB above the stored expert
+    whatever the depth, so this term is ~0.3 GiB short, 2% of a 40-block expert."""
+    if storage in ("int8", "nf4"):
+        return expert.largest_linear * (DTYPE_BYTES.get(read_as, 2) + 4 + LINEAR_STORAGE_BYTES[storage])
     return expert.largest_linear * (2 + {"float8_e4m3fn": 1}.get(storage, DTYPE_BYTES.get(storage, 2)))
 
 
@@ -406,6 +419,12 @@ def refuse_if_ram_too_small(plan: HostPlan, ram_gib: float | None) -> str | None
             "another size)."
         )
     if not plan.fits(ram_gib):
+        if plan.cache_first:  # caching holds no transformer already: only a smaller window or encoder helps
+            return (
+                f"host memory: if the cache is incomplete, caching needs ~{plan.peak_gib():.1f} GiB of RAM (UMT5, the "
+                f"VAE and decoded windows), more than this machine's {ram_gib:.1f} GiB allows; build the cache on a "
+                "larger machine, or lower data.resolution or data.frames (see scripts/train.py --plan)"
+            )
         return (
             f"host memory: if the cache is incomplete, caching inside this run needs ~{plan.peak_gib():.1f} GiB of "
             f"RAM with the transformer loaded, more than this machine's {ram_gib:.1f} GiB allows; build the cache "

@@ -1,7 +1,7 @@
 """GenericTrainer: the training loop, written once for every model family and training method.
 
 It knows a model only through the plugin contract (modules/base). Read `train` top to bottom:
-load -> cache -> set up -> loop (predict, loss, backward, step, log, save) -> save -> sample.
+cache (encoders alone) -> load -> set up -> loop (predict, loss, backward, step, log, save) -> save -> sample.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from modules.trainer.optim.optimizers import create_lr_scheduler, create_optimiz
 from modules.trainer.reporting.run_log import RunLog
 from modules.trainer.reporting.run_start import record_data_report, write_run_report
 from modules.trainer.samples.sample_hooks import SampleHooks
+from modules.trainer.samples.validation_loss import validation_config
 from modules.trainer.state.ema import create_ema, ema_weights_in_use
 from modules.trainer.state.resume import BackupController, check_fresh_start
 from modules.trainer.state.rng_state import seed_all
@@ -104,8 +105,9 @@ class GenericTrainer:
                 raise
 
     def load_and_cache(self) -> None:
-        """Load the model and build (or reuse) the cache; after this, no step decodes media. A stop asked for
-        meanwhile is taken between model parts or cache entries (TrainingStopped, no backup: nothing trained)."""
+        """Build (or reuse) the cache and load the model, in the order the plugin allows (the cache first where the
+        encoders alone build it); after this, no step decodes media. A stop asked for meanwhile is taken between
+        model parts or cache entries (TrainingStopped, no backup: nothing trained)."""
         with stop_scope(self.stop):
             try:
                 self._load_and_cache()
@@ -118,11 +120,29 @@ class GenericTrainer:
         if self.distributed.is_main:
             write_run_report(self)  # diagnostics.json, and a warning when the memory plan does not fit this GPU
         check_host_memory(self.config, self.distributed.world_size)  # refused here, not killed by the kernel later
-        self.model = self.plugin.loader().load(self.config)
+        loader = self.plugin.loader()
         self.data = self.plugin.data_loader()
         self.data.share_between(self.distributed.rank, self.distributed.world_size)
-        with self.distributed.main_first():  # the main process builds the cache; the others then only read it
-            self.data.prepare(self.model, self.config, self.device)
+        if loader.caches_before_loading(self.config):
+            # Caching first, with the encoders alone; they are released before the denoisers load, so the host
+            # peak is the larger of the two phases, not their sum (modules/memory/host.py plans them so).
+            log.info("phase: caching (encoders only; the model loads after they are released)")
+            with self.distributed.main_first():  # the main process builds the cache; the others then only read it
+                caching_model = loader.load_for_caching(self.config)
+                self.data.prepare(caching_model, self.config, self.device)
+                if self.config.sampling.validation_concept and self.distributed.is_main:
+                    # The held-out clips too (validation_loss.py then finds them cached): the encoders are read
+                    # again here only when both caches were incomplete.
+                    self.plugin.data_loader().prepare(caching_model, validation_config(self.config), self.device)
+                del caching_model
+            log.info("phase: loading the model")
+            self.model = loader.load(self.config)
+            self.data.attach(self.model, self.config, self.device)  # reads no encoder
+        else:  # the encoders stay with the model (WAN: embeddings in UMT5), so cache with the loaded model
+            log.info("phase: loading the model, then caching with it")
+            self.model = loader.load(self.config)
+            with self.distributed.main_first():
+                self.data.prepare(self.model, self.config, self.device)
         if self.distributed.is_main:
             record_data_report(self)  # per concept and file: corrections, unused and skipped files
 

@@ -71,6 +71,7 @@ class CachedDataLoader(BaseDataLoader):
         self.cache = DiskCache(cache_dir)
         encoders = self.cache_encoders(model, config, device)
         self.pad_text = encoders.pad_text
+        self.identities = (encoders.video_identity, encoders.text_identity)
 
         def encode_video(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
             self.stats.videos_encoded += 1
@@ -126,6 +127,16 @@ class CachedDataLoader(BaseDataLoader):
             world_size=self.num_processes,
         )
         self.seed, self.caption_dropout = config.training.seed, data.caption_dropout
+
+    def attach(self, model, config, device: torch.device) -> None:
+        """The cache was built with the caching model (encoders only); the model that trains takes its place. Its
+        encoders are read on first use, so this reads none; a model whose identities differ gets its own entries."""
+        encoders = self.cache_encoders(model, config, device)
+        if (encoders.video_identity, encoders.text_identity) != self.identities:
+            log.warning("the loaded model's encoders are not the ones the cache was built with: checking the cache")
+            self.prepare(model, config, device)
+            return
+        self.pad_text = encoders.pad_text
 
     def _cache_prompts(self, prompts: list[str], encode_text: TextEncoder, identity: str) -> dict[str, torch.Tensor]:
         """Each distinct prompt's trimmed states, encoded one at a time (cached on disk like captions)."""

@@ -11,6 +11,7 @@ and says what to do (docs/model_loading.md).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -46,6 +47,8 @@ from modules.wan.loading.sources import (
 from modules.wan.model import WanModel
 from modules.wan.variants import WanVariant, check_expected_variant
 
+log = logging.getLogger("wan_trainer")
+
 # The transformer may also be stored in fp8 (block linears only; computed in the training dtype: fp8_linear.py).
 FP8 = "float8_e4m3fn"
 TRANSFORMER_DTYPES: dict[str, torch.dtype] = {**DTYPES, FP8: torch.float8_e4m3fn}
@@ -77,12 +80,14 @@ def load_wan_model(
     text_encoder_path: str | Path | None = None,
     configs_dir: Path | None = None,
     encoders_only: bool = False,
-    after_expert=None,
+    quantise_linear=None,
     map_weights: bool = False,
 ) -> WanModel:
     """Load every part of a WAN 2.2 model on the CPU; `load_transformer_2=False` skips the low-noise expert and
     `encoders_only` both experts (caching as its own phase: scripts/cache.py). The text encoder and the VAE are
-    checked now and read from their files when first used.
+    checked now and read from their files when first used. `quantise_linear` (int8/nf4 storage: one block linear
+    in, its quantised layer out) is applied to each expert's block linears as they are read, so an expert is never
+    whole in `transformer_dtype`.
 
     A part's own path (a single file, a part folder, or a diffusers folder / hub id) replaces that part of
     `model_path` (docs/model_loading.md). `map_weights`: expert weights kept in their file's dtype are views of
@@ -130,11 +135,10 @@ def load_wan_model(
     )
     experts = [] if encoders_only else experts
     loaded = {}
-    for part in experts:  # one after the other: `after_expert` (int8/nf4) shrinks each before the next is read
+    for part in experts:
         stop_point("loading the model")  # a requested stop (Ctrl-C) is taken between parts, never inside one
-        loaded[part] = _load(sources[part], transformer_dtype, base, variant, configs_dir, map_weights)
-        if after_expert is not None:
-            after_expert(loaded[part])
+        log.info("loading %s from %s", part, sources[part].path)  # the load order, as a run's log shows it
+        loaded[part] = _load(sources[part], transformer_dtype, base, variant, configs_dir, quantise_linear, map_weights)
     model = WanModel(
         variant=variant,
         tokenizer=tokenizer,
@@ -153,6 +157,9 @@ def load_wan_model(
             part, lambda part=part, dtype=dtype: _load(sources[part], dtype, base, variant, configs_dir), dtype
         )
     model.eval()
+    # A stop asked for while the tokenizer, configs and headers were read (caching comes next: scripts/cache.py
+    # and a run's caching phase load no expert, so this is their loading phase's only safe point).
+    stop_point("loading the model")
     return model
 
 
@@ -188,23 +195,34 @@ def _check_sources(
 
 
 def _load(
-    src: PartSource, dtype: torch.dtype, base: Path | None, variant: WanVariant, configs_dir: Path, mapped: bool = False
+    src: PartSource,
+    dtype: torch.dtype,
+    base: Path | None,
+    variant: WanVariant,
+    configs_dir: Path,
+    quantise_linear=None,
+    mapped: bool = False,
 ):
-    """One part from its source: a single file through part_load.py, a folder through from_pretrained (a transformer
-    folder streamed instead for fp8 storage, or when its weights are mapped)."""
+    """One part from its source: a single file through part_load.py, a folder through from_pretrained, or, for
+    an expert stored in fp8/int8/nf4 or whose weights are mapped, streamed tensor by tensor (no 16-bit copy of the
+    expert, or views of its shards)."""
     if src.is_file:
         config, config_source = config_for_file(src, base, variant, configs_dir)
         info = (
             src.file if src.part != "transformer_2" else SingleFileInfo(**{**src.file.__dict__, "part": "transformer"})
         )
-        return load_part_from_file(info, config, dtype, config_source=config_source, map_weights=mapped)
+        return load_part_from_file(
+            info, config, dtype, config_source=config_source, replace_linear=quantise_linear, map_weights=mapped
+        )
     cls = PART_CLASSES["transformer" if src.part == "transformer_2" else src.part]
     if cls is PART_CLASSES["transformer"]:
         shards = check_part_folder(src.path.parent, src.path.name)
         mapped = mapped and stores_blocks_in(shards, dtype)  # else from_pretrained, as without mapping
-        if dtype == torch.float8_e4m3fn or mapped:  # streamed: no bf16 copy of the expert, or views of its shards
+        if dtype == torch.float8_e4m3fn or quantise_linear is not None or mapped:
             config = json.loads((src.path / "config.json").read_text(encoding="utf-8"))
-            return load_folder_streamed(src.path, shards, config, dtype, map_weights=mapped)
+            return load_folder_streamed(
+                src.path, shards, config, dtype, replace_linear=quantise_linear, map_weights=mapped
+            )
     return load_part_folder(src.path.parent, src.path.name, cls, dtype=dtype)
 
 
@@ -263,7 +281,8 @@ class WanModelLoader(BaseModelLoader):
             check_base_lora_files(base_loras, two_experts=m.variant != "TI2V-5B")
         if fp8_after_merge:  # base LoRAs are merged into 16-bit weights, which are then quantised with them
             transformer_dtype = config.training.train_dtype
-        # int8/nf4 quantise each expert as it loads, unless base LoRAs must be merged into it first (apply_storage).
+        # int8/nf4 quantise each block linear as it is read, unless base LoRAs must be merged into the 16-bit
+        # expert first (then apply_storage quantises after the merge).
         quantise_now = quantiser_for(config) if not encoders_only and not base_loras else None
         parts = {
             name: getattr(m, f"{name}_path", "") or None
@@ -284,7 +303,7 @@ class WanModelLoader(BaseModelLoader):
             allow_download=m.allow_download,
             expected_variant=None if m.variant in (None, "", "auto") else m.variant,
             encoders_only=encoders_only,
-            after_expert=quantise_now,
+            quantise_linear=quantise_now,
             # Mapped where the stored bytes are the file's: not when base LoRAs or int8/nf4 rewrite every weight.
             map_weights=(getattr(config, "memory", None) or MemoryConfig()).map_weights
             and not base_loras

@@ -20,7 +20,7 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from transformers import UMT5Config, UMT5EncoderModel
 
 from modules.base.model_loader import ModelLoadError
-from modules.module.fp8_linear import convert_to_fp8_storage, quantise_fp8
+from modules.module.fp8_linear import convert_to_fp8_storage, fp8_storage_names, quantise_fp8
 from modules.wan.formats.headers import read_header
 from modules.wan.formats.key_map import diffusers_to_original_key
 from modules.wan.formats.part_keys import umt5_to_wan_t5_key, vae_diffusers_to_original_key
@@ -164,11 +164,16 @@ def load_part_from_file(
     *,
     config_source: str,
     file: WeightFile | None = None,
+    replace_linear: Callable[[torch.nn.Linear], torch.nn.Module] | None = None,
     map_weights: bool = False,
 ) -> torch.nn.Module:
     """Build `info.part` with `config` and fill it from `info.path`; `config_source` names the config in errors.
+
+    `replace_linear` (int8/nf4 storage) replaces each block linear as soon as its weight and bias are read, so at
+    most one layer's weights exist in `dtype` at a time (the rest of the module is stored or still on meta).
     `map_weights`: weights kept in the file's dtype are views of its mapping (modules/module/mapped_weights.py)."""
     module, chosen = plan_load(info, config, config_source)
+    pending = set(fp8_storage_names(module)) if replace_linear is not None else set()
     owned = file is None
     file = file or WeightFile(info.path, info.part, map_weights)
     try:
@@ -183,6 +188,10 @@ def load_part_from_file(
             param = torch.nn.Parameter(value, requires_grad=value.dtype not in FP8_STORAGE)
             for name in names:
                 _assign(module, name, param)
+            owner = names[0].rpartition(".")[0]
+            if owner in pending and not any(p.is_meta for p in module.get_submodule(owner).parameters()):
+                module.set_submodule(owner, replace_linear(module.get_submodule(owner)))
+                pending.discard(owner)
     finally:
         if owned:
             file.close()
@@ -211,16 +220,24 @@ def stores_blocks_in(files: list[Path], dtype: torch.dtype) -> bool:
 
 
 def load_folder_streamed(
-    folder: Path, shards: list[Path], config: dict, dtype: torch.dtype, map_weights: bool = False
+    folder: Path,
+    shards: list[Path],
+    config: dict,
+    dtype: torch.dtype,
+    replace_linear: Callable[[torch.nn.Linear], torch.nn.Module] | None = None,
+    map_weights: bool = False,
 ) -> torch.nn.Module:
     """A diffusers transformer folder (sharded or not) into `dtype` tensor by tensor, as a single file: the host
     peak is the stored model plus one tensor, where from_pretrained into bf16 and then quantising held the whole
-    bf16 expert beside its fp8 copy. `map_weights`: shards in the stored dtype are mapped, not read."""
+    bf16 expert beside its fp8 (or int8/nf4: `replace_linear`) copy. `map_weights`: shards in the stored dtype are
+    mapped, not read."""
     file = ShardedWeightFile(shards, "transformer", map_weights)
     info = SingleFileInfo(
         path=folder, part="transformer", naming="diffusers", prefix="", dtype="mixed", shapes=dict(file.shapes)
     )
     try:
-        return load_part_from_file(info, config, dtype, config_source=str(folder / "config.json"), file=file)
+        return load_part_from_file(
+            info, config, dtype, config_source=str(folder / "config.json"), file=file, replace_linear=replace_linear
+        )
     finally:
         file.close()

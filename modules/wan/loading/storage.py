@@ -1,8 +1,10 @@
-"""Storage choices applied after loading: bitsandbytes int8/nf4 expert linears and fp8 UMT5 linears.
+"""Storage choices for what the loader reads: bitsandbytes int8/nf4 expert linears and fp8 UMT5 linears.
 
-The loader reads these parts in a 16/32-bit dtype (`load_dtypes`) and `apply_storage` then converts them layer by
-layer, as fp8 storage of the experts does in the loader itself. Both run before any caching, so a changed text
-encoder storage is part of the caption cache key (`text_encoder_identity`) and never reuses bf16 captions.
+The loader reads these parts in a 16/32-bit dtype (`load_dtypes`); int8/nf4 expert linears are quantised one by one
+as they are read (`quantiser_for`, like fp8 storage in the loader itself), and `apply_storage` converts what is
+left layer by layer (an fp8 UMT5, or experts whose base LoRAs had to be merged in 16 bits first). Both happen
+before any caching, so a changed text encoder storage is part of the caption cache key (`text_encoder_identity`)
+and never reuses bf16 captions.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from torch import nn
 
 from modules.config.memory_config import QUANTISED_DTYPES
 from modules.config.validation import ConfigError
-from modules.module.bnb_linear import BitsAndBytesUnavailable, check_quantised_backend, convert_to_quantised_storage
+from modules.module.bnb_linear import (
+    BitsAndBytesUnavailable,
+    check_quantised_backend,
+    convert_to_quantised_storage,
+    quantised_linear,
+)
 from modules.module.fp8_linear import Fp8Linear, quantise_fp8
 from modules.util.device import DTYPES, resolve_device
 
@@ -64,13 +71,14 @@ def convert_text_encoder_to_fp8(text_encoder: nn.Module) -> list[str]:
 
 
 def quantiser_for(config):
-    """int8/nf4: a function that quantises one loaded expert, which the loader calls right after reading it, so
-    loading holds one expert in the training dtype, not every expert (None for other storage)."""
+    """int8/nf4: a function from one block linear, read in the training dtype, to its bitsandbytes layer, which
+    the loader calls as soon as that linear's tensors are read (part_load.py), so loading holds the quantised
+    expert plus one 16-bit layer, never a whole expert in the training dtype (None for other storage)."""
     storage = config.model.transformer_dtype
     if storage not in QUANTISED_DTYPES:
         return None
     compute = DTYPES[config.training.train_dtype]
-    return lambda expert: convert_to_quantised_storage(expert, storage, compute)
+    return lambda linear: quantised_linear(linear, storage, compute)
 
 
 def apply_storage(model, config, experts_done: bool = False) -> None:

@@ -65,6 +65,10 @@ class WanBaseDataLoader(CachedDataLoader):
         super().prepare(model, config, device)
         model.prompt_embeds.update(self.prompt_embeds)  # the sampler reads them instead of running UMT5
 
+    def attach(self, model: WanModel, config, device: torch.device) -> None:
+        super().attach(model, config, device)  # placement and VAE tiling for samples; no encoder read
+        model.prompt_embeds.update(self.prompt_embeds)
+
 
 def sample_prompts(model: WanModel, config) -> list[str]:
     """Every prompt the run's samples will encode, as the sampler writes them: each positive prompt (and a chain's

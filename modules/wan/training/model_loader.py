@@ -26,6 +26,12 @@ class WanTrainingModelLoader(WanModelLoader):
         """scripts/cache.py: the encoders with the same embeddings, so caption keys equal the training run's."""
         return self._add_embeddings(super().load_for_caching(config), config)
 
+    def caches_before_loading(self, config) -> bool:
+        """Cache with UMT5 and the VAE alone, then load the experts: the encoders and the experts are never in
+        memory together. Not with embeddings: UMT5 then stays for the whole run (docs/embeddings.md), so it is read
+        once, with the model."""
+        return config.training_method != "embedding" and not config.embedding.frozen_embeddings
+
     def _add_embeddings(self, model: WanModel, config) -> WanModel:
         settings = config.embedding
         for path in settings.frozen_embeddings:
