@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import customtkinter as ctk
 
-from modules.ui.concept_inspect import inspect_concepts
+from modules.ui.concept_inspect import PREVIEW_SIDE, inspect_concepts
 from modules.ui.field_specs import FieldSpec
 from modules.ui.field_widgets import ERROR_COLOR
 from modules.ui.list_editor import ListEditor
@@ -55,6 +55,12 @@ def skip_lines(concept: dict) -> list[str]:
     return lines
 
 
+def preview_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Shown with its longer side PREVIEW_SIDE pixels, a small clip enlarged too, its aspect kept."""
+    scale = PREVIEW_SIDE / max(size)
+    return round(size[0] * scale), round(size[1] * scale)
+
+
 def _cut(text: str) -> str:
     return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."
 
@@ -83,7 +89,7 @@ class ConceptCard(ctk.CTkFrame):
         more = len(skips) - SKIPS_SHOWN
         shown = skips[:SKIPS_SHOWN] + ([f"... and {more} more (Files and captions...)"] if more > 0 else [])
         self.skips.configure(text="skipped: " + "\n".join(shown) if shown else "")
-        self.frames = [ctk.CTkImage(light_image=image, size=image.size) for image in images]
+        self.frames = [ctk.CTkImage(light_image=image, size=preview_size(image.size)) for image in images]
         self.frame_index = 0
         self.preview.configure(image=self.frames[0] if self.frames else None, text="" if self.frames else "no preview")
         if self.frames and self.animation is None:
@@ -188,6 +194,7 @@ class ConceptEditor(ListEditor):
         for index, card in enumerate(self.cards):
             enabled = self.enabled(index)
             concept = self.concept_report(index)
+            card.files_button.configure(state="normal" if concept is not None else "disabled")
             if concept is None:
                 text = "checking..." if self.checking else ("off: not checked" if not enabled else "not checked")
                 card.show(text, [], [], True)
