@@ -106,6 +106,41 @@ def test_cards_show_counts_seconds_skip_reasons_and_a_moving_preview_while_the_w
     screenshot(window, "concept-cards")
 
 
+def test_cards_follow_add_remove_and_the_enabled_switch_through_the_form(window, concept, tmp_path):
+    from tests.gui_helpers import set_field, start_enabled
+
+    editor = editor_of(window)
+    editor.add_button.invoke()
+    pump(window)
+    assert len(editor.cards) == 3 and len(window.form.values()["data"]["concepts"]) == 3
+    third_box = editor.items[2][0]
+    remove = next(w for w in third_box.winfo_children() if getattr(w, "cget", None) and _text(w) == "Remove")
+    remove.invoke()
+    pump(window)
+    assert len(editor.cards) == 2 and not third_box.winfo_exists()
+    # Switching the only enabled concept off is the config's own error, at the list, and Start is disabled.
+    set_field(window, "data.concepts.0.enabled", False)
+    assert window.form.values()["data"]["concepts"][0]["enabled"] is False
+    assert "every concept is switched off" in (editor.error_text or "")  # the message names both concepts' fields
+    assert not start_enabled(window)
+    set_field(window, "data.concepts.0.enabled", True)
+    assert start_enabled(window)
+    # A folder that does not exist: the check's own message above the cards.
+    set_field(window, "data.concepts.0.path", str(tmp_path / "no-such-folder"))
+    pump(window, lambda: not editor.checking, 180)
+    assert "the concept folder does not exist" in editor.status.cget("text")
+    set_field(window, "data.concepts.0.path", str(concept))
+    pump(window, lambda: not editor.checking, 180)
+    assert editor.result is not None
+
+
+def _text(widget) -> str:
+    try:
+        return widget.cget("text")
+    except Exception:  # noqa: BLE001 - frames have no text
+        return ""
+
+
 @pytest.mark.slow
 def test_a_caption_edited_in_the_concept_editor_is_saved_atomically_and_trained(window, concept, tmp_path):
     editor = editor_of(window)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 
 import customtkinter as ctk
+from PIL import Image
 
 from modules.ui.concept_inspect import PREVIEW_SIDE, inspect_concepts
 from modules.ui.field_specs import FieldSpec
@@ -79,6 +80,7 @@ class ConceptCard(ctk.CTkFrame):
         self.skips.grid(row=1, column=1, sticky="new", padx=6)
         self.files_button = ctk.CTkButton(self, text="Files and captions...", width=150, command=open_files)
         self.files_button.grid(row=0, column=2, padx=6, pady=6, sticky="ne")
+        self.blank = ctk.CTkImage(light_image=Image.new("RGBA", (1, 1), (0, 0, 0, 0)), size=(1, 1))
         self.frames: list[ctk.CTkImage] = []
         self.frame_index = 0
         self.animation = None
@@ -89,9 +91,12 @@ class ConceptCard(ctk.CTkFrame):
         more = len(skips) - SKIPS_SHOWN
         shown = skips[:SKIPS_SHOWN] + ([f"... and {more} more (Files and captions...)"] if more > 0 else [])
         self.skips.configure(text="skipped: " + "\n".join(shown) if shown else "")
-        self.frames = [ctk.CTkImage(light_image=image, size=preview_size(image.size)) for image in images]
-        self.frame_index = 0
-        self.preview.configure(image=self.frames[0] if self.frames else None, text="" if self.frames else "no preview")
+        frames = [ctk.CTkImage(light_image=image, size=preview_size(image.size)) for image in images]
+        # The label moves to other images before the old ones are dropped: Tk refuses any later configure of a
+        # label whose image was deleted under it ("image pyimage7 doesn't exist"), and customtkinter's image=None
+        # leaves the old one set, hence a blank image rather than none.
+        self.preview.configure(image=frames[0] if frames else self.blank, text="" if frames else "no preview")
+        self.frames, self.frame_index = frames, 0
         if self.frames and self.animation is None:
             self.animation = self.after(FRAME_MS, self._next_frame)
 

@@ -18,14 +18,16 @@ import tempfile
 from pathlib import Path
 
 from modules.ui.run_process import REPO
+from modules.util.errors import UserError
 
 PREVIEW_FRAMES = 6
 PREVIEW_SIDE = 112  # pixels, the longer side of a preview frame
 CHECK_SCRIPT = REPO / "scripts" / "dataset.py"
 
 
-class ConceptCheckFailed(Exception):
-    """The check refused the settings (a missing folder, a model whose variant cannot be told): its message."""
+class ConceptCheckFailed(UserError):
+    """The check refused the settings (a missing folder, a model whose variant cannot be told): its own user-error
+    message (found, expected, fix), shown above the cards."""
 
 
 def inspect_concepts(values: dict) -> dict:
@@ -52,7 +54,8 @@ def run_check(values: dict) -> dict:
         )
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(" ")]
-        raise ConceptCheckFailed(lines[-1] if lines else f"the dataset check ended with exit code {result.returncode}")
+        message = lines[-1].removeprefix("error: ") if lines else f"ended with exit code {result.returncode}"
+        raise ConceptCheckFailed(message)
     return json.loads(result.stdout)
 
 
