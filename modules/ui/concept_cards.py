@@ -80,7 +80,7 @@ class ConceptCard(ctk.CTkFrame):
         self.skips.grid(row=1, column=1, sticky="new", padx=6)
         self.files_button = ctk.CTkButton(self, text="Files and captions...", width=150, command=open_files)
         self.files_button.grid(row=0, column=2, padx=6, pady=6, sticky="ne")
-        self.blank = ctk.CTkImage(light_image=Image.new("RGBA", (1, 1), (0, 0, 0, 0)), size=(1, 1))
+        self.blank: ctk.CTkImage | None = None
         self.frames: list[ctk.CTkImage] = []
         self.frame_index = 0
         self.animation = None
@@ -95,10 +95,17 @@ class ConceptCard(ctk.CTkFrame):
         # The label moves to other images before the old ones are dropped: Tk refuses any later configure of a
         # label whose image was deleted under it ("image pyimage7 doesn't exist"), and customtkinter's image=None
         # leaves the old one set, hence a blank image rather than none.
-        self.preview.configure(image=frames[0] if frames else self.blank, text="" if frames else "no preview")
+        if frames or self.frames:  # an image is made only when one is shown (customtkinter makes it on Tk's first root)
+            self.preview.configure(image=frames[0] if frames else self._blank())
+        self.preview.configure(text="" if frames else "no preview")
         self.frames, self.frame_index = frames, 0
         if self.frames and self.animation is None:
             self.animation = self.after(FRAME_MS, self._next_frame)
+
+    def _blank(self) -> ctk.CTkImage:
+        if self.blank is None:
+            self.blank = ctk.CTkImage(light_image=Image.new("RGBA", (1, 1), (0, 0, 0, 0)), size=(1, 1))
+        return self.blank
 
     def _next_frame(self) -> None:
         self.animation = None
