@@ -164,6 +164,9 @@ class ConceptEditor(ListEditor):
     # ---- checking -----------------------------------------------------------------------------------
     def inspect(self, values: dict, force: bool = False) -> None:
         """Check the concepts with `values` (the form's, valid) unless the data and model settings are unchanged."""
+        if not values:  # "Check again" before the settings were ever valid
+            self.not_checkable("the settings have problems (beside Start)")
+            return
         self.last_values = values
         key = json.dumps({"data": values.get("data"), "model": values.get("model")}, sort_keys=True, default=str)
         if key == self.last_key and not force:
