@@ -96,6 +96,9 @@ def check_consistency(config: TrainConfig) -> None:
             raise ConfigError(f"data.concepts[{i}].frames: {concept.frames} is not 4n+1; use {lower} or {lower + 4}")
     if not config.data.concepts:
         raise ConfigError("data.concepts: at least one concept is needed (or a concepts_file that lists them)")
+    if not any(concept.enabled for concept in config.data.concepts):
+        names = ", ".join(f"data.concepts[{i}].enabled" for i in range(len(config.data.concepts)))
+        raise ConfigError(f"{names}: every concept is switched off, so nothing would train. Fix: enable at least one.")
     for i, sample in enumerate(config.sampling.samples):
         if not sample.prompt:
             raise ConfigError(f"sampling.samples[{i}].prompt: empty")

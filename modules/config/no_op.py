@@ -12,9 +12,9 @@ from modules.config.validation import ConfigError
 
 
 def check_trains_something(config) -> None:
-    concepts = config.data.concepts
-    if concepts and all(concept.loss_weight == 0 for concept in concepts):
-        names = ", ".join(f"data.concepts[{i}].loss_weight" for i in range(len(concepts)))
+    concepts = {i: c for i, c in enumerate(config.data.concepts) if c.enabled}  # a switched-off one trains nothing
+    if concepts and all(concept.loss_weight == 0 for concept in concepts.values()):
+        names = ", ".join(f"data.concepts[{i}].loss_weight" for i in concepts)
         raise ConfigError(
             f"{names}: 0, so every step's loss is 0 and the run would train nothing (the saved "
             f"{config.training_method} would equal the start). Expected: a weight above 0 for at least one concept. "

@@ -225,6 +225,11 @@ class ExpertsConfig:
 @dataclass
 class ConceptConfig:
     path: str = setting(help="Folder of videos and images")
+    enabled: bool = setting(
+        True,
+        label="Enabled",
+        help="Train this concept; off keeps it in the config (and the window's concept cards) without training it",
+    )
     repeats: int = setting(1, help="How many times each item is seen per epoch", min=1)
     caption_source: str = setting(
         "txt",

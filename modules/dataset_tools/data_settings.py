@@ -35,6 +35,7 @@ def from_train_config(config) -> list[LabelledConcept]:
     return [
         LabelledConcept(concept_of(c), concept_settings(base, c), f"data.concepts[{i}]")
         for i, c in enumerate(data.concepts)
+        if c.enabled  # check and caption see what trains
     ]
 
 

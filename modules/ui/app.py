@@ -20,6 +20,7 @@ from modules.config.train_config import TrainConfig
 from modules.config.validation import ConfigError
 from modules.ui.background import Background
 from modules.ui.choice_dialog import ChoiceDialog
+from modules.ui.concept_cards import ConceptEditor
 from modules.ui.config_form import ConfigForm, key_of
 from modules.ui.data_preview import DataPreview
 from modules.ui.field_widgets import ERROR_COLOR
@@ -65,6 +66,9 @@ class TrainWindow(ctk.CTk):
         body.grid_columnconfigure(1, weight=2, minsize=420)
         body.grid_rowconfigure(0, weight=1)
         self.form = ConfigForm(config_class, self._changed)
+        self.form.list_editors["data.concepts"] = lambda parent, spec, on_change: ConceptEditor(
+            parent, spec, on_change, self.background
+        )
         self.tabs = SettingsTabs(body, self.form)
         self.tabs.grid(row=0, column=0, sticky="nsew", padx=(0, 6))
         self.model_info = ModelSourceInfo(self.tabs.page_of_tab("Model"), self.background)
@@ -154,9 +158,16 @@ class TrainWindow(ctk.CTk):
         sources = {f"model.{key}": value for key, value in values.get("model", {}).items()}
         sources = {name: value for name, value in sources.items() if is_source_field(name) and value}
         self.model_info.update_sources(values.get("model_type"), sources)
+        self._check_concepts(values, message)
         self._plan_memory(message is None)
         self._attach_if_running()
         return message
+
+    def _check_concepts(self, values: dict, problem: str | None) -> None:
+        """The concept cards' counts, previews and skip reasons (a check run by the background worker)."""
+        editor = self.form.lists.get("data.concepts")
+        if isinstance(editor, ConceptEditor):
+            editor.inspect(values) if problem is None else editor.not_checkable(problem.splitlines()[0])
 
     def _plan_memory(self, valid: bool) -> None:
         config = self.current_config() if valid else None

@@ -39,13 +39,15 @@ class ConfigForm:
         self.valid_config = None  # the config of the last validation, when it passed
         self.errors: list[tuple[str | None, str]] = []  # every problem found: (widget name or None, message)
         self.data: dict = {}  # the loaded settings, each with its default where the file left it out
+        # Lists with an editor of their own (data.concepts: the concept cards), as (parent, spec, on_change) -> editor.
+        self.list_editors: dict[str, Callable[..., ListEditor]] = {}
 
     def build(self, spec: FieldSpec, parent, row: int):
         """Create the widget of `spec` in `parent` (a grid with two columns); returns it."""
         value = get_path(self.data, spec.name)
         value = spec.default if value is dataclasses.MISSING else value
         if spec.is_dataclass_list:
-            editor = ListEditor(parent, spec, self.on_change)
+            editor = self.list_editors.get(spec.name, ListEditor)(parent, spec, self.on_change)
             editor.frame.grid(row=2 * row, column=0, columnspan=2, sticky="ew", padx=4, pady=4)
             editor.set(value)
             self.lists[spec.name] = editor

@@ -86,6 +86,8 @@ class CachedDataLoader(BaseDataLoader):
             # One pass per concept: each may override the resolution, frame count and flip (concept_options.py).
             self.samples, self.loss_weights = [], []
             for concept_config in data.concepts:
+                if not concept_config.enabled:  # kept in the config, not trained (data.concepts[].enabled)
+                    continue
                 plan = concept_plan(concept_config, run_settings)
                 samples = build_cached_dataset(
                     [plan.concept],
@@ -159,6 +161,8 @@ class CachedDataLoader(BaseDataLoader):
 
     def check_sources(self, config) -> None:
         for index, concept in enumerate(config.data.concepts):
+            if not concept.enabled:
+                continue
             try:
                 collect_media(concept_of(concept), DataReport())  # lists files and reads captions only
             except DataError as error:

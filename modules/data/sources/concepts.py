@@ -93,13 +93,18 @@ class UnreadableCaption(ValueError):
     """A caption file exists but is not text we can train on (not UTF-8, unreadable)."""
 
 
+def caption_file_of(path: Path) -> Path:
+    """The .txt a media file's caption is read from (caption_source 'txt'): clip.mp4 -> clip.txt."""
+    return path.with_suffix(".txt")
+
+
 def caption_for(path: Path, concept: Concept) -> str | None:
     """The caption of one media file, or None when its source has none."""
     if concept.caption_source == "text":
         return concept.caption_text.strip() or None
     if concept.caption_source == "filename":
         return path.stem.replace("_", " ").strip() or None
-    caption_file = path.with_suffix(".txt")
+    caption_file = caption_file_of(path)
     if not caption_file.is_file():
         return None
     try:
