@@ -51,6 +51,8 @@ class SampleConfig:
     )
     start_image: str = setting(
         "",
+        path="file",
+        file_types=(("Images", "*.png *.jpg *.jpeg *.webp *.bmp"), ("All files", "*")),
         help="Start image for image-to-video (required for I2V-A14B, optional for TI2V-5B; not for T2V-A14B); "
         "stretched to width x height as diffusers does",
     )
@@ -98,7 +100,9 @@ class SamplingConfig:
         True, help="Also log samples to TensorBoard (a video if moviepy 1.x is installed, else a frame strip image)"
     )
     validation_concept: str = setting(
-        "", help="Folder of held-out videos with .txt captions; its loss is logged per timestep quantile (empty: off)"
+        "",
+        help="Folder of held-out videos with .txt captions; its loss is logged per timestep quantile (empty: off)",
+        path="folder",
     )
     validation_every_steps: int = setting(0, help="Measure the validation loss every N optimizer steps (0: off)", min=0)
     validation_quantiles: list[float] = setting(

@@ -34,9 +34,11 @@ BASE_LORA_EXPERTS = ("auto", "high_noise", "low_noise", "both")
 @dataclass
 class BaseLoraConfig:
     path: str = setting(
+        path="file",
+        file_types=(("LoRA", "*.safetensors"), ("All files", "*")),
         help="A LoRA file (LoRA, DoRA, LoHa or LoKr; ComfyUI, kohya or diffusers layout) to merge into the base "
         "weights before training, e.g. a distillation LoRA you sample with; for A14B also the <stem> of a "
-        "<stem>_high_noise / <stem>_low_noise pair"
+        "<stem>_high_noise / <stem>_low_noise pair",
     )
     multiplier: float = setting(1.0, help="Strength of the merge (the high-noise expert's for A14B)")
     multiplier_2: float | None = setting(None, help="Strength on the low-noise expert (A14B); empty: multiplier")
@@ -50,8 +52,9 @@ class BaseLoraConfig:
 @dataclass
 class ModelConfig:
     base_path: str = setting(
+        path="folder",
         help="Diffusers folder of a WAN 2.2 model, or a hub id such as Wan-AI/Wan2.2-TI2V-5B-Diffusers; gives the "
-        "tokenizer and every part without its own *_path"
+        "tokenizer and every part without its own *_path",
     )
     variant: str = setting(
         "auto", help="Which WAN 2.2 model; 'auto' detects it from the folder", choices=VARIANT_CHOICES
@@ -59,21 +62,29 @@ class ModelConfig:
     allow_download: bool = setting(False, help="Allow downloading a hub id that is not in the local Hugging Face cache")
     transformer_path: str = setting(
         "",
+        path="file_or_folder",
+        file_types=(("Weights", "*.safetensors *.pth *.pt"), ("All files", "*")),
         help="Optional source of the transformer (high-noise expert for A14B): a single file such as "
         "wan2.2_t2v_high_noise_14B_fp16.safetensors, a part folder, or a diffusers folder; empty: from base_path",
     )
     transformer_2_path: str = setting(
         "",
+        path="file_or_folder",
+        file_types=(("Weights", "*.safetensors *.pth *.pt"), ("All files", "*")),
         help="Optional source of the low-noise expert (A14B), e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors; "
         "empty: from base_path",
     )
     vae_path: str = setting(
         "",
+        path="file_or_folder",
+        file_types=(("Weights", "*.safetensors *.pth *.pt"), ("All files", "*")),
         help="Optional source of the VAE: wan_2.1_vae / wan2.2_vae .safetensors, Wan2.1_VAE.pth / Wan2.2_VAE.pth, or "
         "a folder; empty: from base_path",
     )
     text_encoder_path: str = setting(
         "",
+        path="file_or_folder",
+        file_types=(("Weights", "*.safetensors *.pth *.pt"), ("All files", "*")),
         help="Optional source of the UMT5 encoder: umt5_xxl_fp16 / fp8_e4m3fn_scaled .safetensors, "
         "models_t5_umt5-xxl-enc-bf16.pth, or a folder; empty: from base_path",
     )
@@ -134,6 +145,8 @@ class LoraConfig:
     )
     continue_from: str = setting(
         "",
+        path="file",
+        file_types=(("LoRA", "*.safetensors"), ("All files", "*")),
         help="A LoRA file to start from (an A14B pair by its stem); it must be for this model, "
         "with this rank and layers",
     )
@@ -175,11 +188,15 @@ class EmbeddingConfig:
     )
     continue_from: str = setting(
         "",
+        path="file",
+        file_types=(("Embedding", "*.safetensors"), ("All files", "*")),
         help="An embedding .safetensors file to continue training (its placeholder and vectors replace the settings "
         "above)",
     )
     frozen_embeddings: list[str] = setting(
         default_factory=list,
+        path="file",
+        file_types=(("Embedding", "*.safetensors"), ("All files", "*")),
         help="Embedding files loaded, not trained, in every training method; "
         "their placeholders may be used in captions",
     )
@@ -224,7 +241,7 @@ class ExpertsConfig:
 
 @dataclass
 class ConceptConfig:
-    path: str = setting(help="Folder of videos and images")
+    path: str = setting(help="Folder of videos and images", path="folder")
     repeats: int = setting(1, help="How many times each item is seen per epoch", min=1)
     caption_source: str = setting(
         "txt",
@@ -271,7 +288,10 @@ class DataConfig:
         0.1, help="Loss weight of the black (unmasked) area with masked_training; 0 ignores it", min=0.0, max=1.0
     )
     concepts_file: str = setting(
-        "", help="A JSON file holding a list of concepts (relative paths are relative to the config file)"
+        "",
+        path="file",
+        file_types=(("JSON", "*.json"), ("All files", "*")),
+        help="A JSON file holding a list of concepts (relative paths are relative to the config file)",
     )
     resolution: int = setting(
         480, help="Training area as the side of a square (480 -> about 480x480 pixels, aspect kept)", min=16, max=4096
@@ -293,7 +313,9 @@ class DataConfig:
     )
     max_windows_per_video: int = setting(1, help="Upper bound of windows per clip (chunk, slide, uniform)", min=1)
     slide_stride: int = setting(8, help="Frames between window starts in 'slide' mode (at the target fps)", min=1)
-    cache_dir: str = setting("", help="Where cached latents and text embeddings live (default: <workspace>/cache)")
+    cache_dir: str = setting(
+        "", help="Where cached latents and text embeddings live (default: <workspace>/cache)", path="folder"
+    )
     caption_dropout: float = setting(
         0.0,
         help="Share of batches trained with the empty prompt instead of their captions (keeps classifier-free "
@@ -378,9 +400,13 @@ class TrainingConfig:
 
 @dataclass
 class OutputConfig:
-    workspace_dir: str = setting("workspace/run", help="Folder for the cache, TensorBoard logs, samples and saves")
+    workspace_dir: str = setting(
+        "workspace/run", help="Folder for the cache, TensorBoard logs, samples and saves", path="folder"
+    )
     output_path: str = setting(
         "",
+        path="save_file",
+        file_types=(("LoRA", "*.safetensors"), ("All files", "*")),
         help="Final output file (default: <workspace>/output/<training_method>.safetensors); A14B LoRAs are written "
         "as <name>_high_noise / <name>_low_noise beside it (full saves too)",
     )

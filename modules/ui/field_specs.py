@@ -30,6 +30,8 @@ class FieldSpec:
     applies: tuple = ()  # ((other field, allowed values), ...): shown only while every one holds
     hidden: bool = False
     labelled: bool = False  # the label was declared (not made from the name)
+    path: str | None = None  # a path setting's kind (modules/config/fields.py PATH_KINDS): which pickers it gets
+    file_types: tuple = ()  # the file dialog's filters: (("LoRA", "*.safetensors"), ...)
 
     def applies_to(self, values: dict) -> bool:
         return all(get_path(values, name) in allowed for name, allowed in self.applies)
@@ -93,6 +95,8 @@ def field_specs(config_class: type, prefix: str = "", applies: tuple = ()) -> li
                 applies=own_applies,
                 hidden=bool(meta.get("hidden")),
                 labelled="label" in meta,
+                path=meta.get("path"),
+                file_types=tuple(meta.get("file_types") or ()),
             )
         )
     return specs

@@ -10,20 +10,15 @@ from pathlib import Path
 import customtkinter as ctk
 from PIL import Image
 
+from modules.ui.video_frames import decode_frames
+
 FRAMES_SHOWN = 4
 THUMB = 96
 
 
 def read_frames(path: Path, count: int = FRAMES_SHOWN) -> list[Image.Image]:
     """`count` frames spread over the video (or over a folder of PNG frames)."""
-    if path.is_dir():
-        files = sorted(path.glob("*.png"))
-        images = [Image.open(f).convert("RGB") for f in files]
-    else:
-        import av
-
-        with av.open(str(path)) as container:
-            images = [frame.to_image() for frame in container.decode(video=0)]
+    images, _ = decode_frames(path)
     if not images:
         return []
     picks = [round(i * (len(images) - 1) / max(count - 1, 1)) for i in range(min(count, len(images)))]

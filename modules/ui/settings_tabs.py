@@ -113,6 +113,12 @@ class SettingsTabs(ctk.CTkTabview):
     def page_of_tab(self, tab: str):
         return self.pages[self._page_name(tab)]
 
+    def extra_page(self, tab: str):
+        """A tab of the window's own (Tools), after the settings tabs; its content is the caller's."""
+        page = self._page(tab)
+        self.bodies[tab].pack_forget()  # no settings sections here: their (empty) frame would take room
+        return page
+
     def show_method(self, method: str) -> None:
         """Name the method tab after `method` and show only that method's sections on it."""
         if method == self.shown_method or method not in METHOD_TABS:
