@@ -185,3 +185,37 @@ def test_gallery_lists_samples_newest_first_and_plays_one(window, tmp_path):
     window.tabs.page_of_tab("Sampling")._parent_canvas.yview_moveto(1.0)
     screenshot(window, "samples-gallery")
     window.open_config(PRESET)
+
+
+def test_tools_tab_converts_a_lora_end_to_end(window, tiny_model_dir, tmp_path):
+    """Convert LoRA through the form: the file written holds the same tensors under diffusers' names."""
+    import torch
+    from safetensors import safe_open
+
+    from modules.module.lora import attach_lora, lora_state_dict
+    from modules.wan.formats.lora_file import load_lora_file, save_lora_file
+    from modules.wan.loading.loader import load_wan_model
+
+    transformer = load_wan_model(tiny_model_dir("TI2V-5B"), transformer_dtype=torch.float32).transformer
+    attach_lora(transformer, rank=4, alpha=2.0)
+    generator = torch.Generator().manual_seed(0)
+    lora = {k: torch.randn(v.shape, generator=generator) for k, v in lora_state_dict(transformer).items()}
+    comfy = save_lora_file(lora, tmp_path / "comfy.safetensors", rank=4, alpha=2.0)
+    form = window.tools_tab.select("Convert LoRA")
+    assert form.widgets["source"].buttons.keys() == {"File..."}
+    assert form.widgets["destination"].buttons.keys() == {"Save as..."}
+    out = tmp_path / "diffusers.safetensors"
+    form.widgets["source"].set(str(comfy))
+    form.widgets["destination"].set(str(out))
+    form.widgets["format"].set("diffusers")
+    form.changed()
+    assert shlex.split(form.command_entry.get())[1:] == [
+        *("scripts/convert_model.py", "lora", str(comfy), str(out), "--format", "diffusers"),
+    ]
+    form.run_button.invoke()
+    pump(window, lambda: form.process is None, timeout=180)
+    assert form.exit_code == 0, form.output.get("1.0", "end")[-2000:]
+    with safe_open(str(out), framework="pt") as file:
+        assert all(key.startswith("transformer.blocks.") for key in file.keys())  # diffusers' names
+    converted, _ = load_lora_file(out)  # read back from diffusers' layout into the trainer's names
+    assert set(converted) == set(lora) and all(torch.equal(converted[k], lora[k]) for k in lora)
