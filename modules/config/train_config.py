@@ -648,26 +648,41 @@ class TrainConfig:
         choices=("lora", "full", "embedding"),
         label="Training method",
     )
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(base_path=""), metadata={"help": "The base model"})
-    lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings"})
-    finetune: FineTuneConfig = field(default_factory=FineTuneConfig, metadata={"help": "Full fine-tuning settings"})
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(base_path=""), metadata={"label": "Model", "help": "The base model"}
+    )
+    lora: LoraConfig = field(default_factory=LoraConfig, metadata={"label": "LoRA", "help": "LoRA settings"})
+    finetune: FineTuneConfig = field(
+        default_factory=FineTuneConfig, metadata={"label": "Full fine-tuning", "help": "Full fine-tuning settings"}
+    )
     embedding: EmbeddingConfig = field(
-        default_factory=EmbeddingConfig, metadata={"help": "Embedding (textual inversion) settings"}
+        default_factory=EmbeddingConfig,
+        metadata={"label": "Embedding", "help": "Embedding (textual inversion) settings"},
     )
     experts: ExpertsConfig = field(
         default_factory=ExpertsConfig,
         # TI2V-5B has one transformer: the expert settings apply to the A14B variants (and 'auto', not yet known).
         metadata={
+            "label": "A14B experts",
             "help": "Expert choice of A14B models",
             "applies": {"model.variant": ("auto", "T2V-A14B", "I2V-A14B")},
         },
     )
-    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Training data and caching"})
-    training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimisation"})
-    output: OutputConfig = field(default_factory=OutputConfig, metadata={"help": "Where results go"})
-    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "Samples"})
-    backup: BackupConfig = field(default_factory=BackupConfig, metadata={"help": "Backups and resuming"})
-    ema: EmaConfig = field(
-        default_factory=EmaConfig, metadata={"help": "Exponential moving average of the trained weights"}
+    data: DataConfig = field(
+        default_factory=DataConfig, metadata={"label": "Data", "help": "Training data and caching"}
     )
-    memory: MemoryConfig = field(default_factory=MemoryConfig, metadata={"help": "GPU memory: swapping, offloading"})
+    training: TrainingConfig = field(
+        default_factory=TrainingConfig, metadata={"label": "Training", "help": "Optimisation"}
+    )
+    output: OutputConfig = field(default_factory=OutputConfig, metadata={"label": "Output", "help": "Where results go"})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"label": "Sampling", "help": "Samples"})
+    backup: BackupConfig = field(
+        default_factory=BackupConfig, metadata={"label": "Backups", "help": "Backups and resuming"}
+    )
+    ema: EmaConfig = field(
+        default_factory=EmaConfig,
+        metadata={"label": "EMA", "help": "Exponential moving average of the trained weights"},
+    )
+    memory: MemoryConfig = field(
+        default_factory=MemoryConfig, metadata={"label": "GPU memory", "help": "GPU memory: swapping, offloading"}
+    )

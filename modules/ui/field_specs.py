@@ -102,6 +102,16 @@ def field_specs(config_class: type, prefix: str = "", applies: tuple = ()) -> li
     return specs
 
 
+def section_titles(config_class: type) -> dict[str, str]:
+    """The title of each top-level section: its declared label (`metadata={"label": ...}`), else one made from
+    its name; a top-level setting is a section of its own with no title (its label says what it is)."""
+    hints = typing.get_type_hints(config_class)
+    return {
+        f.name: (f.metadata.get("label") or readable_label(f.name)) if dataclasses.is_dataclass(hints[f.name]) else ""
+        for f in dataclasses.fields(config_class)
+    }
+
+
 def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         options = [o for o in typing.get_args(kind) if o is not type(None)]
