@@ -14,6 +14,7 @@ import pytest
 from modules.config.fields import PATH_KINDS
 from modules.config.train_config import TrainConfig
 from modules.ui.field_specs import field_specs
+from modules.ui.tool_progress import segments
 from tests.gui_helpers import PRESET, pump, screenshot, set_field
 from tests.media_fixtures import frame_number, write_pattern_video
 
@@ -134,8 +135,11 @@ def test_tools_tab_runs_the_dataset_check_with_progress_and_its_command(window, 
     assert form.status.cget("text") == "done" and form.progress_bar.get() == 1
     # The progress line is tqdm's own count of the files probed: every media file of the folder.
     assert form.progress_label.cget("text").startswith(f"probing media: {len(media)}/{len(media)}")
-    output = form.output.get("1.0", "end")
+    output = form.output.get("1.0", "end-1c")
     assert str(demo_data_dir) in output and "\r" not in output
+    # Drawn piece by piece while the tool ran, the box equals the whole log drawn at once.
+    logged = form.process_log.read_bytes().decode("utf-8")  # (read_text would turn the bars' \r into \n)
+    assert output == "\n".join(segments(logged)) and output.count("probing media:") == 1
     screenshot(window, "tab-tools")
 
 

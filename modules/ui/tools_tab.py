@@ -21,7 +21,7 @@ from modules.ui.tool_specs import TOOLS, Tool, ToolArg, tool_named
 from modules.ui.tooltip import Tooltip
 
 POLL_MS = 100
-OUTPUT_CHARS = 200_000  # the output box keeps this much of the tail
+OUTPUT_LINES = 3000  # the output box keeps this many lines of the tail
 
 
 def shown_command(command: list[str]) -> str:
@@ -34,7 +34,9 @@ class ToolForm(ctk.CTkFrame):
         super().__init__(parent)
         self.tool, self.current_config, self.work_dir = tool, current_config, work_dir
         self.process: ToolProcess | None = None
-        self.output_text = ""
+        self.process_log: Path | None = None  # the last run's output file
+        self.partial = ""  # output after the last newline: the line shown last, redrawn as it grows
+        self.last_line = "no output"
         self.exit_code: int | None = None
         self.ready = False  # setting the defaults below calls changed() before the command line exists
         self.grid_columnconfigure(1, weight=1)
@@ -136,11 +138,12 @@ class ToolForm(ctk.CTkFrame):
             return
         command = self.tool.command(self.values())
         log = self.work_dir / f"{self.tool.script.removesuffix('.py')}-{'-'.join(self.tool.subcommand)}.log"
-        self.output_text, self.exit_code = "", None
+        self.partial, self.last_line, self.exit_code = "", "no output", None
         self.output.delete("1.0", "end")
         self.progress_bar.set(0)
         self.progress_label.configure(text="")
         self.process = ToolProcess(command, log)
+        self.process_log = log
         self.status.configure(text=f"running (PID {self.process.popen.pid})", text_color=("gray10", "gray90"))
         self._update_buttons()
         self.after(POLL_MS, self.poll)
@@ -158,11 +161,7 @@ class ToolForm(ctk.CTkFrame):
         code = process.finished()  # read before the output, so the output read next is complete
         new = process.new_output()
         if new:
-            self.output_text = (self.output_text + new)[-OUTPUT_CHARS:]
-            self.output.delete("1.0", "end")
-            self.output.insert("end", "\n".join(segments(self.output_text)))
-            self.output.see("end")
-            progress = last_progress(self.output_text)
+            progress = self._show_output(new)
             if progress is not None:
                 self.progress_bar.set(progress.fraction)
                 self.progress_label.configure(text=progress.text())
@@ -175,11 +174,24 @@ class ToolForm(ctk.CTkFrame):
             self.progress_bar.set(1)
             self.status.configure(text="done", text_color=("#2e7d32", "#66bb6a"))
         else:
-            lines = [line for line in segments(self.output_text) if line.strip()]
-            reason = lines[-1] if lines else "no output"
             kind = "stopped" if process.stops_sent else "failed"
-            self.status.configure(text=f"{kind} (exit {code}): {reason}", text_color=ERROR_COLOR)
+            self.status.configure(text=f"{kind} (exit {code}): {self.last_line}", text_color=ERROR_COLOR)
         self._update_buttons()
+
+    def _show_output(self, new: str):
+        """Add `new` output to the box (only what changed: the last line is redrawn, the new lines added; a
+        line redrawn with carriage returns shows as last drawn); returns the latest progress bar in it."""
+        text = (self.partial + new).replace("\r\n", "\n")
+        *complete, self.partial = text.split("\n")
+        shown = segments("\n".join([*complete, self.partial]))
+        self.output.delete("end-1c linestart", "end-1c")  # the previous last line, now complete or redrawn
+        self.output.insert("end", "\n".join(shown))
+        self.last_line = next((line for line in reversed(shown) if line.strip()), self.last_line)
+        lines = int(self.output.index("end-1c").split(".")[0])
+        if lines > OUTPUT_LINES:
+            self.output.delete("1.0", f"{lines - OUTPUT_LINES}.0")
+        self.output.see("end")
+        return last_progress(text)
 
 
 def _number_problem(arg: ToolArg, value) -> str | None:
