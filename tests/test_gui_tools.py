@@ -143,6 +143,21 @@ def test_tools_tab_runs_the_dataset_check_with_progress_and_its_command(window, 
     screenshot(window, "tab-tools")
 
 
+def test_this_windows_settings_fill_a_config_argument(window):
+    """Build cache with the window's settings: the file it names is the config Start would run."""
+    from modules.config.loading import load_config
+    from modules.config.validation import to_dict
+
+    form = window.tools_tab.select("Build cache")
+    assert form.run_button.cget("state") == "disabled" and "Training config is required" in form.status.cget("text")
+    window.validate_now()
+    form.window_buttons["config_path"].invoke()
+    path = form.widgets["config_path"].get()
+    assert to_dict(load_config(path)) == window.form.config_data()
+    assert shlex.split(form.command_entry.get()) == ["python", "scripts/cache.py", "--config-path", path]
+    assert form.run_button.cget("state") == "normal"
+
+
 def test_a_tool_is_stopped(window, tmp_path):
     """Stop sends SIGINT to the tool's child; it ends (no orphan) and the form says so."""
     form = window.tools_tab.select("Sample")

@@ -47,6 +47,7 @@ class ToolForm(ctk.CTkFrame):
         fields.grid(row=1, column=0, columnspan=3, sticky="ew")
         fields.grid_columnconfigure(1, weight=1)
         self.widgets: dict[str, FieldWidget] = {}
+        self.window_buttons: dict[str, ctk.CTkButton] = {}
         for row, arg in enumerate(tool.args):
             widget = make_field_widget(fields, arg.spec, row, self.changed)
             widget.set(arg.spec.default)
@@ -56,6 +57,7 @@ class ToolForm(ctk.CTkFrame):
                     fields, text="This window's settings", width=150, command=lambda a=arg: self.use_window(a)
                 )
                 button.grid(row=2 * row, column=2, padx=(0, 8))
+                self.window_buttons[arg.spec.name] = button
                 Tooltip(button, "save the settings of this window to a file and use it here")
 
         line = ctk.CTkFrame(self, fg_color="transparent")
