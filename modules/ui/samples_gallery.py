@@ -3,22 +3,21 @@ Sample now's `request-step*.mp4`), newest first, each with its step and prompt f
 one plays in the window, and "Open video" hands it to the desktop's player.
 
 Decoding a video takes from tens of milliseconds to seconds, so it runs on a thread that only decodes files
-(video_frames.py, no Tk); the frames come back through a queue that Tk's thread polls, and are shown one by one
-with `after()` at the video's frame rate.
+(video_frames.py through off_thread.py, no Tk); the frames come back to Tk's thread, which shows them one by
+one with `after()` at the video's frame rate.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import customtkinter as ctk
 
+from modules.ui.off_thread import OffThread
 from modules.ui.run_panel import open_externally
 from modules.ui.video_frames import decode_frames
 
@@ -26,7 +25,6 @@ VIDEO_SUFFIXES = (".mp4", ".webm")
 PLAYER_SIDE = 320
 LISTED = 60  # rows shown (the newest)
 REFRESH_MS = 2000
-POLL_MS = 40
 STEP_IN_NAME = re.compile(r"step(\d+)")
 
 
@@ -86,9 +84,8 @@ class SamplesGallery(ctk.CTkFrame):
         self.frame_ms = 62
         self.shown_frames = 0  # frames drawn since the video started (tests check that it plays)
         self.paused = False
-        self.results: queue.Queue = queue.Queue()
+        self.decoder = OffThread(self, self._decoded)
         self.play_job = None
-        self.receiving = False  # a poll of the decoder's results is scheduled
 
         header = ctk.CTkFrame(self, fg_color="transparent")
         header.pack(fill="x", padx=6, pady=(6, 2))
@@ -153,30 +150,16 @@ class SamplesGallery(ctk.CTkFrame):
         self.playing, self.frames, self.images, self.index, self.shown_frames = entry, [], {}, 0, 0
         self.caption.configure(text=f"{entry.title()}\ndecoding...")
         self.open_button.configure(state="normal")
-        threading.Thread(target=self._decode, args=(entry,), daemon=True, name="sample-decoder").start()
-        if not self.receiving:
-            self.receiving = True
-            self.after(POLL_MS, self._receive)
+        self.decoder.request(decode_frames, entry.path, PLAYER_SIDE)
 
-    def _decode(self, entry: SampleEntry) -> None:
-        try:
-            self.results.put((entry, *decode_frames(entry.path, PLAYER_SIDE)))
-        except Exception as error:  # noqa: BLE001 - an unreadable sample is reported, never fatal
-            self.results.put((entry, error, None))
-
-    def _receive(self) -> None:
-        try:
-            entry, frames, fps = self.results.get_nowait()
-        except queue.Empty:
-            self.after(POLL_MS, self._receive)
+    def _decoded(self, result) -> None:
+        entry = self.playing
+        if isinstance(result, Exception) or not result[0]:
+            self.caption.configure(
+                text=f"{entry.title()}\ncannot play: {result if isinstance(result, Exception) else 'no frames'}"
+            )
             return
-        if entry is not self.playing:
-            self.after(POLL_MS, self._receive)  # an older choice's frames: the newer one's are still coming
-            return
-        self.receiving = False
-        if isinstance(frames, Exception) or not frames:
-            self.caption.configure(text=f"{entry.title()}\ncannot play: {frames or 'no frames'}")
-            return
+        frames, fps = result
         self.frames, self.frame_ms = frames, max(20, round(1000 / (fps or 16)))
         width, height = frames[0].size
         self.caption.configure(text=f"{entry.title()}\n{len(frames)} frames, {width}x{height} shown, {fps:g} fps")
