@@ -96,7 +96,8 @@ class ToolForm(ctk.CTkFrame):
         found = [f"{label} is required" for label in self.tool.missing(values)]
         for arg in self.tool.args:
             message = _number_problem(arg, values.get(arg.spec.name))
-            self.widgets[arg.spec.name].mark(message)
+            if self.widgets[arg.spec.name].error_text != message:  # a redraw only when the message changes
+                self.widgets[arg.spec.name].mark(message)
             if message:
                 found.append(f"{arg.spec.label}: {message}")
         return found
