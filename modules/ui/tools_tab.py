@@ -30,7 +30,7 @@ def shown_command(command: list[str]) -> str:
 
 
 class ToolForm(ctk.CTkFrame):
-    def __init__(self, parent, tool: Tool, current_config: Callable[[], object | None], work_dir: Path):
+    def __init__(self, parent, tool: Tool, current_config: Callable[[], object | None], work_dir: Callable[[], Path]):
         super().__init__(parent)
         self.tool, self.current_config, self.work_dir = tool, current_config, work_dir
         self.process: ToolProcess | None = None
@@ -127,7 +127,7 @@ class ToolForm(ctk.CTkFrame):
         if config is None:
             self.status.configure(text="the window's settings have a problem; fix it first", text_color=ERROR_COLOR)
             return
-        path = self.work_dir / "window_config.json"
+        path = self.work_dir() / "window_config.json"
         save_config(config, path)
         self.widgets[arg.spec.name].set(str(path))
 
@@ -140,7 +140,7 @@ class ToolForm(ctk.CTkFrame):
         if self.process is not None or self.problems():
             return
         command = self.tool.command(self.values())
-        log = self.work_dir / f"{self.tool.script.removesuffix('.py')}-{'-'.join(self.tool.subcommand)}.log"
+        log = self.work_dir() / f"{self.tool.script.removesuffix('.py')}-{'-'.join(self.tool.subcommand)}.log"
         self.partial, self.last_line, self.exit_code = "", "no output", None
         self.output.delete("1.0", "end")
         self.progress_bar.set(0)
@@ -211,7 +211,7 @@ class ToolsTab(ctk.CTkFrame):
     def __init__(self, parent, current_config: Callable[[], object | None]):
         super().__init__(parent, fg_color="transparent")
         self.current_config = current_config
-        self.work_dir = Path(tempfile.mkdtemp(prefix="wan-trainer-tools-"))
+        self.work_folder: Path | None = None
         self.forms: dict[str, ToolForm] = {}
         top = ctk.CTkFrame(self, fg_color="transparent")
         top.pack(fill="x", padx=4, pady=4)
@@ -221,6 +221,12 @@ class ToolsTab(ctk.CTkFrame):
         self.chooser.pack(side="left")
         self.selected: str | None = None
         self.bind("<Map>", lambda _: self.selected is None and self.select(titles[0]), add="+")
+
+    def work_dir(self) -> Path:
+        """A folder of this window's for the tools' logs and the saved window settings (made on first use)."""
+        if self.work_folder is None:
+            self.work_folder = Path(tempfile.mkdtemp(prefix="wan-trainer-tools-"))
+        return self.work_folder
 
     def select(self, title: str) -> ToolForm:
         if self.selected is not None:
