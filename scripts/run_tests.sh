@@ -34,7 +34,7 @@ fi
 # The window's tests run after the rest, in one process of their own with one X display (docs/ui.md, "Known
 # problems": a Tk process has died inside Xlib on this project's CI VM); a run killed by a signal is retried once,
 # and any test failure still fails the run.
-gui=(tests/test_gui.py tests/test_gui_responsive.py tests/test_gui_runs.py tests/test_gui_concepts.py)
+gui=(tests/test_gui.py tests/test_gui_responsive.py tests/test_gui_runs.py tests/test_gui_concepts.py tests/test_gui_tools.py)
 ignore=()
 for file in "${gui[@]}"; do ignore+=(--ignore "$file"); done
 status=0

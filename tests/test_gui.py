@@ -273,6 +273,7 @@ def test_preset_change_save_start_runs_to_the_end(window, tiny, tmp_path):
     assert (workspace / "output" / "lora.safetensors").is_file()
     samples = sorted((workspace / "samples").glob("*.mp4"))
     assert samples and panel.sample_view.path == samples[-1]
+    pump(window, lambda: len(panel.sample_view.frames) >= 2, timeout=10)  # decoded on a thread of its own
     assert len(panel.sample_view.frames) >= 2 and panel.sample_view.frames[0].size == (64, 64)
     assert panel.sample_view.images[0].cget("image") is not None
     assert start_enabled(window)

@@ -104,7 +104,7 @@ def test_requests_reach_the_trainer_at_the_next_step_then_close_stops_with_a_bac
     assert (workspace / "samples" / f"request-step{step:06d}-0.mp4").is_file()
     assert (workspace / "save" / f"lora-step{step:06d}.safetensors").is_file()
     assert step in [check_backup(b)["global_step"] for b in backup_folders(workspace / "backups")]
-    pump(win, lambda: panel.sample_view.path is not None, 10)  # the requested sample is shown
+    pump(win, lambda: panel.sample_view.path is not None and panel.sample_view.frames, 10)  # the requested sample
     screenshot(win, "run-in-progress")
 
     question = ask_to_close(win)

@@ -25,6 +25,7 @@ class MemoryConfig:
             "GPU (0: off; see docs/block_swap.md)"
         ),
         min=0,
+        label="Blocks swapped to CPU",
     )
     offload_activations: bool = setting(
         False,
@@ -32,6 +33,7 @@ class MemoryConfig:
             "Keep each checkpointed block input in CPU memory instead of GPU memory until the backward pass "
             "(for long clips; needs training.gradient_checkpointing)"
         ),
+        label="Offload activations to CPU",
     )
     text_encoder_on_cpu: bool = setting(
         False,
@@ -39,6 +41,7 @@ class MemoryConfig:
             "Run UMT5 on the CPU for caching captions and for the prompts of samples, so the text encoder "
             "never takes GPU memory (slower text phase)"
         ),
+        label="Text encoder on CPU",
     )
     map_weights: bool = setting(
         True,
@@ -55,6 +58,7 @@ class MemoryConfig:
         help="Encode and decode video in overlapping spatial tiles (diffusers' AutoencoderKLWan tiling); 'auto': "
         "only where the memory planner says the untiled pass does not fit the GPU",
         choices=("auto", "on", "off"),
+        label="VAE tiling",
     )
 
 

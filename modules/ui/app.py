@@ -28,7 +28,9 @@ from modules.ui.memory_hint import memory_hint
 from modules.ui.model_source import ModelSourceInfo, is_source_field
 from modules.ui.run_panel import RunPanel, workspace_of
 from modules.ui.run_process import REPO, run_files
+from modules.ui.samples_gallery import SamplesGallery
 from modules.ui.settings_tabs import SettingsTabs
+from modules.ui.tools_tab import ToolsTab
 from modules.util.errors import UserError
 
 VALIDATE_DELAY_MS = 250
@@ -75,6 +77,10 @@ class TrainWindow(ctk.CTk):
         self.model_info.pack(fill="x", padx=4, pady=4, before=self.tabs.bodies["Model"])
         self.data_preview = DataPreview(self.tabs.page_of_tab("Data"), self.form, self.background)
         self.data_preview.pack(fill="x", padx=4, pady=4)
+        self.gallery = SamplesGallery(self.tabs.page_of_tab("Sampling"), self.samples_folder)
+        self.gallery.pack(fill="x", padx=4, pady=4)
+        self.tools_tab = ToolsTab(self.tabs.extra_page("Tools"), self.current_config)
+        self.tools_tab.pack(fill="both", expand=True)
         self.run_panel = RunPanel(body, self.current_config)
         self.run_panel.grid(row=0, column=1, sticky="nsew")
 
@@ -245,6 +251,10 @@ class TrainWindow(ctk.CTk):
             self.signal_received = None
             self.stop_then_close()
         self.after(HEARTBEAT_MS, self._heartbeat)
+
+    def samples_folder(self) -> Path | None:
+        config = self.current_config()
+        return workspace_of(config) / "samples" if config is not None else None
 
     def current_config(self):
         """The validated config (the last validation's, unless a change is waiting to be validated)."""

@@ -30,6 +30,8 @@ class FieldSpec:
     applies: tuple = ()  # ((other field, allowed values), ...): shown only while every one holds
     hidden: bool = False
     labelled: bool = False  # the label was declared (not made from the name)
+    path: str | None = None  # a path setting's kind (modules/config/fields.py PATH_KINDS): which pickers it gets
+    file_types: tuple = ()  # the file dialog's filters: (("LoRA", "*.safetensors"), ...)
 
     def applies_to(self, values: dict) -> bool:
         return all(get_path(values, name) in allowed for name, allowed in self.applies)
@@ -93,9 +95,21 @@ def field_specs(config_class: type, prefix: str = "", applies: tuple = ()) -> li
                 applies=own_applies,
                 hidden=bool(meta.get("hidden")),
                 labelled="label" in meta,
+                path=meta.get("path"),
+                file_types=tuple(meta.get("file_types") or ()),
             )
         )
     return specs
+
+
+def section_titles(config_class: type) -> dict[str, str]:
+    """The title of each top-level section: its declared label (`metadata={"label": ...}`), else one made from
+    its name; a top-level setting is a section of its own with no title (its label says what it is)."""
+    hints = typing.get_type_hints(config_class)
+    return {
+        f.name: (f.metadata.get("label") or readable_label(f.name)) if dataclasses.is_dataclass(hints[f.name]) else ""
+        for f in dataclasses.fields(config_class)
+    }
 
 
 def _unwrap_optional(kind: Any) -> tuple[Any, bool]:

@@ -1,13 +1,16 @@
 """One widget per setting, chosen by the field's declared type: a check box for bool, a menu for choices,
-an entry for numbers, text and lists (lists as JSON). Each shows its help as a tooltip and, when the config
-refuses its value, the config's own message under it.
+an entry for numbers and text, an entry with the pickers of its declared path kind for paths, and a row per
+item for lists of numbers or text. Each shows its help as a tooltip and, when the config refuses its value,
+the config's own message under it (for a list item: beside that item).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tkinter as tk
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import customtkinter as ctk
@@ -111,7 +114,7 @@ class ChoiceField(FieldWidget):
 
 
 class EntryField(FieldWidget):
-    """Numbers are read as JSON (1e-4, 3); text is taken as typed; lists are JSON ([0.1, 0.5], ["a.safetensors"])."""
+    """Numbers are read as JSON (1e-4, 3); text is taken as typed."""
 
     def _make_input(self, parent):
         self.variable = tk.StringVar(value=self._to_text(self.spec.default))
@@ -140,28 +143,137 @@ class EntryField(FieldWidget):
         self.variable.set(self._to_text(value))
 
 
+# The picker buttons of each declared path kind (modules/config/fields.py PATH_KINDS): (text, dialog).
+PICKERS = {
+    "file": (("File...", "open"),),
+    "folder": (("Folder...", "folder"),),
+    "file_or_folder": (("File...", "open"), ("Folder...", "folder")),
+    "save_file": (("Save as...", "save"),),
+}
+
+
+def add_pickers(frame, spec: FieldSpec, column: int, on_pick: Callable[[str], None]) -> dict[str, ctk.CTkButton]:
+    """The buttons of `spec.path`'s kind from `column` on in `frame`; a chosen path goes to `on_pick`."""
+    buttons = {}
+    for offset, (text, dialog) in enumerate(PICKERS[spec.path]):
+        button = ctk.CTkButton(frame, text=text, width=70, command=lambda d=dialog: _pick(d, spec, on_pick))
+        button.grid(row=0, column=column + offset, padx=(4, 0))
+        buttons[text] = button
+    return buttons
+
+
+def _pick(dialog: str, spec: FieldSpec, on_pick: Callable[[str], None]) -> None:
+    from tkinter import filedialog
+
+    types = list(spec.file_types) or [("All files", "*")]
+    if dialog == "folder":
+        chosen = filedialog.askdirectory(title=spec.label)
+    elif dialog == "save":
+        chosen = filedialog.asksaveasfilename(title=spec.label, filetypes=types)
+    else:
+        chosen = filedialog.askopenfilename(title=spec.label, filetypes=types)
+    if chosen:
+        on_pick(chosen)
+
+
 class PathField(EntryField):
-    """A text entry with buttons that pick a file or a folder (a model source may be either)."""
+    """A text entry (a hub id or a typed path stays possible) with the pickers of the field's declared kind."""
 
     def _make_input(self, parent):
         frame = ctk.CTkFrame(parent, fg_color="transparent")
         frame.grid_columnconfigure(0, weight=1)
         self.entry = super()._make_input(frame)
         self.entry.grid(row=0, column=0, sticky="ew")
-        for column, (text, folder) in enumerate((("File", False), ("Folder", True)), start=1):
-            button = ctk.CTkButton(frame, text=text, width=52, command=lambda f=folder: self._browse(f))
-            button.grid(row=0, column=column, padx=(4, 0))
+        self.buttons = add_pickers(frame, self.spec, 1, self.set)
         return frame
 
-    def _browse(self, folder: bool) -> None:
-        from tkinter import filedialog
 
-        chosen = filedialog.askdirectory() if folder else filedialog.askopenfilename()
-        if chosen:
-            self.set(chosen)
+@dataclass
+class ListRow:
+    frame: ctk.CTkFrame
+    variable: tk.StringVar
+    message: ctk.CTkLabel  # the config's message about this item
+    pickers: dict[str, ctk.CTkButton]
+    remove: ctk.CTkButton
 
 
-PATH_SUFFIXES = ("path", "_dir", "_file")
+class ScalarListField(FieldWidget):
+    """A list of numbers or text, one row per item (add, remove, edit one at a time; a path list gets its
+    pickers on each row). The config's message about one item (`...validation_quantiles[2]: expected a
+    number`) is shown beside that item."""
+
+    def _make_input(self, parent):
+        self.frame = ctk.CTkFrame(parent, fg_color="transparent")
+        self.frame.grid_columnconfigure(0, weight=1)
+        self.rows: list[ListRow] = []
+        self.add_button = ctk.CTkButton(self.frame, text="Add", width=60, command=self._add_clicked)
+        self.add_button.grid(row=1000, column=0, sticky="w", pady=(2, 0))
+        return self.frame
+
+    def _add_clicked(self) -> None:
+        self._add_row("")
+        self.on_change()
+
+    def _add_row(self, text: str) -> None:
+        frame = ctk.CTkFrame(self.frame, fg_color="transparent")
+        frame.grid(row=len(self.rows), column=0, sticky="ew", pady=1)
+        frame.grid_columnconfigure(0, weight=1)
+        variable = tk.StringVar(value=text)
+        variable.trace_add("write", lambda *_: self.on_change())
+        ctk.CTkEntry(frame, textvariable=variable).grid(row=0, column=0, sticky="ew")
+        pickers = add_pickers(frame, self.spec, 1, variable.set) if self.spec.path else {}
+        remove = ctk.CTkButton(frame, text="Remove", width=64, fg_color="gray40", command=lambda: self._remove(frame))
+        remove.grid(row=0, column=1 + len(pickers), padx=(4, 0))
+        message = ctk.CTkLabel(frame, text="", text_color=ERROR_COLOR, anchor="w")
+        self.rows.append(ListRow(frame, variable, message, pickers, remove))
+
+    def _remove(self, frame) -> None:
+        self.set([row.variable.get() for row in self.rows if row.frame is not frame])
+        self.on_change()
+
+    def get(self) -> list:
+        items = []
+        for row in self.rows:
+            text = row.variable.get()
+            if not text.strip():
+                continue  # an empty row is not an item
+            if self.spec.item_kind is str:
+                items.append(text)
+                continue
+            try:
+                items.append(json.loads(text))
+            except json.JSONDecodeError:
+                items.append(text)  # kept as typed: the config's message names the item and the expected type
+        return items
+
+    def set(self, value: Any) -> None:
+        texts = [v if isinstance(v, str) else json.dumps(v) for v in (value or [])]
+        while len(self.rows) > len(texts):
+            self.rows.pop().frame.destroy()
+        for row, text in zip(self.rows, texts):
+            if row.variable.get() != text:
+                row.variable.set(text)
+        for text in texts[len(self.rows) :]:
+            self._add_row(text)
+        for index, row in enumerate(self.rows):
+            row.frame.grid(row=index, column=0, sticky="ew", pady=1)
+
+    def mark(self, message: str | None) -> None:
+        """A message naming an item (`name[2]: ...`) goes beside that item's row; any other under the list."""
+        for row in self.rows:
+            row.message.grid_remove()
+        index = _item_index(message) if message else None
+        filled = [row for row in self.rows if row.variable.get().strip()]  # the items, as get() returns them
+        if index is not None and index < len(filled):
+            filled[index].message.configure(text=message.split(": ", 1)[-1])
+            filled[index].message.grid(row=1, column=0, columnspan=4, sticky="w")
+        super().mark(message)
+
+
+def _item_index(message: str) -> int | None:
+    """The item a config message names: 'sampling.validation_quantiles[2]: ...' -> 2."""
+    found = re.match(r"[^:\s]*\[(\d+)\]:", message)
+    return int(found.group(1)) if found else None
 
 
 def make_field_widget(parent, spec: FieldSpec, row: int, on_change: Callable[[], None]) -> FieldWidget:
@@ -169,7 +281,9 @@ def make_field_widget(parent, spec: FieldSpec, row: int, on_change: Callable[[],
         return CheckField(parent, spec, row, on_change)
     if spec.choices:
         return ChoiceField(parent, spec, row, on_change)
-    if spec.kind is str and spec.name.endswith(PATH_SUFFIXES):
+    if spec.kind is list and not spec.is_dataclass_list:
+        return ScalarListField(parent, spec, row, on_change)
+    if spec.kind is str and spec.path:
         return PathField(parent, spec, row, on_change)
     return EntryField(parent, spec, row, on_change)
 

@@ -22,7 +22,7 @@ class ListEditor:
         self.frame = ctk.CTkFrame(parent)
         header = ctk.CTkFrame(self.frame, fg_color="transparent")
         header.pack(fill="x", padx=6, pady=(6, 0))
-        self.title = ctk.CTkLabel(header, text=spec.name.rsplit(".", 1)[-1], font=ctk.CTkFont(weight="bold"))
+        self.title = ctk.CTkLabel(header, text=spec.label, font=ctk.CTkFont(weight="bold"))
         self.title.pack(side="left")
         self.add_button = ctk.CTkButton(header, text="Add", width=70, command=self._add_clicked)
         self.add_button.pack(side="right")

@@ -14,6 +14,7 @@ import time
 import customtkinter as ctk
 
 from modules.ui.config_form import ConfigForm
+from modules.ui.field_specs import section_titles
 from modules.ui.field_widgets import ERROR_COLOR
 from modules.ui.tabs import METHOD_TABS, OTHER_TAB, TABS, tab_for
 
@@ -25,6 +26,7 @@ class SettingsTabs(ctk.CTkTabview):
     def __init__(self, parent, form: ConfigForm):
         super().__init__(parent, command=self._tab_clicked)
         self.form = form
+        self.section_titles = section_titles(form.config_class)
         self.pages: dict[str, ctk.CTkScrollableFrame] = {}
         self.bodies: dict[str, ctk.CTkFrame] = {}  # per page: the section frames (extras go below it)
         self.section_frames: dict[str, ctk.CTkFrame] = {}
@@ -99,8 +101,10 @@ class SettingsTabs(ctk.CTkTabview):
             if tab not in self.method_tab_names or tab == wanted_method:
                 frame.pack(fill="x", padx=4, pady=4)
             frame.grid_columnconfigure(1, weight=1)
-            title = ctk.CTkLabel(frame, text=section, font=ctk.CTkFont(size=14, weight="bold"), anchor="w")
-            title.grid(row=0, column=0, columnspan=2, sticky="w", padx=8, pady=(4, 0))
+            text = self.section_titles.get(section, section)
+            if text:
+                title = ctk.CTkLabel(frame, text=text, font=ctk.CTkFont(size=14, weight="bold"), anchor="w")
+                title.grid(row=0, column=0, columnspan=2, sticky="w", padx=8, pady=(4, 0))
             self.section_frames[section] = frame
             self.section_tab[section] = tab
             self.rows[section] = 1  # row 0 holds the title (field rows use 2*row and 2*row + 1)
@@ -112,6 +116,12 @@ class SettingsTabs(ctk.CTkTabview):
 
     def page_of_tab(self, tab: str):
         return self.pages[self._page_name(tab)]
+
+    def extra_page(self, tab: str):
+        """A tab of the window's own (Tools), after the settings tabs; its content is the caller's."""
+        page = self._page(tab)
+        self.bodies[tab].pack_forget()  # no settings sections here: their (empty) frame would take room
+        return page
 
     def show_method(self, method: str) -> None:
         """Name the method tab after `method` and show only that method's sections on it."""
