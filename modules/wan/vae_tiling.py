@@ -49,7 +49,10 @@ def apply_vae_tiling(vae, on: bool, tile: dict | None = None) -> None:
 def configure_vae_tiling(model, config, device: torch.device) -> bool:
     """Set the model's VAE tiling for this run (caching now, sample decoding later); returns whether it is on."""
     vram = gpu_capacity_gib(device)
-    on = vae_tiling_wanted(config, vram, model.memory_facts() if vram is not None else None)
+    # The caching phase's model holds no transformer (it loads after caching): its facts come from the config's
+    # sources (headers and configs only), as planning reads them.
+    loaded = vram is not None and getattr(model, "transformer", None) is not None
+    on = vae_tiling_wanted(config, vram, model.memory_facts() if loaded else None)
     # On every load of the VAE (it is read on first use and released between phases: encoder_parts.py).
     model.after_encoder_load("vae", "tiling", lambda vae: apply_vae_tiling(vae, on))
     if on:
