@@ -28,8 +28,9 @@ class CaptionModelError(UserError):
 
 def load_captioner(source: str, allow_download: bool, quantize: str, device: str, dtype: str):
     """(model, input builder, device) ready for generate(); the input side first, as it fails fastest."""
-    model_class_for(source, allow_download)  # an unsupported model is named before anything else is read
-    inputs = load_inputs(source, allow_download, read_model_type(source, allow_download))
+    # An unsupported model is named before anything else is read; the class's config names the family.
+    model_class = model_class_for(source, allow_download)
+    inputs = load_inputs(source, allow_download, model_class.config_class.model_type)
     model, target = load_model(source, allow_download, quantize, device, dtype)
     return model, inputs, target
 
