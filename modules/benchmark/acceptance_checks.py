@@ -206,6 +206,39 @@ def swap_equality(device: torch.device, checkpointing: bool = True) -> dict:
             "most_resident": max((e[3] for e in events), default=0), "trace": events[:64]}  # fmt: skip
 
 
+def offload_equality(device: torch.device) -> dict:
+    """Activation offloading (with half the blocks swapped) against plain checkpointing, bit for bit, two steps; its
+    host slots: one per block, each the block input's exact size, page-locked by registration on a GPU (what the
+    host-memory plan counts), none made again by the second step."""
+    from modules.module.activation_offload import offload_activations, offload_slot_pool
+    from modules.module.block_swap import BlockSwapper
+    from modules.module.host_buffer import page_rounded
+
+    inputs = tiny_inputs()
+    plain = tiny_lora_transformer()
+    plain.enable_gradient_checkpointing()
+    plain_loss, plain_grads = lora_step(plain, inputs, device, None)
+    offloaded = tiny_lora_transformer()
+    offloaded.enable_gradient_checkpointing()
+    offload_activations(offloaded)
+    blocks = len(offloaded.blocks)
+    BlockSwapper(offloaded.blocks, range(blocks // 2, blocks))
+    seen = []
+    offloaded.blocks[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].nbytes))
+    pool = offload_slot_pool(offloaded, pin=device.type == "cuda")
+    pool.release_free()
+    steps = []
+    for _ in range(2):
+        steps.append(lora_step(offloaded, inputs, device, None))
+        offloaded.zero_grad(set_to_none=True)
+    equal = all(
+        loss == plain_loss and all(torch.equal(grads[k], plain_grads[k]) for k in plain_grads) for loss, grads in steps
+    )
+    expected = blocks * page_rounded(seen[0])
+    return {"bit_equal": equal, "slots_made": pool.created, "blocks": blocks, "held_bytes": pool.held_bytes,
+            "expected_bytes": expected, "exact": pool.exact and pool.held_bytes == expected}  # fmt: skip
+
+
 def copy_overlap(device: torch.device, tiny: bool) -> dict:
     """Step time with swapping against without, and the time the copies take alone: the share of copy time hidden
     behind compute (1: fully overlapped). Meaningful on CUDA only (elsewhere copies are synchronous)."""
@@ -267,15 +300,19 @@ def copy_overlap(device: torch.device, tiny: bool) -> dict:
 def layers_and_swap(device: torch.device, tiny: bool) -> dict:
     layers = quantised_layers(device)
     swap = swap_equality(device)
+    offload = offload_equality(device)
     overlap = copy_overlap(device, tiny)
     ok = swap["bit_equal"] and swap["each_block_once_per_pass"] and "error" not in layers["float8_e4m3fn"]
+    ok = ok and offload["bit_equal"] and offload["exact"] and offload["slots_made"] == offload["blocks"]
     ran = ", ".join(
         f"{k} {v['relative_error']:.3f}" if "relative_error" in v else f"{k} unavailable" for k, v in layers.items()
     )
     frac = overlap["overlap_fraction"]
-    summary = (f"swap bit-equal: {swap['bit_equal']}; layers (relative error): {ran}; copy overlap "
+    summary = (f"swap bit-equal: {swap['bit_equal']}; offloading bit-equal: {offload['bit_equal']}, exact slots: "
+               f"{offload['exact']}; layers (relative error): {ran}; copy overlap "
                + (f"{frac:.0%}" if frac is not None else "n/a (synchronous copies off CUDA)"))  # fmt: skip
-    return {"status": "ok" if ok else "failed", "summary": summary, "layers": layers, "swap": swap, "overlap": overlap}
+    return {"status": "ok" if ok else "failed", "summary": summary, "layers": layers, "swap": swap,
+            "offload": offload, "overlap": overlap}  # fmt: skip
 
 
 # ---- child processes: the scripts -------------------------------------------------------------------------------

@@ -6,13 +6,14 @@
     plan.least_change(32)                                # "cache first (scripts/cache.py), then ..." or None
     host_memory_summary(config, facts, processes)        # HostMemorySummary, for the window's memory hint
 
-Each phase counts three kinds of host memory, because they behave differently: anonymous resident memory (the
-process's own copies: weights in CPU memory, activations offloaded, buffers), pinned memory (page-locked staging
-for host-to-device copies, which the kernel can never swap or drop; PyTorch's caching host allocator rounds each
-block up to a power of two) and file-backed pages that must stay resident (weights mapped from their file: shared
-by every process on the machine through the page cache; mapped pages a phase does not use, such as the inactive
-expert's, are listed as reclaimable and left out of the peak). Several processes each hold their own anonymous and
-pinned memory; mapped pages are counted once. The terms and what was measured: docs/presets.md "Host memory".
+Each phase counts three kinds of host memory, because they behave differently: anonymous resident memory (the process's
+own copies: weights in CPU memory, activations offloaded, buffers), pinned memory (page-locked staging for
+host-to-device copies, which the kernel can never swap or drop: the swap's staging window and the offloaded activations,
+both at their exact size, modules/module/host_buffer.py) and file-backed pages that must stay resident (weights mapped
+from their file: shared by every process on the machine through the page cache; mapped pages a phase does not use, such
+as the inactive expert's, are listed as reclaimable and left out of the peak). Several processes each hold their own
+anonymous and pinned memory; mapped pages are counted once. The terms and what was measured: docs/presets.md "Host
+memory".
 """
 
 from __future__ import annotations
@@ -285,11 +286,11 @@ def _training_weights(
         if swap:  # every expert's swapped blocks, in the process's own (pageable) memory
             phase.anonymous[f"swapped blocks ({swap} x {experts} experts)"] = experts * swapped
     if swap:
-        # Copies to the GPU go through one staging buffer of `window` blocks, pinned, which the caching host allocator
-        # rounds up to a power of two. The experts' swappers share it (same block size; they never run at once).
+        # Copies to the GPU go through one staging buffer of `window` blocks, page-locked at its exact size
+        # (host_buffer.py). The experts' swappers share it (same block size; they never run at once).
         if gpu:
             window = min(SWAP_WINDOW, swap)
-            phase.pinned[f"swap staging ({window} blocks, pow2-rounded)"] = _pow2(window * block_bytes(expert, storage))
+            phase.pinned[f"swap staging ({window} blocks)"] = window * block_bytes(expert, storage)
     if offload and config.training_method == "lora":
         # The inactive expert's LoRA moves with it; its optimizer state stays on the GPU.
         phase.anonymous["LoRA of the inactive expert (float32)"] = expert.lora_params_per_rank * config.lora.rank * 4
@@ -300,11 +301,9 @@ def _training_weights(
         tokens = config.training.batch_size * facts.tokens_for_area(config.data.resolution, config.data.frames)
         scale = 2 if config.training.train_dtype == "float32" else 1
         per_block = tokens * expert.dim * 2 * scale
-        label = f"offloaded block inputs ({expert.num_blocks} blocks"
-        if gpu:  # each copied out into its own pinned tensor (activation_offload.py): rounded up to a power of two
-            phase.pinned[label + ", pow2-rounded)"] = expert.num_blocks * _pow2(per_block)
-        else:
-            phase.anonymous[label + ")"] = expert.num_blocks * per_block
+        # Each parked in a slot of exactly its size, reused every step (host_slots.py); page-locked on a GPU.
+        label = f"offloaded block inputs ({expert.num_blocks} blocks)"
+        (phase.pinned if gpu else phase.anonymous)[label] = expert.num_blocks * per_block
 
 
 def maps_weights(config, facts: ModelFacts) -> bool:

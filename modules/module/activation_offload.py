@@ -8,13 +8,15 @@ memory and brings it back when the backward pass recomputes the block. The forwa
 the device as without offloading. The other inputs (text states, timestep projection, rotary tables) are shared by
 every block and stay.
 
-Copies are exact, so results are bit-equal to plain checkpointing. The price is two copies of the block input per
-block and step (offload_copies_per_step, what the memory planner's traffic_per_step counts): out after the block's
-forward, back before its recomputation. (The first version moved the input through differentiable copies: five per
-block, the gradient's round trip included.) On CUDA the copy out goes into pinned memory on a side stream, so it
-overlaps the following blocks' compute; while the backward pass recomputes a block, the input of the block before
-it is already being copied back on that stream (prefetch). Every copy is counted in `TRAFFIC` (bytes
-and copies, on any device, the CPU included), which is how tests and benchmarks measure the traffic per step.
+Copies are exact, so results are bit-equal to plain checkpointing. The price is two copies of the block input per block
+and step (offload_copies_per_step, what the memory planner's traffic_per_step counts): out after the block's forward,
+back before its recomputation. (The first version moved the input through differentiable copies: five per block, the
+gradient's round trip included.) Each input is parked in a slot of a pool (host_slots.py) that is lent again next step:
+exactly the input's size, page-locked on CUDA without PyTorch's power-of-two rounding (40 x 320 MiB take 12.5 GiB, not
+20). On CUDA the copy out runs on a side stream, so it overlaps the following blocks' compute; while the backward pass
+recomputes a block, the input of the block before it is already being copied back on that stream (prefetch). Every copy
+is counted in `TRAFFIC` (bytes and copies, on any device, the CPU included), which is how tests and benchmarks measure
+the traffic per step.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint
+
+from modules.module.host_slots import HostSlotPool
 
 OFFLOAD_COPIES_PER_BLOCK = 2  # out after the block's forward, back before its recomputation
 
@@ -51,17 +55,18 @@ TRAFFIC = Traffic()
 _SIDE_STREAMS: dict[torch.device, object] = {}
 
 
-def _to_host(tensor: torch.Tensor) -> torch.Tensor:
-    """A CPU copy of `tensor`; from CUDA into pinned memory on a side stream (the event travels with it)."""
+def _to_host(tensor: torch.Tensor, host: torch.Tensor) -> torch.Tensor:
+    """Copy `tensor` into `host` (a slot of the pool); from CUDA on a side stream (the event travels with it)."""
     TRAFFIC.add(tensor)
     if tensor.device.type != "cuda":
-        return tensor.to("cpu", copy=True)
+        return host.copy_(tensor)
     device = tensor.device
     stream = _SIDE_STREAMS.get(device)
     if stream is None:
         stream = _SIDE_STREAMS[device] = torch.cuda.Stream(device)
-    stream.wait_stream(torch.cuda.current_stream(device))  # the block input is complete
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    # The block input is complete, and every copy back queued on the compute stream (out of a slot lent again
+    # now) has read its slot before this copy overwrites it.
+    stream.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(stream):
         host.copy_(tensor, non_blocking=True)
     tensor.record_stream(stream)  # its memory is not reused before the copy has read it
@@ -82,14 +87,24 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 @dataclass(eq=False)
 class _Parked:
-    """A block input waiting in CPU memory for its block's recomputation. `previous` is the input parked before it
-    (the block the backward pass recomputes next), prefetched to the device while this block's backward runs."""
+    """A block input waiting in CPU memory (a slot of the pool, given back when this is freed) for its block's
+    recomputation. `previous` is the input parked before it (the block the backward pass recomputes next),
+    prefetched to the device while this block's backward runs."""
 
-    host: torch.Tensor
     device: torch.device
     previous: weakref.ref | None = None
+    host: torch.Tensor | None = None
     ready: torch.Tensor | None = None  # the device copy, when prefetched
     consumed: bool = False
+    pool: HostSlotPool | None = None  # held while parked: the pool outlives the slots it lent
+
+    @classmethod
+    def park(cls, tensor: torch.Tensor) -> _Parked:
+        pool = HostSlotPool.shared(pin=tensor.device.type == "cuda")
+        parked = cls(tensor.device, _LAST_PARKED[0], pool=pool)
+        parked.host = _to_host(tensor, pool.lend(tensor.shape, tensor.dtype, owner=parked))
+        _LAST_PARKED[0] = weakref.ref(parked)  # weak: a finished step's inputs are freed with its graph
+        return parked
 
 
 _LAST_PARKED: list[weakref.ref | None] = [None]
@@ -137,9 +152,7 @@ def offloaded_checkpoint(module: torch.nn.Module, *args):
 
     def pack(tensor: torch.Tensor):
         if tensor.data_ptr() == hidden.data_ptr() and tensor.shape == hidden.shape:
-            parked = _Parked(_to_host(tensor.detach()), tensor.device, _LAST_PARKED[0])
-            _LAST_PARKED[0] = weakref.ref(parked)  # weak: a finished step's inputs are freed with its graph
-            return parked
+            return _Parked.park(tensor.detach())
         return tensor
 
     def unpack(saved):
@@ -150,7 +163,16 @@ def offloaded_checkpoint(module: torch.nn.Module, *args):
 
 
 def offload_activations(transformer) -> None:
-    """Make an already checkpointing diffusers transformer keep its block inputs in CPU memory."""
+    """Make an already checkpointing diffusers transformer keep its block inputs in CPU memory. The transformer
+    holds the slot pools (pinned for CUDA, plain for the CPU; shared with any other transformer offloading), so
+    their slots are reused step after step and go with the model."""
     if not getattr(transformer, "gradient_checkpointing", False):
         raise ValueError("activation offloading works on checkpointed blocks: enable gradient checkpointing first")
+    transformer._offload_slot_pools = (HostSlotPool.shared(pin=True), HostSlotPool.shared(pin=False))
     transformer.enable_gradient_checkpointing(offloaded_checkpoint)
+
+
+def offload_slot_pool(transformer, pin: bool) -> HostSlotPool | None:
+    """The pool `offload_activations` gave `transformer` (tests and benchmarks read its slots)."""
+    pools = getattr(transformer, "_offload_slot_pools", None)
+    return None if pools is None else pools[0 if pin else 1]

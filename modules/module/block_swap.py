@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from modules.module.host_buffer import host_buffer
 from modules.module.mapped_weights import remembered_source
 from modules.util.errors import UserError
 
@@ -85,7 +86,9 @@ class StagingBuffer:
 
     def __init__(self, slot_bytes: int, slots: int, pin: bool):
         self.slot_bytes, self.slots = slot_bytes, slots
-        self.buffer = torch.empty(slot_bytes * slots, dtype=torch.uint8, pin_memory=pin)
+        # Exactly its size, page-locked without the pinned allocator's power-of-two rounding (host_buffer.py).
+        self._host = host_buffer(slot_bytes * slots, pin)
+        self.buffer = self._host.tensor[: slot_bytes * slots]
         self._events: list[object | None] = [None] * slots
         self._next = 0
         self.staged = 0  # tensors copied through the buffer (tests, benchmarks)
