@@ -23,10 +23,11 @@ class BaseDataLoader(ABC):
         self.process_index, self.num_processes = process_index, num_processes
 
     @abstractmethod
-    def prepare(self, model: BaseModel, config, device: torch.device) -> None:
+    def prepare(self, model: BaseModel, config, device: torch.device, release_encoders: bool = True) -> None:
         """Probe, plan and cache everything training will read (the only step that decodes media).
 
-        Encoders run on `device` while caching and are moved back to the CPU afterwards.
+        Encoders run on `device` while caching and are released afterwards, unless `release_encoders` is false (the
+        caller caches more with them, then lets a last `prepare` release them).
         """
 
     def attach(self, model: BaseModel, config, device: torch.device) -> None:

@@ -29,7 +29,7 @@ class SyntheticLatents(BaseDataLoader):
         self.image_condition = image_condition
         self.seed = seed
 
-    def prepare(self, model, config, device: torch.device) -> None:
+    def prepare(self, model, config, device: torch.device, release_encoders: bool = True) -> None:
         """Nothing to cache: batches are drawn when asked for."""
 
     def batches_per_epoch(self) -> int:

@@ -129,10 +129,11 @@ class GenericTrainer:
             log.info("phase: caching (encoders only; the model loads after they are released)")
             with self.distributed.main_first():  # the main process builds the cache; the others then only read it
                 caching_model = loader.load_for_caching(self.config)
-                self.data.prepare(caching_model, self.config, self.device)
-                if self.config.sampling.validation_concept and self.distributed.is_main:
-                    # The held-out clips too (validation_loss.py then finds them cached): the encoders are read
-                    # again here only when both caches were incomplete.
+                # The held-out clips too (validation_loss.py then finds them cached), with the same encoders: they
+                # are released after the held-out clips, so each is read at most once.
+                validating = bool(self.config.sampling.validation_concept) and self.distributed.is_main
+                self.data.prepare(caching_model, self.config, self.device, release_encoders=not validating)
+                if validating:
                     self.plugin.data_loader().prepare(caching_model, validation_config(self.config), self.device)
                 del caching_model
             log.info("phase: loading the model")

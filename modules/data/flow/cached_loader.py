@@ -63,7 +63,7 @@ class CachedDataLoader(BaseDataLoader):
     def cache_encoders(self, model, config, device: torch.device) -> CacheEncoders:
         """The family's encoders and identities for this run (placed on `device`, or loaded there on first use)."""
 
-    def prepare(self, model, config, device: torch.device) -> None:
+    def prepare(self, model, config, device: torch.device, release_encoders: bool = True) -> None:
         data = config.data
         self.stats = CachingStats()
         self.report = DataReport()
@@ -82,6 +82,7 @@ class CachedDataLoader(BaseDataLoader):
             return encoders.encode_text(captions)
 
         run_settings = settings_from_config(data, encoders.default_fps, encoders.pixel_multiple)
+        cached = False
         try:
             # One pass per concept: each may override the resolution, frame count and flip (concept_options.py).
             self.samples, self.loss_weights = [], []
@@ -114,8 +115,10 @@ class CachedDataLoader(BaseDataLoader):
                 return encoders.encode_text(prompts)
 
             self.prompt_embeds = self._cache_prompts(encoders.prompts, encode_prompts, encoders.text_identity)
+            cached = True
         finally:
-            encoders.release()
+            if release_encoders or not cached:  # kept only for a caller that caches more with them
+                encoders.release()
         self._log_summary(cache_dir)
         if not self.samples:
             from modules.config.validation import ConfigError

@@ -61,8 +61,8 @@ class WanBaseDataLoader(CachedDataLoader):
             release=release,
         )
 
-    def prepare(self, model: WanModel, config, device: torch.device) -> None:
-        super().prepare(model, config, device)
+    def prepare(self, model: WanModel, config, device: torch.device, release_encoders: bool = True) -> None:
+        super().prepare(model, config, device, release_encoders)
         model.prompt_embeds.update(self.prompt_embeds)  # the sampler reads them instead of running UMT5
 
     def attach(self, model: WanModel, config, device: torch.device) -> None:
