@@ -120,3 +120,39 @@ def test_int8_from_a_bf16_single_file_is_quantised_as_it_is_read(tiny_model_dir,
     assert got.keys() == expected.keys()
     for name, tensor in expected.items():
         assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
+
+
+def anonymous_resident() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon in /proc/self/status")
+
+
+def test_the_shards_of_a_folder_convert_through_one_scratch_buffer(tmp_path):
+    """Quantising a folder reads each bf16 matrix into a scratch buffer: one for all shards, so a folder in three
+    shards holds its fp8 matrices and one bf16 matrix, not one per shard (the Wan-AI A14B expert has six)."""
+    from safetensors.torch import save_file
+
+    from modules.wan.loading.part_load import read_fp8_weight
+    from modules.wan.loading.weight_file import ShardedWeightFile
+
+    shape, mib = (4096, 5120), 2**20  # 40 MiB in bf16, 20 MiB in fp8: above glibc's largest heap block
+    paths = []
+    for index in range(3):
+        paths.append(tmp_path / f"shard-{index}.safetensors")
+        save_file(
+            {f"blocks.{index}.ffn.weight": torch.full(shape, 0.01 * (index + 1), dtype=torch.bfloat16)}, paths[-1]
+        )
+    gc.collect()
+    before = anonymous_resident()
+    folder = ShardedWeightFile(paths, "transformer")
+    stored = [read_fp8_weight(folder, f"blocks.{index}.ffn.weight") for index in range(3)]
+    held = anonymous_resident() - before  # scratch buffers are held until the folder is closed
+    folder.close()
+    fp8_bytes = sum(weight.numel() for weight, _ in stored)
+    assert fp8_bytes == 60 * mib
+    assert held < fp8_bytes + 40 * mib + 8 * mib, held / mib  # the fp8 matrices and one bf16 scratch, not three
+    for index, (weight, scale) in enumerate(stored):  # a constant matrix: its absmax maps to fp8's 448 exactly
+        expected = torch.tensor(0.01 * (index + 1), dtype=torch.bfloat16).float()
+        assert torch.allclose(weight.float() * scale, expected.expand(shape), rtol=1e-6, atol=0)

@@ -116,14 +116,32 @@ def read_header(path: str | Path, what: str = "weights") -> SafetensorsHeader:
     return SafetensorsHeader(path, tensors, metadata if isinstance(metadata, dict) else {}, size)
 
 
+class ScratchBuffer:
+    """One growing uint8 buffer that conversions read into: memory holds the largest tensor's bytes once, however
+    many tensors (or shard files sharing it) go through it."""
+
+    def __init__(self):
+        self._buffer = torch.empty(0, dtype=torch.uint8)
+
+    def bytes(self, size: int) -> torch.Tensor:
+        if self._buffer.numel() < size:
+            self._buffer = torch.empty(0, dtype=torch.uint8)  # the old one goes before the larger one comes
+            self._buffer = torch.empty(size, dtype=torch.uint8)
+        return self._buffer[:size]
+
+    def release(self) -> None:
+        self._buffer = torch.empty(0, dtype=torch.uint8)
+
+
 class TensorReader:
     """Reads tensors of one file one at a time into fresh tensors of the file's dtype (no full copy); with
     `map_weights`, `read` returns views of the file's mapping instead (`mapping.copied` counts unaligned ones)."""
 
-    def __init__(self, header: SafetensorsHeader, map_weights: bool = False):
+    def __init__(self, header: SafetensorsHeader, map_weights: bool = False, scratch: ScratchBuffer | None = None):
         self.header = header
         self._file = header.path.open("rb")
-        self._scratch = torch.empty(0, dtype=torch.uint8)  # reused for conversions: no churn of freed buffers
+        # Reused for conversions (no churn of freed buffers); the shards of one folder share one (ShardedWeightFile).
+        self._scratch = scratch or ScratchBuffer()
         self.mapping = FileMapping(header.path) if map_weights else None
 
     def read(self, name: str) -> torch.Tensor:
@@ -144,10 +162,8 @@ class TensorReader:
         """The tensor in the file's dtype inside the reused scratch buffer: valid only until the next read through it
         (for a conversion such as fp8 quantisation that writes its own result)."""
         info = self.header.tensors[name]
-        size = info.end - info.start
-        if self._scratch.numel() < size:
-            self._scratch = torch.empty(size, dtype=torch.uint8)
-        return self._read_into(name, self._scratch[:size].view(info.torch_dtype).view(info.shape))
+        scratch = self._scratch.bytes(info.end - info.start)
+        return self._read_into(name, scratch.view(info.torch_dtype).view(info.shape))
 
     def _read_into(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         info = self.header.tensors[name]
@@ -162,7 +178,7 @@ class TensorReader:
     def close(self) -> None:
         """Closes the file; a mapping stays alive as long as a tensor viewed from it does."""
         self._file.close()
-        self._scratch = torch.empty(0, dtype=torch.uint8)
+        self._scratch.release()
         self.mapping = None
 
     def __enter__(self) -> TensorReader:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from modules.base.model_loader import ModelLoadError
-from modules.wan.formats.headers import SAFETENSORS_DTYPES, TensorReader, read_header
+from modules.wan.formats.headers import SAFETENSORS_DTYPES, ScratchBuffer, TensorReader, read_header
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 TORCH_SUFFIXES = (".pth", ".pt")
@@ -24,7 +24,7 @@ _CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 class WeightFile:
     """`shapes` and `dtypes` (safetensors codes) of every tensor; `read(name)` returns one tensor."""
 
-    def __init__(self, path: str | Path, what: str, map_weights: bool = False):
+    def __init__(self, path: str | Path, what: str, map_weights: bool = False, scratch: ScratchBuffer | None = None):
         self.path = Path(path)
         self.what = what
         suffix = self.path.suffix.lower()
@@ -34,7 +34,7 @@ class WeightFile:
             self.header = read_header(self.path, what)
             self.shapes = {k: t.shape for k, t in self.header.tensors.items()}
             self.dtypes = {k: t.dtype for k, t in self.header.tensors.items()}
-            self._reader: TensorReader | None = TensorReader(self.header, map_weights)
+            self._reader: TensorReader | None = TensorReader(self.header, map_weights, scratch)
             self._state = None
         elif suffix in TORCH_SUFFIXES:
             self.header = None
@@ -111,7 +111,10 @@ class ShardedWeightFile:
     folder streams into fp8 storage tensor by tensor exactly as a single file does (part_load.py)."""
 
     def __init__(self, paths: list[Path], what: str, map_weights: bool = False):
-        self.files = [WeightFile(path, what, map_weights) for path in paths]
+        # One scratch buffer for every shard: each shard's own held its largest tensor until the folder was read
+        # (Wan-AI's A14B expert comes in 6 shards: ~0.8 GiB of bf16 FFN matrices beside the fp8 model).
+        scratch = ScratchBuffer()
+        self.files = [WeightFile(path, what, map_weights, scratch) for path in paths]
         self._owner = {name: file for file in self.files for name in file.shapes}
         self.shapes = {name: shape for file in self.files for name, shape in file.shapes.items()}
         self.dtypes = {name: dtype for file in self.files for name, dtype in file.dtypes.items()}
