@@ -11,13 +11,13 @@ cannot show is the page-locking call itself (`cudaHostRegister`), which only a C
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 
 import pytest
 import torch
 
 from modules.module.activation_offload import offload_activations, offload_slot_pool
 from modules.module.host_buffer import PAGE, host_buffer, page_rounded
+from tests.process_memory import anonymous_resident
 from tests.test_block_swap import BLOCKS, bit_equal, lora_transformer, step
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -85,13 +85,6 @@ def test_slots_take_the_inputs_exact_size_and_a_larger_bucket_replaces_them():
     created = pool.created
     forward(transformer, 12, 16).square().mean().backward()  # a smaller bucket fits the larger slots
     assert pool.created == created and pool.held_bytes == BLOCKS * page_rounded(large)
-
-
-def anonymous_resident() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no RssAnon in /proc/self/status")
 
 
 def test_a_host_buffer_takes_its_exact_size_and_gives_it_back():

@@ -17,6 +17,7 @@ from modules.module.fp8_linear import convert_to_fp8_storage, fp8_storage_names
 from modules.wan.loading.loader import load_wan_model
 from modules.wan.loading.part_folder import load_part_folder
 from modules.wan.loading.single_file_writer import write_single_file
+from tests.process_memory import anonymous_resident
 from tests.test_quantised_base import needs_bitsandbytes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -120,13 +121,6 @@ def test_int8_from_a_bf16_single_file_is_quantised_as_it_is_read(tiny_model_dir,
     assert got.keys() == expected.keys()
     for name, tensor in expected.items():
         assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
-
-
-def anonymous_resident() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no RssAnon in /proc/self/status")
 
 
 def test_the_shards_of_a_folder_convert_through_one_scratch_buffer(tmp_path):
