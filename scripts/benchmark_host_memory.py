@@ -24,6 +24,14 @@ real formats with random weights, one tensor at a time; the per-block slope betw
   how much of it leaves the process.
 - load-int8 / load-int8-old: int8 storage from the bf16 folder, quantised linear by linear as it is read (the
   loader's path now) / read whole in bf16 and then quantised (the path before); bitsandbytes' CPU backend.
+  load-nf4: the same streamed path into nf4 (bitsandbytes' CPU quantiser). Its peak grows faster per block than
+  the stored model through glibc's heap (MALLOC_MMAP_THRESHOLD_=1048576 in the environment takes that out).
+- ti2v-load / ti2v-load-copied / ti2v-train / ti2v-train-copied: the real-shaped TI2V-5B (30 blocks, `--ti2v-blocks`
+  to test smaller), a bf16 diffusers folder in three shards (~10 GB in a temp dir, written once for all four),
+  loaded with the 24 GB preset (bf16 storage) through WanModelLoader, mapped (memory.map_weights, the default) or
+  not (from_pretrained); -train then attaches the preset's LoRA through WanLoRASetup and runs one predict + loss +
+  backward + optimizer step on the CPU at 8 latent tokens. Compared with the host plan's phases on the CPU and,
+  for training, the GPU plan's training terms at that token count (on the CPU they are host memory too).
 - caching: the caching phase as a run goes through it before loading the transformer: that UMT5 slice (bf16) and
   the real A14B VAE (Wan 2.1, float32) read from part folders on first use, a few tiny clips, their captions and a
   sample prompt encoded, both released; the peak against the plan's caching phase at that depth.
