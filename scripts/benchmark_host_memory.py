@@ -24,6 +24,14 @@ real formats with random weights, one tensor at a time; the per-block slope betw
   how much of it leaves the process.
 - load-int8 / load-int8-old: int8 storage from the bf16 folder, quantised linear by linear as it is read (the
   loader's path now) / read whole in bf16 and then quantised (the path before); bitsandbytes' CPU backend.
+  load-nf4: the same streamed path into nf4 (bitsandbytes' CPU quantiser). Its peak grows faster per block than
+  the stored model through glibc's heap (MALLOC_MMAP_THRESHOLD_=1048576 in the environment takes that out).
+- ti2v-load / ti2v-load-copied / ti2v-train / ti2v-train-copied: the real-shaped TI2V-5B (30 blocks, `--ti2v-blocks`
+  to test smaller), a bf16 diffusers folder in three shards (~10 GB in a temp dir, written once for all four),
+  loaded with the 24 GB preset (bf16 storage) through WanModelLoader, mapped (memory.map_weights, the default) or
+  not (from_pretrained); -train then attaches the preset's LoRA through WanLoRASetup and runs one predict + loss +
+  backward + optimizer step on the CPU at 8 latent tokens. Compared with the host plan's phases on the CPU and,
+  for training, the GPU plan's training terms at that token count (on the CPU they are host memory too).
 - caching: the caching phase as a run goes through it before loading the transformer: that UMT5 slice (bf16) and
   the real A14B VAE (Wan 2.1, float32) read from part folders on first use, a few tiny clips, their captions and a
   sample prompt encoded, both released; the peak against the plan's caching phase at that depth.
@@ -67,7 +75,8 @@ CASES = (
     "staging-memcpy",
     "encoders",
 )
-CASES += ("caching", "load-int8", "load-int8-old")  # measured by caching_rows and int8_rows
+CASES += ("caching", "load-int8", "load-int8-old", "load-nf4")  # measured by caching_rows and int8_rows
+CASES += ("ti2v-load", "ti2v-load-copied", "ti2v-train", "ti2v-train-copied")  # by ti2v_rows
 SWAP_SHARE = 24 / 40  # the A14B 24 GB preset's memory.blocks_to_swap
 REAL_BLOCKS = 40
 
@@ -83,22 +92,25 @@ def rss() -> int:
     return 0
 
 
-def write_folder(folder: Path, config: dict) -> Path:
-    """A bf16 diffusers transformer folder in two shards with an index, written tensor by tensor."""
+def write_folder(folder: Path, config: dict, shards: int = 2) -> Path:
+    """A bf16 diffusers transformer folder in `shards` shards with an index, written tensor by tensor."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"_class_name": "WanTransformer3DModel", **config}))
     empty = build_empty("transformer", config)
     names = {n: (torch.bfloat16, tuple(p.shape)) for n, p in empty.state_dict().items()}
     keys = list(names)
-    halves = {"diffusion_pytorch_model-00001-of-00002.safetensors": keys[: len(keys) // 2]}
-    halves["diffusion_pytorch_model-00002-of-00002.safetensors"] = keys[len(keys) // 2 :]
+    cut = [len(keys) * i // shards for i in range(shards + 1)]
+    parts = {
+        f"diffusion_pytorch_model-{i + 1:05d}-of-{shards:05d}.safetensors": keys[cut[i] : cut[i + 1]]
+        for i in range(shards)
+    }
     generator = torch.Generator().manual_seed(0)
 
     def make(name, dtype, shape):
         return torch.randn(shape, generator=generator) * 0.02
 
     weight_map = {}
-    for file, part in halves.items():
+    for file, part in parts.items():
         write_streamed(folder / file, {k: names[k] for k in part}, make)
         weight_map.update({k: file for k in part})
     index = {"metadata": {}, "weight_map": weight_map}
@@ -344,8 +356,178 @@ def caching_rows() -> list[dict]:
     return [{"case": "caching", **r, "increase": increase, "plan": plan, "left": r["after"] - r["baseline"]}]
 
 
-# ---- int8 storage while loading (bitsandbytes quantises each linear as it is read) --------------------------------
+# ---- the real-shaped TI2V-5B: the 24 GB preset's bf16 folder, loaded and trained as a run does --------------------
+TI2V_CASES = ("ti2v-load", "ti2v-load-copied", "ti2v-train", "ti2v-train-copied")
+TI2V_PRESET = REPO / "training_presets" / "wan22_ti2v_5b_lora_24gb.json"
+TI2V_SHARDS = 3  # a sharded folder like Wan-AI's (the loader reads any count through the index)
+# A tiny token count: latents of 2 x 4 x 4 (8 tokens after the 1x2x2 patch; 64x64 px, 5 frames); the prompt
+# padded to UMT5's 512 tokens as the cache stores it.
+TI2V_LATENTS, TI2V_TEXT_TOKENS, TI2V_DATA = (1, 48, 2, 4, 4), 512, ("data.resolution=64", "data.frames=5")
+
+
+def ti2v_config(blocks: int = 30) -> dict:
+    return {**read_json(MODEL_CONFIGS_DIR / "transformer_TI2V-5B.json"), "num_layers": blocks}
+
+
+def ti2v_run_config(work: Path, mapped: bool):
+    """The preset with its model read from here: tokenizer and encoders from a tiny TI2V-5B folder (they are not
+    read in these phases), the transformer from the real-shaped bf16 folder; on the CPU."""
+    from modules.config.loading import load_config
+
+    overrides = [f"model.base_path={work / 'tiny'}", f"model.transformer_path={work / 'transformer'}"]
+    overrides += ["training.device=cpu", f"memory.map_weights={str(mapped).lower()}", *TI2V_DATA]
+    return load_config(TI2V_PRESET, overrides)
+
+
+def files_resident(paths: list[Path]) -> int:
+    """Resident pages of these files' mappings in this process (Rss of their smaps entries)."""
+    return sum(smaps_of(p).get("Rss", 0) for p in paths)
+
+
+def ti2v_child(case: str, work: str) -> dict:
+    """Load through WanModelLoader (the trainer's loader) and, for ti2v-train, the preset's LoRA through
+    WanLoRASetup, the optimizer from its config and one predict + loss + backward + optimizer step on the CPU."""
+    import psutil
+
+    from modules.base.model_setup import TrainProgress
+    from modules.module.mapped_weights import mapped_bytes
+    from modules.trainer.optim.optimizer_registry import create_optimizer
+    from modules.trainer.state.rng_state import seed_all
+    from modules.wan.loading.loader import WanModelLoader
+    from modules.wan.training.lora_setup import WanLoRASetup
+
+    work, mapped = Path(work), not case.endswith("-copied")
+    config = ti2v_run_config(work, mapped)
+    shards = sorted((work / "transformer").glob("*.safetensors"))
+    build_empty("transformer", ti2v_config(1))  # diffusers' lazy imports before the baseline
+    gc.collect()
+    reset_peak_rss()
+    anonymous, baseline = smaps_of()["Anonymous"], psutil.Process().memory_info().rss
+    start = time.perf_counter()
+    model = WanModelLoader().load(config)
+    seconds = time.perf_counter() - start
+    loaded = {"peak": peak_rss() - baseline, "anonymous": smaps_of()["Anonymous"] - anonymous,
+              "file_rss": files_resident(shards), "seconds": seconds,
+              "stored": sum(t.numel() * t.element_size() for t in model.transformer.state_dict().values()),
+              "mapped_tensor_bytes": mapped_bytes(model.transformer)[0]}  # fmt: skip
+    if case.startswith("ti2v-load"):
+        return {**loaded, "baseline": baseline}
+    reset_peak_rss()
+    start = time.perf_counter()
+    seed_all(config.training.seed)
+    setup = WanLoRASetup()
+    setup.setup_model(model, config)
+    setup.setup_train_device(model, config, torch.device("cpu"))
+    groups = setup.parameter_groups(model, config)
+    optimizer = create_optimizer(groups, config.training)
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        "latents": torch.randn(TI2V_LATENTS, generator=generator),
+        "text_embeds": torch.randn(1, TI2V_TEXT_TOKENS, 4096, generator=generator, dtype=torch.bfloat16),
+    }
+    prediction = setup.predict(model, batch, config, TrainProgress(), generator)
+    setup.calculate_loss(model, batch, prediction, config).backward()
+    optimizer.step()
+    trained = [p for g in groups for p in g["params"]]
+    return {
+        "baseline": baseline,
+        "load": loaded,
+        "peak": peak_rss() - baseline,
+        "anonymous": smaps_of()["Anonymous"] - anonymous,
+        "file_rss": files_resident(shards),
+        "stored": loaded["stored"],
+        "lora": sum(p.numel() * p.element_size() for p in trained),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def ti2v_plans(mapped: bool) -> dict[str, float]:
+    """The plan's phases for the preset on the CPU (gpu=False terms), less the process (in the baseline here),
+    and the GPU plan's training terms at this token count, which a CPU run holds in RAM too."""
+    import dataclasses
+
+    from modules.config.loading import load_config
+    from modules.memory.host import PROCESS_BYTES, build_host_plan
+    from modules.planning import plan_memory
+    from modules.wan.memory_facts import memory_facts
+
+    config = load_config(TI2V_PRESET, ["training.device=cpu", f"memory.map_weights={str(mapped).lower()}", *TI2V_DATA])
+    # The preset names a hub id (planned as copies); a local bf16 folder is mapped: plan from its header's dtype.
+    facts = dataclasses.replace(memory_facts(config), source_dtype="bfloat16")
+    host = build_host_plan(config, facts, cache_first=True)
+    device = plan_memory(config, facts=facts).phases
+    training = next(p for p in device if p.name == "training")
+    on_device = {k: v for k, v in training.parts.items() if "CUDA" not in k}
+    return {
+        "loading": host.phase("loading the experts").per_process() - PROCESS_BYTES["cpu"],
+        "loading_reclaimable": sum(host.phase("loading the experts").reclaimable.values()),
+        "training_host": host.phase("training").per_process() - PROCESS_BYTES["cpu"],
+        "training_device": sum(on_device.values()),
+        "device_terms": on_device,
+    }
+
+
+def ti2v_rows(cases: list[str], blocks: int) -> list[dict]:
+    """The folder written once (tensor by tensor, with a tiny TI2V-5B beside it for the tokenizer), every case
+    in its own fresh process, one at a time; the folder is deleted at the end."""
+    from modules.wan.tiny_models import write_tiny_model
+
+    rows = []
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        write_tiny_model("TI2V-5B", work / "tiny")
+        write_folder(work / "transformer", ti2v_config(blocks), TI2V_SHARDS)
+        written = sum(f.stat().st_size for f in (work / "transformer").glob("*.safetensors"))
+        print(f"ti2v: wrote {written / GIB:.2f} GiB in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        for case in (c for c in TI2V_CASES if c in cases):
+            r = run_child(case, str(work))
+            rows.append({"case": case, "blocks": blocks, "on_disk": written, **r,
+                         "plan": ti2v_plans(not case.endswith("-copied"))})  # fmt: skip
+    return rows
+
+
+def report_ti2v(rows: list[dict]) -> None:
+    mib = 2**20
+    for r in (r for r in rows if r["case"] in TI2V_CASES):
+        plan = r["plan"]
+        head = f"{r['case']} ({r['blocks']} blocks, {r['stored'] / mib:.0f} MiB stored):"
+        if r["case"].startswith("ti2v-load"):
+            print(
+                f"{head} peak +{r['peak'] / mib:.0f} MiB (anon +{r['anonymous'] / mib:.0f}, file pages "
+                f"{r['file_rss'] / mib:.0f}, {r['mapped_tensor_bytes'] / mib:.0f} MiB of tensors on our mapping) in "
+                f"{r['seconds']:.0f} s; plan's loading phase less the process "
+                f"{plan['loading'] / mib:.0f} MiB (+{plan['loading_reclaimable'] / mib:.0f} reclaimable mapped); "
+                f"plan/measured {plan['loading'] / r['peak']:.2f}"
+            )
+        else:
+            total = plan["training_host"] + plan["training_device"]
+            print(
+                f"{head} training peak +{r['peak'] / mib:.0f} MiB (anon +{r['anonymous'] / mib:.0f}, file pages "
+                f"{r['file_rss'] / mib:.0f}; LoRA {r['lora'] / mib:.0f} MiB) in {r['seconds']:.0f} s; host plan "
+                f"{plan['training_host'] / mib:.0f} MiB + device terms {plan['training_device'] / mib:.0f} MiB "
+                f"({', '.join(f'{k} {v / mib:.0f}' for k, v in plan['device_terms'].items())}): plan/measured "
+                f"{total / r['peak']:.2f}"
+            )
+
+
+# ---- int8/nf4 storage while loading (bitsandbytes quantises each linear as it is read) ----------------------------
+QUANTISED_CASES = ("load-int8", "load-int8-old", "load-nf4")
+
+
+def quantised_bytes(model: torch.nn.Module) -> int:
+    """Parameters and buffers, plus nf4's quantisation state (its absmax per 64 weights is no parameter)."""
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    for p in model.parameters():
+        state = getattr(p, "quant_state", None)
+        for t in (getattr(state, "absmax", None), getattr(getattr(state, "state2", None), "absmax", None)):
+            if isinstance(t, torch.Tensor):
+                tensors[id(t)] = t
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 def int8_child(case: str, path: str, depth: int) -> dict:
+    """load-int8 / load-nf4 (streamed) or load-int8-old (bf16 whole, then quantised)."""
     import psutil
     from diffusers import WanTransformer3DModel
 
@@ -355,30 +537,29 @@ def int8_child(case: str, path: str, depth: int) -> dict:
 
     config, folder = a14b_config(depth), Path(path)
     build_empty("transformer", config)
-    quantised_linear(torch.nn.Linear(64, 64), "int8", torch.bfloat16)  # bitsandbytes' imports before the baseline
+    kind = case.split("-")[1]
+    quantised_linear(torch.nn.Linear(64, 64), kind, torch.bfloat16)  # bitsandbytes' imports before the baseline
     gc.collect()
     reset_peak_rss()
     baseline = psutil.Process().memory_info().rss
     start = time.perf_counter()
-    if case == "load-int8":
-        quantise = lambda linear: quantised_linear(linear, "int8", torch.bfloat16)  # noqa: E731
+    if case != "load-int8-old":
+        quantise = lambda linear: quantised_linear(linear, kind, torch.bfloat16)  # noqa: E731
         shards = check_part_folder(folder.parent, folder.name)
         model = load_folder_streamed(folder, shards, config, torch.bfloat16, replace_linear=quantise)
     else:
         model = load_part_folder(folder.parent, folder.name, WanTransformer3DModel, dtype=torch.bfloat16)
         convert_to_quantised_storage(model, "int8", torch.bfloat16)
     seconds = time.perf_counter() - start
-    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()
-    stored = sum(t.numel() * t.element_size() for t in tensors)
-    return {"baseline": baseline, "peak": peak_rss(), "stored": stored, "seconds": seconds, "pinned": 0}
+    return {"baseline": baseline, "peak": peak_rss(), "stored": quantised_bytes(model), "seconds": seconds, "pinned": 0}
 
 
-def planned_int8_load_bytes(depth: int) -> float:
+def planned_int8_load_bytes(depth: int, kind: str = "int8") -> float:
     from modules.memory.host import _load_transient
     from modules.wan.memory_facts import transformer_facts
 
     facts = transformer_facts(json.dumps(a14b_config(depth)), False)
-    return expert_bytes(facts, "int8") + _load_transient(facts, "int8", "bfloat16")
+    return expert_bytes(facts, kind) + _load_transient(facts, kind, "bfloat16")
 
 
 def int8_rows(depths: list[int], cases: list[str]) -> list[dict]:
@@ -386,12 +567,12 @@ def int8_rows(depths: list[int], cases: list[str]) -> list[dict]:
     for depth in depths:
         with tempfile.TemporaryDirectory() as tmp:
             folder = write_folder(Path(tmp) / "transformer", a14b_config(depth))
-            for case in (c for c in ("load-int8", "load-int8-old") if c in cases):
+            for case in (c for c in QUANTISED_CASES if c in cases):
                 r = run_child(case, str(folder), str(depth))
                 increase = r["peak"] - r["baseline"]
+                plan = planned_int8_load_bytes(depth, case.split("-")[1])
                 rows.append({"case": case, "depth": depth, "increase": increase, "stored": r["stored"],
-                             "ratio": increase / r["stored"], "plan": planned_int8_load_bytes(depth),
-                             "seconds": r["seconds"]})  # fmt: skip
+                             "ratio": increase / r["stored"], "plan": plan, "seconds": r["seconds"]})  # fmt: skip
     return rows
 
 
@@ -456,12 +637,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--ti2v-blocks", type=int, default=30, help="TI2V-5B's depth for the ti2v cases (30: real)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind = args.child[0]
-        if kind.startswith("load-int8"):
+        if kind in QUANTISED_CASES:
             result = int8_child(kind, args.child[1], int(args.child[2]))
+        elif kind in TI2V_CASES:
+            result = ti2v_child(kind, args.child[1])
         elif kind == "caching":
             result = caching_child(args.child[1])
         elif kind == "encoders":
@@ -488,7 +672,7 @@ def main() -> None:
             if {"train-swap", "train-swap-copied"} & set(args.cases):
                 low = write_random_file(tmp / "wan2.2_t2v_low_noise_fp8_scaled.safetensors", config, "fp8_scaled")
             for case in args.cases:
-                if case in ("encoders", "staging-memcpy", "caching", "load-int8", "load-int8-old"):
+                if case in ("encoders", "staging-memcpy", "caching", *QUANTISED_CASES, *TI2V_CASES):
                     continue
                 if case == "two-processes-mapped":
                     one, two = run_together(single, depth, 1)[0], run_together(single, depth, 2)
@@ -522,10 +706,12 @@ def main() -> None:
             path = Path(tmp) / "bytes.bin"
             path.write_bytes(torch.randint(0, 255, (5120 * 13824 + 8192,), dtype=torch.uint8).numpy().tobytes())
             rows.append({"case": "staging-memcpy", **run_child("staging-memcpy", str(path))})
-    if {"load-int8", "load-int8-old"} & set(args.cases):
+    if set(QUANTISED_CASES) & set(args.cases):
         rows += int8_rows(args.depths, args.cases)
     if "caching" in args.cases:
         rows += caching_rows()
+    if set(TI2V_CASES) & set(args.cases):
+        rows += ti2v_rows(args.cases, args.ti2v_blocks)
     if "encoders" in args.cases:
         r = run_child("encoders")
         rows.append({"case": "encoders", **r, "released_share": (r["loaded"] - r["after"]) / r["size"]})
@@ -537,7 +723,7 @@ def report(rows: list[dict]) -> None:
     mib = 2**20
     print("\ncase                depth  increase MiB  stored MiB  ratio  plan MiB  plan/measured")
     for r in rows:
-        skipped = ("encoders", "staging-memcpy", "two-processes-mapped", "caching", "load-int8", "load-int8-old")
+        skipped = ("encoders", "staging-memcpy", "two-processes-mapped", "caching", *QUANTISED_CASES, *TI2V_CASES)
         if r["case"] in skipped or r["case"].startswith("train-swap"):
             continue
         plan = r.get("plan")
@@ -567,6 +753,7 @@ def report(rows: list[dict]) -> None:
 
     report_caching(rows)
     report_int8(rows)
+    report_ti2v(rows)
 
 
 def report_caching(rows: list[dict]) -> None:
@@ -581,15 +768,21 @@ def report_caching(rows: list[dict]) -> None:
 
 
 def report_int8(rows: list[dict]) -> None:
-    by_depth = {r["depth"]: r for r in rows if r["case"] == "load-int8"}
-    if len(by_depth) > 1:
-        at_40 = extrapolate({d: r["increase"] for d, r in by_depth.items()})
-        stored = extrapolate({d: r["stored"] for d, r in by_depth.items()})
-        plan = planned_int8_load_bytes(REAL_BLOCKS)
-        print(
-            f"load-int8: extrapolated to 40 blocks: {at_40 / GIB:.2f} GiB peak increase for {stored / GIB:.2f} GiB "
-            f"stored (x{at_40 / stored:.3f}); plan {plan / GIB:.2f} GiB (plan/measured {plan / at_40:.2f})"
-        )
+    for case in ("load-int8", "load-nf4"):
+        by_depth = {r["depth"]: r for r in rows if r["case"] == case}
+        for depth, r in sorted(by_depth.items()):
+            print(
+                f"{case}, {depth} blocks: +{r['increase'] / 2**20:.0f} MiB for {r['stored'] / 2**20:.0f} MiB stored, "
+                f"plan {r['plan'] / 2**20:.0f} MiB ({r['seconds']:.0f} s)"
+            )
+        if len(by_depth) > 1:
+            at_40 = extrapolate({d: r["increase"] for d, r in by_depth.items()})
+            stored = extrapolate({d: r["stored"] for d, r in by_depth.items()})
+            plan = planned_int8_load_bytes(REAL_BLOCKS, case.split("-")[1])
+            print(
+                f"{case}: extrapolated to 40 blocks: {at_40 / GIB:.2f} GiB peak increase for {stored / GIB:.2f} GiB "
+                f"stored (x{at_40 / stored:.3f}); plan {plan / GIB:.2f} GiB (plan/measured {plan / at_40:.2f})"
+            )
 
 
 def report_mapping(rows: list[dict]) -> None:

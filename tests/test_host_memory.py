@@ -192,8 +192,10 @@ def test_int8_nf4_loading_is_planned_streamed_unless_base_loras_are_merged_first
         expert = memory_facts_for(config).experts[0]
         loading = plan.phase("loading the experts").anonymous
         assert loading[f"experts, {kind} (2)"] == 2 * expert_bytes(expert, kind)
-        # One linear beyond the stored experts: read in bf16, a float32 temporary, the quantised copy.
-        assert loading["load transient (largest tensor, read + cast)"] < 0.6 * GIB
+        # One linear beyond the stored experts: read in bf16, bitsandbytes' temporaries, the quantised copy. nf4's
+        # CPU quantiser measured 16.3 bytes per weight of A14B's FFN matrix, 1.07 GiB (docs/benchmarks.md).
+        transient = loading["load transient (largest tensor, read + cast)"]
+        assert transient < 0.6 * GIB if kind == "int8" else 1.0 * GIB < transient < 1.2 * GIB
         merged, _ = plan_of(
             A14B_24GB,
             **{

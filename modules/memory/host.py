@@ -38,6 +38,12 @@ RAM_ENV = "WAN_TRAINER_RAM_GIB"  # the machine's RAM in GiB, instead of /proc/me
 # Storage that the loaders fill tensor by tensor (modules/wan/loading/part_load.py, part_folder.py); int8/nf4 block
 # linears are quantised one by one as they are read (modules/wan/loading/storage.py `quantiser_for`).
 STREAMED_STORAGE = ("float8_e4m3fn", "bfloat16", "float16", "float32", "int8", "nf4")
+# bitsandbytes' nf4 quantiser on the CPU (backends/default/ops.py, 0.50), which loading runs whatever the training
+# device: the linear as float32, its scaled copy and the clamp's, int32 bucket indices, their uint8 cast and the
+# packing's halves: 14 bytes per weight at its peak beside the 16-bit linear read. Measured at A14B's width with
+# the heap's growth taken out (MALLOC_MMAP_THRESHOLD_): 16.3 bytes per weight of the largest linear above the stored
+# expert, this term 16.6 (docs/benchmarks.md "nf4 loading").
+NF4_QUANTISE_TEMPORARY_BYTES = 14
 # An fp8 UMT5 is read in bf16 and then quantised (modules/wan/loading/storage.py).
 TEXT_ENCODER_LOAD_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 2}
 
@@ -341,10 +347,15 @@ def _pow2(size: float) -> float:
 
 def _load_transient(expert: TransformerFacts, storage: str, read_as: str = "bfloat16") -> float:
     """Beyond the stored model while loading: the largest tensor read in its file dtype (bf16) and its cast; for
-    int8/nf4 the linear read in the training dtype, a float32 temporary while bitsandbytes quantises it, and its
-    quantised copy. Measured for int8 at the real width (docs/benchmarks.md): ~0.8 GiB above the stored expert
-    whatever the depth, so this term is ~0.3 GiB short, 2% of a 40-block expert."""
-    if storage in ("int8", "nf4"):
+    int8/nf4 the linear read in the training dtype, bitsandbytes' temporaries while it quantises it (one float32
+    copy for int8; NF4_QUANTISE_TEMPORARY_BYTES per weight for nf4), and its quantised copy. Measured for int8 at
+    the real width (docs/benchmarks.md): ~0.8 GiB above the stored expert whatever the depth, so this term is
+    ~0.3 GiB short, 2% of a 40-block expert."""
+    if storage == "nf4":
+        return expert.largest_linear * (
+            DTYPE_BYTES.get(read_as, 2) + NF4_QUANTISE_TEMPORARY_BYTES + LINEAR_STORAGE_BYTES[storage]
+        )
+    if storage == "int8":
         return expert.largest_linear * (DTYPE_BYTES.get(read_as, 2) + 4 + LINEAR_STORAGE_BYTES[storage])
     return expert.largest_linear * (2 + {"float8_e4m3fn": 1}.get(storage, DTYPE_BYTES.get(storage, 2)))
 
