@@ -20,8 +20,10 @@ CONTEXT_BYTES = 1.5 * GIB
 SWAP_IN_FLIGHT = 2
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Bytes per block-linear weight in each storage, scales included per weight (int8: one float per row, ~0;
-# nf4: one float per 64 weights).
-LINEAR_STORAGE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1, "nf4": 0.5 + 4 / 64}
+# nf4: bitsandbytes' double quantisation, one 8-bit absmax per 64 weights and a float32 one per 256 of those:
+# 0.516, measured for an A14B expert in docs/benchmarks.md).
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+LINEAR_STORAGE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1, "nf4": NF4_BYTES}
 
 
 @dataclass

@@ -23,6 +23,7 @@ from modules.module.bnb_linear import (
 )
 from modules.module.fp8_linear import Fp8Linear, quantise_fp8
 from modules.util.device import DTYPES, resolve_device
+from modules.util.heap import trim_heap
 
 FP8 = "float8_e4m3fn"
 # UMT5's feed-forward output `wo` stays 16-bit: transformers casts the hidden state to wo's dtype before it (and
@@ -78,7 +79,13 @@ def quantiser_for(config):
     if storage not in QUANTISED_DTYPES:
         return None
     compute = DTYPES[config.training.train_dtype]
-    return lambda linear: quantised_linear(linear, storage, compute)
+
+    def quantise(linear):
+        quantised = quantised_linear(linear, storage, compute)
+        trim_heap()  # the quantiser's freed temporaries would otherwise stay in the heap, block after block
+        return quantised
+
+    return quantise
 
 
 def apply_storage(model, config, experts_done: bool = False) -> None:
