@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import _repo_path  # noqa: F401
 import torch
@@ -534,6 +535,7 @@ def int8_child(case: str, path: str, depth: int) -> dict:
     from modules.module.bnb_linear import convert_to_quantised_storage, quantised_linear
     from modules.wan.loading.part_folder import check_part_folder, load_part_folder
     from modules.wan.loading.part_load import load_folder_streamed
+    from modules.wan.loading.storage import quantiser_for
 
     config, folder = a14b_config(depth), Path(path)
     build_empty("transformer", config)
@@ -544,7 +546,11 @@ def int8_child(case: str, path: str, depth: int) -> dict:
     baseline = psutil.Process().memory_info().rss
     start = time.perf_counter()
     if case != "load-int8-old":
-        quantise = lambda linear: quantised_linear(linear, kind, torch.bfloat16)  # noqa: E731
+        # The loader's own quantiser (it trims the heap after each linear), for this storage and bf16 compute.
+        settings = SimpleNamespace(
+            model=SimpleNamespace(transformer_dtype=kind), training=SimpleNamespace(train_dtype="bfloat16")
+        )
+        quantise = quantiser_for(settings)
         shards = check_part_folder(folder.parent, folder.name)
         model = load_folder_streamed(folder, shards, config, torch.bfloat16, replace_linear=quantise)
     else:

@@ -259,17 +259,24 @@ def test_truncated_weights_name_the_file(tiny_model_dir, tmp_path):
 
 
 def test_library_errors_become_model_load_errors(tiny_model_dir, tmp_path):
-    # A config that does not fit its weights: diffusers raises (shapes) or silently leaves weights unset (depth).
+    # A config that does not fit its weights. The expert streams tensor by tensor and names each mismatch itself
+    # (shapes; depth, which from_pretrained would silently leave unset); other parts go through diffusers, whose
+    # errors become ModelLoadErrors naming the part.
     wide = copy_model(tiny_model_dir, "TI2V-5B", tmp_path / "wide")
     edit_json(wide / "transformer" / "config.json", ffn_dim=128)
     with pytest.raises(
-        ModelLoadError, match=r"loading the transformer part failed.*ValueError.*diffusion_pytorch_model\.safetensors"
+        ModelLoadError, match=r"does not fit its config.*blocks\.0\.ffn\.net\.0\.proj\.weight \[64, 32\] vs"
     ):
         load_wan_model(wide)
     deep = copy_model(tiny_model_dir, "TI2V-5B", tmp_path / "deep")
     edit_json(deep / "transformer" / "config.json", num_layers=3)
-    with pytest.raises(ModelLoadError, match=r"weights do not match its config.json.*missing.*blocks\.2\."):
+    with pytest.raises(ModelLoadError, match=r"does not fit its config.*missing.*blocks\.2\."):
         load_wan_model(deep)
+    vae = copy_model(tiny_model_dir, "TI2V-5B", tmp_path / "vae")
+    edit_json(vae / "vae" / "config.json", base_dim=24)
+    model = load_wan_model(vae)  # the VAE is read on first use
+    with pytest.raises(ModelLoadError, match=r"loading the vae part failed.*diffusion_pytorch_model\.safetensors"):
+        model.encoder_part("vae").get()
 
 
 def test_pickle_weights_and_unknown_scheduler_are_refused(tiny_model_dir, tmp_path):

@@ -3,7 +3,8 @@
 glibc raises its mmap threshold after the first large free, so later temporaries of up to 32 MiB come from the heap,
 and the heap keeps their pages when they are freed between allocations that stay (bitsandbytes' nf4 quantiser frees
 ~1 GB of temporaries per linear between the packed weights a load keeps: +20 to 110 MiB per A14B block,
-docs/benchmarks.md). Trimming after each such step returns those pages. Elsewhere (macOS, musl, Windows) a no-op.
+docs/benchmarks.md), and an encoder of several GiB released after caching leaves its pages there too. Trimming
+after each such step returns them. Elsewhere (macOS, musl, Windows) a no-op.
 """
 
 from __future__ import annotations

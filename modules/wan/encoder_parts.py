@@ -8,7 +8,6 @@ recorded here and re-applied, so a part brought back is the part that was releas
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 from collections.abc import Callable
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from modules.util.heap import trim_heap
 
 log = logging.getLogger("wan_trainer")
 
@@ -56,17 +57,8 @@ class EncoderPart:
         gc.collect()  # modules hold reference cycles (hooks, parent links): collect them now, not at some later step
         if on_gpu:
             torch.cuda.empty_cache()
-        return_freed_memory()
+        trim_heap()  # glibc keeps freed pages otherwise: after GiBs of encoder, memory the run cannot use
         return True
 
     def current_dtype(self) -> torch.dtype | None:
         return self.module.dtype if self.module is not None else self.dtype
-
-
-def return_freed_memory() -> None:
-    """Hand freed heap pages back to the kernel now (glibc keeps them for reuse otherwise, and after an encoder
-    of several GiB that is memory the rest of the run cannot use). A no-op where glibc is not the allocator."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass

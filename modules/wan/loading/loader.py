@@ -203,9 +203,9 @@ def _load(
     quantise_linear=None,
     mapped: bool = False,
 ):
-    """One part from its source: a single file through part_load.py, a folder through from_pretrained, or, for
-    an expert stored in fp8/int8/nf4 or whose weights are mapped, streamed tensor by tensor (no 16-bit copy of the
-    expert, or views of its shards)."""
+    """One part from its source: a single file through part_load.py; an expert's folder streamed tensor by tensor
+    (no 16-bit copy of an fp8/int8/nf4 expert; views of its shards where mapped); other folders through
+    from_pretrained."""
     if src.is_file:
         config, config_source = config_for_file(src, base, variant, configs_dir)
         info = (
@@ -216,13 +216,13 @@ def _load(
         )
     cls = PART_CLASSES["transformer" if src.part == "transformer_2" else src.part]
     if cls is PART_CLASSES["transformer"]:
+        # Every expert folder streams tensor by tensor, mapped or read into the process's own memory as
+        # memory.map_weights says: from_pretrained would leave same-dtype weights on safetensors' own mapping
+        # whatever that setting (measured: docs/benchmarks.md), and the host plan counts what the setting says.
         shards = check_part_folder(src.path.parent, src.path.name)
-        mapped = mapped and stores_blocks_in(shards, dtype)  # else from_pretrained, as without mapping
-        if dtype == torch.float8_e4m3fn or quantise_linear is not None or mapped:
-            config = json.loads((src.path / "config.json").read_text(encoding="utf-8"))
-            return load_folder_streamed(
-                src.path, shards, config, dtype, replace_linear=quantise_linear, map_weights=mapped
-            )
+        config = json.loads((src.path / "config.json").read_text(encoding="utf-8"))
+        mapped = mapped and stores_blocks_in(shards, dtype)
+        return load_folder_streamed(src.path, shards, config, dtype, replace_linear=quantise_linear, map_weights=mapped)
     return load_part_folder(src.path.parent, src.path.name, cls, dtype=dtype)
 
 
