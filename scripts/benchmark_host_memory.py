@@ -282,18 +282,34 @@ UMT5_SLICE = {"vocab_size": 32128, "d_model": 4096, "d_ff": 10240, "num_layers":
 CACHING_DATA = {"resolution": 64, "frames": 9, "clips": 3}  # tiny clips: on a GPU the VAE's activations are not host
 
 
-def write_caching_parts(work: Path) -> None:
-    """A tiny T2V-A14B folder (tokenizer, configs) and, beside it, UMT5 at the real width and the real Wan 2.1 VAE
-    as part folders with random weights, and a few tiny clips with captions."""
+def umt5_config(layers: int | None):
+    """UMT5-XXL as WAN ships it (real width and 256k vocabulary) at `layers` of its 24; None: the 2-layer slice with
+    a 32k vocabulary measured first."""
+    from transformers import UMT5Config
+
+    if layers is None:
+        return UMT5Config(**UMT5_SLICE)
+    real = {
+        k: v for k, v in read_json(MODEL_CONFIGS_DIR / "text_encoder_umt5-xxl.json").items() if k != "architectures"
+    }
+    return UMT5Config(**{**real, "num_layers": layers})
+
+
+def write_caching_parts(work: Path, umt5_layers: int | None = None) -> None:
+    """A tiny T2V-A14B folder (tokenizer, configs) and, beside it, UMT5 at the real width (`umt5_config`) and the
+    real Wan 2.1 VAE as part folders with random weights, and a few tiny clips with captions."""
     from diffusers import AutoencoderKLWan
-    from transformers import UMT5Config, UMT5EncoderModel
+    from transformers import UMT5EncoderModel
 
     from modules.data.sources.demo_data import DemoClip, write_clip
     from modules.wan.tiny_models import write_tiny_model
 
     write_tiny_model("T2V-A14B", work / "tiny")
     torch.manual_seed(0)
-    UMT5EncoderModel(UMT5Config(**UMT5_SLICE)).to(torch.bfloat16).save_pretrained(work / "text_encoder")
+    # Built in bf16 (the real vocabulary's embedding alone is 2 GiB): the writer never holds a float32 copy.
+    umt5 = UMT5EncoderModel._from_config(umt5_config(umt5_layers), torch_dtype=torch.bfloat16)
+    umt5.save_pretrained(work / "text_encoder")
+    del umt5
     vae = {k: v for k, v in read_json(MODEL_CONFIGS_DIR / "vae_wan2.1.json").items() if not k.startswith("_")}
     AutoencoderKLWan(**vae).save_pretrained(work / "vae")
     size = CACHING_DATA["resolution"]
@@ -344,17 +360,37 @@ def caching_child(work: str) -> dict:
             "captions": data.stats.texts_encoded, "prompts": data.stats.prompts_encoded}  # fmt: skip
 
 
-def caching_rows() -> list[dict]:
+def caching_rows(umt5_layers: list[int] | None = None) -> list[dict]:
     """The caching case: parts written here, measured in a fresh process, compared with the plan's caching phase
-    (UMT5 + VAE + decoded windows; the process itself is in the baseline)."""
+    (UMT5 + VAE + decoded windows; the process itself is in the baseline). Without `umt5_layers` the 32k-vocabulary
+    slice; with them the real UMT5 at those depths, whose per-layer slope report_caching extrapolates to 24."""
     from modules.memory.host import _decoded_window_bytes
 
-    with tempfile.TemporaryDirectory() as tmp:
-        write_caching_parts(Path(tmp))
-        r = run_child("caching", tmp)
-    plan = r["text_encoder"] + r["vae"] + _decoded_window_bytes(CACHING_DATA["resolution"], CACHING_DATA["frames"])
-    increase = r["peak"] - r["baseline"]
-    return [{"case": "caching", **r, "increase": increase, "plan": plan, "left": r["after"] - r["baseline"]}]
+    rows = []
+    for layers in umt5_layers or [None]:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_caching_parts(Path(tmp), layers)
+            r = run_child("caching", tmp)
+        plan = r["text_encoder"] + r["vae"] + _decoded_window_bytes(CACHING_DATA["resolution"], CACHING_DATA["frames"])
+        increase, left = r["peak"] - r["baseline"], r["after"] - r["baseline"]
+        rows.append({"case": "caching", "umt5_layers": layers, **r, "increase": increase, "plan": plan, "left": left})
+    return rows
+
+
+def planned_caching_bytes() -> float:
+    """The plan's caching phase for the real A14B (UMT5-XXL's 24 layers, the VAE, two decoded windows of the clips
+    measured here), less the process term (the measurement starts after every import)."""
+    from modules.config.loading import load_config
+    from modules.memory.host import build_host_plan
+    from modules.planning import memory_facts_for
+
+    config = load_config(
+        REPO / "training_presets" / "wan22_t2v_a14b_lora_24gb.json",
+        [f"data.resolution={CACHING_DATA['resolution']}", f"data.frames={CACHING_DATA['frames']}",
+         "model.text_encoder_dtype=bfloat16"],
+    )  # fmt: skip
+    phase = next(p for p in build_host_plan(config, memory_facts_for(config), 1).phases if p.name.startswith("caching"))
+    return sum(v for k, v in phase.anonymous.items() if not k.startswith("process"))
 
 
 # ---- the real-shaped TI2V-5B: the 24 GB preset's bf16 folder, loaded and trained as a run does --------------------
@@ -644,6 +680,9 @@ def main() -> None:
     parser.add_argument("--depths", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--ti2v-blocks", type=int, default=30, help="TI2V-5B's depth for the ti2v cases (30: real)")
+    parser.add_argument(
+        "--umt5-layers", type=int, nargs="+", help="caching with the real UMT5 at these depths, extrapolated to 24"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -715,7 +754,7 @@ def main() -> None:
     if set(QUANTISED_CASES) & set(args.cases):
         rows += int8_rows(args.depths, args.cases)
     if "caching" in args.cases:
-        rows += caching_rows()
+        rows += caching_rows(args.umt5_layers)
     if set(TI2V_CASES) & set(args.cases):
         rows += ti2v_rows(args.cases, args.ti2v_blocks)
     if "encoders" in args.cases:
@@ -763,10 +802,23 @@ def report(rows: list[dict]) -> None:
 
 
 def report_caching(rows: list[dict]) -> None:
-    for r in (r for r in rows if r["case"] == "caching"):
+    caching = [r for r in rows if r["case"] == "caching"]
+    by_layers = {r["umt5_layers"]: r for r in caching if r.get("umt5_layers")}
+    if len(by_layers) > 1:
+        (low, a), (high, b) = sorted(by_layers.items())[0], sorted(by_layers.items())[-1]
+        per_layer = (b["increase"] - a["increase"]) / (high - low)
+        at_24 = a["increase"] + per_layer * (24 - low)
+        umt5_24 = a["text_encoder"] + (b["text_encoder"] - a["text_encoder"]) / (high - low) * (24 - low)
+        plan = planned_caching_bytes()
+        print(
+            f"caching, real UMT5 extrapolated to 24 layers: +{at_24 / GIB:.2f} GiB peak (UMT5 {umt5_24 / GIB:.2f} GiB, "
+            f"{per_layer / 2**20:.0f} MiB per layer); plan {plan / GIB:.2f} GiB (plan/measured {plan / at_24:.2f})"
+        )
+    for r in caching:
         mib = 2**20
         print(
-            f"caching: UMT5 slice {r['text_encoder'] / mib:.0f} MiB + VAE {r['vae'] / mib:.0f} MiB, {r['latents']} "
+            f"caching: UMT5 ({r.get('umt5_layers') or 'slice'}) {r['text_encoder'] / mib:.0f} MiB + VAE "
+            f"{r['vae'] / mib:.0f} MiB, {r['latents']} "
             f"latents, {r['captions']} captions, {r['prompts']} prompts: peak +{r['increase'] / mib:.0f} MiB, plan "
             f"{r['plan'] / mib:.0f} MiB (plan/measured {r['plan'] / r['increase']:.2f}); after the release "
             f"+{r['left'] / mib:.0f} MiB left"
