@@ -97,6 +97,38 @@ def test_the_source_dtype_comes_from_the_files_headers(tiny_model_dir, tmp_path)
     assert not maps_weights(config, memory_facts_for(config))
 
 
+def test_umt5_counts_its_tied_table_once_and_stays_mapped_where_its_folder_stores_its_dtype(tiny_model_dir, tmp_path):
+    from transformers import UMT5EncoderModel
+
+    base = tiny_model_dir("TI2V-5B")
+    config = lora_config(base, one_clip(tmp_path / "data"), tmp_path / "run")
+    facts = memory_facts_for(config)
+    real = UMT5EncoderModel.from_pretrained(base / "text_encoder")  # as loaded: shared and embed_tokens are one
+    assert facts.text_encoder.params == sum(p.numel() for p in real.parameters())
+    assert facts.text_encoder.embedding_params == real.config.vocab_size * real.config.d_model
+    stored = {str(t.dtype) for t in real.parameters()}  # the folder's dtype, as from_pretrained read it unconverted
+    with safe_open(next((base / "text_encoder").glob("*.safetensors")), "pt") as f:
+        file_dtype = str(f.get_tensor(next(k for k in f.keys() if ".layer." in k and k.endswith(".weight"))).dtype)
+    assert (
+        facts.text_encoder_source_dtype == file_dtype.removeprefix("torch.")
+        and f"torch.{facts.text_encoder_source_dtype}" in stored
+    )
+
+    def caching(dtype: str):
+        config.model.text_encoder_dtype = dtype
+        return next(p for p in build_host_plan(config, memory_facts_for(config)).phases if p.name.startswith("caching"))
+
+    bytes_per = {"float32": 4, "bfloat16": 2}
+    mapped = caching(facts.text_encoder_source_dtype)
+    table = facts.text_encoder.embedding_params * bytes_per[facts.text_encoder_source_dtype]
+    assert mapped.reclaimable == {"UMT5's token table (mapped, read at the captions' tokens)": table}
+    assert not any("UMT5" in k for k in mapped.anonymous)
+    other = "bfloat16" if facts.text_encoder_source_dtype == "float32" else "float32"
+    copied = caching(other)  # a conversion: the process's own copy, table included
+    assert copied.anonymous["UMT5 (read for missing captions)"] == facts.text_encoder.params * bytes_per[other]
+    assert not copied.reclaimable and not copied.file_backed
+
+
 def safe_open_dtypes(folder: Path) -> set[str]:
     """The dtypes of a folder's 2-D block weights, by safetensors' own reader."""
     names = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -128,20 +160,22 @@ def test_processes_multiply_own_memory_and_the_verdicts_name_the_least_change():
     )
     assert one.peak_phase() == names[0] and one.fits(32) and not one.fits(16)
     assert any(k.startswith("experts") for k in loading.anonymous) and not any("UMT5" in k for k in loading.anonymous)
-    assert two.least_change(24) == "model.transformer_dtype=float8_e4m3fn (20.1 GiB peak)"
+    fp8_two, _ = plan_of(TI2V_24GB, processes=2, **{"model.transformer_dtype": "float8_e4m3fn"})
+    assert not two.fits(24) and fp8_two.fits(24)
+    assert two.least_change(24) == f"model.transformer_dtype=float8_e4m3fn ({fp8_two.peak_gib():.1f} GiB peak)"
     # Embedding training keeps UMT5, so its run caches beside the transformer; building the cache first is the fix.
     embedding, _ = plan_of(TI2V_24GB, training_method="embedding")
     assert [p.name for p in embedding.phases][:2] == [
         "loading the experts",
         "caching (in the run, beside the experts: embeddings)",
     ]
-    assert embedding.peak_phase().startswith("caching (in the run") and not embedding.fits(32)
-    assert embedding.least_change(32).startswith("build the cache first: scripts/cache.py")
+    assert embedding.peak_phase().startswith("caching (in the run") and not embedding.fits(24)
+    assert embedding.least_change(24).startswith("build the cache first: scripts/cache.py")
     a14b_two, _ = plan_of(A14B_24GB, processes=2)  # already fp8: fewer processes is what is left
     a14b_one, _ = plan_of(A14B_24GB)
     assert not a14b_two.fits(64) and a14b_one.fits(64)
     assert a14b_two.least_change(64) == f"--num-processes 1 ({a14b_one.peak_gib():.1f} GiB peak)"
-    summary = host_memory_summary(embedding.config, embedding.facts, 1, ram_gib=32)
+    summary = host_memory_summary(embedding.config, embedding.facts, 1, ram_gib=24)
     assert summary.fits is False and summary.least_change and set(summary.verdicts) == {32, 64, 128}
     assert summary.peak_gib == pytest.approx(embedding.peak_gib(), abs=0.01)
 

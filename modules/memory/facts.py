@@ -39,6 +39,7 @@ class TransformerFacts:
 @dataclass(frozen=True)
 class TextEncoderFacts:
     params: int
+    embedding_params: int  # the token embedding table (vocabulary x width), part of params
     dim: int
     ffn_dim: int
     heads: int
@@ -69,6 +70,9 @@ class ModelFacts:
     # copied, where it equals the storage dtype (memory.map_weights). Not part of equality: it describes the files, not
     # the model (a loaded model's facts equal its folder's).
     source_dtype: str | None = field(default=None, compare=False)
+    # The same for UMT5's folder (None for a single file, a hub id, or unreadable): where it equals the dtype UMT5 is
+    # loaded in, its weights stay on the files' mapping and the embedding table is read only at the captions' tokens.
+    text_encoder_source_dtype: str | None = field(default=None, compare=False)
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.frames_per_latent + 1

@@ -58,18 +58,27 @@ def memory_facts(config) -> ModelFacts:
         _part_config(config, variant, "vae"),
         config.model.text_max_length,
     )
-    return dataclasses.replace(facts, source_dtype=source_dtype(config))
+    return dataclasses.replace(
+        facts, source_dtype=source_dtype(config), text_encoder_source_dtype=text_encoder_source_dtype(config)
+    )
 
 
 # safetensors codes -> the config's dtype names
 _DTYPE_NAMES = {"F8_E4M3": "float8_e4m3fn", "BF16": "bfloat16", "F16": "float16", "F32": "float32"}
 
 
+def text_encoder_source_dtype(config) -> str | None:
+    """The dtype of UMT5's matrices in base_path's text_encoder folder (from a header); None where UMT5 comes from its
+    own file (read into the process's own memory) or no local folder is there."""
+    folder = _local_folder(config)
+    if config.model.text_encoder_path or folder is None:
+        return None
+    return _first_matrix_dtype(sorted((folder / "text_encoder").glob("*.safetensors")), "text_encoder", ".layer.")
+
+
 def source_dtype(config) -> str | None:
     """The dtype of the high-noise (or only) expert's block matrices in its local safetensors file(s), from the header
     (no data read); None for a hub id, a .pth file or anything unreadable (the plan then assumes copies)."""
-    from modules.wan.formats.headers import read_header
-
     own = Path(config.model.transformer_path).expanduser() if config.model.transformer_path else None
     folder = _local_folder(config)
     if own is not None and own.is_file():
@@ -78,12 +87,19 @@ def source_dtype(config) -> str | None:
         files = sorted(own.glob("*.safetensors"))
     else:
         files = sorted((folder / "transformer").glob("*.safetensors")) if folder is not None else []
+    return _first_matrix_dtype(files, "transformer", ".blocks.")
+
+
+def _first_matrix_dtype(files: list[Path], what: str, inside: str) -> str | None:
+    """The dtype of the first 2-D weight whose name contains `inside`, from the files' headers (no data read)."""
+    from modules.wan.formats.headers import read_header
+
     for file in files:
         try:
-            tensors = read_header(file, "transformer").tensors
+            tensors = read_header(file, what).tensors
         except UserError:
             return None
         for name, info in tensors.items():
-            if ".blocks." in f".{name}" and name.endswith(".weight") and len(info.shape) == 2:
+            if inside in f".{name}" and name.endswith(".weight") and len(info.shape) == 2:
                 return _DTYPE_NAMES.get(info.dtype)
     return None

@@ -78,8 +78,10 @@ def text_encoder_facts(config_text: str, max_tokens: int) -> TextEncoderFacts:
     settings = _public(config_text)
     with init_empty_weights():
         model = UMT5EncoderModel(UMT5Config(**settings))
+    model.tie_weights()  # shared = encoder.embed_tokens, as a loaded model has it: the table counts once (1 B params)
     return TextEncoderFacts(
         params=sum(p.numel() for p in model.parameters()),
+        embedding_params=model.shared.weight.numel(),
         dim=settings["d_model"],
         ffn_dim=settings["d_ff"],
         heads=settings["num_heads"],
