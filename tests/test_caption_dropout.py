@@ -1,15 +1,18 @@
-"""Caption dropout (data.caption_dropout): the share of batches trained with the empty prompt matches the setting
-within a binomial bound, the empty prompt's encoding is UMT5's encoding of "" (as the pipelines' unconditional
-branch has it) and is cached like any caption, and the choice is a function of (seed, epoch, batch), so a resumed
-run that skips into an epoch drops the same batches."""
+"""Caption dropout (data.caption_dropout, a concept's own): the share of clips trained with the empty prompt matches
+the setting within a binomial bound, the empty prompt's encoding is UMT5's encoding of "" (as the pipelines'
+unconditional branch has it) and is cached like any caption, the choice is a function of (seed, epoch, batch, place
+in the batch), so a resumed run that skips into an epoch drops the same clips and several processes drop what one
+would; a concept's own share overrides the run's clip by clip."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from modules.config.train_config import ConceptConfig
 from modules.data.sources.caption_dropout import drops_caption
 from modules.trainer.generic_trainer import GenericTrainer
 from tests.test_training import lora_config, one_clip
@@ -55,3 +58,54 @@ def test_batches_train_with_the_cached_empty_prompt(tiny_model_dir, tmp_path):
     again = GenericTrainer(config)  # same cache: the empty prompt is not encoded again
     again.load_and_cache()
     assert again.data.stats.texts_encoded == 0
+
+
+def two_concepts(tiny_model_dir, tmp_path, red_rate, green_rate, run_rate: float):
+    """Two one-clip concepts with their own captions (and shares, None: the run's) in batches of two."""
+    config = lora_config(tiny_model_dir("TI2V-5B"), one_clip(tmp_path / "red"), tmp_path / "run", batch_size=2)
+    config.data.caption_dropout = run_rate
+    config.data.concepts = [
+        ConceptConfig(str(tmp_path / "red"), caption_source="text", caption_text="a red circle moves",
+                      caption_dropout=red_rate),
+        ConceptConfig(str(one_clip(tmp_path / "green", color="green")), caption_source="text",
+                      caption_text="a green circle moves", caption_dropout=green_rate),
+    ]  # fmt: skip
+    return config
+
+
+def captions_per_epoch(data, epochs: int) -> list[dict[str, str]]:
+    """Each epoch's {source folder: caption trained}, whichever process's share each clip was in."""
+    return [
+        {Path(source).parent.name: caption for source, caption in zip(batch["sources"], batch["captions"])}
+        for epoch in range(epochs)
+        for batch in data.batches(epoch)
+    ]
+
+
+def test_a_concepts_own_share_overrides_the_runs_clip_by_clip(tiny_model_dir, tmp_path):
+    config = two_concepts(tiny_model_dir, tmp_path, red_rate=0.0, green_rate=None, run_rate=1.0)
+    trainer = GenericTrainer(config)
+    trainer.load_and_cache()
+    seen = captions_per_epoch(trainer.data, 20)
+    # Both clips in every batch of two: red (its own share, 0) keeps its caption, green (the run's, 1) never does.
+    assert seen == [{"red": "a red circle moves", "green": ""}] * 20
+
+
+def test_clips_drop_alone_and_as_one_process_would_when_the_batch_is_shared(tiny_model_dir, tmp_path):
+    epochs, rate = 60, 0.5
+    config = two_concepts(tiny_model_dir, tmp_path, red_rate=None, green_rate=None, run_rate=rate)
+    trainer = GenericTrainer(config)
+    trainer.load_and_cache()
+    whole = captions_per_epoch(trainer.data, epochs)
+    # Clip by clip: some batches keep one caption and drop the other (batch by batch would never mix them).
+    assert any(sorted(e.values()) == ["", "a green circle moves"] for e in whole)
+    assert any(sorted(e.values()) == ["", "a red circle moves"] for e in whole)
+    dropped = sum(caption == "" for e in whole for caption in e.values())
+    assert within_binomial_bound(dropped, 2 * epochs, rate), dropped / (2 * epochs)
+    shares = []
+    for rank in range(2):  # each process with half of every step's batch: the union is the one-process run
+        data = trainer.plugin.data_loader()
+        data.share_between(rank, 2)
+        data.prepare(trainer.model, config, trainer.device)
+        shares.append(captions_per_epoch(data, epochs))
+    assert [{**a, **b} for a, b in zip(*shares)] == whole

@@ -327,6 +327,13 @@ class ConceptConfig:
     )
     include_subdirectories: bool = setting(False, help="Also collect media from subfolders")
     loss_weight: float = setting(1.0, help="Multiplier of this concept's loss (2: counts twice as much)", min=0.0)
+    caption_dropout: float | None = setting(
+        None,
+        help="This concept's share of clips trained with the empty prompt (e.g. 0 for a concept whose captions carry "
+        "the trigger, 0.2 for a style); empty: data.caption_dropout",
+        min=0.0,
+        max=1.0,
+    )
     resolution: int | None = setting(
         None, help="This concept's training area as the side of a square; empty: data.resolution", min=16, max=4096
     )
@@ -425,8 +432,8 @@ class DataConfig:
     )
     caption_dropout: float = setting(
         0.0,
-        help="Share of batches trained with the empty prompt instead of their captions (keeps classifier-free "
-        "guidance working; 0.05-0.1 is usual)",
+        help="Share of clips trained with the empty prompt instead of their captions, drawn clip by clip (keeps "
+        "classifier-free guidance working; 0.05-0.1 is usual); a concept's own caption_dropout overrides it",
         min=0.0,
         max=1.0,
         label="Caption dropout",

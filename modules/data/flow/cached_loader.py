@@ -85,7 +85,7 @@ class CachedDataLoader(BaseDataLoader):
         cached = False
         try:
             # One pass per concept: each may override the resolution, frame count and flip (concept_options.py).
-            self.samples, self.loss_weights = [], []
+            self.samples, self.loss_weights, self.dropout_rates = [], [], []
             for concept_config in data.concepts:
                 if not concept_config.enabled:  # kept in the config, not trained (data.concepts[].enabled)
                     continue
@@ -102,9 +102,11 @@ class CachedDataLoader(BaseDataLoader):
                 )
                 self.samples += samples
                 self.loss_weights += [plan.loss_weight] * len(samples)
-            # The empty prompt of caption dropout, cached like any caption (data.caption_dropout).
+                own = concept_config.caption_dropout  # the concept's share, else the run's
+                self.dropout_rates += [data.caption_dropout if own is None else own] * len(samples)
+            # The empty prompt of caption dropout, cached like any caption (data.caption_dropout, a concept's own).
             self.empty_text_key = None
-            if data.caption_dropout > 0:
+            if any(rate > 0 for rate in self.dropout_rates):
                 (empty,) = CacheCaptions(self.cache, encode_text, encoders.text_identity).process(
                     [{"caption": EMPTY_PROMPT}]
                 )
@@ -131,7 +133,7 @@ class CachedDataLoader(BaseDataLoader):
             rank=self.process_index,
             world_size=self.num_processes,
         )
-        self.seed, self.caption_dropout = config.training.seed, data.caption_dropout
+        self.seed = config.training.seed
 
     def attach(self, model, config, device: torch.device) -> None:
         """The cache was built with the caching model (encoders only); the model that trains takes its place. Its
@@ -181,9 +183,10 @@ class CachedDataLoader(BaseDataLoader):
             batch = {key: torch.stack([item[key] for item in items]) for key in items[0] if key != "text_embeds"}
             captions = [self.samples[i].caption for i in indices]
             texts = [item["text_embeds"] for item in items]
-            if drops_caption(self.seed, epoch, index, self.caption_dropout):
-                captions = [EMPTY_PROMPT] * len(indices)
-                texts = [self.cache.get("text", self.empty_text_key)["text_embeds"]] * len(indices)
+            for place, i in enumerate(indices):  # place in the step's whole batch: the same on every process
+                if drops_caption(self.seed, epoch, index, self.dropout_rates[i], position=start + place):
+                    captions[place] = EMPTY_PROMPT
+                    texts[place] = self.cache.get("text", self.empty_text_key)["text_embeds"]
             batch["text_embeds"] = self.pad_text(texts)
             batch["captions"] = captions  # embedding training re-encodes some
             batch["loss_weight"] = torch.tensor([self.loss_weights[i] for i in indices], dtype=torch.float32)
