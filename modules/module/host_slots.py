@@ -29,7 +29,8 @@ class HostSlotPool:
         self.pin = pin
         self._free: list[HostBuffer] = []
         self._lent: set[HostBuffer] = set()
-        self._lock = threading.Lock()  # slots come back from the autograd engine's threads
+        # Slots come back from the autograd engine's threads, and from a collection that may run inside `lend`.
+        self._lock = threading.RLock()
         self.created = 0  # slots ever made: a step that finds its slots free makes none
 
     @classmethod
