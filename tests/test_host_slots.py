@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from modules.module.activation_offload import offload_activations, offload_slot_pool
-from modules.module.host_buffer import PAGE, host_buffer, page_rounded
+from modules.module.host_buffer import PAGE, host_buffer, page_rounded, pinned_bytes
 from tests.process_memory import anonymous_resident
 from tests.test_block_swap import BLOCKS, bit_equal, lora_transformer, step
 
@@ -89,8 +89,10 @@ def test_slots_take_the_inputs_exact_size_and_a_larger_bucket_replaces_them():
 
 def test_a_host_buffer_takes_its_exact_size_and_gives_it_back():
     size = 48 * 1024 * 1024 + 123  # a power-of-two allocator would take 64 MiB
+    pinned_before = pinned_bytes()
     before = anonymous_resident()
     buffer = host_buffer(size, pin=False)
+    assert pinned_bytes() == pinned_before  # not page-locked: not counted as pinned
     assert buffer.nbytes == buffer.held == page_rounded(size) < size + PAGE
     assert buffer.tensor.data_ptr() % PAGE == 0
     buffer.tensor.fill_(7)  # the pages become resident when written

@@ -212,7 +212,7 @@ def offload_equality(device: torch.device) -> dict:
     host-memory plan counts), none made again by the second step."""
     from modules.module.activation_offload import offload_activations, offload_slot_pool
     from modules.module.block_swap import BlockSwapper
-    from modules.module.host_buffer import page_rounded
+    from modules.module.host_buffer import page_rounded, pinned_bytes
 
     inputs = tiny_inputs()
     plain = tiny_lora_transformer()
@@ -236,7 +236,8 @@ def offload_equality(device: torch.device) -> dict:
     )
     expected = blocks * page_rounded(seen[0])
     return {"bit_equal": equal, "slots_made": pool.created, "blocks": blocks, "held_bytes": pool.held_bytes,
-            "expected_bytes": expected, "exact": pool.exact and pool.held_bytes == expected}  # fmt: skip
+            "expected_bytes": expected, "exact": pool.exact and pool.held_bytes == expected,
+            "pinned_bytes_now": pinned_bytes()[0]}  # fmt: skip
 
 
 def copy_overlap(device: torch.device, tiny: bool) -> dict:

@@ -20,6 +20,7 @@ from modules.benchmark.device_peaks import peak_tflops
 from modules.benchmark.flops import TransformerShape, training_step_flops
 from modules.benchmark.synthetic_data import SyntheticLatents
 from modules.config.train_config import TrainConfig
+from modules.module.host_buffer import pinned_bytes
 from modules.registry import benchmark_kit_for, plugin_for
 from modules.trainer.generic_trainer import GenericTrainer
 from modules.trainer.guards.oom import OutOfMemoryStop
@@ -206,6 +207,8 @@ def _speed_fields(times: list[float], measure: Measure, shape, config: TrainConf
 
 def _memory_fields(device: torch.device) -> dict:
     fields = {"host_peak_rss_gib": _host_peak_rss_gib()}
+    # Page-locked host memory of the swap's staging and offloading's slots (the host plan's pinned terms).
+    fields["host_pinned_peak_gib"] = pinned_bytes()[1] / GIB
     if device.type == "cuda":
         fields["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / GIB
         fields["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / GIB

@@ -27,6 +27,20 @@ log = logging.getLogger("wan_trainer.memory")
 PAGE = mmap.PAGESIZE
 _CUDA_HOST_REGISTER_PORTABLE = 1  # usable from every device's context, as PyTorch's own registration does
 _WARNED = threading.Event()
+_PINNED = {"bytes": 0, "peak": 0}  # page-locked bytes these buffers hold now, and the most they held at once
+_PINNED_LOCK = threading.Lock()
+
+
+def pinned_bytes() -> tuple[int, int]:
+    """(now, peak) page-locked bytes held by host buffers: what a GPU run measures against the plan's pinned terms."""
+    with _PINNED_LOCK:
+        return _PINNED["bytes"], _PINNED["peak"]
+
+
+def _count_pinned(delta: int) -> None:
+    with _PINNED_LOCK:
+        _PINNED["bytes"] += delta
+        _PINNED["peak"] = max(_PINNED["peak"], _PINNED["bytes"])
 
 
 def page_rounded(nbytes: int) -> int:
@@ -53,6 +67,9 @@ class HostBuffer:
             torch.cuda.synchronize()  # a copy out of it may still be queued
             torch.cuda.cudart().cudaHostUnregister(self.tensor.data_ptr())
             self.registered = False
+        if self.pinned and self.held:
+            _count_pinned(-self.held)
+            self.held = 0
         # The mapping goes when the last view of it does (the tensor's storage holds the region's buffer).
         self.tensor, self._region = torch.empty(0, dtype=torch.uint8), None
 
@@ -70,6 +87,7 @@ def host_buffer(nbytes: int, pin: bool) -> HostBuffer:
     if not pin:
         return HostBuffer(tensor, size, pinned=False, _region=region)
     if _register(tensor.data_ptr(), size):
+        _count_pinned(size)
         return HostBuffer(tensor, size, pinned=True, registered=True, _region=region)
     del tensor
     if region is not None:
@@ -80,6 +98,7 @@ def host_buffer(nbytes: int, pin: bool) -> HostBuffer:
             "could not page-lock host buffers at their exact size (cudaHostRegister failed): they come from "
             "PyTorch's pinned allocator, rounded up to a power of two, so host memory runs above the plan"
         )
+    _count_pinned(_power_of_two(size))
     return HostBuffer(torch.empty(size, dtype=torch.uint8, pin_memory=True), _power_of_two(size), pinned=True)
 
 
