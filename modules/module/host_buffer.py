@@ -89,9 +89,7 @@ def host_buffer(nbytes: int, pin: bool) -> HostBuffer:
     if _register(tensor.data_ptr(), size):
         _count_pinned(size)
         return HostBuffer(tensor, size, pinned=True, registered=True, _region=region)
-    del tensor
-    if region is not None:
-        region.close()
+    del tensor, region  # unmapped with its last view (closing it now would fail while the view's export lives)
     if not _WARNED.is_set():
         _WARNED.set()
         log.warning(
