@@ -5,6 +5,7 @@ diffusers-folder path, sampling, and the config rules."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -176,11 +177,11 @@ def test_lora_on_fp8_base_is_float32_and_initialised_as_on_a_float32_base():
 # ---- loading --------------------------------------------------------------------------------------------
 
 
-def test_fp8_scaled_single_file_keeps_its_bytes_and_scales(tiny_model_dir, tmp_path):
-    base = tiny_model_dir("TI2V-5B")
+def write_fp8_scaled_file(base: Path, folder: Path) -> tuple[object, Path]:
+    """The tiny TI2V-5B's transformer (read in bf16) written as ComfyUI's fp8_scaled single file; (source, path)."""
     source = load_wan_model(base, transformer_dtype=torch.bfloat16)
     path = write_single_file(
-        tmp_path / "wan2.2_ti2v_5B_fp8_scaled.safetensors",
+        folder / "wan2.2_ti2v_5B_fp8_scaled.safetensors",
         source.transformer,
         "transformer",
         naming="original",
@@ -188,6 +189,12 @@ def test_fp8_scaled_single_file_keeps_its_bytes_and_scales(tiny_model_dir, tmp_p
         dtype=torch.bfloat16,
         fp8_scaled=True,
     )
+    return source, path
+
+
+def test_fp8_scaled_single_file_keeps_its_bytes_and_scales(tiny_model_dir, tmp_path):
+    base = tiny_model_dir("TI2V-5B")
+    source, path = write_fp8_scaled_file(base, tmp_path)
     loaded = load_wan_model(base, **FP8, transformer_path=path).transformer
     layers = fp8_layers(loaded)
     assert sorted(layers) == sorted(fp8_storage_names(source.transformer))

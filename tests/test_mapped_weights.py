@@ -21,6 +21,7 @@ from modules.wan.formats.headers import TensorReader, read_header
 from modules.wan.loading.loader import load_wan_model
 from modules.wan.loading.single_file_writer import write_single_file
 from tests.test_both_experts import make_trainer
+from tests.test_fp8_storage import write_fp8_scaled_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -45,16 +46,7 @@ def digest(path: Path) -> str:
 @pytest.fixture(scope="module")
 def fp8_scaled_file(tiny_model_dir, tmp_path_factory):
     base = tiny_model_dir("TI2V-5B")
-    source = load_wan_model(base, transformer_dtype=torch.bfloat16)
-    path = write_single_file(
-        tmp_path_factory.mktemp("mapped") / "wan2.2_ti2v_5B_fp8_scaled.safetensors",
-        source.transformer,
-        "transformer",
-        naming="original",
-        prefix="model.diffusion_model.",
-        dtype=torch.bfloat16,
-        fp8_scaled=True,
-    )
+    _, path = write_fp8_scaled_file(base, tmp_path_factory.mktemp("mapped"))
     return base, path
 
 
