@@ -62,7 +62,7 @@ class HostSlotPool:
 
     def lend(self, shape: torch.Size, dtype: torch.dtype, owner: object) -> torch.Tensor:
         """A host tensor of `shape` and `dtype` (contents undefined), given back when `owner` is freed."""
-        nbytes = shape.numel() * torch.empty((), dtype=dtype).element_size()
+        nbytes = shape.numel() * dtype.itemsize
         with self._lock:
             fitting = [slot for slot in self._free if slot.nbytes >= nbytes]
             if fitting:
